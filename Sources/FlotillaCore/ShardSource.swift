@@ -1,0 +1,123 @@
+/// Where a shard's samples come from. Carried inside every shard record.
+public enum ShardSource: Sendable, Hashable, Codable {
+    /// A byte range of a local file, starting and ending on line boundaries.
+    case file(FileRange)
+    /// A byte range of an HTTP(S) resource, read later with a Range request.
+    case http(HTTPRange)
+    /// Samples embedded in the shard record itself (pipelines publishing input partitions directly).
+    case inline([InlineSample])
+
+    private enum CodingKeys: String, CodingKey { case kind, range, samples }
+    private enum Kind: String, Codable { case file, http, inline }
+
+    public init(from decoder: any Decoder) throws {
+        let container = try decoder.container(keyedBy: CodingKeys.self)
+        switch try container.decode(Kind.self, forKey: .kind) {
+        case .file: self = .file(try FileRange(from: decoder))
+        case .http: self = .http(try HTTPRange(from: decoder))
+        case .inline: self = .inline(try container.decode([InlineSample].self, forKey: .samples))
+        }
+    }
+
+    public func encode(to encoder: any Encoder) throws {
+        var container = encoder.container(keyedBy: CodingKeys.self)
+        switch self {
+        case .file(let range):
+            try container.encode(Kind.file, forKey: .kind)
+            try range.encode(to: encoder)
+        case .http(let range):
+            try container.encode(Kind.http, forKey: .kind)
+            try range.encode(to: encoder)
+        case .inline(let samples):
+            try container.encode(Kind.inline, forKey: .kind)
+            try container.encode(samples, forKey: .samples)
+        }
+    }
+}
+
+/// The format of a line-oriented input.
+public enum LineFormat: String, Sendable, Hashable, Codable {
+    /// One JSON value per line.
+    case jsonl
+    /// Comma-separated values with a header line; each row becomes an object keyed by the header.
+    case csv
+}
+
+/// Fields shared by byte-range sources. Encoded flat into the source object.
+public struct ByteRange: Sendable, Hashable, Codable {
+    /// First byte of the range (on a line start).
+    public var offset: Int64
+    /// Number of bytes (the range ends just after a newline, or at end of file).
+    public var length: Int64
+    /// 1-based line number of the range's first line in the whole input, for `<file>:<line>` ids.
+    public var firstLine: Int64
+    public var format: LineFormat
+    /// The CSV header line, carried into every shard (nil for JSON lines).
+    public var header: String?
+    /// The field or column holding the sample id; nil means `<file>:<line>`.
+    public var idField: String?
+
+    public init(offset: Int64, length: Int64, firstLine: Int64, format: LineFormat, header: String? = nil, idField: String? = nil) {
+        self.offset = offset
+        self.length = length
+        self.firstLine = firstLine
+        self.format = format
+        self.header = header
+        self.idField = idField
+    }
+}
+
+/// A byte range of a local file.
+public struct FileRange: Sendable, Hashable, Codable {
+    public var path: String
+    public var range: ByteRange
+
+    public init(path: String, range: ByteRange) {
+        self.path = path
+        self.range = range
+    }
+
+    private enum CodingKeys: String, CodingKey { case path }
+    public init(from decoder: any Decoder) throws {
+        path = try decoder.container(keyedBy: CodingKeys.self).decode(String.self, forKey: .path)
+        range = try ByteRange(from: decoder)
+    }
+    public func encode(to encoder: any Encoder) throws {
+        var container = encoder.container(keyedBy: CodingKeys.self)
+        try container.encode(path, forKey: .path)
+        try range.encode(to: encoder)
+    }
+}
+
+/// A byte range of an HTTP(S) resource.
+public struct HTTPRange: Sendable, Hashable, Codable {
+    public var url: String
+    public var range: ByteRange
+
+    public init(url: String, range: ByteRange) {
+        self.url = url
+        self.range = range
+    }
+
+    private enum CodingKeys: String, CodingKey { case url }
+    public init(from decoder: any Decoder) throws {
+        url = try decoder.container(keyedBy: CodingKeys.self).decode(String.self, forKey: .url)
+        range = try ByteRange(from: decoder)
+    }
+    public func encode(to encoder: any Encoder) throws {
+        var container = encoder.container(keyedBy: CodingKeys.self)
+        try container.encode(url, forKey: .url)
+        try range.encode(to: encoder)
+    }
+}
+
+/// A sample embedded in a shard record.
+public struct InlineSample: Sendable, Hashable, Codable {
+    public var id: String
+    public var input: JSONValue
+
+    public init(id: String, input: JSONValue) {
+        self.id = id
+        self.input = input
+    }
+}
