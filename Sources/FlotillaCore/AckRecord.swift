@@ -1,0 +1,53 @@
+/// The completion record of one execution of a shard on `<p>.<job>.acks`, keyed by shard id.
+/// Published in the same transaction as the execution's results. A shard is done at its first
+/// committed ack with status `done`, and only results of that execution count (`ResultLedger`).
+public struct AckRecord: FlotillaRecord, Hashable {
+    public static let recordType = "ack"
+    public static let recordName = "ack record"
+
+    public var job: String
+    public var shard: String
+    public var attempt: Int
+    /// The execution's run id: a UUID string unique to this execution, also carried by each of
+    /// its results. Two workers running the same shard record have different run ids.
+    public var run: String
+    /// The worker id that ran it.
+    public var worker: String
+    /// Samples read from the shard (each has a result: an output or an error).
+    public var samples: Int
+    /// Samples whose result is an error.
+    public var errorSamples: Int
+    public var status: AckStatus
+    /// Why the execution failed (status `failed` only).
+    public var error: String?
+    /// Execution start and end (epoch ms).
+    public var startedAt: Int64
+    public var finishedAt: Int64
+
+    public init(
+        job: String, shard: String, attempt: Int, run: String, worker: String, samples: Int,
+        errorSamples: Int = 0, status: AckStatus = .done, error: String? = nil,
+        startedAt: Int64, finishedAt: Int64 = Timestamp.now()
+    ) {
+        self.job = job
+        self.shard = shard
+        self.attempt = attempt
+        self.run = run
+        self.worker = worker
+        self.samples = samples
+        self.errorSamples = errorSamples
+        self.status = status
+        self.error = error
+        self.startedAt = startedAt
+        self.finishedAt = finishedAt
+    }
+}
+
+/// How an execution of a shard ended.
+public enum AckStatus: String, Sendable, Hashable, Codable, CaseIterable {
+    /// Every sample has a result (output or error) in the same transaction.
+    case done
+    /// The shard could not be processed (source unreadable, predictor gone); no results count.
+    /// The controller retries it while attempts are left.
+    case failed
+}

@@ -1,0 +1,95 @@
+/// One input source of a job.
+///
+/// Encodes like the YAML: `{file, format, id}`, `{url, format, id}` or `{inline: [{id, input}]}`.
+public enum InputConfig: Sendable, Hashable, Codable {
+    /// A local JSON-lines or CSV file, sharded by byte ranges on line boundaries.
+    case file(FileInput)
+    /// An HTTP(S) resource, sharded by byte ranges read with Range requests.
+    case http(HTTPInput)
+    /// Samples written in the spec itself, ids already assigned.
+    case inline([InlineSample])
+
+    private enum CodingKeys: String, CodingKey { case file, url, inline, format, id }
+
+    public init(from decoder: any Decoder) throws {
+        let container = try decoder.container(keyedBy: CodingKeys.self)
+        if let path = try container.decodeIfPresent(String.self, forKey: .file) {
+            self = .file(FileInput(
+                path: path,
+                format: try container.decode(LineFormat.self, forKey: .format),
+                idField: try container.decode(String.self, forKey: .id)))
+        } else if let url = try container.decodeIfPresent(String.self, forKey: .url) {
+            self = .http(HTTPInput(
+                url: url,
+                format: try container.decode(LineFormat.self, forKey: .format),
+                idField: try container.decode(String.self, forKey: .id)))
+        } else {
+            self = .inline(try container.decode([InlineSample].self, forKey: .inline))
+        }
+    }
+
+    public func encode(to encoder: any Encoder) throws {
+        var container = encoder.container(keyedBy: CodingKeys.self)
+        switch self {
+        case .file(let input):
+            try container.encode(input.path, forKey: .file)
+            try container.encode(input.format, forKey: .format)
+            try container.encode(input.idField, forKey: .id)
+        case .http(let input):
+            try container.encode(input.url, forKey: .url)
+            try container.encode(input.format, forKey: .format)
+            try container.encode(input.idField, forKey: .id)
+        case .inline(let samples):
+            try container.encode(samples, forKey: .inline)
+        }
+    }
+}
+
+/// A local line-oriented file.
+public struct FileInput: Sendable, Hashable {
+    /// Absolute path (relative paths in the spec resolve against the spec's folder). Existence is
+    /// checked when the input is sharded, not when the spec is loaded.
+    public var path: String
+    /// Default from the extension: `.jsonl`, `.ndjson`, `.json` → jsonl; `.csv` → csv.
+    public var format: LineFormat
+    /// The field (JSON lines) or column (CSV) holding the sample id. Default "id"; a line
+    /// without it gets the id `<file>:<line>`.
+    public var idField: String
+
+    public init(path: String, format: LineFormat, idField: String = "id") {
+        self.path = path
+        self.format = format
+        self.idField = idField
+    }
+}
+
+/// An HTTP(S) line-oriented resource.
+public struct HTTPInput: Sendable, Hashable {
+    /// An `http://` or `https://` URL.
+    public var url: String
+    /// Default from the URL path's extension, as for files.
+    public var format: LineFormat
+    /// As `FileInput.idField`; a line without it gets the id `<url>:<line>`.
+    public var idField: String
+
+    public init(url: String, format: LineFormat, idField: String = "id") {
+        self.url = url
+        self.format = format
+        self.idField = idField
+    }
+}
+
+extension LineFormat {
+    /// The format a file name or URL path implies by its extension, if any.
+    public static func fromExtension(of path: String) -> LineFormat? {
+        var name = Substring(path)
+        // Ignore a URL's query or fragment.
+        if let cut = name.firstIndex(where: { $0 == "?" || $0 == "#" }) { name = name[..<cut] }
+        guard let dot = name.lastIndex(of: "."), !name[dot...].contains("/") else { return nil }
+        switch name[name.index(after: dot)...].lowercased() {
+        case "jsonl", "ndjson", "json": return .jsonl
+        case "csv": return .csv
+        default: return nil
+        }
+    }
+}

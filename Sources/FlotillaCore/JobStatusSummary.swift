@@ -1,0 +1,40 @@
+/// The counts of a job: what `flotilla run --json` and `flotilla status --json` print and what a
+/// finished job's manifest carries.
+public struct JobStatusSummary: Sendable, Hashable, Codable {
+    public var job: String
+    /// Shards published (distinct shard ids, not attempts).
+    public var shards: Int
+    /// Shards with a committed done ack.
+    public var done: Int
+    /// Shards sent to the DLQ (failed `maxAttempts` times or undecodable).
+    public var dead: Int
+    /// Samples in done shards (their acks' `samples`).
+    public var samples: Int
+    /// Samples that ended as error results (their acks' `errorSamples`).
+    public var failedSamples: Int
+    /// Wall time from submission (manifest `createdAt`) to the last ack, in seconds.
+    public var seconds: Double
+    /// `samples / seconds` (0 when seconds is 0).
+    public var samplesPerSecond: Double
+    /// Shard attempts published after the first (worker lost, lease expired, retry, stolen, ...).
+    public var reEnqueued: Int
+    /// Done acks beyond the first per shard: executions whose results readers discard.
+    public var duplicates: Int
+
+    public init(
+        job: String, shards: Int, done: Int, dead: Int, samples: Int, failedSamples: Int,
+        seconds: Double, samplesPerSecond: Double? = nil, reEnqueued: Int = 0, duplicates: Int = 0
+    ) {
+        self.job = job
+        self.shards = shards
+        self.done = done
+        self.dead = dead
+        self.samples = samples
+        self.failedSamples = failedSamples
+        self.seconds = seconds.isFinite ? seconds : 0
+        let rate = samplesPerSecond ?? (seconds > 0 ? Double(samples) / seconds : 0)
+        self.samplesPerSecond = rate.isFinite ? rate : 0
+        self.reEnqueued = reEnqueued
+        self.duplicates = duplicates
+    }
+}

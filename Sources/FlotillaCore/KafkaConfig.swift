@@ -1,0 +1,50 @@
+/// Kafka client settings.
+public struct KafkaConfig: Sendable, Hashable, Codable {
+    /// Bootstrap servers, "host:port[,host:port...]". Default none: `--brokers` on the command
+    /// line, or the embedded broker of `flotilla run`. The command line wins when both are given.
+    public var brokers: String?
+    /// Prefix of every topic name: `[A-Za-z0-9._-]`, at most 100 characters. Default "flotilla".
+    public var topicPrefix: String
+    /// Partitions of the shards and results topics; 0 (default) means 8 × `workers.max`.
+    public var partitions: Int
+    /// Replication factor of created topics; nil (default) means the broker's default.
+    public var replicationFactor: Int?
+    /// Largest record Flotilla produces, in bytes; inline shards are cut to fit and a larger result
+    /// becomes an error result. Passed to the client as `message.max.bytes`. Default 1000000.
+    public var maxMessageBytes: Int
+    /// librdkafka properties passed through as is (security, SASL, TLS, tuning). Keys Flotilla
+    /// sets itself are refused: see `KafkaConfig.reservedProperties`.
+    public var properties: [String: String]
+
+    public static let defaultTopicPrefix = "flotilla"
+    public static let defaultMaxMessageBytes = 1_000_000
+
+    /// Properties Flotilla owns; setting them would break the delivery contract.
+    public static let reservedProperties: [String: String] = [
+        "bootstrap.servers": "set kafka.brokers instead",
+        "metadata.broker.list": "set kafka.brokers instead",
+        "group.id": "Flotilla names the worker group itself",
+        "transactional.id": "Flotilla names each worker's transactional producer itself",
+        "enable.auto.commit": "Flotilla commits offsets only for finished shards",
+        "enable.auto.offset.store": "Flotilla stores offsets only for finished shards",
+        "isolation.level": "Flotilla reads committed records only",
+        "enable.idempotence": "Flotilla turns it on itself",
+        "message.max.bytes": "set kafka.maxMessageBytes instead",
+    ]
+
+    public init(
+        brokers: String? = nil,
+        topicPrefix: String = KafkaConfig.defaultTopicPrefix,
+        partitions: Int = 0,
+        replicationFactor: Int? = nil,
+        maxMessageBytes: Int = KafkaConfig.defaultMaxMessageBytes,
+        properties: [String: String] = [:]
+    ) {
+        self.brokers = brokers
+        self.topicPrefix = topicPrefix
+        self.partitions = partitions
+        self.replicationFactor = replicationFactor
+        self.maxMessageBytes = maxMessageBytes
+        self.properties = properties
+    }
+}

@@ -1,0 +1,88 @@
+/// One sample's result on `<p>.<job>.results`, keyed by sample id: the last stage's output, or
+/// the error that stopped the sample. Counts for readers only when its (`shard`, `attempt`, `run`)
+/// matches the shard's first committed done ack (`ResultLedger`).
+public struct ResultRecord: FlotillaRecord, Hashable {
+    public static let recordType = "result"
+    public static let recordName = "result record"
+
+    public var job: String
+    /// The sample id (JSON key `id`).
+    public var id: String
+    public var shard: String
+    public var attempt: Int
+    /// The run id of the execution that produced it (the same as its ack's).
+    public var run: String
+    public var outcome: Outcome
+    /// The stage that produced the error (errors only; nil for errors before the first stage,
+    /// such as an unreadable line).
+    public var stage: String?
+
+    /// A sample's output or error.
+    public enum Outcome: Sendable, Hashable {
+        /// The last stage's output (any JSON value, null included).
+        case output(JSONValue)
+        /// Why the sample has no output.
+        case error(String)
+    }
+
+    public init(job: String, id: String, shard: String, attempt: Int, run: String, outcome: Outcome, stage: String? = nil) {
+        self.job = job
+        self.id = id
+        self.shard = shard
+        self.attempt = attempt
+        self.run = run
+        self.outcome = outcome
+        self.stage = stage
+    }
+
+    /// The output, if the sample succeeded.
+    public var output: JSONValue? {
+        if case .output(let value) = outcome { return value }
+        return nil
+    }
+
+    /// The error message, if the sample failed.
+    public var error: String? {
+        if case .error(let message) = outcome { return message }
+        return nil
+    }
+
+    private enum CodingKeys: String, CodingKey { case job, id, shard, attempt, run, output, error, stage }
+
+    // Exactly one of `output` / `error`; an `output` of null is a real (null) output.
+    public init(from decoder: any Decoder) throws {
+        let container = try decoder.container(keyedBy: CodingKeys.self)
+        job = try container.decode(String.self, forKey: .job)
+        id = try container.decode(String.self, forKey: .id)
+        shard = try container.decode(String.self, forKey: .shard)
+        attempt = try container.decode(Int.self, forKey: .attempt)
+        run = try container.decode(String.self, forKey: .run)
+        stage = try container.decodeIfPresent(String.self, forKey: .stage)
+        switch (container.contains(.output), container.contains(.error)) {
+        case (true, false):
+            outcome = .output(try container.decode(JSONValue.self, forKey: .output))
+        case (false, true):
+            outcome = .error(try container.decode(String.self, forKey: .error))
+        case (true, true):
+            throw DecodingError.dataCorruptedError(
+                forKey: .error, in: container, debugDescription: "has both output and error; expected exactly one")
+        case (false, false):
+            throw DecodingError.keyNotFound(CodingKeys.output, DecodingError.Context(
+                codingPath: [], debugDescription: "expected output or error"))
+        }
+    }
+
+    public func encode(to encoder: any Encoder) throws {
+        var container = encoder.container(keyedBy: CodingKeys.self)
+        try container.encode(job, forKey: .job)
+        try container.encode(id, forKey: .id)
+        try container.encode(shard, forKey: .shard)
+        try container.encode(attempt, forKey: .attempt)
+        try container.encode(run, forKey: .run)
+        switch outcome {
+        case .output(let value): try container.encode(value, forKey: .output)
+        case .error(let message): try container.encode(message, forKey: .error)
+        }
+        try container.encodeIfPresent(stage, forKey: .stage)
+    }
+}
