@@ -46,6 +46,11 @@ let package = Package(
             ],
             swiftSettings: swiftSettings
         ),
+        .executableTarget(
+            name: "flotilla-shard-bench",
+            dependencies: ["FlotillaCore", "FlotillaSources", .product(name: "Logging", package: "swift-log")],
+            swiftSettings: swiftSettings
+        ),
         .target(
             name: "FlotillaPredictor",
             dependencies: [
@@ -75,7 +80,7 @@ let package = Package(
         ),
         .testTarget(name: "RdKafkaTests", dependencies: ["RdKafka", "FlotillaTestSupport"], swiftSettings: swiftSettings),
         .testTarget(name: "FlotillaCoreTests", dependencies: ["FlotillaCore"], swiftSettings: swiftSettings),
-        .testTarget(name: "FlotillaSourcesTests", dependencies: ["FlotillaSources"], swiftSettings: swiftSettings),
+        .testTarget(name: "FlotillaSourcesTests", dependencies: ["FlotillaSources", "FlotillaCore", .product(name: "Logging", package: "swift-log")], swiftSettings: swiftSettings),
         .testTarget(name: "FlotillaPredictorTests", dependencies: ["FlotillaPredictor"], swiftSettings: swiftSettings),
     ]
 )

@@ -1,0 +1,136 @@
+import FlotillaCore
+import Logging
+
+/// Reads one shard's samples back: a file byte range, an HTTP byte range, or inline samples.
+///
+/// A shard is at most a few thousand samples, so it is returned as one array: memory is bounded
+/// by the shard size, which the sharders bound. Per-sample problems never throw: invalid UTF-8,
+/// malformed JSON, ragged CSV rows and duplicate ids become samples whose input is `.failure`
+/// (rules in ``SampleParser``). What throws is a source that cannot be read as sharded: a missing
+/// or unreadable file, an HTTP error, or an input that changed since sharding (the range runs past
+/// the end, or no longer starts just after a newline).
+///
+/// Inline shards follow the same duplicate-id rule, with `inline:<position>` (1-based) standing
+/// for `<source>:<line>`.
+public struct ShardReader: Sendable {
+    public var logger: Logger
+    public var http: HTTPOptions
+
+    public init(logger: Logger, http: HTTPOptions = HTTPOptions()) {
+        self.logger = logger
+        self.http = http
+    }
+
+    /// Every sample of `source`, in input order.
+    public func read(_ source: ShardSource) async throws(FlotillaError) -> [Sample] {
+        switch source {
+        case .file(let file):
+            try Self.validate(file.range, source: file.path)
+            let bytes = try await Blocking.run { () throws(FlotillaError) in try Self.readBytes(file) }
+            return try bytes.withUnsafeBytes { raw in
+                Result { () throws(FlotillaError) in try SampleParser.parse(raw, source: file.path, range: file.range) }
+            }.get()
+        case .http(let http):
+            try Self.validate(http.range, source: http.url)
+            let bytes = try await fetch(http)
+            return try bytes.withUnsafeBytes { raw in
+                Result { () throws(FlotillaError) in try SampleParser.parse(raw, source: http.url, range: http.range) }
+            }.get()
+        case .inline(let inline):
+            var ids = DuplicateIDs(source: "inline")
+            return inline.enumerated().map { position, sample in
+                ids.check(Sample(id: sample.id, input: .success(sample.input)), line: Int64(position + 1))
+            }
+        }
+    }
+
+    private static func validate(_ range: ByteRange, source: String) throws(FlotillaError) {
+        guard range.offset >= 0, range.length > 0, range.firstLine >= 1 else {
+            throw FlotillaError(
+                .invalidInput,
+                "shard of \(source) has an invalid range (offset \(range.offset), length \(range.length), first line \(range.firstLine))"
+            )
+        }
+    }
+
+    private static func changed(_ source: String, _ detail: String) -> FlotillaError {
+        FlotillaError(.invalidInput, "input \(source) changed since it was sharded: \(detail); shard it again")
+    }
+
+    /// The range's bytes, after checking that it still lies on line boundaries inside the file.
+    private static func readBytes(_ file: FileRange) throws(FlotillaError) -> [UInt8] {
+        let input = try InputFile(path: file.path)
+        let range = file.range
+        let end = range.offset + range.length
+        guard end <= input.size else {
+            throw changed(file.path, "the shard ends at byte \(end) but the file now has \(input.size) bytes")
+        }
+        if range.offset > 0, try input.byte(at: range.offset - 1) != 0x0A {
+            throw changed(file.path, "byte \(range.offset) no longer starts a line")
+        }
+        let bytes = try [UInt8](unsafeUninitializedCapacity: Int(range.length)) { (buffer, count) throws(FlotillaError) in
+            try input.readExactly(into: UnsafeMutableRawBufferPointer(buffer), at: range.offset)
+            count = Int(range.length)
+        }
+        if end < input.size && bytes.last != 0x0A {
+            throw changed(file.path, "byte \(end) no longer ends a line")
+        }
+        return bytes
+    }
+
+    /// Fetches the range with `Range: bytes=a-b`, one byte early to check the line boundary.
+    /// A server that answers 200 with the whole body is read up to the range's end, the rest dropped.
+    private func fetch(_ source: HTTPRange) async throws(FlotillaError) -> [UInt8] {
+        let range = source.range
+        let url = source.url
+        let first = max(0, range.offset - 1)
+        let last = range.offset + range.length - 1
+        let wanted = Int(last - first + 1)
+        var bytes: [UInt8] = []
+        bytes.reserveCapacity(wanted)
+        var position: Int64 = 0  // offset of the next body byte, when the server sends the whole body
+        var whole = false
+        var total: Int64?
+        let logger = logger
+        try await HTTPClient(options: http).get(url, range: first...last, onResponse: { head throws(FlotillaError) in
+            switch head.status {
+            case 206:
+                // "bytes a-b/total": check that the server sends the range we asked for.
+                guard let contentRange = head.contentRange, contentRange.hasPrefix("bytes \(first)-") else {
+                    throw FlotillaError(.invalidInput, "GET \(url): answered range '\(head.contentRange ?? "none")' for bytes=\(first)-\(last)")
+                }
+                total = contentRange.split(separator: "/").last.flatMap { Int64($0) }
+            case 416:
+                throw Self.changed(url, "the server says bytes \(first)-\(last) are past its end")
+            default:
+                whole = true
+                total = head.contentLength
+                RangeFallback.warnOnce(url: url, logger: logger)
+            }
+        }, onData: { chunk throws(FlotillaError) in
+            if !whole {
+                bytes.append(contentsOf: chunk.prefix(wanted - bytes.count))
+                return bytes.count < wanted
+            }
+            let chunkStart = position
+            position += Int64(chunk.count)
+            let from = max(first, chunkStart)
+            let to = min(last + 1, position)
+            if from < to {
+                bytes.append(contentsOf: chunk[Int(from - chunkStart)..<Int(to - chunkStart)])
+            }
+            return position <= last
+        })
+        guard bytes.count == wanted else {
+            throw Self.changed(url, "the shard ends at byte \(last + 1) but the body ended at byte \(first + Int64(bytes.count))")
+        }
+        if range.offset > 0 {
+            guard bytes[0] == 0x0A else { throw Self.changed(url, "byte \(range.offset) no longer starts a line") }
+            bytes.removeFirst()
+        }
+        if bytes.last != 0x0A, let total, last + 1 < total {
+            throw Self.changed(url, "byte \(last + 1) no longer ends a line")
+        }
+        return bytes
+    }
+}
