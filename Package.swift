@@ -34,6 +34,11 @@ let package = Package(
             swiftSettings: swiftSettings
         ),
         .target(
+            name: "EmbeddedBroker",
+            dependencies: ["FlotillaCore", .product(name: "Logging", package: "swift-log")],
+            swiftSettings: swiftSettings
+        ),
+        .target(
             name: "FlotillaCore",
             dependencies: [.product(name: "Yams", package: "Yams")],
             swiftSettings: swiftSettings
@@ -64,6 +69,7 @@ let package = Package(
             name: "flotilla",
             dependencies: [
                 "RdKafka",
+                "EmbeddedBroker",
                 "FlotillaCore",
                 "FlotillaSources",
                 "FlotillaPredictor",
@@ -75,7 +81,7 @@ let package = Package(
         ),
         .target(
             name: "FlotillaTestSupport",
-            dependencies: ["RdKafka"],
+            dependencies: ["RdKafka", "EmbeddedBroker", "FlotillaCore", .product(name: "Logging", package: "swift-log")],
             swiftSettings: swiftSettings
         ),
         .testTarget(name: "RdKafkaTests", dependencies: ["RdKafka", "FlotillaTestSupport"], swiftSettings: swiftSettings),

@@ -1,0 +1,177 @@
+import CRdKafka
+import Foundation
+import Logging
+import Synchronization
+
+/// A Kafka producer: asynchronous delivery reports, idempotent by default, optional transactions.
+///
+/// A dedicated thread serves librdkafka's delivery callbacks (`rd_kafka_poll`); blocking calls
+/// (flush, transactions) run on the client's own queue, never on the cooperative pool.
+public final class KafkaProducer: Sendable {
+    let client: KafkaClient
+    private let poller: PollThread
+    public let configuration: KafkaProducerConfiguration
+
+    public init(configuration: KafkaProducerConfiguration, logger: Logger) throws(KafkaError) {
+        self.configuration = configuration
+        client = try KafkaClient(kind: RD_KAFKA_PRODUCER, properties: configuration.librdkafkaProperties,
+                                 bootstrapServers: configuration.client.bootstrapServers, logger: logger) { conf in
+            rd_kafka_conf_set_dr_msg_cb(conf, deliveryCallback)
+        }
+        poller = PollThread(client: client)
+    }
+
+    deinit {
+        poller.stop()
+    }
+
+    /// Enqueues a record without waiting; `onDelivery` runs on the poll thread when the broker
+    /// acknowledges it or it fails. Throws at once when the record cannot even be enqueued
+    /// (too large, unknown partition, fatal client error); a full local queue is retried by `send`.
+    public func enqueue(_ message: OutgoingMessage,
+                        onDelivery: @escaping @Sendable (Result<DeliveryReport, KafkaError>) -> Void = { _ in }) throws(KafkaError) {
+        let box = Unmanaged.passRetained(DeliveryBox(onDelivery)).toOpaque()
+        var headers: OpaquePointer?
+        if !message.headers.isEmpty {
+            headers = rd_kafka_headers_new(message.headers.count)
+            for header in message.headers {
+                _ = header.value.withUnsafeBytes { rd_kafka_header_add(headers, header.name, -1, $0.baseAddress, $0.count) }
+            }
+        }
+        let key = message.key ?? []
+        let err = message.value.withUnsafeBytes { value in
+            key.withUnsafeBytes { keyBytes in
+                flotilla_producev(client.handle, message.topic, message.partition ?? -1,
+                                  message.key == nil ? nil : keyBytes.baseAddress, keyBytes.count,
+                                  value.baseAddress, value.count, headers, box)
+            }
+        }
+        if err != RD_KAFKA_RESP_ERR_NO_ERROR {
+            Unmanaged<DeliveryBox>.fromOpaque(box).release()
+            if let headers { rd_kafka_headers_destroy(headers) }
+            throw KafkaError(err, "cannot produce to \(message.topic) (\(message.value.count) bytes)")
+        }
+    }
+
+    /// Produces one record and waits for the broker's acknowledgement.
+    @discardableResult
+    public func send(_ message: OutgoingMessage) async throws(KafkaError) -> DeliveryReport {
+        try await send([message])[0]
+    }
+
+    /// Produces records in order and waits for every acknowledgement; fails with the first error.
+    @discardableResult
+    public func send(_ messages: [OutgoingMessage]) async throws(KafkaError) -> [DeliveryReport] {
+        let pending = PendingDeliveries(count: messages.count)
+        for (index, message) in messages.enumerated() {
+            try await enqueueRetryingWhenFull(message) { pending.complete(index, $0) }
+        }
+        return try await pending.wait()
+    }
+
+    /// Enqueues, sleeping briefly while librdkafka's local queue is full (back-pressure).
+    func enqueueRetryingWhenFull(_ message: OutgoingMessage,
+                                 onDelivery: @escaping @Sendable (Result<DeliveryReport, KafkaError>) -> Void) async throws(KafkaError) {
+        while true {
+            do {
+                try enqueue(message, onDelivery: onDelivery)
+                return
+            } catch where error.code == KafkaError.queueFullCode {
+                try? await Task.sleep(for: .milliseconds(2))
+            }
+        }
+    }
+
+    /// Waits until every enqueued record is delivered or failed.
+    public func flush(timeout: Duration = .seconds(30)) async throws(KafkaError) {
+        let client = client
+        let err = await client.blocking { rd_kafka_flush(client.handle, KafkaClient.timeoutMs(timeout)) }
+        try KafkaError.check(err, "flush did not finish within \(timeout)")
+    }
+
+    /// The fatal error that put this producer out of action (e.g. fenced by a newer instance).
+    public var fatalError: KafkaError? { client.fatalError }
+}
+
+/// Collects the delivery results of a group of records and wakes one waiter when all are in.
+final class PendingDeliveries: Sendable {
+    private struct State {
+        var reports: [DeliveryReport?]
+        var remaining: Int
+        var firstError: KafkaError?
+        var waiter: CheckedContinuation<Void, Never>?
+    }
+
+    private let state: Mutex<State>
+
+    init(count: Int) {
+        state = Mutex(State(reports: Array(repeating: nil, count: count), remaining: count))
+    }
+
+    func complete(_ index: Int, _ result: Result<DeliveryReport, KafkaError>) {
+        let waiter: CheckedContinuation<Void, Never>? = state.withLock { state in
+            switch result {
+            case .success(let report): state.reports[index] = report
+            case .failure(let error): if state.firstError == nil { state.firstError = error }
+            }
+            state.remaining -= 1
+            guard state.remaining == 0 else { return nil }
+            defer { state.waiter = nil }
+            return state.waiter
+        }
+        waiter?.resume()
+    }
+
+    func wait() async throws(KafkaError) -> [DeliveryReport] {
+        await withCheckedContinuation { continuation in
+            let done = state.withLock { state in
+                if state.remaining == 0 { return true }
+                state.waiter = continuation
+                return false
+            }
+            if done { continuation.resume() }
+        }
+        let (reports, error) = state.withLock { ($0.reports, $0.firstError) }
+        if let error { throw error }
+        return reports.map { $0! }
+    }
+}
+
+/// The per-record context passed through librdkafka as the message opaque.
+private final class DeliveryBox {
+    let onDelivery: @Sendable (Result<DeliveryReport, KafkaError>) -> Void
+    init(_ onDelivery: @escaping @Sendable (Result<DeliveryReport, KafkaError>) -> Void) { self.onDelivery = onDelivery }
+}
+
+private func deliveryCallback(_ rk: OpaquePointer?, _ message: UnsafePointer<rd_kafka_message_t>?, _ opaque: UnsafeMutableRawPointer?) {
+    guard let message, let boxPointer = message.pointee._private else { return }
+    let box = Unmanaged<DeliveryBox>.fromOpaque(boxPointer).takeRetainedValue()
+    let topic = message.pointee.rkt.map { String(cString: rd_kafka_topic_name($0)) } ?? ""
+    if message.pointee.err == RD_KAFKA_RESP_ERR_NO_ERROR {
+        box.onDelivery(.success(DeliveryReport(topic: topic, partition: message.pointee.partition, offset: message.pointee.offset)))
+    } else {
+        box.onDelivery(.failure(KafkaError(message.pointee.err, "delivery to \(topic) failed")))
+    }
+}
+
+/// A thread that serves a producer's callbacks until stopped. It holds the client, so the
+/// handle is destroyed only after the thread has left `rd_kafka_poll`.
+final class PollThread: Sendable {
+    private final class StopFlag: Sendable {
+        let stopped = Atomic(false)
+    }
+
+    private let flag = StopFlag()
+
+    init(client: KafkaClient) {
+        let thread = Thread { [flag] in
+            while !flag.stopped.load(ordering: .relaxed) {
+                rd_kafka_poll(client.handle, 50)
+            }
+        }
+        thread.name = "flotilla-rdkafka-poll"
+        thread.start()
+    }
+
+    func stop() { flag.stopped.store(true, ordering: .relaxed) }
+}

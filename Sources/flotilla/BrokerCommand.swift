@@ -1,0 +1,37 @@
+import ArgumentParser
+import EmbeddedBroker
+import FlotillaCore
+import Foundation
+
+/// `flotilla broker`: the embedded Kafka-compatible broker in the foreground.
+struct BrokerCommand: AsyncParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "broker",
+        abstract: "Run the embedded Kafka-compatible broker (Tansu) in the foreground on 127.0.0.1.",
+        discussion: "Everything is kept in memory: stopping the broker loses all topics. Stop with Ctrl-C or SIGTERM."
+    )
+
+    @Option(help: "TCP port to listen on (127.0.0.1).")
+    var port: Int = 9092
+
+    func validate() throws {
+        guard (1...65535).contains(port) else { throw ValidationError("--port must be between 1 and 65535") }
+    }
+
+    func run() async throws {
+        try await exitOnFlotillaError {
+            guard !FreePort.accepts(port: port) else {
+                throw FlotillaError(.invalidConfiguration, "port \(port) on 127.0.0.1 is already in use; choose another with --port")
+            }
+            let broker = try await EmbeddedBroker(port: port)
+            print("flotilla broker listening on \(broker.bootstrapServers) (in memory; Ctrl-C stops it)")
+            let signal = await SignalWaiter.waitForTerminationOrExit { !broker.isRunning }
+            broker.stop()
+            if let signal {
+                print("flotilla broker stopped (\(signal))")
+            } else {
+                throw FlotillaError(.internal, "the embedded broker exited unexpectedly")
+            }
+        }
+    }
+}

@@ -1,0 +1,11 @@
+import ArgumentParser
+
+/// The `flotilla` command: an elastic, fault-tolerant batch inference fleet driven by Kafka.
+@main
+struct Flotilla: AsyncParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "flotilla",
+        abstract: "Elastic, fault-tolerant batch inference driven by Kafka.",
+        subcommands: [BrokerCommand.self]
+    )
+}
