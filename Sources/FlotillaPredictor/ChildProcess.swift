@@ -1,0 +1,172 @@
+#if canImport(Glibc)
+import Glibc
+#elseif canImport(Darwin)
+import Darwin
+#endif
+import FlotillaCore
+import Synchronization
+
+/// A spawned child with pipes on its stdin, stdout and stderr, in its own process group.
+///
+/// Reaping is race-free: `waitForExit()` first waits without reaping (`waitid` with `WNOWAIT`),
+/// then reaps under the same lock `signal(_:)` takes, so a signal never reaches a recycled pid.
+final class ChildProcess: Sendable {
+    let pid: pid_t
+    /// Write end of the child's stdin (owned: closed by `closeStdin()`).
+    let stdinFD: Int32
+    /// Read end of the child's stdout (closed by whoever reads it to EOF).
+    let stdoutFD: Int32
+    /// Read end of the child's stderr.
+    let stderrFD: Int32
+
+    private struct State {
+        var status: ExitStatus?
+        var stdinOpen = true
+    }
+    private let state = Mutex(State())
+
+    private init(pid: pid_t, stdinFD: Int32, stdoutFD: Int32, stderrFD: Int32) {
+        self.pid = pid
+        self.stdinFD = stdinFD
+        self.stdoutFD = stdoutFD
+        self.stderrFD = stderrFD
+    }
+
+    /// Spawns `argv` (`argv[0]` looked up in `PATH`) with `environment` added to this process's.
+    static func spawn(argv: [String], environment: [String: String], workingDirectory: String?) throws(FlotillaError) -> ChildProcess {
+        var stdinPipe: [Int32] = [-1, -1], stdoutPipe: [Int32] = [-1, -1], stderrPipe: [Int32] = [-1, -1]
+        // Close-on-exec on every end, so that children spawned concurrently elsewhere do not inherit them.
+        guard Spawn.pipe2(&stdinPipe, O_CLOEXEC) == 0 else { throw Spawn.failure("cannot create a pipe", errno) }
+        guard Spawn.pipe2(&stdoutPipe, O_CLOEXEC) == 0 else {
+            close(stdinPipe[0]); close(stdinPipe[1])
+            throw Spawn.failure("cannot create a pipe", errno)
+        }
+        guard Spawn.pipe2(&stderrPipe, O_CLOEXEC) == 0 else {
+            for fd in stdinPipe + stdoutPipe { close(fd) }
+            throw Spawn.failure("cannot create a pipe", errno)
+        }
+        let childEnds = [stdinPipe[0], stdoutPipe[1], stderrPipe[1]]
+        defer { for fd in childEnds { close(fd) } }
+
+        var actions = posix_spawn_file_actions_t()
+        posix_spawn_file_actions_init(&actions)
+        defer { posix_spawn_file_actions_destroy(&actions) }
+        posix_spawn_file_actions_adddup2(&actions, stdinPipe[0], 0)
+        posix_spawn_file_actions_adddup2(&actions, stdoutPipe[1], 1)
+        posix_spawn_file_actions_adddup2(&actions, stderrPipe[1], 2)
+        // Other descriptors of this process (sockets, files without close-on-exec) stay out of the child.
+        if let closefrom = Spawn.addClosefrom { _ = closefrom(&actions, 3) }
+        if let workingDirectory {
+            guard let chdir = Spawn.addChdir else {
+                throw FlotillaError(.predictor, "this C library cannot set a child's working directory; leave workingDirectory unset")
+            }
+            _ = chdir(&actions, workingDirectory)
+        }
+
+        var attributes = posix_spawnattr_t()
+        posix_spawnattr_init(&attributes)
+        defer { posix_spawnattr_destroy(&attributes) }
+        // Own process group: a kill reaches helpers the predictor started, and a terminal's Ctrl-C
+        // goes to the parent only, which then shuts its predictors down in order.
+        posix_spawnattr_setpgroup(&attributes, 0)
+        var noSignals = sigset_t()
+        sigemptyset(&noSignals)
+        posix_spawnattr_setsigmask(&attributes, &noSignals)
+        // Ignored signals survive exec; the parent may ignore SIGPIPE, the child must not.
+        var defaults = sigset_t()
+        sigemptyset(&defaults)
+        for signal in [SIGPIPE, SIGINT, SIGTERM, SIGHUP, SIGQUIT, SIGCHLD] { sigaddset(&defaults, signal) }
+        posix_spawnattr_setsigdefault(&attributes, &defaults)
+        posix_spawnattr_setflags(&attributes, Int16(POSIX_SPAWN_SETPGROUP | POSIX_SPAWN_SETSIGMASK | POSIX_SPAWN_SETSIGDEF))
+
+        var merged: [String: String] = [:]
+        var entry = environ
+        while let pointer = entry.pointee {
+            let text = String(cString: pointer)
+            if let equals = text.firstIndex(of: "=") { merged[String(text[..<equals])] = String(text[text.index(after: equals)...]) }
+            entry += 1
+        }
+        for (key, value) in environment { merged[key] = value }
+        let cArgs: [UnsafeMutablePointer<CChar>?] = argv.map { strdup($0) } + [nil]
+        let cEnv: [UnsafeMutablePointer<CChar>?] = merged.map { strdup("\($0.key)=\($0.value)") } + [nil]
+        defer {
+            for pointer in cArgs { free(pointer) }
+            for pointer in cEnv { free(pointer) }
+        }
+        var pid: pid_t = 0
+        let rc = posix_spawnp(&pid, argv[0], &actions, &attributes, cArgs, cEnv)
+        guard rc == 0 else {
+            for fd in [stdinPipe[1], stdoutPipe[0], stderrPipe[0]] { close(fd) }
+            let what = rc == ENOENT ? "executable '\(argv[0])' not found (looked in PATH)"
+                : rc == EACCES ? "'\(argv[0])' is not executable (permission denied)"
+                : "spawn failed: \(String(cString: strerror(rc)))"
+            var where_ = ""
+            if let workingDirectory { where_ = " in working directory '\(workingDirectory)'" }
+            throw FlotillaError(.predictor, "cannot start \(argv.joined(separator: " "))\(where_): \(what)")
+        }
+        return ChildProcess(pid: pid, stdinFD: stdinPipe[1], stdoutFD: stdoutPipe[0], stderrFD: stderrPipe[0])
+    }
+
+    /// The exit status once reaped.
+    var exitStatus: ExitStatus? { state.withLock { $0.status } }
+
+    /// Sends `signal` to the child's process group unless the child has been reaped.
+    func signal(_ signal: Int32) {
+        state.withLock { state in
+            guard state.status == nil else { return }
+            _ = kill(-pid, signal)
+        }
+    }
+
+    /// Closes the write end of the child's stdin (EOF for the child). Idempotent.
+    func closeStdin() {
+        let shouldClose = state.withLock { state in
+            defer { state.stdinOpen = false }
+            return state.stdinOpen
+        }
+        if shouldClose { close(stdinFD) }
+    }
+
+    /// Blocks until the child has exited, reaps it and returns how it ended. Call on a dedicated thread.
+    @discardableResult
+    func waitForExit() -> ExitStatus {
+        if let status = exitStatus { return status }
+        var info = siginfo_t()
+        while waitid(P_PID, id_t(pid), &info, WEXITED | WNOWAIT) != 0 && errno == EINTR {}
+        return state.withLock { state in
+            if let status = state.status { return status }
+            var raw: Int32 = 0
+            var result: pid_t
+            repeat { result = waitpid(pid, &raw, 0) } while result < 0 && errno == EINTR
+            // WIFSIGNALED / WTERMSIG / WEXITSTATUS are macros Swift cannot import.
+            let status: ExitStatus = (raw & 0x7f) != 0 ? .signaled(raw & 0x7f) : .exited((raw >> 8) & 0xff)
+            state.status = status
+            return status
+        }
+    }
+}
+
+/// GNU spawn helpers Swift's Glibc module does not import (they sit behind `_GNU_SOURCE`).
+enum Spawn {
+    typealias AddChdir = @convention(c) (UnsafeMutablePointer<posix_spawn_file_actions_t>, UnsafePointer<CChar>) -> Int32
+    typealias AddClosefrom = @convention(c) (UnsafeMutablePointer<posix_spawn_file_actions_t>, Int32) -> Int32
+    typealias Pipe2 = @convention(c) (UnsafeMutablePointer<Int32>, Int32) -> Int32
+
+    nonisolated(unsafe) private static let handle = dlopen(nil, RTLD_NOW)
+    static let addChdir: AddChdir? = dlsym(handle, "posix_spawn_file_actions_addchdir_np").map { unsafeBitCast($0, to: AddChdir.self) }
+    static let addClosefrom: AddClosefrom? = dlsym(handle, "posix_spawn_file_actions_addclosefrom_np").map { unsafeBitCast($0, to: AddClosefrom.self) }
+    private static let pipe2Function: Pipe2? = dlsym(handle, "pipe2").map { unsafeBitCast($0, to: Pipe2.self) }
+
+    /// `pipe2`, or `pipe` + `FD_CLOEXEC` where the C library lacks it.
+    static func pipe2(_ fds: UnsafeMutablePointer<Int32>, _ flags: Int32) -> Int32 {
+        if let pipe2Function { return pipe2Function(fds, flags) }
+        guard pipe(fds) == 0 else { return -1 }
+        _ = fcntl(fds[0], F_SETFD, FD_CLOEXEC)
+        _ = fcntl(fds[1], F_SETFD, FD_CLOEXEC)
+        return 0
+    }
+
+    static func failure(_ what: String, _ code: Int32) -> FlotillaError {
+        FlotillaError(.predictor, "\(what): \(String(cString: strerror(code)))")
+    }
+}

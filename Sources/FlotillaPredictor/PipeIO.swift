@@ -1,0 +1,131 @@
+#if canImport(Glibc)
+import Glibc
+#elseif canImport(Darwin)
+import Darwin
+#endif
+import Foundation
+import Synchronization
+
+/// Blocking pipe I/O. Everything here runs on dedicated threads, never on the cooperative pool.
+enum PipeIO {
+    enum ReadOutcome {
+        case frame([UInt8])
+        case endOfStream
+        case tooLarge(Int)
+        case failed(String)
+    }
+
+    /// Reads exactly `count` bytes; nil at end of stream (or on a read error) before `count` bytes.
+    static func readExactly(_ fd: Int32, _ count: Int) -> [UInt8]? {
+        var bytes = [UInt8](repeating: 0, count: count)
+        var filled = 0
+        while filled < count {
+            let n = bytes.withUnsafeMutableBytes { read(fd, $0.baseAddress! + filled, count - filled) }
+            if n > 0 { filled += n; continue }
+            if n < 0 && errno == EINTR { continue }
+            return nil
+        }
+        return bytes
+    }
+
+    /// Reads one length-prefixed frame.
+    static func readFrame(_ fd: Int32, limit: Int) -> ReadOutcome {
+        guard let header = readExactly(fd, 4) else { return .endOfStream }
+        let length = Int(header[0]) << 24 | Int(header[1]) << 16 | Int(header[2]) << 8 | Int(header[3])
+        guard length <= limit else { return .tooLarge(length) }
+        guard let payload = readExactly(fd, length) else { return .endOfStream }
+        return .frame(payload)
+    }
+
+    /// Writes all of `bytes`; returns an error description on failure (EPIPE when the child is gone).
+    static func writeAll(_ fd: Int32, _ bytes: [UInt8]) -> String? {
+        var written = 0
+        while written < bytes.count {
+            let n = bytes.withUnsafeBytes { write(fd, $0.baseAddress! + written, bytes.count - written) }
+            if n > 0 { written += n; continue }
+            if n < 0 && errno == EINTR { continue }
+            return String(cString: strerror(errno))
+        }
+        return nil
+    }
+
+    /// Calls `line` for every line read from `fd` until end of stream, then closes `fd`.
+    static func forEachLine(_ fd: Int32, _ line: (String) -> Void) {
+        var pending: [UInt8] = []
+        var chunk = [UInt8](repeating: 0, count: 8192)
+        while true {
+            let n = chunk.withUnsafeMutableBytes { read(fd, $0.baseAddress!, $0.count) }
+            if n < 0 && errno == EINTR { continue }
+            if n <= 0 { break }
+            pending.append(contentsOf: chunk[0..<n])
+            while let newline = pending.firstIndex(of: 0x0A) {
+                line(String(decoding: pending[..<newline], as: UTF8.self))
+                pending.removeSubrange(...newline)
+            }
+            // A child that never writes a newline must not grow this buffer without bound.
+            if pending.count > 64 * 1024 {
+                line(String(decoding: pending, as: UTF8.self))
+                pending.removeAll()
+            }
+        }
+        if !pending.isEmpty { line(String(decoding: pending, as: UTF8.self)) }
+        close(fd)
+    }
+
+    /// Starts a dedicated thread (named for `top`/debuggers) running `body`.
+    static func startThread(name: String, _ body: @escaping @Sendable () -> Void) {
+        let thread = Thread {
+            body()
+        }
+        thread.name = name
+        thread.start()
+    }
+
+    /// Blocks SIGPIPE on the calling thread so a write to a dead child fails with EPIPE instead of
+    /// killing this process. Thread-local: the process's own signal dispositions stay untouched.
+    static func blockSIGPIPEOnThisThread() {
+        var set = sigset_t()
+        sigemptyset(&set)
+        sigaddset(&set, SIGPIPE)
+        pthread_sigmask(SIG_BLOCK, &set, nil)
+    }
+}
+
+/// A dedicated thread that runs submitted jobs in order (the writer of one child's stdin).
+final class SerialThread: Sendable {
+    private let jobs = Mutex<(queue: [@Sendable () -> Void], finished: Bool)>(([], false))
+    private let wake = DispatchSemaphore(value: 0)
+
+    init(name: String, setup: @escaping @Sendable () -> Void = {}) {
+        PipeIO.startThread(name: name) { [self] in
+            setup()
+            while true {
+                wake.wait()
+                let next: (@Sendable () -> Void)? = jobs.withLock { state in
+                    state.queue.isEmpty ? nil : state.queue.removeFirst()
+                }
+                guard let next else { return }  // woken with an empty queue: finish
+                next()
+            }
+        }
+    }
+
+    /// Queues `job`; ignored after `finish()`.
+    func submit(_ job: @escaping @Sendable () -> Void) {
+        let accepted = jobs.withLock { state in
+            guard !state.finished else { return false }
+            state.queue.append(job)
+            return true
+        }
+        if accepted { wake.signal() }
+    }
+
+    /// Lets the thread end once the queued jobs have run.
+    func finish() {
+        let first = jobs.withLock { state in
+            defer { state.finished = true }
+            return !state.finished
+        }
+        if first { wake.signal() }
+    }
+}

@@ -1,0 +1,200 @@
+import FlotillaCore
+import Logging
+
+/// Process bookkeeping: starting, handing out, releasing, replacing and retiring processes.
+extension PredictorPool {
+    /// Spawns process `id` and waits for its hello.
+    func launch(id: Int) async -> Result<PredictorProcess, FlotillaError> {
+        guard case .process(let argv) = config.command else {
+            return .failure(FlotillaError(.internal, "predictor '\(config.name)' is a builtin and has no process"))
+        }
+        do {
+            let process = try await PredictorProcess.launch(
+                stage: config.name, argv: argv, environment: config.environment,
+                workingDirectory: config.workingDirectory, startupTimeout: config.startupTimeout, logger: logger,
+                onUnexpectedExit: { [weak self] fault in
+                    guard let self else { return }
+                    Task { await self.processEnded(id, fault) }
+                }
+            )
+            return .success(process)
+        } catch {
+            return .failure(error)
+        }
+    }
+
+    func add(_ id: Int, _ process: PredictorProcess) {
+        slots[id] = Slot(process: process, busy: false, lastUsed: .now)
+        if let maxBatch = process.hello?.maxBatch { childMaxBatch = min(childMaxBatch ?? .max, maxBatch) }
+        offer(id)
+    }
+
+    /// Gives an idle process to the longest waiting batch, or parks it.
+    func offer(_ id: Int) {
+        if !waiters.isEmpty {
+            let waiter = waiters.removeFirst()
+            slots[id]?.busy = true
+            waiter.continuation.resume(returning: .success(id))
+        } else {
+            idle.append(id)
+        }
+    }
+
+    /// A healthy process for one batch, waiting for one to be free or started.
+    func acquire() async -> Result<Int, PredictionError> {
+        guard phase == .running else { return .failure(shutDownError) }
+        while let id = idle.popLast() {
+            guard let slot = slots[id] else { continue }
+            guard slot.process.isHealthy else {
+                replace(id, because: nil)
+                continue
+            }
+            slots[id]?.busy = true
+            return .success(id)
+        }
+        if slots.isEmpty && starting == 0 {
+            // Scaled to zero, or every start so far failed: start one for this batch.
+            desired = max(desired, 1)
+            scheduleLaunch(after: .zero)
+        }
+        return await withCheckedContinuation { continuation in
+            waiters.append(Waiter(since: .now, continuation: continuation))
+        }
+    }
+
+    /// A process finished a batch normally.
+    func release(_ id: Int) {
+        guard let slot = slots[id] else { return }
+        guard slot.process.isHealthy else {
+            replace(id, because: nil)
+            return
+        }
+        slots[id]?.busy = false
+        slots[id]?.lastUsed = .now
+        if slots.count + starting > desired {
+            retire(id)
+        } else {
+            offer(id)
+        }
+    }
+
+    /// A process faulted while running a batch (it is dead already).
+    func faulted(_ id: Int, _ fault: ProcessFault) {
+        replace(id, because: fault)
+    }
+
+    /// A process died or was killed outside a batch (junk on stdout while idle, a crash).
+    func processEnded(_ id: Int, _ fault: ProcessFault) {
+        // A busy process is handled by the batch that is running on it.
+        guard let slot = slots[id], !slot.busy else { return }
+        replace(id, because: fault)
+    }
+
+    /// Drops a dead process and starts a replacement after the current backoff.
+    func replace(_ id: Int, because fault: ProcessFault?) {
+        guard let slot = slots.removeValue(forKey: id) else { return }
+        idle.removeAll { $0 == id }
+        slot.process.kill()
+        restartCount += 1
+        metrics.restarts.increment()
+        guard phase == .running else { return }
+        let delay = nextBackoff()
+        logger.warning("replacing predictor process", metadata: [
+            "flotilla.pid": "\(slot.process.pid)", "flotilla.fault": "\(fault.map { "\($0)" } ?? "exited")",
+            "flotilla.backoff": "\(delay.seconds)s",
+        ])
+        if slots.count + starting < desired { scheduleLaunch(after: delay) }
+    }
+
+    /// Stops a process the pool no longer needs.
+    func retire(_ id: Int) {
+        guard let slot = slots.removeValue(forKey: id) else { return }
+        idle.removeAll { $0 == id }
+        let grace = config.shutdownGrace
+        spawnTask { await slot.process.shutdown(grace: grace) }
+    }
+
+    func nextBackoff() -> Duration {
+        let delay = backoff
+        backoff = min(backoff * 2, config.maxBackoff)
+        return delay
+    }
+
+    /// Starts one process after `delay`, in a tracked background task.
+    func scheduleLaunch(after delay: Duration) {
+        starting += 1
+        let id = nextID
+        nextID += 1
+        spawnTask { [self] in
+            if delay > .zero { try? await Task.sleep(for: delay) }
+            await completeLaunch(id)
+        }
+    }
+
+    func completeLaunch(_ id: Int) async {
+        guard phase == .running else {
+            starting -= 1
+            return
+        }
+        let result = await launch(id: id)
+        starting -= 1
+        switch result {
+        case .success(let process):
+            if phase != .running || slots.count >= desired {
+                // Shut down or resized down while it was starting.
+                let grace = config.shutdownGrace
+                if phase == .running { spawnTask { await process.shutdown(grace: grace) } } else { await process.shutdown(grace: grace) }
+                return
+            }
+            add(id, process)
+        case .failure(let error):
+            logger.error("cannot start a predictor process", metadata: ["flotilla.error": "\(error.message)"])
+            if slots.isEmpty && starting == 0 {
+                // Nothing can run the waiting batches: answer them rather than hang.
+                let failure = PredictionError(.unavailable, error.message)
+                let waiting = waiters
+                waiters.removeAll()
+                for waiter in waiting { waiter.continuation.resume(returning: .failure(failure)) }
+            }
+            if slots.count + starting < desired { scheduleLaunch(after: nextBackoff()) }
+        }
+    }
+
+    /// Runs `body` in a task that the pool tracks, so `shutdown()` can cancel and await it.
+    func spawnTask(_ body: @escaping @Sendable () async -> Void) {
+        let key = nextTaskKey
+        nextTaskKey += 1
+        tasks[key] = Task { [self] in
+            await body()
+            taskDone(key)
+        }
+    }
+
+    func taskDone(_ key: Int) {
+        tasks[key] = nil
+    }
+
+    /// One look of the autoscaler: grow by one when a batch has waited `growAfter` for a process,
+    /// else shrink by one when a process has been idle for `shrinkAfterIdle`.
+    func autoscaleTick(_ policy: PredictorPoolConfig.Autoscale) {
+        guard phase == .running else { return }
+        let now = ContinuousClock.now
+        if let oldest = waiters.first {
+            if oldest.since.duration(to: now) >= policy.growAfter, desired < config.maxProcesses, starting == 0 {
+                desired += 1
+                logger.info("growing predictor pool: batches are waiting for a process", metadata: ["flotilla.processes": "\(desired)"])
+                scheduleLaunch(after: .zero)
+            }
+            return
+        }
+        guard desired > config.minProcesses else { return }
+        let stale = idle.compactMap { id in slots[id].map { (id, $0.lastUsed) } }
+            .filter { $0.1.duration(to: now) >= policy.shrinkAfterIdle }
+            .min { $0.1 < $1.1 }
+        if let (id, _) = stale {
+            desired -= 1
+            logger.info("shrinking predictor pool: a process has been idle", metadata: ["flotilla.processes": "\(desired)"])
+            retire(id)
+        }
+    }
+}

@@ -1,0 +1,321 @@
+import FlotillaCore
+import Logging
+import Metrics
+
+/// One model stage's pool: predictor processes (or an in-process builtin) behind one `predict` call.
+///
+/// - Concurrent `predict` calls spread over the processes; a call larger than the batch size is
+///   split into batches that run concurrently. Results come back per sample, in order.
+/// - Faults never throw: a process that exits, crashes, hangs past `batchTimeout` or breaks the
+///   protocol is killed and replaced with backoff, its batch retried on a healthy process; after
+///   `maxAttempts` faults the batch is bisected to isolate poison samples (`isolatePoison`), and
+///   what still fails becomes error results naming the cause.
+/// - Lifecycle: `start()` (fails with a clear error if the command cannot start), then `predict`,
+///   `resize(to:)`, `state()`; `shutdown()` stops every process and leaves no child behind.
+///   `run()` does start, wait for cancellation, shutdown, for use as a service.
+public actor PredictorPool {
+    public nonisolated let config: PredictorPoolConfig
+    let logger: Logger
+    let metrics: PredictorMetrics
+    let builtin: (any BuiltinPredictor)?
+
+    struct Slot {
+        let process: PredictorProcess
+        var busy: Bool
+        var lastUsed: ContinuousClock.Instant
+    }
+    struct Waiter {
+        let since: ContinuousClock.Instant
+        let continuation: CheckedContinuation<Result<Int, PredictionError>, Never>
+    }
+    enum Phase { case created, running, stopping, stopped }
+
+    /// The outcome of one try of one batch.
+    enum Attempt {
+        case outputs([Result<JSONValue, PredictionError>])
+        case batchError(String)
+        case fault(ProcessFault)
+        case unavailable(PredictionError)
+    }
+
+    var phase = Phase.created
+    var slots: [Int: Slot] = [:]
+    /// Idle process ids; the most recently used is taken first, so surplus processes age out.
+    var idle: [Int] = []
+    var waiters: [Waiter] = []
+    var desired: Int
+    var starting = 0
+    var nextID = 0
+    var backoff: Duration
+    var restartCount = 0
+    var batchCount = 0
+    var failedSampleCount = 0
+    var builtinInFlight = 0
+    /// The smallest `maxBatch` any child announced.
+    var childMaxBatch: Int?
+    var tasks: [Int: Task<Void, Never>] = [:]
+    var nextTaskKey = 0
+
+    /// Validates `config`; starts nothing (call `start()`).
+    /// - Parameter metricsFactory: where the pool's metrics go; nil means `MetricsSystem.factory`.
+    public init(config: PredictorPoolConfig, logger: Logger, metricsFactory: (any MetricsFactory)? = nil) throws(FlotillaError) {
+        try config.validate()
+        self.config = config
+        var logger = logger
+        logger[metadataKey: "flotilla.stage"] = "\(config.name)"
+        self.logger = logger
+        self.metrics = PredictorMetrics(stage: config.name, factory: metricsFactory)
+        if case .builtin(let name) = config.command { builtin = BuiltinPredictors.named(name) } else { builtin = nil }
+        self.desired = max(1, config.startSize)
+        self.backoff = config.initialBackoff
+    }
+
+    /// Starts the pool's processes. The first one is started before returning, so a command that
+    /// cannot start (missing executable, crash on import, no hello) fails here with its reason.
+    public func start() async throws(FlotillaError) {
+        guard phase == .created else { return }
+        phase = .running
+        guard builtin == nil else { return }
+        let id = nextID
+        nextID += 1
+        starting += 1
+        let result = await launch(id: id)
+        starting -= 1
+        switch result {
+        case .success(let process):
+            add(id, process)
+        case .failure(let error):
+            phase = .stopped
+            throw error
+        }
+        for _ in 1..<max(1, desired) { scheduleLaunch(after: .zero) }
+        if let policy = config.autoscale, config.minProcesses < config.maxProcesses {
+            spawnTask { [self] in
+                while !Task.isCancelled {
+                    try? await Task.sleep(for: policy.interval)
+                    await autoscaleTick(policy)
+                }
+            }
+        }
+        logger.info("predictor pool started", metadata: ["flotilla.processes": "\(desired)"])
+    }
+
+    /// Starts the pool, waits until the calling task is cancelled, then shuts the pool down.
+    public func run() async throws {
+        try await start()
+        while !Task.isCancelled {
+            try? await Task.sleep(for: .seconds(3600))
+        }
+        await shutdown()
+    }
+
+    /// Runs `samples` through the model: one result per sample, in order. Never throws: faults
+    /// become error results once retries are exhausted.
+    public func predict(_ samples: [PredictorSample]) async -> [Result<JSONValue, PredictionError>] {
+        if samples.isEmpty { return [] }
+        let size = min(config.batchSize, childMaxBatch ?? .max)
+        if samples.count <= size { return await predictBatch(samples) }
+        var chunks: [[PredictorSample]] = []
+        var index = 0
+        while index < samples.count {
+            chunks.append(Array(samples[index..<min(index + size, samples.count)]))
+            index += size
+        }
+        return await withTaskGroup(of: (Int, [Result<JSONValue, PredictionError>]).self) { group in
+            for (i, chunk) in chunks.enumerated() {
+                group.addTask { (i, await self.predictBatch(chunk)) }
+            }
+            var parts = [[Result<JSONValue, PredictionError>]](repeating: [], count: chunks.count)
+            for await (i, part) in group { parts[i] = part }
+            return parts.flatMap { $0 }
+        }
+    }
+
+    /// Sets the number of processes, clamped to minProcesses...maxProcesses. Surplus idle
+    /// processes stop now, busy ones when their batch ends.
+    public func resize(to count: Int) {
+        desired = min(max(count, config.minProcesses), config.maxProcesses)
+        guard phase == .running, builtin == nil else { return }
+        while slots.count + starting < desired { scheduleLaunch(after: .zero) }
+        while slots.count + starting > desired, let id = idle.first { retire(id) }
+    }
+
+    /// A snapshot for heartbeats.
+    public func state() -> PredictorPoolState {
+        PredictorPoolState(
+            stage: config.name,
+            processes: builtin == nil ? slots.count : desired,
+            busy: builtin == nil ? slots.values.filter(\.busy).count : builtinInFlight,
+            starting: starting,
+            desired: desired,
+            restarts: restartCount,
+            queued: waiters.count,
+            batches: batchCount,
+            failedSamples: failedSampleCount
+        )
+    }
+
+    /// The pids of the live predictor processes (for ops tools and tests).
+    public func processIDs() -> [Int32] {
+        slots.values.map(\.process.pid).sorted()
+    }
+
+    /// Stops every process (shutdown frame, SIGTERM, SIGKILL, `shutdownGrace` apart) and waits for
+    /// them to exit. Batches still running get their reply if it comes within the grace period;
+    /// waiting and later calls get `unavailable` error results.
+    public func shutdown() async {
+        guard phase == .running || phase == .created else { return }
+        phase = .stopping
+        for task in tasks.values { task.cancel() }
+        let waiting = waiters
+        waiters.removeAll()
+        for waiter in waiting { waiter.continuation.resume(returning: .failure(shutDownError)) }
+        let processes = slots.values.map(\.process)
+        slots.removeAll()
+        idle.removeAll()
+        let grace = config.shutdownGrace
+        await withTaskGroup(of: Void.self) { group in
+            for process in processes { group.addTask { await process.shutdown(grace: grace) } }
+        }
+        while let task = tasks.values.first {
+            await task.value
+        }
+        phase = .stopped
+        logger.info("predictor pool stopped")
+    }
+
+    // MARK: - Batches
+
+    func predictBatch(_ samples: [PredictorSample]) async -> [Result<JSONValue, PredictionError>] {
+        let results: [Result<JSONValue, PredictionError>]
+        if phase != .running {
+            results = samples.map { _ in .failure(phase == .created ? notStartedError : shutDownError) }
+        } else if let builtin {
+            builtinInFlight += 1
+            results = await Self.runBuiltin(builtin, samples, slowdown: config.slowdown, metrics: metrics)
+            builtinInFlight -= 1
+        } else {
+            results = await runBatch(samples)
+        }
+        let failed = results.reduce(0) { count, result in if case .failure = result { count + 1 } else { count } }
+        batchCount += 1
+        failedSampleCount += failed
+        metrics.batches.increment()
+        if failed > 0 { metrics.sampleErrors.increment(by: failed) }
+        return results
+    }
+
+    /// Builtins run off the actor, on the global executor, so batches compute in parallel.
+    nonisolated static func runBuiltin(_ builtin: any BuiltinPredictor, _ samples: [PredictorSample], slowdown: Double, metrics: PredictorMetrics) async -> [Result<JSONValue, PredictionError>] {
+        let clock = ContinuousClock()
+        let start = clock.now
+        let results = builtin.predict(samples.map(\.input))
+        let elapsed = start.duration(to: clock.now)
+        metrics.batchSeconds.recordNanoseconds(Int64(elapsed.seconds * 1e9))
+        if slowdown > 1 { try? await Task.sleep(for: elapsed * (slowdown - 1)) }
+        return results
+    }
+
+    /// One batch with retries: faults up to `maxAttempts`, one retry after a batch-level error.
+    func runBatch(_ samples: [PredictorSample]) async -> [Result<JSONValue, PredictionError>] {
+        var faults = 0
+        var batchErrors = 0
+        while true {
+            switch await attempt(samples) {
+            case .outputs(let results):
+                return results
+            case .unavailable(let error):
+                return samples.map { _ in .failure(error) }
+            case .batchError(let message):
+                batchErrors += 1
+                if batchErrors >= 2 {
+                    let error = PredictionError(.batch, "predictor '\(config.name)' failed this batch twice: \(message)")
+                    return samples.map { _ in .failure(error) }
+                }
+                logger.warning("predictor failed a batch, retrying it once", metadata: ["flotilla.error": "\(message)"])
+            case .fault(let fault):
+                faults += 1
+                guard faults >= config.maxAttempts else {
+                    logger.warning("retrying a batch after a predictor fault", metadata: ["flotilla.fault": "\(fault)", "flotilla.attempt": "\(faults)"])
+                    continue
+                }
+                if config.isolatePoison && samples.count > 1 && phase == .running {
+                    return await isolate(samples, after: fault, attempts: faults)
+                }
+                let error = PredictionError(.fault, "predictor '\(config.name)' \(fault) on this batch \(faults) time\(faults == 1 ? "" : "s")")
+                return samples.map { _ in .failure(error) }
+            }
+        }
+    }
+
+    /// Poison isolation: after a batch faulted `attempts` times, tries its halves once each and
+    /// bisects the halves that fault, down to single samples, within 2⌈log2 n⌉+1 faulting tries.
+    func isolate(_ samples: [PredictorSample], after fault: ProcessFault, attempts: Int) async -> [Result<JSONValue, PredictionError>] {
+        logger.warning("batch failed on every attempt, bisecting it to isolate poison samples", metadata: ["flotilla.fault": "\(fault)", "flotilla.samples": "\(samples.count)"])
+        var results = [Result<JSONValue, PredictionError>?](repeating: nil, count: samples.count)
+        var budget = 2 * (Int.bitWidth - (samples.count - 1).leadingZeroBitCount) + 1
+        var work: [Range<Int>] = Self.halves(0..<samples.count).reversed()
+        while let range = work.popLast() {
+            guard budget > 0, phase == .running else {
+                let error = PredictionError(.fault, "predictor '\(config.name)' \(fault) on this batch \(attempts) times (and on too many of its parts to isolate the cause)")
+                for i in range { results[i] = .failure(error) }
+                continue
+            }
+            switch await attempt(Array(samples[range])) {
+            case .outputs(let outputs):
+                for (i, output) in zip(range, outputs) { results[i] = output }
+            case .batchError(let message):
+                for i in range { results[i] = .failure(PredictionError(.batch, "predictor '\(config.name)' failed this batch: \(message)")) }
+            case .unavailable(let error):
+                for i in range { results[i] = .failure(error) }
+            case .fault(let partFault):
+                budget -= 1
+                if range.count == 1 {
+                    results[range.lowerBound] = .failure(PredictionError(.fault, "predictor '\(config.name)' \(partFault) on this sample (alone, after its batch failed \(attempts) times)"))
+                } else {
+                    work.append(contentsOf: Self.halves(range).reversed())
+                }
+            }
+        }
+        return results.map { $0! }
+    }
+
+    static func halves(_ range: Range<Int>) -> [Range<Int>] {
+        let middle = range.lowerBound + range.count / 2
+        return [range.lowerBound..<middle, middle..<range.upperBound]
+    }
+
+    /// One try of a batch on one process.
+    func attempt(_ samples: [PredictorSample]) async -> Attempt {
+        let acquired = await acquire()
+        guard case .success(let id) = acquired, let process = slots[id]?.process else {
+            if case .failure(let error) = acquired { return .unavailable(error) }
+            return .unavailable(shutDownError)
+        }
+        let clock = ContinuousClock()
+        let start = clock.now
+        let result = await process.run(samples, timeout: config.batchTimeout)
+        let elapsed = start.duration(to: clock.now)
+        switch result {
+        case .failure(let fault):
+            guard phase == .running else { return .unavailable(shutDownError) }
+            faulted(id, fault)
+            return .fault(fault)
+        case .success(let reply):
+            metrics.batchSeconds.recordNanoseconds(Int64(elapsed.seconds * 1e9))
+            // Test switch: the process stays busy, as a slower machine's would.
+            if config.slowdown > 1 { try? await Task.sleep(for: elapsed * (config.slowdown - 1)) }
+            backoff = config.initialBackoff
+            release(id)
+            switch reply {
+            case .outputs(let outputs):
+                return .outputs(outputs)
+            case .batchError(let message):
+                return .batchError(message)
+            }
+        }
+    }
+
+    var shutDownError: PredictionError { PredictionError(.unavailable, "predictor '\(config.name)' was shut down") }
+    var notStartedError: PredictionError { PredictionError(.unavailable, "predictor '\(config.name)' was not started") }
+}
