@@ -60,14 +60,14 @@ extension SpecReader {
 
     /// Inline samples: an element that is a mapping with an `input` key (and optionally `id`, no
     /// other keys) is a sample; any other element is itself the input, with id `inline:<n>` (`n`
-    /// counts all inline elements of the spec from 0).
+    /// counts all inline elements of the spec from 1, like line numbers).
     mutating func readInline(_ node: SpecNode) throws(FlotillaError) -> [InlineSample] {
         let elements = try node.sequence()
         if elements.isEmpty { throw node.error("must list at least one sample") }
         var samples: [InlineSample] = []
         for element in elements {
-            let number = inlineCount
             inlineCount += 1
+            let number = inlineCount
             var id = "inline:\(number)"
             var input: JSONValue
             if case .mapping(let mapping) = element.node,

@@ -1,0 +1,207 @@
+import Foundation
+import Testing
+@testable import FlotillaCore
+
+let codec = RecordCodec.shared
+
+func text(_ bytes: [UInt8]) -> String { String(decoding: bytes, as: UTF8.self) }
+
+func roundTrip<T: FlotillaRecord & Equatable>(_ record: T, sourceLocation: SourceLocation = #_sourceLocation) throws {
+    let bytes = codec.encode(record)
+    #expect(text(bytes).hasPrefix("{"), sourceLocation: sourceLocation)
+    #expect(text(bytes).contains("\"v\":1"), sourceLocation: sourceLocation)
+    #expect(try codec.decode(T.self, from: bytes) == record, sourceLocation: sourceLocation)
+}
+
+/// The `.codec` error message decoding `json` as `T` fails with.
+func decodeError<T: FlotillaRecord>(_ type: T.Type, _ json: String) -> String? {
+    do {
+        _ = try codec.decode(type, from: Array(json.utf8))
+        Issue.record("expected \(json) to be refused")
+        return nil
+    } catch {
+        #expect(error.code == .codec)
+        return error.message
+    }
+}
+
+let sampleConfig = JobConfig(
+    job: "j1",
+    inputs: [.file(FileInput(path: "/d/a.jsonl", format: .jsonl)), .inline([InlineSample(id: "x", input: .int(1))])],
+    stages: [StageConfig(name: "s", predictor: .command(["/bin/p", "-x"]), timeout: .milliseconds(1500))],
+    baseDirectory: "/d")
+
+@Suite("Records and codec")
+struct RecordCodecTests {
+    @Test("every record type survives a round trip")
+    func roundTrips() throws {
+        let range = ByteRange(offset: 10, length: 200, firstLine: 2, format: .csv, header: "id,x", idField: "id")
+        try roundTrip(ShardRecord(job: "j1", shard: "s000001", attempt: 2, source: .file(FileRange(path: "/d/a.csv", range: range)),
+                                  samples: 5, reason: .workerLost, createdAt: 1_700_000_000_000))
+        try roundTrip(ShardRecord(job: "j1", shard: "s000002", source: .http(HTTPRange(url: "http://h/a.jsonl", range: range)),
+                                  reason: ShardReason("something-new"), createdAt: 1))
+        try roundTrip(ShardRecord(job: "j1", shard: "s000003", source: .inline([
+            InlineSample(id: "a", input: .object(["n": .null, "l": .array([.bool(true), .double(2.5), .string("é\n\"")])])),
+        ]), samples: 1, createdAt: 2))
+        try roundTrip(AckRecord(job: "j1", shard: "s000001", attempt: 1, run: UUID().uuidString, worker: "w-1", samples: 100,
+                                errorSamples: 3, startedAt: 5, finishedAt: 9))
+        try roundTrip(AckRecord(job: "j1", shard: "s000001", attempt: 0, run: "r", worker: "w", samples: 0,
+                                status: .failed, error: "predictor exited with status 1", startedAt: 5, finishedAt: 9))
+        try roundTrip(HeartbeatRecord(
+            job: "j1", worker: "w-1", host: "node-a", pid: 4242, time: 77, state: .draining,
+            inFlight: [InFlightShard(shard: "s000004", attempt: 0, run: "r1", done: 10, total: 100, startedAt: 70),
+                       InFlightShard(shard: "s000005", attempt: 1, run: "r2", startedAt: 71)],
+            queued: ["s000006"], samplesPerSecond: 123.5,
+            predictors: [PredictorStatus(stage: "classify", processes: 2, busy: 1, restarts: 3)]))
+        try roundTrip(ResultRecord(job: "j1", id: "a", shard: "s1", attempt: 0, run: "r", outcome: .output(.object(["label": .int(3)]))))
+        try roundTrip(ResultRecord(job: "j1", id: "b", shard: "s1", attempt: 0, run: "r", outcome: .output(.null)))
+        try roundTrip(ResultRecord(job: "j1", id: "c", shard: "s1", attempt: 0, run: "r", outcome: .error("bad input"), stage: "classify"))
+        try roundTrip(ControlRecord(job: "j1", target: "*", command: .cancel, reason: "cancelled by user", time: 3))
+        try roundTrip(ControlRecord(job: "j1", target: "w-2", command: .supersede, shard: "s000009", attempt: 2, time: 4))
+        try roundTrip(ControlRecord(job: "j1", target: "controller", command: .scale, workers: 3, time: 4))
+        try roundTrip(DeadLetterRecord(job: "j1", shard: "s1", attempt: 2, reason: "failed 3 attempts", raw: Array("{\"a\":1}".utf8),
+                                       topic: "flotilla.j1.shards", partition: 3, offset: 42, from: "controller", time: 8))
+        let summary = JobStatusSummary(job: "j1", shards: 18, done: 17, dead: 1, samples: 1700, failedSamples: 2, seconds: 4,
+                                       reEnqueued: 2, duplicates: 1)
+        #expect(summary.samplesPerSecond == 425)
+        try roundTrip(JobManifest(config: sampleConfig, shards: 18, samples: 1797, createdAt: 10, updatedAt: 20, status: .done, summary: summary))
+        try roundTrip(JobManifest(config: sampleConfig, shards: 1, createdAt: 10))
+    }
+
+    @Test("output is sorted-key JSON with the documented field names")
+    func stableOutput() {
+        let ack = AckRecord(job: "j", shard: "s000001", attempt: 0, run: "r", worker: "w", samples: 2, startedAt: 1, finishedAt: 2)
+        #expect(text(codec.encode(ack))
+            == #"{"attempt":0,"errorSamples":0,"finishedAt":2,"job":"j","run":"r","samples":2,"shard":"s000001","startedAt":1,"status":"done","v":1,"worker":"w"}"#)
+        let result = ResultRecord(job: "j", id: "a/b", shard: "s", attempt: 1, run: "r", outcome: .output(.array([.int(1), .double(0.5)])))
+        #expect(text(codec.encode(result)) == #"{"attempt":1,"id":"a/b","job":"j","output":[1,0.5],"run":"r","shard":"s","v":1}"#)
+        let inline = ShardRecord(job: "j", shard: "s000000", source: .inline([InlineSample(id: "a", input: .int(1))]), samples: 1, createdAt: 5)
+        #expect(text(codec.encode(inline))
+            == #"{"attempt":0,"createdAt":5,"job":"j","reason":"initial","samples":1,"shard":"s000000","source":{"kind":"inline","samples":[{"id":"a","input":1}]},"v":1}"#)
+        #expect(codec.encode(inline) == codec.encode(inline))
+    }
+
+    @Test("other versions are refused with a clear error")
+    func versionRejection() {
+        let shard = text(codec.encode(ShardRecord(job: "j", shard: "s000000", source: .inline([]), createdAt: 1)))
+        #expect(decodeError(ShardRecord.self, shard.replacingOccurrences(of: "\"v\":1", with: "\"v\":7"))
+            == "shard record: unsupported version 7 (expected 1)")
+        #expect(decodeError(ShardRecord.self, shard.replacingOccurrences(of: ",\"v\":1", with: ""))
+            == "shard record: missing field 'v' (the record format version; expected 1)")
+        #expect(decodeError(ShardRecord.self, shard.replacingOccurrences(of: "\"v\":1", with: "\"v\":\"1\""))
+            == "shard record: field 'v' must be the integer 1")
+        #expect(decodeError(AckRecord.self, #"{"v":0}"#) == "ack record: unsupported version 0 (expected 1)")
+        #expect(decodeError(JobManifest.self, #"{"v":2,"job":"x"}"#) == "job manifest: unsupported version 2 (expected 1)")
+    }
+
+    @Test("garbage is refused with a message naming the record and the problem")
+    func garbage() {
+        #expect(decodeError(ShardRecord.self, "")  == "shard record: not JSON: the record is empty")
+        #expect(decodeError(ShardRecord.self, "hello")?.hasPrefix("shard record: not JSON: ") == true)
+        #expect(decodeError(AckRecord.self, "{\"v\":1,")?.hasPrefix("ack record: not JSON: ") == true)
+        #expect(decodeError(AckRecord.self, "[1,2]") == "ack record: not a JSON object")
+        #expect(decodeError(AckRecord.self, "42") == "ack record: not a JSON object")
+        do {
+            _ = try codec.decode(HeartbeatRecord.self, from: [0xFF, 0x00, 0x13, 0x37])
+            Issue.record("binary garbage decoded")
+        } catch {
+            #expect(error.code == .codec)
+            #expect(error.message.hasPrefix("heartbeat record: not JSON: "))
+        }
+        #expect(decodeError(AckRecord.self, #"{"v":1,"job":"j"}"#) == "ack record: missing field 'shard'")
+        #expect(decodeError(AckRecord.self, #"{"v":1,"job":"j","shard":"s","attempt":"zero"}"#)
+            == "ack record: field 'attempt' has the wrong type (expected an integer)")
+        #expect(decodeError(AckRecord.self, #"{"v":1,"job":null}"#) == "ack record: field 'job' is null (expected a string)")
+        let ack = text(codec.encode(AckRecord(job: "j", shard: "s", attempt: 0, run: "r", worker: "w", samples: 1, startedAt: 1, finishedAt: 1)))
+        #expect(decodeError(AckRecord.self, ack.replacingOccurrences(of: "\"done\"", with: "\"maybe\""))?.hasPrefix("ack record: field 'status': ") == true)
+        #expect(decodeError(HeartbeatRecord.self,
+            #"{"v":1,"job":"j","worker":"w","host":"h","pid":1,"time":1,"state":"running","inFlight":[{"shard":"s"}],"queued":[],"idle":true,"samplesPerSecond":0,"predictors":[]}"#)
+            == "heartbeat record: missing field 'inFlight[0].attempt'")
+    }
+
+    @Test("a result has exactly one of output and error")
+    func resultOutcome() {
+        #expect(decodeError(ResultRecord.self, #"{"v":1,"job":"j","id":"a","shard":"s","attempt":0,"run":"r"}"#)
+            == "result record: missing field 'output'")
+        #expect(decodeError(ResultRecord.self, #"{"v":1,"job":"j","id":"a","shard":"s","attempt":0,"run":"r","output":1,"error":"x"}"#)?
+            .hasPrefix("result record: field 'error': has both output and error") == true)
+        let nullOutput = try? codec.decode(ResultRecord.self, from: Array(#"{"v":1,"job":"j","id":"a","shard":"s","attempt":0,"run":"r","output":null}"#.utf8))
+        #expect(nullOutput?.outcome == .output(.null))
+        #expect(nullOutput?.error == nil)
+    }
+
+    @Test("non-finite numbers do not break encoding")
+    func nonFinite() throws {
+        let result = ResultRecord(job: "j", id: "a", shard: "s", attempt: 0, run: "r", outcome: .output(.array([.double(.nan), .double(1)])))
+        let json = text(codec.encode(result))
+        #expect(json.contains(#""output":["NaN",1]"#))
+        #expect(try codec.decode(ResultRecord.self, from: codec.encode(result)).output == .array([.string("NaN"), .int(1)]))
+        let heartbeat = HeartbeatRecord(job: "j", worker: "w", host: "h", pid: 1, samplesPerSecond: .infinity)
+        #expect(heartbeat.samplesPerSecond == 0)
+        #expect(JobStatusSummary(job: "j", shards: 0, done: 0, dead: 0, samples: 0, failedSamples: 0, seconds: 0).samplesPerSecond == 0)
+    }
+
+    @Test("dead letters keep the raw record as text or base64")
+    func deadLetterRaw() throws {
+        let text = DeadLetterRecord(job: "j", reason: "r", raw: Array("plain".utf8), from: "w")
+        #expect(text.raw == "plain" && text.rawBase64 == nil)
+        let binary = DeadLetterRecord(job: "j", reason: "r", raw: [0xFF, 0x00, 0x80], from: "w")
+        #expect(binary.raw == nil && binary.rawBase64 == "/wCA")
+        #expect(try codec.decode(DeadLetterRecord.self, from: codec.encode(binary)).rawBytes == [0xFF, 0x00, 0x80])
+    }
+
+    @Test("shard ids, headers, record types")
+    func identifiers() {
+        #expect(ShardRecord.shardID(index: 0) == "s000000")
+        #expect(ShardRecord.shardID(index: 42) == "s000042")
+        #expect(ShardRecord.shardID(index: 1_234_567) == "s1234567")
+        #expect([RecordHeaders.version, RecordHeaders.type, RecordHeaders.attempt] == ["flotilla-v", "flotilla-type", "flotilla-attempt"])
+        #expect([JobManifest.recordType, ShardRecord.recordType, AckRecord.recordType, HeartbeatRecord.recordType,
+                 ResultRecord.recordType, ControlRecord.recordType, DeadLetterRecord.recordType]
+            == ["job", "shard", "ack", "heartbeat", "result", "control", "dlq"])
+        #expect(ControlRecord(job: "j", target: "*", command: .drain).applies(to: "w-1"))
+        #expect(!ControlRecord(job: "j", target: "w-2", command: .drain).applies(to: "w-1"))
+    }
+
+    @Test("topic names follow DESIGN.md")
+    func topicNames() {
+        let topics = TopicNames(prefix: "flotilla", job: "myjob")
+        #expect(topics.jobs == "flotilla.jobs")
+        #expect(topics.shards == "flotilla.myjob.shards")
+        #expect(topics.results == "flotilla.myjob.results")
+        #expect(topics.acks == "flotilla.myjob.acks")
+        #expect(topics.heartbeats == "flotilla.myjob.heartbeats")
+        #expect(topics.control == "flotilla.myjob.control")
+        #expect(topics.dlq == "flotilla.myjob.dlq")
+        #expect(topics.perJob.count == 6)
+        #expect(TopicNames.defaultShardPartitions(maxWorkers: 4) == 32)
+        #expect(TopicNames.defaultShardPartitions(maxWorkers: 0) == 8)
+        #expect(topics.partitions(of: topics.shards, shardPartitions: 32) == 32)
+        #expect(topics.partitions(of: topics.results, shardPartitions: 32) == 32)
+        #expect(topics.partitions(of: topics.acks, shardPartitions: 32) == 1)
+        #expect(TopicNames.problem(withPrefix: "team-a.flotilla") == nil)
+        #expect(TopicNames.problem(withPrefix: "a/b") != nil)
+    }
+
+    @Test("encoding and decoding result records is fast", .timeLimit(.minutes(1)))
+    func throughput() throws {
+        let records = (0..<20_000).map { index in
+            ResultRecord(job: "bench", id: "digits:\(index)", shard: ShardRecord.shardID(index: index / 100), attempt: 0,
+                         run: "7D2F0C8E-5B7A-4C1D-9E3F-0A1B2C3D4E5F", outcome: .output(.object(["label": .int(Int64(index % 10)), "p": .double(0.97)])))
+        }
+        let clock = ContinuousClock()
+        var encoded: [[UInt8]] = []
+        encoded.reserveCapacity(records.count)
+        let encodeTime = clock.measure { for record in records { encoded.append(codec.encode(record)) } }
+        var decodedCount = 0
+        let decodeTime = try clock.measure {
+            for bytes in encoded { decodedCount += try codec.decode(ResultRecord.self, from: bytes).attempt == 0 ? 1 : 0 }
+        }
+        #expect(decodedCount == records.count)
+        let encodeRate = Double(records.count) / (Double(encodeTime.components.attoseconds) / 1e18 + Double(encodeTime.components.seconds))
+        let decodeRate = Double(records.count) / (Double(decodeTime.components.attoseconds) / 1e18 + Double(decodeTime.components.seconds))
+        print("result records: encode \(Int(encodeRate))/s, decode \(Int(decodeRate))/s (inside swift test, whose throw hooks slow decoding of JSON values)")
+        #expect(encodeRate > 5_000)
+        #expect(decodeRate > 5_000)
+    }
+}
