@@ -37,3 +37,29 @@ struct AdminTests {
         #expect(gone == nil)
     }
 }
+
+@Suite("TopicReader", .timeLimit(.minutes(1)))
+struct TopicReaderTests {
+    @Test("Reads every partition to its end, including empty partitions")
+    func readsToEnd() async throws {
+        let fixture = try await BrokerFixture()
+        let topic = try await fixture.makeTopic("reader", partitions: 4)
+        let empty = try await fixture.makeTopic("empty", partitions: 2)
+        try await fixture.producer().send((0..<25).map { OutgoingMessage(topic: topic, partition: Int32($0 % 3), value: [UInt8($0)]) })
+        let reader = try await TopicReader(client: fixture.client, topics: [topic, empty], logger: fixture.logger)
+        let messages = try await reader.readToEnd(timeout: .seconds(20))
+        #expect(messages.count == 25)
+        #expect(Set(messages.map(\.value)).count == 25)
+        #expect(reader.caughtUp)
+        await reader.close()
+    }
+
+    @Test("A missing topic is a clear error")
+    func missingTopic() async throws {
+        let fixture = try await BrokerFixture()
+        let error = await #expect(throws: KafkaError.self) {
+            _ = try await TopicReader(client: fixture.client, topics: ["no-such-topic"], logger: fixture.logger)
+        }
+        #expect(error?.message.contains("no-such-topic") == true)
+    }
+}

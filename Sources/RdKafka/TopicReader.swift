@@ -1,0 +1,75 @@
+import Logging
+
+/// Reads every partition of some topics from the beginning, outside any consumer group, and
+/// knows when it has caught up with each partition's end (end-of-partition events, which follow
+/// the fetch high watermark; ListOffsets is not trusted because some brokers answer it wrongly).
+public final class TopicReader: Sendable {
+    private let consumer: KafkaConsumer
+    private let progress: EndTracker
+
+    /// - Parameter topics: topics to read; a topic that does not exist yet is an error.
+    public init(client: KafkaClientConfiguration, topics: [String], isolation: KafkaConsumerConfiguration.IsolationLevel = .readCommitted,
+                logger: Logger) async throws(KafkaError) {
+        let admin = try KafkaAdmin(configuration: client, logger: logger)
+        let metadata = try await admin.metadata()
+        var partitions: [TopicPartitionOffset] = []
+        for topic in topics {
+            guard let count = metadata.topics[topic] else {
+                throw KafkaError(code: 3, name: "UNKNOWN_TOPIC_OR_PART", message: "topic \(topic) does not exist on \(client.bootstrapServers)")
+            }
+            partitions += (0..<count).map { TopicPartitionOffset(topic, $0, TopicPartitionOffset.beginning) }
+        }
+        var configuration = KafkaConsumerConfiguration(client: client, groupID: nil)
+        configuration.isolationLevel = isolation
+        configuration.reportEndOfPartition = true
+        consumer = try KafkaConsumer(configuration: configuration, logger: logger)
+        try consumer.assign(partitions)
+        progress = EndTracker(Set(partitions.map(\.topicPartition)))
+    }
+
+    /// Whether every partition has reached its end at least once.
+    public var caughtUp: Bool { progress.allReached }
+
+    /// The next messages, waiting up to `timeout` for the first.
+    public func poll(timeout: Duration = .milliseconds(100)) async throws(KafkaError) -> [KafkaMessage] {
+        var messages: [KafkaMessage] = []
+        for event in try await consumer.poll(timeout: timeout) {
+            switch event {
+            case .message(let message): messages.append(message)
+            case .endOfPartition(let partition, _): progress.reached(partition)
+            default: break
+            }
+        }
+        return messages
+    }
+
+    /// Everything up to each partition's current end; fails if that takes longer than `timeout`.
+    public func readToEnd(timeout: Duration = .seconds(30)) async throws(KafkaError) -> [KafkaMessage] {
+        var messages: [KafkaMessage] = []
+        let deadline = ContinuousClock.now + timeout
+        while !caughtUp {
+            guard ContinuousClock.now < deadline else {
+                throw KafkaError(code: KafkaError.timedOutCode, name: "_TIMED_OUT", message: "reading topics to their end took longer than \(timeout)")
+            }
+            messages += try await poll()
+        }
+        return messages
+    }
+
+    public func close() async {
+        try? await consumer.close()
+    }
+}
+
+import Synchronization
+
+/// Which partitions have reached their end at least once.
+private final class EndTracker: Sendable {
+    private let state: Mutex<Set<TopicPartition>>
+
+    init(_ partitions: Set<TopicPartition>) { state = Mutex(partitions) }
+
+    var allReached: Bool { state.withLock { $0.isEmpty } }
+
+    func reached(_ partition: TopicPartition) { _ = state.withLock { $0.remove(partition) } }
+}
