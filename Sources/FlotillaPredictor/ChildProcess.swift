@@ -127,6 +127,20 @@ final class ChildProcess: Sendable {
         if shouldClose { close(stdinFD) }
     }
 
+    /// Blocks up to `timeout` for the child to exit on its own; true if it has (not yet reaped).
+    func hasExited(within timeout: Duration) -> Bool {
+        let clock = ContinuousClock()
+        let deadline = clock.now + timeout
+        while true {
+            if exitStatus != nil { return true }
+            var info = siginfo_t()
+            // WNOHANG leaves si_pid at 0 while the child still runs.
+            if waitid(P_PID, id_t(pid), &info, WEXITED | WNOWAIT | WNOHANG) == 0, info._sifields._sigchld.si_pid == pid { return true }
+            if clock.now >= deadline { return false }
+            usleep(5_000)
+        }
+    }
+
     /// Blocks until the child has exited, reaps it and returns how it ended. Call on a dedicated thread.
     @discardableResult
     func waitForExit() -> ExitStatus {

@@ -242,7 +242,10 @@ final class PredictorProcess: Sendable {
         PipeIO.startThread(name: "flotilla-\(stage)-r\(child.pid)") { [self] in
             readFrames()
             close(child.stdoutFD)
-            if !state.withLock({ $0.stopping }) { child.signal(SIGKILL) }
+            // End of stdout usually means the child is exiting (Python closes its streams while it
+            // finalises): give it a moment so its own exit status, not our SIGKILL, is reported.
+            let (stopping, faulted) = state.withLock { ($0.stopping, $0.fault != nil) }
+            if !stopping && !faulted && !child.hasExited(within: .seconds(1)) { child.signal(SIGKILL) }
             let status = child.waitForExit()
             finish(status)
         }

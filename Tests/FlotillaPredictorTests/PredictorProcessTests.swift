@@ -1,0 +1,133 @@
+import FlotillaCore
+@testable import FlotillaPredictor
+import Foundation
+import Logging
+import Testing
+
+@Suite("Predictor process", .enabled(if: Fixtures.pythonAvailable, "python3 is not on PATH: predictor process tests need it"), .timeLimit(.minutes(2)))
+struct PredictorProcessTests {
+    let env = ["PYTHONPATH": Fixtures.pythonDir]
+
+    func launch(_ script: String, _ args: [String] = [], timeout: Duration = .seconds(30), logger: Logger = Logger(label: "t")) async throws -> PredictorProcess {
+        try await PredictorProcess.launch(
+            stage: "p", argv: ["python3", Fixtures.fixture(script)] + args, environment: env, workingDirectory: nil,
+            startupTimeout: timeout, logger: logger
+        )
+    }
+
+    @Test("handshake: the child's hello gives its name and maxBatch")
+    func handshake() async throws {
+        let process = try await launch("identity.py", ["16"])
+        #expect(process.hello == PredictorProcess.Hello(name: "identity", maxBatch: 16))
+        #expect(process.isHealthy)
+        await process.shutdown(grace: .seconds(2))
+        #expect(Fixtures.isGone(process.pid))
+    }
+
+    @Test("a batch round trip keeps order and values, and seqs advance")
+    func roundTrip() async throws {
+        let process = try await launch("identity.py")
+        for round in 0..<3 {
+            let samples = Fixtures.samples(500) { .object(["i": .int(Int64($0 + round)), "s": .string("ü\n\"")]) }
+            let reply = await process.run(samples, timeout: .seconds(10))
+            #expect(reply == .success(.outputs(samples.map { .success($0.input) })))
+        }
+        await process.shutdown(grace: .seconds(2))
+    }
+
+    @Test("stderr lines reach the Logger with the stage and pid, and print() does not corrupt the protocol")
+    func stderrForwarding() async throws {
+        let store = CapturingLogHandler.Store()
+        let logger = Logger(label: "t") { _ in CapturingLogHandler(store: store) }
+        let process = try await launch("faults.py", logger: logger)
+        let reply = await process.run(Fixtures.samples(2), timeout: .seconds(10))
+        guard case .success(.outputs(let outputs)) = reply else {
+            Issue.record("unexpected reply \(reply)")
+            return
+        }
+        #expect(outputs.count == 2)
+        await process.shutdown(grace: .seconds(2))
+        let line = store.all.first { $0.message == "stray print from predict goes to stderr" }
+        #expect(line?.metadata["flotilla.stage"] == "p")
+        #expect(line?.metadata["flotilla.pid"] == "\(process.pid)")
+    }
+
+    @Test("a nonexistent executable is a clear startup error")
+    func missingExecutable() async {
+        await #expect {
+            try await PredictorProcess.launch(stage: "p", argv: ["no-such-predictor-xyz", "--flag"], environment: [:], workingDirectory: nil, startupTimeout: .seconds(5), logger: Logger(label: "t"))
+        } throws: { error in
+            let message = "\(error)"
+            return message.contains("no-such-predictor-xyz") && message.contains("not found")
+        }
+    }
+
+    @Test("a child that exits before its hello: the error has its exit status and last stderr lines")
+    func exitsBeforeHello() async {
+        await #expect {
+            try await launch("faults.py", ["--fail-setup"])
+        } throws: { error in
+            let message = "\(error)"
+            return message.contains("exited (status 1) before sending its hello frame") && message.contains("model file is missing")
+        }
+        await #expect {
+            try await launch("does-not-exist.py")
+        } throws: { error in
+            "\(error)".contains("exited (status 2)") && "\(error)".contains("does-not-exist.py")
+        }
+    }
+
+    @Test("a child that never says hello is killed after the startup timeout")
+    func helloTimeout() async {
+        let clock = ContinuousClock()
+        let start = clock.now
+        await #expect {
+            try await launch("faults.py", ["--no-hello"], timeout: .seconds(1))
+        } throws: { error in
+            "\(error)".contains("hung (no reply within 1.0s, killed) before sending its hello frame")
+        }
+        #expect(start.duration(to: clock.now) < .seconds(10))
+    }
+
+    @Test("the working directory and environment reach the child")
+    func workingDirectoryAndEnvironment() async throws {
+        let directory = NSTemporaryDirectory() + "flotilla-wd-\(UUID().uuidString)"
+        try FileManager.default.createDirectory(atPath: directory, withIntermediateDirectories: true)
+        defer { try? FileManager.default.removeItem(atPath: directory) }
+        let code = "import os; from flotilla_predictor import serve; serve(lambda xs: [[os.getcwd(), os.environ.get('FLOTILLA_TEST')] for x in xs])"
+        let process = try await PredictorProcess.launch(
+            stage: "p", argv: ["python3", "-c", code], environment: env.merging(["FLOTILLA_TEST": "yes"]) { $1 },
+            workingDirectory: directory, startupTimeout: .seconds(30), logger: Logger(label: "t"))
+        let reply = await process.run(Fixtures.samples(1), timeout: .seconds(10))
+        let real = URL(fileURLWithPath: directory).resolvingSymlinksInPath().path
+        #expect(reply == .success(.outputs([.success(.array([.string(real), .string("yes")]))])))
+        await process.shutdown(grace: .seconds(2))
+    }
+
+    @Test("a crash during a batch is reported with the signal, and the child is reaped")
+    func crashReported() async throws {
+        let process = try await launch("faults.py", ["--always-crash"])
+        let reply = await process.run(Fixtures.samples(3), timeout: .seconds(10))
+        #expect(reply == .failure(.exited(.signaled(9))))
+        #expect(await process.waitForExit(timeout: .seconds(5)))
+        #expect(Fixtures.isGone(process.pid))
+        #expect(!process.isHealthy)
+    }
+
+    @Test("a process that ignores the shutdown frame and SIGTERM is killed after the grace periods")
+    func stubbornShutdown() async throws {
+        let code = "import signal, time; from flotilla_predictor import serve; signal.signal(signal.SIGTERM, signal.SIG_IGN); serve(lambda xs: time.sleep(3600))"
+        let process = try await PredictorProcess.launch(
+            stage: "p", argv: ["python3", "-c", code], environment: env, workingDirectory: nil,
+            startupTimeout: .seconds(30), logger: Logger(label: "t"))
+        // Busy in predict: it cannot read the shutdown frame, and it ignores SIGTERM.
+        async let reply = process.run(Fixtures.samples(1), timeout: .seconds(60))
+        try await Task.sleep(for: .milliseconds(300))
+        let clock = ContinuousClock()
+        let start = clock.now
+        await process.shutdown(grace: .milliseconds(500))
+        #expect(start.duration(to: clock.now) < .seconds(5))
+        #expect(await reply == .failure(.stopped))
+        #expect(Fixtures.isGone(process.pid))
+    }
+}
