@@ -87,6 +87,15 @@ let package = Package(
         .testTarget(name: "RdKafkaTests", dependencies: ["RdKafka", "FlotillaTestSupport"], swiftSettings: swiftSettings),
         .testTarget(name: "FlotillaCoreTests", dependencies: ["FlotillaCore"], swiftSettings: swiftSettings),
         .testTarget(name: "FlotillaSourcesTests", dependencies: ["FlotillaSources", "FlotillaCore", .product(name: "Logging", package: "swift-log")], swiftSettings: swiftSettings),
-        .testTarget(name: "FlotillaPredictorTests", dependencies: ["FlotillaPredictor"], swiftSettings: swiftSettings),
+        .testTarget(
+            name: "FlotillaPredictorTests",
+            dependencies: [
+                "FlotillaPredictor",
+                "FlotillaCore",
+                .product(name: "Logging", package: "swift-log"),
+                .product(name: "MetricsTestKit", package: "swift-metrics"),
+            ],
+            swiftSettings: swiftSettings
+        ),
     ]
 )
