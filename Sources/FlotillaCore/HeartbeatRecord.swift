@@ -21,11 +21,17 @@ public struct HeartbeatRecord: FlotillaRecord, Hashable {
     public var samplesPerSecond: Double
     /// One entry per stage's predictor pool.
     public var predictors: [PredictorStatus]
+    /// The shards-topic partitions this worker owns now (its consumer-group assignment). The
+    /// controller re-enqueues and steals work into these partitions to reach this worker.
+    /// Optional: nil (absent) from workers that do not report it; such a worker is never chosen
+    /// as the target of a re-enqueue.
+    public var partitions: [Int]?
 
     public init(
         job: String, worker: String, host: String, pid: Int, time: Int64 = Timestamp.now(),
         state: WorkerState = .running, inFlight: [InFlightShard] = [], queued: [String] = [],
-        idle: Bool? = nil, samplesPerSecond: Double = 0, predictors: [PredictorStatus] = []
+        idle: Bool? = nil, samplesPerSecond: Double = 0, predictors: [PredictorStatus] = [],
+        partitions: [Int]? = nil
     ) {
         self.job = job
         self.worker = worker
@@ -38,6 +44,7 @@ public struct HeartbeatRecord: FlotillaRecord, Hashable {
         self.idle = idle ?? (inFlight.isEmpty && queued.isEmpty)
         self.samplesPerSecond = samplesPerSecond.isFinite ? samplesPerSecond : 0
         self.predictors = predictors
+        self.partitions = partitions
     }
 }
 
