@@ -26,6 +26,9 @@ public struct TopicNames: Sendable, Hashable {
     /// `<p>.<job>.dlq`: dead letters, keyed by shard id (or empty when unknown).
     public var dlq: String { "\(prefix).\(job).dlq" }
 
+    /// `<p>.<job>.workers`: the consumer group in which the job's workers share the shards topic.
+    public var workerGroup: String { "\(prefix).\(job).workers" }
+
     /// All per-job topics (not `jobs`), in a fixed order.
     public var perJob: [String] { [shards, results, acks, heartbeats, control, dlq] }
 
