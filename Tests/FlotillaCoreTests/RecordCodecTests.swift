@@ -52,7 +52,8 @@ struct RecordCodecTests {
             inFlight: [InFlightShard(shard: "s000004", attempt: 0, run: "r1", done: 10, total: 100, startedAt: 70),
                        InFlightShard(shard: "s000005", attempt: 1, run: "r2", startedAt: 71)],
             queued: ["s000006"], samplesPerSecond: 123.5,
-            predictors: [PredictorStatus(stage: "classify", processes: 2, busy: 1, restarts: 3)]))
+            predictors: [PredictorStatus(stage: "classify", processes: 2, busy: 1, restarts: 3)], partitions: [0, 7]))
+        try roundTrip(HeartbeatRecord(job: "j1", worker: "w-2", host: "h", pid: 1, time: 1))
         try roundTrip(ResultRecord(job: "j1", id: "a", shard: "s1", attempt: 0, run: "r", outcome: .output(.object(["label": .int(3)]))))
         try roundTrip(ResultRecord(job: "j1", id: "b", shard: "s1", attempt: 0, run: "r", outcome: .output(.null)))
         try roundTrip(ResultRecord(job: "j1", id: "c", shard: "s1", attempt: 0, run: "r", outcome: .error("bad input"), stage: "classify"))
