@@ -115,6 +115,22 @@ struct JobSpecLoaderTests {
         #expect(config.topics.shards == "team.x.my-job.v2_1.shards")
     }
 
+    @Test("CRLF line endings, comments, anchors and explicit nulls are fine")
+    func yamlForms() throws {
+        let crlf = try loadSpec("# comment\r\ninputs:\r\n  - file: a.csv   # trailing\r\nstages:\r\n  - name: s\r\n    builtin: identity\r\nshard:\r\n")
+        #expect(crlf.inputs == [.file(FileInput(path: "/specs/a.csv", format: .csv))])
+        #expect(crlf.shard == ShardConfig())
+        let anchors = try loadSpec("""
+            inputs: [{file: a.jsonl}]
+            stages:
+              - &base {name: a, builtin: identity, batch: 8}
+              - {name: b, builtin: identity, batch: 16}
+            """)
+        #expect(anchors.stages.map(\.batch) == [8, 16])
+        let quoted = try loadSpec(minimalSpec + "\njob: \"2024\"\n")
+        #expect(quoted.job == "2024")
+    }
+
     @Test("min-only ranges default max to at least min")
     func rangeDefaults() throws {
         let config = try loadSpec(minimalSpec.replacingOccurrences(of: "builtin: identity", with: """
