@@ -28,7 +28,7 @@ enum FrameJSON {
         switch value {
         case .null: out.append(contentsOf: "null".utf8)
         case .bool(let b): out.append(contentsOf: (b ? "true" : "false").utf8)
-        case .int(let i): out.append(contentsOf: String(i).utf8)
+        case .int(let i): writeInt(i, into: &out)
         case .double(let d):
             // JSON has no NaN or infinity; null is what JavaScript's JSON.stringify writes too.
             if d.isFinite { out.append(contentsOf: d.description.utf8) } else { out.append(contentsOf: "null".utf8) }
@@ -53,9 +53,27 @@ enum FrameJSON {
         }
     }
 
+    /// Decimal digits without a String allocation (integers dominate model inputs like pixels).
+    static func writeInt(_ value: Int64, into out: inout [UInt8]) {
+        if value < 0 { out.append(UInt8(ascii: "-")) }
+        var magnitude = value.magnitude
+        if magnitude < 10 {
+            out.append(UInt8(ascii: "0") + UInt8(magnitude))
+            return
+        }
+        withUnsafeTemporaryAllocation(of: UInt8.self, capacity: 20) { digits in
+            var count = 0
+            while magnitude > 0 {
+                digits[count] = UInt8(ascii: "0") + UInt8(magnitude % 10)
+                magnitude /= 10
+                count += 1
+            }
+            for i in stride(from: count - 1, through: 0, by: -1) { out.append(digits[i]) }
+        }
+    }
+
     static func writeString(_ s: String, into out: inout [UInt8]) {
         out.append(UInt8(ascii: "\""))
-        let hex: [UInt8] = Array("0123456789abcdef".utf8)
         for byte in s.utf8 {
             switch byte {
             case UInt8(ascii: "\""): out.append(contentsOf: [92, 34])
@@ -65,8 +83,8 @@ enum FrameJSON {
             case 0x09: out.append(contentsOf: [92, UInt8(ascii: "t")])
             case 0..<0x20:
                 out.append(contentsOf: Array("\\u00".utf8))
-                out.append(hex[Int(byte >> 4)])
-                out.append(hex[Int(byte & 0xF)])
+                out.append(byte >> 4 == 0 ? UInt8(ascii: "0") : UInt8(ascii: "1"))
+                out.append(byte & 0xF < 10 ? UInt8(ascii: "0") + byte & 0xF : UInt8(ascii: "a") + (byte & 0xF) - 10)
             default: out.append(byte)
             }
         }
@@ -264,6 +282,16 @@ enum FrameJSON {
                 index += 1
                 if index < bytes.count, bytes[index] == UInt8(ascii: "+") || bytes[index] == UInt8(ascii: "-") { index += 1 }
                 guard digits(&self) > 0 else { throw error("invalid number") }
+            }
+            if isInteger && index - start <= 18 {
+                // Up to 18 characters always fits in Int64: accumulate without making a String.
+                var magnitude: Int64 = 0
+                var i = bytes[start] == UInt8(ascii: "-") ? start + 1 : start
+                while i < index {
+                    magnitude = magnitude * 10 + Int64(bytes[i] - UInt8(ascii: "0"))
+                    i += 1
+                }
+                return .int(bytes[start] == UInt8(ascii: "-") ? -magnitude : magnitude)
             }
             let text = String(decoding: UnsafeBufferPointer(rebasing: bytes[start..<index]), as: UTF8.self)
             if isInteger, let i = Int64(text) { return .int(i) }
