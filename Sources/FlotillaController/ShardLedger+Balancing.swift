@@ -1,0 +1,113 @@
+import FlotillaCore
+
+extension ShardLedger {
+    /// The donor that stands for partitions whose owner was lost and that no live worker owns yet.
+    static let orphanDonor = "(orphaned partitions)"
+
+    /// Live running workers that report idle, own partitions and were not just sent work.
+    func idleWorkers(now: Int64, plan: TargetPlan) -> [String] {
+        workers.values
+            .filter { !$0.lost && $0.idle && $0.state == .running && now >= $0.stealBlockedUntil && plan.partitions[$0.id] != nil }
+            .map(\.id).sorted()
+    }
+
+    /// Each busy worker's unstarted work in the order it would reach it: its local queue, then the
+    /// records waiting on its partitions (by position in the partition). The tail comes last.
+    func backlogs(plan: TargetPlan) -> [String: [String]] {
+        var result: [String: [String]] = [:]
+        for (id, queue) in plan.queuedBy {
+            guard let worker = workers[id], !worker.inFlight.isEmpty else { continue }  // idle-ish: starts it now
+            result[id] = queue.filter { shard in
+                guard let entry = shards[shard] else { return false }
+                return !entry.isFinished && entry.source != nil && !entry.isExecuting(live: plan.live)
+            }
+        }
+        var waiting: [Int: [(offset: Int64, shard: String)]] = [:]
+        for entry in shards.values where isWaitingInKafka(entry, live: plan.live, queued: plan.queued) && entry.source != nil {
+            guard let info = entry.attempts[entry.latestAttempt], let partition = info.partition else { continue }
+            waiting[partition, default: []].append((info.offset ?? info.publishedAt, entry.id))
+        }
+        var ranked: [String: [(rank: Int, partition: Int, shard: String)]] = [:]
+        for (partition, records) in waiting {
+            let donor: String
+            if let owner = plan.owner[partition] {
+                guard workers[owner]?.inFlight.isEmpty == false else { continue }
+                donor = owner
+            } else if orphanedPartitions.contains(partition) {
+                donor = Self.orphanDonor
+            } else {
+                continue
+            }
+            for (rank, record) in records.sorted(by: { ($0.offset, $0.shard) < ($1.offset, $1.shard) }).enumerated() {
+                ranked[donor, default: []].append((rank, partition, record.shard))
+            }
+        }
+        for (donor, records) in ranked {
+            result[donor, default: []] += records.sorted { ($0.rank, $0.partition) < ($1.rank, $1.partition) }.map(\.shard)
+        }
+        return result.filter { !$0.value.isEmpty }
+    }
+
+    /// Work stealing: for each idle worker, move up to `stealPerIdleWorker` unstarted shards from
+    /// the tails of the longest backlogs into its partitions, as a new attempt (`stolen`).
+    mutating func steal(now: Int64, plan: inout TargetPlan, actions: inout [LedgerAction]) {
+        let idle = idleWorkers(now: now, plan: plan)
+        guard !idle.isEmpty else { return }
+        var backlogs = backlogs(plan: plan)
+        guard !backlogs.isEmpty else { return }
+        for id in idle {
+            var taken = 0
+            while taken < settings.stealPerIdleWorker {
+                let donors = backlogs.filter { $0.key != id && !$0.value.isEmpty }
+                guard let donor = donors.max(by: { ($0.value.count, $1.key) < ($1.value.count, $0.key) })?.key,
+                      let shard = backlogs[donor]?.popLast() else { break }
+                publish(shard, reason: .stolen, supersede: true, target: (id, plan.assign(to: id)), now: now, actions: &actions)
+                taken += 1
+            }
+            if taken > 0 { sentWork(to: id, now: now) }
+        }
+    }
+
+    /// Speculative copies: when idle workers have nothing to steal and no shard waits anywhere, a
+    /// shard running longer than `speculativeFactor` × the median shard time gets a copy on an idle
+    /// worker (not superseding the original: the first ack wins).
+    mutating func speculate(now: Int64, plan: inout TargetPlan, actions: inout [LedgerAction]) {
+        guard settings.speculative else { return }
+        let idle = idleWorkers(now: now, plan: plan)
+        guard !idle.isEmpty, let median = medianShardMilliseconds else { return }
+        var stragglers: [(elapsed: Int64, shard: String, worker: String)] = []
+        for entry in shards.values where !entry.isFinished {
+            // Nothing may be waiting: every unfinished shard must be running somewhere.
+            guard entry.isExecuting(live: plan.live) else { return }
+            let running = entry.executions.values.filter { $0.attempt >= entry.supersededBelow && plan.live.contains($0.worker) }
+            guard running.count == 1, let execution = running.first, entry.source != nil,
+                  entry.attempts[entry.latestAttempt]?.reason != .speculative else { continue }
+            let elapsed = now - min(execution.startedAt, execution.firstSeen)
+            if Double(elapsed) > settings.speculativeFactor * Double(max(median, 1)) {
+                stragglers.append((elapsed, entry.id, execution.worker))
+            }
+        }
+        stragglers.sort { ($0.elapsed, $1.shard) > ($1.elapsed, $0.shard) }
+        var available = idle
+        for straggler in stragglers {
+            guard let index = available.firstIndex(where: { $0 != straggler.worker }) else { break }
+            let id = available.remove(at: index)
+            publish(straggler.shard, reason: .speculative, supersede: false, target: (id, plan.assign(to: id)),
+                    now: now, actions: &actions)
+            sentWork(to: id, now: now)
+        }
+    }
+
+    /// The median time of winning executions (ack `finishedAt - startedAt`), nil before any.
+    var medianShardMilliseconds: Int64? {
+        let times = shards.values.compactMap { $0.winner.map { max(0, $0.finishedAt - $0.startedAt) } }.sorted()
+        guard !times.isEmpty else { return nil }
+        return times[times.count / 2]
+    }
+
+    /// `worker` was just sent work: not idle until a heartbeat after the records had time to arrive.
+    mutating func sentWork(to worker: String, now: Int64) {
+        workers[worker]?.stealBlockedUntil = now + 2 * settings.heartbeatMs
+        workers[worker]?.idle = false
+    }
+}

@@ -1,0 +1,129 @@
+import FlotillaCore
+
+/// Where a shard stands, for status pages and tests.
+public enum ShardPhase: String, Sendable, Hashable, Codable, CaseIterable {
+    /// Published, waiting in Kafka (or in no queue the controller knows of).
+    case pending
+    /// In a live worker's local queue, not started.
+    case queued
+    /// A live worker executes it.
+    case inFlight = "in-flight"
+    /// Its latest attempt failed; a retry or a dead letter follows at the next tick.
+    case failed
+    case done
+    case dead
+}
+
+/// One worker as the controller sees it.
+public struct WorkerView: Sendable, Hashable, Codable {
+    public var id: String
+    public var pid: Int
+    public var host: String
+    public var state: String
+    public var lost: Bool
+    /// Milliseconds since its last heartbeat.
+    public var lastHeartbeatAgoMs: Int64
+    public var inFlight: [String]
+    public var queued: Int
+    public var idle: Bool
+    public var partitions: [Int]
+    public var samplesPerSecond: Double
+}
+
+extension ShardLedger {
+    /// The phase of a shard, nil when unknown.
+    public func phase(of shard: String) -> ShardPhase? {
+        guard let entry = shards[shard] else { return nil }
+        let live = Set(workers.values.filter { !$0.lost }.map(\.id))
+        return phase(entry, live: live, queued: Set(workers.values.filter { !$0.lost }.flatMap(\.queued)))
+    }
+
+    func phase(_ entry: ShardEntry, live: Set<String>, queued: Set<String>) -> ShardPhase {
+        if entry.winner != nil { return .done }
+        if entry.dead != nil { return .dead }
+        if entry.isExecuting(live: live) { return .inFlight }
+        if entry.failedAttempts[entry.latestAttempt] != nil { return .failed }
+        if queued.contains(entry.id) { return .queued }
+        return .pending
+    }
+
+    /// Shards per phase (every phase present, zero when none). Shards announced by the manifest
+    /// but not seen yet count as pending.
+    public var phaseCounts: [ShardPhase: Int] {
+        let live = Set(workers.values.filter { !$0.lost }.map(\.id))
+        let queued = Set(workers.values.filter { !$0.lost }.flatMap(\.queued))
+        var counts = Dictionary(uniqueKeysWithValues: ShardPhase.allCases.map { ($0, 0) })
+        for entry in shards.values { counts[phase(entry, live: live, queued: queued), default: 0] += 1 }
+        counts[.pending, default: 0] += max(0, (expectedShards ?? 0) - shards.count)
+        return counts
+    }
+
+    /// The highest attempt published for a shard (-1 when none), and why.
+    public func latestAttempt(of shard: String) -> (attempt: Int, reason: ShardReason?) {
+        guard let entry = shards[shard] else { return (-1, nil) }
+        return (entry.latestAttempt, entry.attempts[entry.latestAttempt]?.reason)
+    }
+
+    /// Failed or lost attempts of a shard (they count toward `maxAttempts`).
+    public func failures(of shard: String) -> Int {
+        shards[shard]?.failures ?? 0
+    }
+
+    /// Re-enqueued attempts (attempt > 0) by reason.
+    public var reEnqueues: [String: Int] {
+        var counts: [String: Int] = [:]
+        for entry in shards.values {
+            for (attempt, info) in entry.attempts where attempt > 0 { counts[info.reason.rawValue, default: 0] += 1 }
+        }
+        return counts
+    }
+
+    /// Done acks beyond the first per shard: shards that ran twice to completion.
+    public var duplicates: Int {
+        shards.values.reduce(0) { $0 + max(0, $1.doneRuns.count - 1) }
+    }
+
+    /// Samples in done shards (their winning acks).
+    public var samplesDone: Int {
+        shards.values.reduce(0) { $0 + ($1.winner?.samples ?? 0) }
+    }
+
+    /// Samples of shards not done yet, where their records say (nil when some shard's size is unknown).
+    public var samplesRemaining: Int? {
+        var total = 0
+        for entry in shards.values where !entry.isFinished {
+            guard let samples = entry.samples else { return nil }
+            total += samples
+        }
+        return total
+    }
+
+    /// The workers, by id.
+    public func workerViews(now: Int64) -> [WorkerView] {
+        workers.values.sorted { $0.id < $1.id }.map { worker in
+            WorkerView(id: worker.id, pid: worker.pid, host: worker.host, state: worker.lost ? "lost" : worker.state.rawValue,
+                       lost: worker.lost, lastHeartbeatAgoMs: max(0, now - worker.lastSeen),
+                       inFlight: worker.inFlight.map(\.shard), queued: worker.queued.count, idle: worker.idle,
+                       partitions: worker.partitions ?? [], samplesPerSecond: worker.samplesPerSecond)
+        }
+    }
+
+    /// Live workers' ids (heard from within `workerTimeout`).
+    public var liveWorkers: [String] {
+        workers.values.filter { !$0.lost }.map(\.id).sorted()
+    }
+
+    /// The job's counts now (the final summary once complete).
+    public func summary(now: Int64) -> JobStatusSummary {
+        let winners = shards.values.compactMap(\.winner)
+        let dead = shards.values.filter { $0.winner == nil && $0.dead != nil }.count
+        let samples = winners.reduce(0) { $0 + $1.samples }
+        let failedSamples = winners.reduce(0) { $0 + $1.errorSamples }
+        let end = winners.map(\.finishedAt).max() ?? now
+        let seconds = createdAt.map { Double(max(0, end - $0)) / 1_000 } ?? 0
+        return JobStatusSummary(
+            job: job, shards: max(expectedShards ?? 0, shards.count), done: winners.count, dead: dead,
+            samples: samples, failedSamples: failedSamples, seconds: seconds,
+            reEnqueued: reEnqueues.values.reduce(0, +), duplicates: duplicates)
+    }
+}

@@ -1,0 +1,179 @@
+import FlotillaCore
+
+extension ShardLedger {
+    /// Applies the rules at time `now` and returns what to do, in order. The ledger records each
+    /// action as done (a re-enqueued attempt as published, a dead-lettered shard as dead), so the
+    /// next tick does not ask again.
+    ///
+    /// Rules, in order: lost workers (silent for `workerTimeout`: in-flight shards re-enqueued as
+    /// `worker-lost`, queued ones as `released`, the worker replaced); hung shards (no progress
+    /// for `shardTimeout` on a live worker: abandon, re-enqueue as `lease-expired`, replace the
+    /// worker); failed attempts (retry while attempts are left, else dead-letter); superseded
+    /// attempts whose successor record is missing (re-published); work stealing and speculative
+    /// copies (`ShardLedger+Balancing`); the final reconcile; completion.
+    public mutating func tick(now: Int64) -> [LedgerAction] {
+        var actions: [LedgerAction] = []
+        var plan = TargetPlan(ledger: self, now: now)
+
+        for id in workers.keys.sorted() {
+            guard let worker = workers[id], !worker.lost, now - worker.lastSeen > settings.workerTimeoutMs else { continue }
+            let replace = !worker.retiring && worker.state == .running
+            markLost(id, now: now, replace: replace, plan: &plan, actions: &actions)
+        }
+        checkHung(now: now, plan: &plan, actions: &actions)
+        checkFailed(now: now, plan: &plan, actions: &actions)
+        steal(now: now, plan: &plan, actions: &actions)
+        speculate(now: now, plan: &plan, actions: &actions)
+        reconcile(now: now, plan: &plan, actions: &actions)
+
+        if !completed, isComplete {
+            completed = true
+            actions.append(.complete(summary(now: now)))
+        }
+        return actions
+    }
+
+    /// Every expected shard is known and done or dead.
+    public var isComplete: Bool {
+        guard let expectedShards else { return false }
+        return shards.count >= expectedShards && shards.values.allSatisfy(\.isFinished)
+    }
+
+    // MARK: - Lost and hung workers
+
+    /// Marks `worker` lost and re-enqueues what it held.
+    mutating func markLost(_ id: String, now: Int64, replace: Bool, plan: inout TargetPlan, actions: inout [LedgerAction]) {
+        guard var worker = workers[id] else { return }
+        worker.lost = true
+        worker.lostAt = now
+        workers[id] = worker
+        plan.remove(id)
+        orphanedPartitions.formUnion((worker.partitions ?? []).filter { plan.owner[$0] == nil })
+        if replace {
+            replacements += 1
+            actions.append(.replaceWorker(worker: id, reason: "no heartbeat for \(settings.workerTimeoutMs) ms"))
+        }
+        for running in worker.inFlight {
+            guard let entry = shards[running.shard], !entry.isFinished,
+                  let execution = entry.executions[running.run],
+                  execution.attempt >= entry.latestAttempt,
+                  !entry.isExecuting(live: plan.live) else { continue }
+            retryOrBury(running.shard, reason: .workerLost, error: "worker \(id) lost while running attempt \(execution.attempt)",
+                        exclude: [id], now: now, plan: &plan, actions: &actions)
+        }
+        for shard in worker.queued {
+            // Only if the worker could hold the latest attempt (it was published before it went silent).
+            guard let entry = shards[shard], !entry.isFinished, entry.source != nil,
+                  let latest = entry.attempts[entry.latestAttempt], latest.publishedAt <= worker.lastSeen,
+                  !entry.isExecuting(live: plan.live), !plan.queued.contains(shard) else { continue }
+            publish(shard, reason: .released, supersede: true, target: plan.target(), now: now, actions: &actions)
+        }
+    }
+
+    /// In-flight shards of live workers whose progress has not moved for `shardTimeout`.
+    mutating func checkHung(now: Int64, plan: inout TargetPlan, actions: inout [LedgerAction]) {
+        for id in workers.keys.sorted() {
+            guard var worker = workers[id], !worker.lost else { continue }
+            var hung: [ShardAttempt] = []
+            for running in worker.inFlight {
+                guard let entry = shards[running.shard], !entry.isFinished,
+                      let execution = entry.executions[running.run],
+                      execution.attempt >= entry.latestAttempt,
+                      now - execution.lastProgressAt > settings.shardTimeoutMs else { continue }
+                hung.append(running)
+            }
+            guard !hung.isEmpty else { continue }
+            for running in hung {
+                actions.append(.abandon(worker: id, shard: running.shard, attempt: running.attempt))
+                shards[running.shard]?.executions[running.run] = nil
+                retryOrBury(running.shard, reason: .leaseExpired,
+                            error: "no progress for \(settings.shardTimeoutMs) ms on worker \(id)",
+                            exclude: [id], now: now, plan: &plan, actions: &actions)
+            }
+            worker.inFlight.removeAll { running in hung.contains(running) }
+            workers[id] = worker
+            if !worker.retiring {
+                replacements += 1
+                actions.append(.replaceWorker(worker: id, reason: "shard \(hung[0].shard) made no progress for \(settings.shardTimeoutMs) ms"))
+            }
+        }
+    }
+
+    // MARK: - Failed attempts and missing records
+
+    /// Retries shards whose latest attempt failed, or dead-letters them; re-publishes shards whose
+    /// latest record was superseded without a successor (the controller died in between).
+    mutating func checkFailed(now: Int64, plan: inout TargetPlan, actions: inout [LedgerAction]) {
+        for id in shards.keys.sorted() {
+            guard let entry = shards[id], !entry.isFinished, entry.latestAttempt >= 0 else { continue }
+            if let failed = entry.failedAttempts[entry.latestAttempt] {
+                // Another execution of the same attempt may still finish it: wait for that one.
+                guard !entry.isExecuting(live: plan.live) else { continue }
+                retryOrBury(id, reason: .retry, error: failed.error, exclude: [failed.worker],
+                            now: now, plan: &plan, actions: &actions)
+            } else if entry.supersededBelow > entry.latestAttempt, entry.source != nil {
+                publish(id, reason: .reconcile, supersede: false, target: plan.target(), now: now, actions: &actions)
+            }
+        }
+    }
+
+    /// Re-enqueues a shard whose attempt failed or was lost, or dead-letters it when that was its
+    /// last allowed attempt.
+    mutating func retryOrBury(_ id: String, reason: ShardReason, error: String, exclude: Set<String>, now: Int64,
+                              plan: inout TargetPlan, actions: inout [LedgerAction]) {
+        guard var entry = shards[id], !entry.isFinished else { return }
+        let failures = entry.failures + 1
+        if failures >= settings.maxAttempts {
+            let why = "failed \(failures) of \(settings.maxAttempts) attempts; last: \(error)"
+            entry.dead = why
+            // Workers must not run the dead shard again from a redelivered record.
+            entry.supersededBelow = max(entry.supersededBelow, entry.latestAttempt + 1)
+            shards[id] = entry
+            actions.append(.deadLetter(shard: id, attempt: entry.latestAttempt, reason: why))
+        } else {
+            publish(id, reason: reason, supersede: true, target: plan.target(excluding: exclude), now: now, actions: &actions)
+        }
+    }
+
+    /// Records a new attempt of `id` as published and asks for it.
+    mutating func publish(_ id: String, reason: ShardReason, supersede: Bool, target: (worker: String, partition: Int)?,
+                          now: Int64, actions: inout [LedgerAction]) {
+        guard var entry = shards[id], let source = entry.source else { return }
+        let attempt = max(entry.latestAttempt + 1, entry.supersededBelow)
+        entry.attempts[attempt] = AttemptInfo(reason: reason, partition: target?.partition, offset: nil, publishedAt: now)
+        if supersede { entry.supersededBelow = max(entry.supersededBelow, attempt) }
+        shards[id] = entry
+        let record = ShardRecord(job: job, shard: id, attempt: attempt, source: source, samples: entry.samples,
+                                 reason: reason, createdAt: now)
+        actions.append(.reEnqueue(record: record, partition: target?.partition, supersede: supersede))
+    }
+
+    // MARK: - Final reconcile
+
+    /// When the whole fleet has sat idle for `reconcileAfter` while shards are neither done nor
+    /// dead nor held anywhere, their records were lost: publish them again.
+    mutating func reconcile(now: Int64, plan: inout TargetPlan, actions: inout [LedgerAction]) {
+        let live = workers.values.filter { !$0.lost }
+        guard !live.isEmpty, live.allSatisfy(\.idle) else {
+            fleetIdleSince = nil
+            return
+        }
+        let since = fleetIdleSince ?? now
+        fleetIdleSince = since
+        guard now - since >= settings.reconcileAfterMs else { return }
+        for id in shards.keys.sorted() {
+            guard let entry = shards[id], !entry.isFinished, entry.source != nil,
+                  !entry.isExecuting(live: plan.live), !plan.queued.contains(id),
+                  let latest = entry.attempts[entry.latestAttempt],
+                  now - latest.publishedAt >= settings.reconcileAfterMs else { continue }
+            publish(id, reason: .reconcile, supersede: true, target: plan.target(), now: now, actions: &actions)
+        }
+    }
+
+    /// A shard whose latest record is still waiting in Kafka: not finished, not executing, not in
+    /// a live worker's queue, and not superseded.
+    func isWaitingInKafka(_ entry: ShardEntry, live: Set<String>, queued: Set<String>) -> Bool {
+        !entry.isFinished && entry.latestAttempt >= entry.supersededBelow && entry.latestAttempt >= 0
+            && !entry.isExecuting(live: live) && !queued.contains(entry.id)
+    }
+}

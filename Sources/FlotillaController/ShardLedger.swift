@@ -1,0 +1,285 @@
+import FlotillaCore
+
+/// The controller's per-shard ledger: a pure value type fed with the job's records and a clock,
+/// asked for actions by `tick(now:)`.
+///
+/// Its state is derived from facts (published attempts, acks, heartbeats, dead letters), never
+/// from the order they arrive in, so replaying the job's topics in any interleaving rebuilds the
+/// same ledger, and feeding a record twice changes nothing. Times are epoch milliseconds.
+///
+/// A shard is *done* at its first done ack (any attempt or run) and is never re-enqueued after;
+/// *dead* once dead-lettered; otherwise in flight (a live worker executes its latest attempt),
+/// queued (a live worker holds it, not started), failed (its latest attempt failed, not yet
+/// retried) or pending (published, waiting in Kafka).
+public struct ShardLedger: Sendable, Hashable {
+    /// The job id (written into re-enqueued shard records).
+    public let job: String
+    public let settings: LedgerSettings
+
+    /// Shard ids → what is known of each.
+    var shards: [String: ShardEntry] = [:]
+    /// Worker ids → their last heartbeat and liveness.
+    var workers: [String: WorkerEntry] = [:]
+    /// Shards the job has (`JobManifest.shards`), once the manifest is known.
+    public private(set) var expectedShards: Int?
+    /// When the job was submitted (manifest `createdAt`).
+    public private(set) var createdAt: Int64?
+    /// Whether `complete` was emitted.
+    public internal(set) var completed = false
+    /// Workers this ledger asked to replace.
+    public internal(set) var replacements = 0
+    /// Since when every live worker has reported idle (nil while any is busy).
+    var fleetIdleSince: Int64?
+    /// Shards-topic partitions last owned by a worker now lost and not yet owned by a live one.
+    var orphanedPartitions: Set<Int> = []
+
+    public init(job: String, settings: LedgerSettings) {
+        self.job = job
+        self.settings = settings
+    }
+
+    // MARK: - Records
+
+    /// The job's manifest: how many shards to expect and when the job started.
+    public mutating func apply(manifest: JobManifest) {
+        expectedShards = manifest.shards
+        createdAt = manifest.createdAt
+    }
+
+    /// A shard record read from the shards topic at `partition`/`offset` (nil when unknown).
+    public mutating func apply(shard record: ShardRecord, partition: Int? = nil, offset: Int64? = nil) {
+        var entry = shards[record.shard] ?? ShardEntry(id: record.shard)
+        if record.attempt >= entry.latestAttempt {
+            entry.source = record.source
+            entry.samples = record.samples ?? entry.samples
+        }
+        var attempt = entry.attempts[record.attempt]
+            ?? AttemptInfo(reason: record.reason, partition: partition, offset: offset, publishedAt: record.createdAt)
+        // The record read back from Kafka names where it really landed.
+        attempt.partition = partition ?? attempt.partition
+        attempt.offset = offset ?? attempt.offset
+        entry.attempts[record.attempt] = attempt
+        shards[record.shard] = entry
+    }
+
+    /// A shards-topic record that cannot be decoded: the shard (its key) can never run.
+    public mutating func applyUndecodableShard(_ shard: String, reason: String) {
+        var entry = shards[shard] ?? ShardEntry(id: shard)
+        if entry.winner == nil, entry.dead == nil { entry.dead = reason }
+        shards[shard] = entry
+    }
+
+    /// An ack from the acks topic.
+    public mutating func apply(ack: AckRecord) {
+        var entry = shards[ack.shard] ?? ShardEntry(id: ack.shard)
+        switch ack.status {
+        case .done:
+            entry.doneRuns.insert(ack.run)
+            // The first done ack in the (single-partition) acks topic wins, as for `ResultLedger`.
+            if entry.winner == nil { entry.winner = ack }
+        case .failed:
+            entry.failedAttempts[ack.attempt] = FailedAttempt(error: ack.error ?? "failed without a reason", worker: ack.worker)
+            entry.failedRuns.insert(ack.run)
+        }
+        entry.executions[ack.run] = nil
+        shards[ack.shard] = entry
+    }
+
+    /// A control record: `supersede` raises the attempt below which records are stale.
+    public mutating func apply(control: ControlRecord) {
+        guard control.command == .supersede, let shard = control.shard, let attempt = control.attempt else { return }
+        var entry = shards[shard] ?? ShardEntry(id: shard)
+        entry.supersededBelow = max(entry.supersededBelow, attempt)
+        shards[shard] = entry
+    }
+
+    /// A dead letter: the shard is dead (unless it is already done).
+    public mutating func apply(deadLetter: DeadLetterRecord) {
+        guard let shard = deadLetter.shard else { return }
+        var entry = shards[shard] ?? ShardEntry(id: shard)
+        if entry.dead == nil { entry.dead = deadLetter.reason }
+        shards[shard] = entry
+    }
+
+    /// A heartbeat, seen at `receivedAt` (when replaying: its own time, at most now).
+    public mutating func apply(heartbeat: HeartbeatRecord, receivedAt: Int64) {
+        var worker = workers[heartbeat.worker] ?? WorkerEntry(id: heartbeat.worker)
+        // A heartbeat no newer than the one we have (replayed twice, or out of order) says nothing new.
+        if heartbeat.time <= worker.heartbeatTime { return }
+        let previousRuns = worker.inFlight
+        if worker.lost, receivedAt > (worker.lostAt ?? .max) {
+            worker.lost = false  // it came back (paused, not dead): a zombie that may still ack
+            worker.lostAt = nil
+        }
+        worker.lastSeen = max(worker.lastSeen, receivedAt)
+        worker.heartbeatTime = heartbeat.time
+        worker.pid = heartbeat.pid
+        worker.host = heartbeat.host
+        worker.state = heartbeat.state
+        worker.queued = heartbeat.queued
+        worker.idle = heartbeat.idle
+        worker.partitions = heartbeat.partitions
+        worker.samplesPerSecond = heartbeat.samplesPerSecond
+        worker.inFlight = heartbeat.inFlight.map { ShardAttempt(shard: $0.shard, attempt: $0.attempt, run: $0.run) }
+        if !worker.idle || worker.state != .running { worker.stealBlockedUntil = 0 }
+        workers[heartbeat.worker] = worker
+        if let partitions = heartbeat.partitions { orphanedPartitions.subtract(partitions) }
+
+        // Executions: progress of the ones reported, and the ones no longer reported are over.
+        let reported = Set(heartbeat.inFlight.map(\.run))
+        for previous in previousRuns where !reported.contains(previous.run) {
+            shards[previous.shard]?.executions[previous.run] = nil
+        }
+        for shard in heartbeat.inFlight {
+            var entry = shards[shard.shard] ?? ShardEntry(id: shard.shard)
+            if entry.doneRuns.contains(shard.run) || entry.failedRuns.contains(shard.run) {
+                shards[shard.shard] = entry
+                continue  // already acked: a heartbeat sent before the ack
+            }
+            var execution = entry.executions[shard.run]
+                ?? Execution(worker: heartbeat.worker, attempt: shard.attempt, done: shard.done, total: shard.total,
+                             startedAt: shard.startedAt, firstSeen: receivedAt, lastProgressAt: receivedAt)
+            if shard.done > execution.done {
+                execution.done = shard.done
+                execution.lastProgressAt = receivedAt
+            }
+            execution.total = shard.total ?? execution.total
+            entry.executions[shard.run] = execution
+            shards[shard.shard] = entry
+        }
+    }
+
+    /// A worker known to be gone now (its process exited or was killed): treat it as lost at once
+    /// instead of waiting for `workerTimeout`. Returns the re-enqueues this causes.
+    public mutating func workerGone(_ worker: String, now: Int64) -> [LedgerAction] {
+        guard let entry = workers[worker], !entry.lost else { return [] }
+        var actions: [LedgerAction] = []
+        var plan = TargetPlan(ledger: self, now: now)
+        markLost(worker, now: now, replace: false, plan: &plan, actions: &actions)
+        return actions
+    }
+
+    /// Marks a worker as asked to drain or stop: when it goes silent it is not replaced.
+    public mutating func retire(_ worker: String) {
+        guard var entry = workers[worker] else { return }
+        entry.retiring = true
+        workers[worker] = entry
+    }
+
+    /// Counts a pod replacement that the fleet did on its own (a worker exited).
+    public mutating func countReplacement() {
+        replacements += 1
+    }
+}
+
+// MARK: - Entries
+
+/// What the ledger knows of one shard.
+struct ShardEntry: Sendable, Hashable {
+    let id: String
+    /// The shard's source and size, from its latest record (nil until a record is seen).
+    var source: ShardSource?
+    var samples: Int?
+    /// Published attempts.
+    var attempts: [Int: AttemptInfo] = [:]
+    /// Attempts below this one are superseded (from control `supersede` records).
+    var supersededBelow = 0
+    /// Attempts that failed (acks with status failed).
+    var failedAttempts: [Int: FailedAttempt] = [:]
+    /// Runs acked done (more than one: duplicates).
+    var doneRuns: Set<String> = []
+    /// Runs acked failed.
+    var failedRuns: Set<String> = []
+    /// The winning done ack.
+    var winner: AckRecord?
+    /// Why it was dead-lettered.
+    var dead: String?
+    /// Live executions, by run id.
+    var executions: [String: Execution] = [:]
+
+    init(id: String) { self.id = id }
+
+    /// The highest published attempt, -1 when no record was seen.
+    var latestAttempt: Int { attempts.keys.max() ?? -1 }
+    var isDone: Bool { winner != nil }
+    var isFinished: Bool { winner != nil || dead != nil }
+
+    /// Attempts published because an earlier one failed or was lost (they count toward maxAttempts).
+    var failures: Int {
+        attempts.values.filter { $0.reason.countsAsFailure }.count
+    }
+
+    /// The error of the latest failed attempt.
+    var lastError: String? {
+        failedAttempts.keys.max().flatMap { failedAttempts[$0]?.error }
+    }
+
+    /// Whether a live worker executes an attempt that is not superseded.
+    func isExecuting(live: Set<String>) -> Bool {
+        executions.values.contains { $0.attempt >= supersededBelow && live.contains($0.worker) }
+    }
+}
+
+/// One published attempt of a shard.
+struct AttemptInfo: Sendable, Hashable {
+    var reason: ShardReason
+    var partition: Int?
+    var offset: Int64?
+    var publishedAt: Int64
+}
+
+/// An attempt that ended with a failed ack.
+struct FailedAttempt: Sendable, Hashable {
+    var error: String
+    var worker: String
+}
+
+/// One execution of a shard on a worker, from heartbeats.
+struct Execution: Sendable, Hashable {
+    var worker: String
+    var attempt: Int
+    var done: Int
+    var total: Int?
+    var startedAt: Int64
+    var firstSeen: Int64
+    var lastProgressAt: Int64
+}
+
+/// (shard, attempt, run) of a worker's in-flight shard.
+struct ShardAttempt: Sendable, Hashable {
+    var shard: String
+    var attempt: Int
+    var run: String
+}
+
+/// What the ledger knows of one worker.
+struct WorkerEntry: Sendable, Hashable {
+    let id: String
+    var pid = 0
+    var host = ""
+    var state: WorkerState = .running
+    /// When its last heartbeat was received (controller clock).
+    var lastSeen: Int64 = .min
+    /// Its last heartbeat's own time.
+    var heartbeatTime: Int64 = .min
+    var inFlight: [ShardAttempt] = []
+    var queued: [String] = []
+    var idle = false
+    var partitions: [Int]?
+    var samplesPerSecond = 0.0
+    var lost = false
+    var lostAt: Int64?
+    /// Asked to drain or stop: not replaced when it goes silent.
+    var retiring = false
+    /// Work was just sent to it: not idle again before this time.
+    var stealBlockedUntil: Int64 = 0
+
+    init(id: String) { self.id = id }
+}
+
+extension ShardReason {
+    /// Whether an attempt published for this reason means the previous one failed.
+    var countsAsFailure: Bool {
+        self == .workerLost || self == .leaseExpired || self == .retry
+    }
+}

@@ -1,0 +1,114 @@
+@testable import FlotillaController
+import FlotillaCore
+import Testing
+
+@Suite("ShardLedger balancing and replay")
+struct ShardLedgerBalancingTests {
+    typealias F = Fixtures
+
+    @Test("Stealing takes the tails of the longest queues into the idle worker's partitions, 2 per tick")
+    func stealFromLongestQueueTail() {
+        var ledger = F.ledger(shards: 6, partition: { $0 < 4 ? 0 : 4 })
+        ledger.apply(heartbeat: F.heartbeat("w1", at: 1_000, running: [(0, 0, 1)], queued: [1, 2, 3], partitions: [0, 1, 2]), receivedAt: 1_000)
+        ledger.apply(heartbeat: F.heartbeat("w2", at: 1_000, running: [(4, 0, 1)], queued: [5], partitions: [3, 4, 5]), receivedAt: 1_000)
+        ledger.apply(heartbeat: F.heartbeat("w3", at: 1_000, partitions: [6, 7]), receivedAt: 1_000)
+        let actions = ledger.tick(now: 1_100)
+        let stolen = actions.reEnqueues
+        #expect(stolen.map(\.record.shard) == [F.id(3), F.id(2)], "the last of w1's queue, then the next-to-last")
+        #expect(stolen.allSatisfy { $0.record.reason == .stolen && $0.record.attempt == 1 && $0.supersede })
+        #expect(Set(stolen.compactMap(\.partition)).isSubset(of: [6, 7]))
+        #expect(Set(stolen.compactMap(\.partition)).count == 2, "spread over the idle worker's partitions")
+        #expect(ledger.tick(now: 1_200).reEnqueues.isEmpty, "the idle worker was just sent work")
+    }
+
+    @Test("Stealing takes records still waiting in Kafka on a busy worker's partitions, last offset first")
+    func stealFromKafkaBacklog() {
+        var ledger = F.ledger(shards: 6, partition: { _ in 0 })
+        ledger.apply(heartbeat: F.heartbeat("w1", at: 1_000, running: [(0, 0, 1)], partitions: [0, 1]), receivedAt: 1_000)
+        ledger.apply(heartbeat: F.heartbeat("w2", at: 1_000, partitions: [2, 3]), receivedAt: 1_000)
+        let stolen = ledger.tick(now: 1_100).reEnqueues
+        #expect(stolen.map(\.record.shard) == [F.id(5), F.id(4)])
+    }
+
+    @Test("No stealing from a worker that is not busy, nor for a worker that is")
+    func noStealWhenBalanced() {
+        var ledger = F.ledger(shards: 4)
+        ledger.apply(heartbeat: F.heartbeat("w1", at: 1_000, running: [(0, 0, 1)], queued: [1], partitions: [0, 1, 2, 3]), receivedAt: 1_000)
+        ledger.apply(heartbeat: F.heartbeat("w2", at: 1_000, running: [(2, 0, 1)], queued: [3], partitions: [4, 5, 6, 7]), receivedAt: 1_000)
+        #expect(ledger.tick(now: 1_100).isEmpty)
+    }
+
+    @Test("Speculative copy of a shard running over 3x the median, on an idle worker, without superseding")
+    func speculative() {
+        var ledger = F.ledger(shards: 5)
+        for index in 0..<4 { ledger.apply(ack: F.ack(index, worker: "w2", startedAt: 0, finishedAt: 1_000)) }
+        ledger.apply(heartbeat: F.heartbeat("w1", at: 1_000, running: [(4, 0, 1)], partitions: [0, 1, 2, 3], startedAt: 1_000), receivedAt: 1_000)
+        ledger.apply(heartbeat: F.heartbeat("w2", at: 1_000, partitions: [4, 5, 6, 7]), receivedAt: 1_000)
+        #expect(ledger.tick(now: 3_000).isEmpty, "2 s is not over 3 x 1 s")
+        ledger.apply(heartbeat: F.heartbeat("w1", at: 4_000, running: [(4, 0, 1)], partitions: [0, 1, 2, 3], startedAt: 1_000), receivedAt: 4_000)
+        ledger.apply(heartbeat: F.heartbeat("w2", at: 4_000, partitions: [4, 5, 6, 7]), receivedAt: 4_000)
+        let copies = ledger.tick(now: 4_500).reEnqueues
+        #expect(copies.map(\.record.shard) == [F.id(4)])
+        #expect(copies.first?.record.reason == .speculative && copies.first?.supersede == false)
+        #expect((4...7).contains(copies.first?.partition ?? -1))
+        ledger.apply(heartbeat: F.heartbeat("w2", at: 8_000, partitions: [4, 5, 6, 7]), receivedAt: 8_000)
+        ledger.apply(heartbeat: F.heartbeat("w1", at: 8_000, running: [(4, 0, 1)], partitions: [0, 1, 2, 3], startedAt: 1_000), receivedAt: 8_000)
+        #expect(ledger.tick(now: 8_100).reEnqueues.filter { $0.record.reason == .speculative }.isEmpty, "one copy per shard")
+    }
+
+    @Test("No speculative copy when the job says so")
+    func speculativeOff() {
+        var ledger = F.ledger(shards: 5, speculative: false)
+        for index in 0..<4 { ledger.apply(ack: F.ack(index, worker: "w2", startedAt: 0, finishedAt: 1_000)) }
+        ledger.apply(heartbeat: F.heartbeat("w1", at: 9_000, running: [(4, 0, 1)], partitions: [0, 1, 2, 3], startedAt: 1_000), receivedAt: 9_000)
+        ledger.apply(heartbeat: F.heartbeat("w2", at: 9_000, partitions: [4, 5, 6, 7]), receivedAt: 9_000)
+        #expect(ledger.tick(now: 9_100).isEmpty)
+    }
+
+    @Test("Replay is idempotent: the same records twice, or in another order across topics, give the same ledger")
+    func replayIdempotence() {
+        var records: [(inout ShardLedger) -> Void] = []
+        records.append { $0.apply(manifest: F.manifest(shards: 4)) }
+        for index in 0..<4 { records.append { $0.apply(shard: F.shard(index), partition: index, offset: 0) } }
+        records.append { $0.apply(shard: F.shard(1, attempt: 1, reason: .workerLost, at: 3_000), partition: 5, offset: 1) }
+        records.append { $0.apply(control: ControlRecord(job: F.job, target: "*", command: .supersede, shard: F.id(1), attempt: 1)) }
+        records.append { $0.apply(heartbeat: F.heartbeat("w1", at: 1_000, running: [(0, 0, 1)], queued: [2], partitions: [0, 1, 2, 3]), receivedAt: 1_000) }
+        records.append { $0.apply(heartbeat: F.heartbeat("w2", at: 2_000, running: [(1, 1, 1)], partitions: [4, 5, 6, 7]), receivedAt: 2_000) }
+        records.append { $0.apply(ack: F.ack(0, worker: "w1")) }
+        records.append { $0.apply(ack: F.ack(3, worker: "w1", status: .failed, error: "bad")) }
+        records.append { $0.apply(deadLetter: DeadLetterRecord(job: F.job, shard: F.id(2), attempt: 0, reason: "poison", from: "w1")) }
+
+        var once = ShardLedger(job: F.job, settings: F.settings())
+        for apply in records { apply(&once) }
+        var twice = once
+        for apply in records { apply(&twice) }
+        #expect(once == twice)
+
+        var reversed = ShardLedger(job: F.job, settings: F.settings())
+        for apply in records.reversed() { apply(&reversed) }
+        for index in 0..<4 { #expect(reversed.phase(of: F.id(index)) == once.phase(of: F.id(index))) }
+        #expect(reversed.latestAttempt(of: F.id(1)).attempt == 1)
+
+        // The decisions after replay are the same too, and replaying their records changes nothing.
+        let actions = once.tick(now: 3_500)
+        #expect(reversed.tick(now: 3_500) == actions)
+        var again = once
+        for action in actions {
+            if case .reEnqueue(let record, let partition, _) = action { again.apply(shard: record, partition: partition) }
+        }
+        #expect(again.tick(now: 3_600) == once.tick(now: 3_600))
+    }
+
+    @Test("Replaying an old heartbeat of a dead worker declares it lost at once, without repeating a finished re-enqueue")
+    func restartAfterCrash() {
+        var ledger = F.ledger(shards: 2)
+        ledger.apply(heartbeat: F.heartbeat("w1", at: 1_000, running: [(0, 0, 1), (1, 0, 1)], partitions: [0, 1]), receivedAt: 1_000)
+        // The previous controller already re-enqueued s000000 before it died.
+        ledger.apply(shard: F.shard(0, attempt: 1, reason: .workerLost, at: 7_000), partition: 2, offset: 1)
+        ledger.apply(control: ControlRecord(job: F.job, target: "*", command: .supersede, shard: F.id(0), attempt: 1))
+        ledger.apply(heartbeat: F.heartbeat("w2", at: 20_000, running: [(0, 1, 1)], partitions: [2, 3]), receivedAt: 20_000)
+        let actions = ledger.tick(now: 20_100)
+        #expect(actions.reEnqueues.map(\.record.shard) == [F.id(1)])
+        #expect(actions.replaced == ["w1"])
+    }
+}
