@@ -65,6 +65,14 @@ let package = Package(
             ],
             swiftSettings: swiftSettings
         ),
+        .target(
+            name: "FlotillaWorker",
+            dependencies: [
+                "RdKafka", "FlotillaCore", "FlotillaSources", "FlotillaPredictor",
+                .product(name: "Logging", package: "swift-log"),
+            ],
+            swiftSettings: swiftSettings
+        ),
         .executableTarget(
             name: "flotilla",
             dependencies: [
@@ -85,6 +93,8 @@ let package = Package(
             swiftSettings: swiftSettings
         ),
         .testTarget(name: "RdKafkaTests", dependencies: ["RdKafka", "FlotillaTestSupport"], swiftSettings: swiftSettings),
+        .testTarget(name: "FlotillaCLITests", dependencies: ["FlotillaTestSupport", "EmbeddedBroker"], swiftSettings: swiftSettings),
+        .testTarget(name: "FlotillaWorkerTests", dependencies: ["FlotillaWorker", "FlotillaTestSupport", "FlotillaCore", "RdKafka"], swiftSettings: swiftSettings),
         .testTarget(name: "FlotillaCoreTests", dependencies: ["FlotillaCore"], swiftSettings: swiftSettings),
         .testTarget(name: "FlotillaSourcesTests", dependencies: ["FlotillaSources", "FlotillaCore", .product(name: "Logging", package: "swift-log")], swiftSettings: swiftSettings),
         .testTarget(

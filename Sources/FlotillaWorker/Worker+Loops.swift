@@ -1,0 +1,94 @@
+import FlotillaCore
+import Foundation
+import RdKafka
+
+extension Worker {
+    /// Tails the acks and control topics: done shards and superseded attempts are skipped;
+    /// commands addressed to this worker are carried out.
+    func ledgerLoop(_ runtime: WorkerRuntime) async throws {
+        while !isStopping {
+            let messages: [KafkaMessage]
+            do {
+                messages = try await runtime.ledgerReader.poll(timeout: .milliseconds(100))
+            } catch {
+                throw FlotillaError(.kafka, "cannot read the job's acks and control topics", underlying: error)
+            }
+            for message in messages {
+                if message.topic == runtime.topics.acks, let ack = try? RecordCodec.shared.decode(AckRecord.self, from: message.value) {
+                    runtime.ledger.apply(ack: ack)
+                } else if message.topic == runtime.topics.control, let control = try? RecordCodec.shared.decode(ControlRecord.self, from: message.value) {
+                    runtime.ledger.apply(control: control)
+                }
+            }
+            for command in runtime.ledger.takeCommands() { carryOut(command) }
+            // Drop queued attempts that became stale while waiting.
+            state.withLock { state in
+                let stale = state.queue.filter { runtime.ledger.shouldSkip($0.record) != nil }
+                guard !stale.isEmpty else { return }
+                state.queue.removeAll { runtime.ledger.shouldSkip($0.record) != nil }
+                for shard in stale { state.release(shard) }
+            }
+        }
+    }
+
+    func carryOut(_ command: ControlRecord) {
+        logger.info("control command", metadata: ["flotilla.command": "\(command.command.rawValue)", LoggingKeys.shard: "\(command.shard ?? "-")"])
+        switch command.command {
+        case .drain: drain()
+        case .stop: stop(.finished("stopped by the controller"))
+        case .cancel: stop(.cancelled)
+        case .abandon:
+            state.withLock { state in
+                for (run, shard) in state.running where shard.queued.record.shard == command.shard
+                    && (command.attempt == nil || shard.queued.record.attempt == command.attempt) {
+                    state.running[run]!.abandoned = true
+                    state.release(shard.queued)
+                }
+            }
+        case .supersede, .scale: break
+        }
+    }
+
+    /// Publishes a heartbeat every `faults.heartbeat`: progress, queue, rate, predictor pools.
+    func heartbeatLoop(_ runtime: WorkerRuntime) async throws {
+        var last = ContinuousClock.now
+        while !isStopping {
+            await sendHeartbeat(runtime, since: &last, final: false)
+            let deadline = ContinuousClock.now + runtime.config.faults.heartbeat
+            while ContinuousClock.now < deadline, !isStopping { try? await Task.sleep(for: .milliseconds(50)) }
+        }
+        await sendHeartbeat(runtime, since: &last, final: true)
+    }
+
+    private func sendHeartbeat(_ runtime: WorkerRuntime, since last: inout ContinuousClock.Instant, final: Bool) async {
+        var predictors: [PredictorStatus] = []
+        for stage in runtime.processor.stages {
+            let pool = await stage.pool.state()
+            predictors.append(PredictorStatus(stage: pool.stage, processes: pool.processes, busy: pool.busy, restarts: pool.restarts))
+        }
+        let now = ContinuousClock.now
+        let seconds = max(0.001, Double((now - last).components.seconds) + Double((now - last).components.attoseconds) / 1e18)
+        last = now
+        var heartbeat = state.withLock { state in
+            defer { state.samplesSinceHeartbeat = 0 }
+            return HeartbeatRecord(
+                job: options.job, worker: options.workerID, host: ProcessInfo.processInfo.hostName, pid: Int(getpid()),
+                state: final ? .stopping : (state.draining ? .draining : .running),
+                inFlight: state.running.values.filter { !$0.abandoned }.map {
+                    InFlightShard(shard: $0.queued.record.shard, attempt: $0.queued.record.attempt, run: $0.run, done: $0.done,
+                                  total: $0.queued.record.samples, startedAt: $0.startedAt)
+                },
+                queued: state.queue.map(\.record.shard),
+                samplesPerSecond: Double(state.samplesSinceHeartbeat) / seconds,
+                predictors: predictors)
+        }
+        heartbeat.partitions = state.withLock { $0.assigned.map { Int($0.partition) }.sorted() }
+        let message = OutgoingMessage(topic: runtime.topics.heartbeats, key: options.workerID, value: RecordCodec.shared.encode(heartbeat),
+                                      headers: [KafkaHeader(RecordHeaders.type, HeartbeatRecord.recordType)])
+        do {
+            try runtime.plainProducer.enqueue(message)
+        } catch {
+            logger.warning("cannot send heartbeat", metadata: ["flotilla.error": "\(error)"])
+        }
+    }
+}

@@ -1,0 +1,270 @@
+import FlotillaCore
+import FlotillaPredictor
+import FlotillaSources
+import Foundation
+import Logging
+import RdKafka
+import Synchronization
+
+/// `flotilla worker`: takes shards from the job's consumer group at its own pace, runs them through
+/// the model stages, and publishes results, acks and offsets (atomically in exactly-once mode).
+///
+/// Five loops share one locked `WorkerState`: intake (Kafka → bounded queue, pausing partitions
+/// when full), scheduler (queue → running shards, `slots` at a time), committer (finished shards →
+/// Kafka), ledger (acks and control → skip lists and commands) and heartbeat.
+public final class Worker: Sendable {
+    let options: WorkerOptions
+    let logger: Logger
+    let state = Mutex(WorkerState())
+
+    public init(options: WorkerOptions, logger: Logger) {
+        self.options = options
+        var logger = logger
+        logger[metadataKey: LoggingKeys.job] = "\(options.job)"
+        logger[metadataKey: LoggingKeys.worker] = "\(options.workerID)"
+        self.logger = logger
+    }
+
+    /// Finish running shards, take no new ones, then return (SIGTERM, `drain` command).
+    public func drain() {
+        state.withLock { $0.draining = true }
+    }
+
+    /// Abandon everything and return as soon as possible.
+    public func stop(_ reason: WorkerExit = .finished("stopped")) {
+        state.withLock { if $0.stopping == nil { $0.stopping = reason } }
+    }
+
+    public func run() async throws(FlotillaError) -> WorkerExit {
+        var client = KafkaClientConfiguration(bootstrapServers: options.brokers, properties: options.kafkaProperties)
+        client.clientID = "flotilla-worker-\(options.workerID)"
+        let manifest = try await ManifestLoader.load(job: options.job, prefix: options.topicPrefix, client: client, logger: logger)
+        let config = manifest.config
+        client.properties = config.kafka.properties.merging(options.kafkaProperties) { $1 }
+        let runtime = try await WorkerRuntime.start(options: options, config: config, client: client, logger: logger)
+        logger.info("worker started", metadata: [
+            "flotilla.slots": "\(runtime.slots)", "flotilla.delivery": "\(runtime.publisher.transactional ? "exactly-once" : "at-least-once")",
+        ])
+        let exit: Result<WorkerExit, FlotillaError>
+        do {
+            try await withThrowingTaskGroup(of: Void.self) { group in
+                group.addTask { try await self.intakeLoop(runtime) }
+                group.addTask { try await self.schedulerLoop(runtime) }
+                group.addTask { try await self.committerLoop(runtime) }
+                group.addTask { try await self.ledgerLoop(runtime) }
+                group.addTask { try await self.heartbeatLoop(runtime) }
+                try await group.waitForAll()
+            }
+            exit = .success(state.withLock { $0.stopping } ?? .finished("done"))
+        } catch let error as FlotillaError {
+            exit = .failure(error)
+        } catch {
+            exit = .failure(FlotillaError(.kafka, "worker failed", underlying: error))
+        }
+        state.withLock { if $0.stopping == nil { $0.stopping = .finished("failed") } }
+        await runtime.shutdown()
+        logger.info("worker stopped", metadata: ["flotilla.shards": "\(state.withLock { $0.shardsDone })"])
+        return try exit.get()
+    }
+
+    var isStopping: Bool { state.withLock { $0.stopping != nil } }
+
+    // MARK: intake
+
+    private func intakeLoop(_ runtime: WorkerRuntime) async throws {
+        let limit = runtime.slots + (options.prefetch ?? runtime.slots)
+        while !isStopping {
+            let events: [ConsumerEvent]
+            do {
+                events = try await runtime.consumer.poll(maxEvents: 50, timeout: .milliseconds(100))
+            } catch {
+                throw FlotillaError(.kafka, "fatal Kafka consumer error; exiting so a supervisor replaces this worker", underlying: error)
+            }
+            for event in events { try await handle(event, runtime) }
+            // Hold only the shards this worker can start soon: that is what lets faster workers take more.
+            let (pause, resume) = state.withLock { state -> ([TopicPartition], [TopicPartition]) in
+                let full = state.draining || state.queue.count + state.running.count >= limit
+                if full && !state.paused { state.paused = true; return (Array(state.assigned), []) }
+                if !full && state.paused { state.paused = false; return ([], Array(state.assigned)) }
+                return ([], [])
+            }
+            try? runtime.consumer.pause(pause)
+            try? runtime.consumer.resume(resume)
+        }
+    }
+
+    private func handle(_ event: ConsumerEvent, _ runtime: WorkerRuntime) async throws {
+        switch event {
+        case .message(let message):
+            let partition = message.topicPartition
+            state.withLock { $0.offsets.received(partition, message.offset) }
+            let record: ShardRecord
+            do {
+                record = try RecordCodec.shared.decode(ShardRecord.self, from: message.value)
+                guard record.job == options.job else {
+                    throw FlotillaError(.codec, "shard record of job '\(record.job)' in the topic of job '\(options.job)'")
+                }
+            } catch {
+                await runtime.deadLetter(message: message, reason: "\(error)", logger: logger)
+                state.withLock { $0.offsets.finished(partition, message.offset) }
+                return
+            }
+            let shard = QueuedShard(record: record, partition: partition, offset: message.offset)
+            state.withLock { state in
+                if state.paused && state.draining { state.release(shard) } else { state.queue.append(shard) }
+            }
+        case .assigned(let partitions):
+            logger.info("partitions assigned", metadata: ["flotilla.partitions": "\(partitions.map(\.partition))"])
+            state.withLock { state in
+                state.assigned.formUnion(partitions)
+                state.paused = false
+            }
+        case .revoked(let partitions, let lost):
+            logger.info("partitions revoked", metadata: ["flotilla.partitions": "\(partitions.map(\.partition))", "flotilla.lost": "\(lost)"])
+            state.withLock { $0.revoke(partitions) }
+        case .error(let error):
+            logger.warning("Kafka consumer error", metadata: ["flotilla.error": "\(error)"])
+        case .endOfPartition:
+            break
+        }
+    }
+
+    // MARK: scheduler
+
+    private func schedulerLoop(_ runtime: WorkerRuntime) async throws {
+        await withDiscardingTaskGroup { group in
+            while true {
+                let next = state.withLock { state -> QueuedShard?? in
+                    if state.stopping != nil { return .some(nil) }
+                    if state.draining && state.running.isEmpty && state.finished.isEmpty {
+                        state.stopping = .finished("drained")
+                        return .some(nil)
+                    }
+                    guard !state.draining, state.running.count < runtime.slots, !state.queue.isEmpty else { return nil }
+                    return state.queue.removeFirst()
+                }
+                switch next {
+                case .some(nil):
+                    return
+                case .some(.some(let shard)):
+                    if let reason = runtime.ledger.shouldSkip(shard.record) {
+                        logger.debug("shard skipped", metadata: [LoggingKeys.shard: "\(shard.record.shard)", "flotilla.reason": "\(reason)"])
+                        state.withLock { $0.release(shard) }
+                        continue
+                    }
+                    let run = UUID().uuidString.lowercased()
+                    state.withLock { $0.running[run] = RunningShard(queued: shard, run: run, startedAt: Timestamp.now()) }
+                    group.addTask { await self.execute(shard, run: run, runtime) }
+                case .none:
+                    try? await Task.sleep(for: .milliseconds(5))
+                }
+            }
+        }
+    }
+
+    /// Runs one shard and hands the outcome to the committer (or drops it when abandoned).
+    private func execute(_ shard: QueuedShard, run: String, _ runtime: WorkerRuntime) async {
+        let record = shard.record
+        let startedAt = Timestamp.now()
+        var logger = logger
+        logger[metadataKey: LoggingKeys.shard] = "\(record.shard)"
+        let abandoned: @Sendable () -> Bool = { [self] in isAbandoned(run) }
+        let ack: AckRecord
+        var results: [ResultRecord] = []
+        do {
+            let outcome = try await runtime.processor.process(record, run: run, isAbandoned: abandoned) { [self] done in
+                recordProgress(run: run, done: done)
+            }
+            results = outcome.results
+            if let directory = runtime.outputDirectory { try ShardFileWriter.write(results, shard: record.shard, directory: directory) }
+            ack = AckRecord(job: options.job, shard: record.shard, attempt: record.attempt, run: run, worker: options.workerID,
+                            samples: results.count, errorSamples: outcome.errorSamples, status: .done, startedAt: startedAt)
+        } catch {
+            if abandoned() {
+                logger.info("shard abandoned")
+                state.withLock { _ = $0.running.removeValue(forKey: run) }
+                return
+            }
+            logger.warning("shard failed", metadata: ["flotilla.error": "\(error)"])
+            ack = AckRecord(job: options.job, shard: record.shard, attempt: record.attempt, run: run, worker: options.workerID,
+                            samples: 0, status: .failed, error: error.message, startedAt: startedAt)
+        }
+        state.withLock { state in
+            guard let running = state.running.removeValue(forKey: run), !running.abandoned else { return }
+            state.finished.append(FinishedShard(partition: shard.partition, offset: shard.offset, results: results, ack: ack))
+        }
+    }
+
+    private func isAbandoned(_ run: String) -> Bool {
+        state.withLock { state in
+            guard let running = state.running[run] else { return true }
+            return running.abandoned || state.stopping != nil
+        }
+    }
+
+    private func recordProgress(run: String, done: Int) {
+        state.withLock { state in state.running[run]?.done = done }
+    }
+
+    // MARK: committer
+
+    private func committerLoop(_ runtime: WorkerRuntime) async throws {
+        var lastOffsetCommit = ContinuousClock.now
+        while true {
+            let (batch, stop) = state.withLock { state -> ([FinishedShard], Bool) in
+                // Several small shards per transaction: one commit costs a few milliseconds.
+                let batch = Array(state.finished.prefix(16))
+                state.finished.removeFirst(batch.count)
+                return (batch, state.stopping != nil && state.finished.isEmpty)
+            }
+            if !batch.isEmpty {
+                try await publish(batch, runtime)
+            } else if ContinuousClock.now - lastOffsetCommit > .seconds(1) {
+                let offsets = state.withLock { $0.offsets.commitOffsets(advance: false) }
+                try await commitWithRetry("commit offsets") { try await runtime.publisher.commitOffsets(offsets, consumer: runtime.consumer) }
+                state.withLock { _ = $0.offsets.commitOffsets(advance: true) }
+                lastOffsetCommit = ContinuousClock.now
+            }
+            if stop { return }
+            if batch.isEmpty { try? await Task.sleep(for: .milliseconds(5)) }
+        }
+    }
+
+    private func publish(_ batch: [FinishedShard], _ runtime: WorkerRuntime) async throws {
+        let offsets = state.withLock { $0.offsets.commitOffsets(assumingFinished: batch.map { ($0.partition, $0.offset) }, advance: false) }
+        try await commitWithRetry("publish results") { try await runtime.publisher.publish(batch, offsets: offsets, consumer: runtime.consumer) }
+        let samples = batch.reduce(0) { $0 + $1.results.count }
+        state.withLock { state in
+            for shard in batch { state.offsets.finished(shard.partition, shard.offset) }
+            _ = state.offsets.commitOffsets(advance: true)
+            state.samplesSinceHeartbeat += samples
+            state.shardsDone += batch.count
+        }
+        for shard in batch where shard.ack.status == .done { runtime.ledger.apply(ack: shard.ack) }
+        logger.debug("shards published", metadata: ["flotilla.shards": "\(batch.map(\.ack.shard))", "flotilla.samples": "\(samples)"])
+    }
+
+    /// Retries retriable and abortable Kafka failures a few times; a fatal one ends the worker.
+    private func commitWithRetry(_ what: String, _ body: () async throws -> Void) async throws {
+        var attempt = 0
+        while true {
+            do {
+                return try await body()
+            } catch let error as KafkaError {
+                attempt += 1
+                if error.isFatal || attempt >= 5 {
+                    throw FlotillaError(.kafka, "\(what) failed\(error.isFatal ? " (fatal)" : " \(attempt) times"); exiting so a supervisor replaces this worker", underlying: error)
+                }
+                logger.warning("\(what) failed; retrying", metadata: ["flotilla.error": "\(error)", "flotilla.attempt": "\(attempt)"])
+                try? await Task.sleep(for: .milliseconds(200 * attempt))
+            }
+        }
+    }
+}
+
+/// Metadata keys shared by every Flotilla log line.
+public enum LoggingKeys {
+    public static let job = "flotilla.job"
+    public static let shard = "flotilla.shard"
+    public static let worker = "flotilla.worker"
+}

@@ -1,0 +1,57 @@
+import FlotillaCore
+import Synchronization
+
+/// The worker's view of the job ledger, fed from the acks and control topics: which shards are
+/// done, which attempts are superseded, and the control commands addressed to this worker.
+final class WorkerLedger: Sendable {
+    private struct State {
+        var done: Set<String> = []
+        var latestAttempt: [String: Int] = [:]
+        var commands: [ControlRecord] = []
+    }
+
+    private let state = Mutex(State())
+    let workerID: String
+    /// Commands aimed at this worker id before this process started were meant for a predecessor
+    /// in the same slot; job-wide ones ("*": stop, cancel) apply whenever they were sent.
+    let startedAt: Int64
+
+    init(workerID: String, startedAt: Int64 = Timestamp.now()) {
+        self.workerID = workerID
+        self.startedAt = startedAt
+    }
+
+    func isDone(_ shard: String) -> Bool { state.withLock { $0.done.contains(shard) } }
+
+    /// Whether this record should be skipped: its shard is done or a later attempt exists.
+    func shouldSkip(_ record: ShardRecord) -> String? {
+        state.withLock { state in
+            if state.done.contains(record.shard) { return "already done" }
+            if let latest = state.latestAttempt[record.shard], latest > record.attempt { return "superseded by attempt \(latest)" }
+            return nil
+        }
+    }
+
+    func apply(ack: AckRecord) {
+        guard ack.status == .done else { return }
+        _ = state.withLock { $0.done.insert(ack.shard) }
+    }
+
+    func apply(control: ControlRecord) {
+        state.withLock { state in
+            if control.command == .supersede, let shard = control.shard, let attempt = control.attempt {
+                state.latestAttempt[shard] = max(state.latestAttempt[shard] ?? 0, attempt)
+            }
+            let current = control.target == ControlRecord.allWorkers || control.time >= startedAt
+            if control.applies(to: workerID), current, control.command != .supersede { state.commands.append(control) }
+        }
+    }
+
+    /// Control commands for this worker received since the last call.
+    func takeCommands() -> [ControlRecord] {
+        state.withLock { state in
+            defer { state.commands.removeAll() }
+            return state.commands
+        }
+    }
+}

@@ -1,0 +1,41 @@
+import FlotillaCore
+import Foundation
+
+/// How one worker runs. The job's settings come from its manifest; these are the worker's own.
+public struct WorkerOptions: Sendable {
+    public var job: String
+    /// Stable per worker slot: it names the transactional id, so a replacement fences its predecessor.
+    public var workerID: String
+    public var brokers: String
+    public var topicPrefix: String
+    /// Shards processed at once (pipelining across shards); nil picks `stages + 1`, at least 2.
+    public var slots: Int?
+    /// Shards held unstarted in the local queue beyond the running ones; nil means `slots`.
+    public var prefetch: Int?
+    /// Run read → stages → write one after another with no overlap (the benchmark baseline).
+    public var sequential: Bool = false
+    /// TEST SWITCH: multiplies predictor time (3 makes this worker a third as fast); see docs/BENCHMARKS.md.
+    public var slowdown: Double = 1
+    /// Extra librdkafka properties (security settings) on top of the job's passthrough map.
+    public var kafkaProperties: [String: String] = [:]
+
+    public init(job: String, workerID: String, brokers: String, topicPrefix: String = KafkaConfig.defaultTopicPrefix) {
+        self.job = job
+        self.workerID = workerID
+        self.brokers = brokers
+        self.topicPrefix = topicPrefix
+    }
+
+    /// A worker id unique on this machine: host and pid.
+    public static func defaultWorkerID() -> String {
+        "\(ProcessInfo.processInfo.hostName.split(separator: ".").first ?? "host")-\(getpid())"
+    }
+}
+
+/// How a worker ended.
+public enum WorkerExit: Sendable, Equatable {
+    /// Drained, stopped or the job finished: exit 0.
+    case finished(String)
+    /// The job was cancelled: exit 0.
+    case cancelled
+}

@@ -1,0 +1,119 @@
+import FlotillaCore
+import FlotillaPredictor
+import FlotillaSources
+import Foundation
+import Logging
+import RdKafka
+
+/// The parts a running worker is made of: Kafka clients, predictor pools and the processor.
+struct WorkerRuntime: Sendable {
+    let config: JobConfig
+    let topics: TopicNames
+    let consumer: KafkaConsumer
+    let resultProducer: KafkaProducer
+    /// Heartbeats and dead letters: outside transactions, so they flow while a transaction is open.
+    let plainProducer: KafkaProducer
+    let ledgerReader: TopicReader
+    let ledger: WorkerLedger
+    let publisher: ResultPublisher
+    let processor: ShardProcessor
+    let slots: Int
+    let outputDirectory: String?
+
+    static func start(options: WorkerOptions, config: JobConfig, client: KafkaClientConfiguration, logger: Logger) async throws(FlotillaError) -> WorkerRuntime {
+        let topics = config.topics
+        var pools: [(config: StageConfig, pool: PredictorPool)] = []
+        do {
+            for stage in config.stages {
+                let pool = try PredictorPool(config: poolConfig(stage, config: config, slowdown: options.slowdown), logger: logger)
+                try await pool.start()
+                pools.append((stage, pool))
+            }
+        } catch {
+            for (_, pool) in pools { await pool.shutdown() }
+            throw error
+        }
+        do {
+            var consumerConfig = KafkaConsumerConfiguration(client: client, groupID: topics.workerGroup)
+            consumerConfig.sessionTimeout = .seconds(6)
+            consumerConfig.maxQueuedKilobytes = 64  // small prefetch: shards stay where they can be balanced
+            consumerConfig.client.properties["queued.min.messages"] = consumerConfig.client.properties["queued.min.messages"] ?? "1"
+            let consumer = try KafkaConsumer(configuration: consumerConfig, logger: logger)
+            try consumer.subscribe([topics.shards])
+
+            let (resultProducer, transactional) = try await makeResultProducer(options: options, config: config, client: client, logger: logger)
+            let plainProducer = try KafkaProducer(configuration: KafkaProducerConfiguration(client: client), logger: logger)
+            let ledgerReader = try await TopicReader(client: client, topics: [topics.acks, topics.control], logger: logger)
+            let slots = options.sequential ? 1 : (options.slots ?? max(2, config.stages.count + 1))
+            return WorkerRuntime(
+                config: config, topics: topics, consumer: consumer, resultProducer: resultProducer, plainProducer: plainProducer,
+                ledgerReader: ledgerReader, ledger: WorkerLedger(workerID: options.workerID),
+                publisher: ResultPublisher(producer: resultProducer, transactional: transactional, topics: topics,
+                                           publishResults: config.outputs.results),
+                processor: ShardProcessor(job: config.job, stages: pools, reader: ShardReader(logger: logger),
+                                          sequential: options.sequential, logger: logger),
+                slots: slots, outputDirectory: config.outputs.directory)
+        } catch {
+            for (_, pool) in pools { await pool.shutdown() }
+            throw FlotillaError(.kafka, "cannot start the worker's Kafka clients", underlying: error)
+        }
+    }
+
+    /// A transactional producer in exactly-once mode; falls back to at-least-once (logged once)
+    /// when the broker cannot do transactions.
+    private static func makeResultProducer(options: WorkerOptions, config: JobConfig, client: KafkaClientConfiguration,
+                                           logger: Logger) async throws -> (KafkaProducer, Bool) {
+        var producerConfig = KafkaProducerConfiguration(client: client)
+        producerConfig.maxMessageBytes = config.kafka.maxMessageBytes
+        guard config.delivery == .exactlyOnce else { return (try KafkaProducer(configuration: producerConfig, logger: logger), false) }
+        producerConfig.transactionalID = "\(config.topics.prefix).\(config.job).\(options.workerID)"
+        let producer = try KafkaProducer(configuration: producerConfig, logger: logger)
+        let failure: KafkaError
+        do {
+            try await producer.initTransactions(timeout: .seconds(20))
+            return (producer, true)
+        } catch {
+            failure = error
+        }
+        if failure.isFatal || failure.name == "_TIMED_OUT" { throw failure }
+        logger.warning("the broker does not support transactions; falling back to at-least-once delivery (the reader rule still gives exactly-once results)",
+                       metadata: ["flotilla.error": "\(failure)"])
+        producerConfig.transactionalID = nil
+        return (try KafkaProducer(configuration: producerConfig, logger: logger), false)
+    }
+
+    private static func poolConfig(_ stage: StageConfig, config: JobConfig, slowdown: Double) -> PredictorPoolConfig {
+        let command: PredictorPoolConfig.Command = switch stage.predictor {
+        case .command(let argv): .process(argv: argv)
+        case .builtin(let name): .builtin(name)
+        }
+        return PredictorPoolConfig(
+            name: stage.name, command: command, batchSize: stage.batch, minProcesses: stage.processes.min,
+            maxProcesses: stage.processes.max, batchTimeout: stage.timeout, startupTimeout: stage.startTimeout,
+            maxAttempts: config.faults.maxAttempts, environment: stage.env, workingDirectory: config.baseDirectory,
+            slowdown: slowdown)
+    }
+
+    /// Sends an undecodable or foreign record to the dead-letter topic with the reason.
+    func deadLetter(message: KafkaMessage, reason: String, logger: Logger) async {
+        logger.warning("shard record dead-lettered", metadata: ["flotilla.reason": "\(reason)", "flotilla.offset": "\(message.partition)@\(message.offset)"])
+        let record = DeadLetterRecord(job: config.job, reason: reason, raw: message.value, topic: message.topic,
+                                      partition: Int(message.partition), offset: message.offset, from: "worker")
+        do {
+            try await plainProducer.send(OutgoingMessage(topic: topics.dlq, key: message.keyString ?? "unknown",
+                                                         value: RecordCodec.shared.encode(record),
+                                                         headers: [KafkaHeader(RecordHeaders.type, DeadLetterRecord.recordType)]))
+        } catch {
+            logger.error("cannot dead-letter a record", metadata: ["flotilla.error": "\(error)"])
+        }
+    }
+
+    /// Leaves the group, stops the predictors and flushes what is pending.
+    func shutdown() async {
+        try? await consumer.close()
+        for stage in processor.stages { await stage.pool.shutdown() }
+        try? await plainProducer.flush(timeout: .seconds(5))
+        try? await resultProducer.flush(timeout: .seconds(5))
+        await ledgerReader.close()
+    }
+}

@@ -1,0 +1,49 @@
+import FlotillaCore
+import RdKafka
+
+/// A shard record taken from Kafka and not yet started.
+struct QueuedShard: Sendable {
+    var record: ShardRecord
+    var partition: TopicPartition
+    var offset: Int64
+}
+
+/// A shard execution in progress.
+struct RunningShard: Sendable {
+    var queued: QueuedShard
+    var run: String
+    var startedAt: Int64
+    var done: Int = 0
+    var abandoned = false
+}
+
+/// Everything the worker's loops share, kept under one lock (see `Worker`).
+struct WorkerState: Sendable {
+    var queue: [QueuedShard] = []
+    var running: [String: RunningShard] = [:]
+    var finished: [FinishedShard] = []
+    var offsets = OffsetTracker()
+    var assigned: Set<TopicPartition> = []
+    var paused = false
+    var draining = false
+    var stopping: WorkerExit?
+    var samplesSinceHeartbeat = 0
+    var shardsDone = 0
+
+    var isIdle: Bool { queue.isEmpty && running.isEmpty }
+
+    /// Drops queued shards and abandons running ones of partitions this worker lost.
+    mutating func revoke(_ partitions: [TopicPartition]) {
+        let lost = Set(partitions)
+        queue.removeAll { lost.contains($0.partition) }
+        for (key, shard) in running where lost.contains(shard.queued.partition) { running[key]!.abandoned = true }
+        finished.removeAll { lost.contains($0.partition) }
+        offsets.remove(partitions)
+        assigned.subtract(lost)
+    }
+
+    /// Marks a record finished without publishing anything for it.
+    mutating func release(_ shard: QueuedShard) {
+        offsets.finished(shard.partition, shard.offset)
+    }
+}
