@@ -187,7 +187,8 @@ extension PredictorPool {
             }
             return
         }
-        guard desired > config.minProcesses else { return }
+        // Not while a process is starting: the pool is still settling on its size.
+        guard desired > config.minProcesses, starting == 0 else { return }
         let stale = idle.compactMap { id in slots[id].map { (id, $0.lastUsed) } }
             .filter { $0.1.duration(to: now) >= policy.shrinkAfterIdle }
             .min { $0.1 < $1.1 }
