@@ -1,0 +1,66 @@
+import FlotillaCore
+
+/// How `ControllerService` runs a job.
+public struct ControllerOptions: Sendable {
+    /// The job id.
+    public var job: String
+    /// Bootstrap servers, "host:port[,...]".
+    public var brokers: String
+    /// The topic prefix the job was submitted with (default "flotilla").
+    public var topicPrefix: String
+    /// Workers to run; nil means the last `scale` command, else `workers.min` (at least 1).
+    public var workers: Int?
+    /// Extra command-line arguments per worker id (e.g. a test's `--slowdown` for "w2").
+    public var workerArguments: [String: [String]]
+    /// How often the ledger's rules run.
+    public var tickInterval: Duration
+    /// How long to wait for the job's manifest to appear on `<p>.jobs`.
+    public var manifestTimeout: Duration
+    /// How long a stopping worker gets between SIGTERM and SIGKILL.
+    public var stopGrace: Duration
+    /// Serve `/status`, `/metrics` and `/healthz` on 127.0.0.1 at this port (0: any free port);
+    /// nil: no HTTP.
+    public var httpPort: Int?
+    /// librdkafka properties passed through (security, SASL, TLS).
+    public var kafkaProperties: [String: String]
+
+    public init(
+        job: String, brokers: String, topicPrefix: String = KafkaConfig.defaultTopicPrefix, workers: Int? = nil,
+        workerArguments: [String: [String]] = [:], tickInterval: Duration = .milliseconds(250),
+        manifestTimeout: Duration = .seconds(30), stopGrace: Duration = .seconds(10), httpPort: Int? = nil,
+        kafkaProperties: [String: String] = [:]
+    ) {
+        self.job = job
+        self.brokers = brokers
+        self.topicPrefix = topicPrefix
+        self.workers = workers
+        self.workerArguments = workerArguments
+        self.tickInterval = tickInterval
+        self.manifestTimeout = manifestTimeout
+        self.stopGrace = stopGrace
+        self.httpPort = httpPort
+        self.kafkaProperties = kafkaProperties
+    }
+}
+
+/// How a controller run ended.
+public enum ControllerOutcome: Sendable, Hashable {
+    /// Every shard is done or dead-lettered.
+    case completed(JobStatusSummary)
+    /// The job was cancelled (`flotilla cancel`).
+    case cancelled(JobStatusSummary)
+
+    public var summary: JobStatusSummary {
+        switch self {
+        case .completed(let summary), .cancelled(let summary): summary
+        }
+    }
+
+    /// The documented exit status: 0 every shard done, 3 some dead-lettered, 1 cancelled.
+    public var exitCode: Int32 {
+        switch self {
+        case .completed(let summary): summary.dead > 0 ? 3 : 0
+        case .cancelled: 1
+        }
+    }
+}

@@ -1,0 +1,270 @@
+import FlotillaCore
+import Logging
+import RdKafka
+import ServiceLifecycle
+
+extension ControllerService {
+    /// Tails the topics and ticks until the job completes, is cancelled, or shutdown is asked.
+    func loop(_ connection: Connection, _ run: inout ControllerRun) async throws -> ControllerOutcome? {
+        switch run.manifest.status {
+        case .done:
+            board.update { $0.state = "done" }
+            return .completed(run.manifest.summary ?? run.ledger.summary(now: Timestamp.now()))
+        case .cancelled:
+            board.update { $0.state = "cancelled" }
+            return .cancelled(run.manifest.summary ?? run.ledger.summary(now: Timestamp.now()))
+        case .submitted, .running:
+            break
+        }
+        if run.manifest.status != .running {
+            var manifest = run.manifest
+            manifest.status = .running
+            manifest.updatedAt = Timestamp.now()
+            try await send([message(manifest, topic: connection.topics.jobs, key: options.job)], connection)
+            run.manifest = manifest
+        }
+        board.update { $0.state = "running" }
+        logger.info("running the job", metadata: ["flotilla.shards": "\(run.manifest.shards)", "flotilla.workers": "\(run.fleet.desired)"])
+
+        var nextTick = ContinuousClock.now
+        while true {
+            if Task.isCancelled || Task.isShuttingDownGracefully {
+                logger.info("shutting down: stopping the fleet; a new controller will carry on")
+                await stopFleet(&run)
+                return nil
+            }
+            if let reason = run.cancelled {
+                return try await finishCancelled(reason: reason, connection, &run)
+            }
+            let wait = max(.milliseconds(1), min(.milliseconds(50), nextTick - ContinuousClock.now))
+            for event in try await connection.reader.poll(timeout: wait) {
+                if case .message(let message) = event { apply(message, to: &run, replaying: false) }
+            }
+            guard ContinuousClock.now >= nextTick else { continue }
+            nextTick = ContinuousClock.now + options.tickInterval
+            let now = Timestamp.now()
+            var actions = try await maintainFleet(&run, connection, now: now)
+            actions += run.ledger.tick(now: now)
+            let completed = try await execute(actions, connection, &run, now: now)
+            updateBoard(run, now: now)
+            if let completed {
+                return try await finishCompleted(completed, connection, &run)
+            }
+        }
+    }
+
+    // MARK: - Actions
+
+    /// Publishes what the ledger decided and replaces workers. Returns the summary on completion.
+    func execute(_ actions: [LedgerAction], _ connection: Connection, _ run: inout ControllerRun,
+                 now: Int64) async throws -> JobStatusSummary? {
+        guard !actions.isEmpty else { return nil }
+        let topics = connection.topics
+        var deadLetters: [OutgoingMessage] = []
+        var controls: [OutgoingMessage] = []
+        var shards: [OutgoingMessage] = []
+        var replacements: [String] = []
+        var completed: JobStatusSummary?
+        for action in actions {
+            logger.info("ledger action", metadata: ["flotilla.action": "\(action.name)"])
+            switch action {
+            case .reEnqueue(let record, let partition, let supersede):
+                if supersede {
+                    let control = ControlRecord(job: options.job, target: ControlRecord.allWorkers, command: .supersede,
+                                                shard: record.shard, attempt: record.attempt, reason: record.reason.rawValue, time: now)
+                    controls.append(message(control, topic: topics.control, key: ControlRecord.allWorkers))
+                }
+                shards.append(message(record, topic: topics.shards, key: record.shard, partition: partition, attempt: record.attempt))
+            case .deadLetter(let shard, let attempt, let reason):
+                let letter = DeadLetterRecord(job: options.job, shard: shard, attempt: attempt, reason: reason, from: "controller", time: now)
+                deadLetters.append(message(letter, topic: topics.dlq, key: shard, attempt: attempt))
+                let control = ControlRecord(job: options.job, target: ControlRecord.allWorkers, command: .supersede,
+                                            shard: shard, attempt: attempt + 1, reason: "dead-lettered", time: now)
+                controls.append(message(control, topic: topics.control, key: ControlRecord.allWorkers))
+            case .abandon(let worker, let shard, let attempt):
+                let control = ControlRecord(job: options.job, target: worker, command: .abandon, shard: shard, attempt: attempt,
+                                            reason: ShardReason.leaseExpired.rawValue, time: now)
+                controls.append(message(control, topic: topics.control, key: worker))
+            case .replaceWorker(let worker, _):
+                replacements.append(worker)
+            case .complete(let summary):
+                completed = summary
+            }
+        }
+        // Dead letters before their supersede, and supersedes before the records they announce,
+        // so a controller that dies in between leaves something the next one can finish.
+        try await send(deadLetters, connection)
+        try await send(controls, connection)
+        try await send(shards, connection)
+
+        var more: [LedgerAction] = []
+        for worker in replacements {
+            guard backend.managesWorkers, let slot = run.fleet.slots[worker], slot.running, !slot.draining else { continue }
+            do {
+                _ = try await backend.replace(worker: worker, extraArguments: run.fleet.arguments[worker] ?? [])
+                run.fleet.restarts += 1
+                run.fleet.update(worker) { $0.startedAt = now }
+                logger.warning("replaced worker", metadata: ["flotilla.worker": "\(worker)"])
+            } catch {
+                logger.error("cannot replace worker", metadata: ["flotilla.worker": "\(worker)", "flotilla.error": "\(error)"])
+                run.fleet.update(worker) { $0.running = false; $0.restartAt = now + 1_000 }
+            }
+            more += run.ledger.workerGone(worker, now: now)
+        }
+        if !more.isEmpty, let later = try await execute(more, connection, &run, now: now) { return later }
+        return completed
+    }
+
+    /// Keeps the fleet at its wanted size: notices exits, restarts with backoff, drains extras.
+    func maintainFleet(_ run: inout ControllerRun, _ connection: Connection, now: Int64) async throws -> [LedgerAction] {
+        guard backend.managesWorkers else { return [] }
+        var actions: [LedgerAction] = []
+        for pod in await backend.list() where pod.exited {
+            guard let slot = run.fleet.slots[pod.id], slot.running else { continue }
+            await backend.forget(worker: pod.id)
+            if slot.draining {
+                run.fleet.remove(pod.id)
+                continue
+            }
+            logger.warning("worker exited", metadata: ["flotilla.worker": "\(pod.id)", "flotilla.status": "\(pod.exitStatus.map(String.init) ?? "?")"])
+            actions += run.ledger.workerGone(pod.id, now: now)
+            run.fleet.update(pod.id) { slot in
+                slot.running = false
+                slot.quickExits = now - slot.startedAt < Fleet.quickExitMs ? slot.quickExits + 1 : 0
+                slot.restartAt = now + Fleet.backoffMs(quickExits: slot.quickExits)
+            }
+        }
+        let active = run.fleet.active
+        if active.count < run.fleet.desired {
+            for _ in active.count..<run.fleet.desired {
+                let id = run.fleet.addSlot()
+                run.fleet.update(id) { $0.restartAt = now }
+            }
+        } else if active.count > run.fleet.desired {
+            var drains: [OutgoingMessage] = []
+            for slot in active.suffix(active.count - run.fleet.desired) {
+                run.fleet.update(slot.id) { $0.draining = true; $0.drainingSince = now }
+                run.ledger.retire(slot.id)
+                if slot.running {
+                    let control = ControlRecord(job: options.job, target: slot.id, command: .drain, reason: "scale down", time: now)
+                    drains.append(message(control, topic: connection.topics.control, key: slot.id))
+                } else {
+                    run.fleet.remove(slot.id)
+                }
+            }
+            try await send(drains, connection)
+        }
+        // A draining worker gets its shard timeout to finish, then it is stopped.
+        let drainLimit = run.ledger.settings.shardTimeoutMs + run.ledger.settings.workerTimeoutMs
+        for slot in run.fleet.slots.values where slot.draining && slot.running && now - (slot.drainingSince ?? now) > drainLimit {
+            await backend.stop(worker: slot.id, grace: options.stopGrace)
+        }
+        for slot in run.fleet.slots.values.sorted(by: { Fleet.order($0.id, $1.id) })
+        where !slot.running && !slot.draining && (slot.restartAt ?? .max) <= now {
+            do {
+                _ = try await backend.start(worker: slot.id, extraArguments: run.fleet.arguments[slot.id] ?? [])
+                if slot.startedAt > 0 { run.fleet.restarts += 1 }
+                run.fleet.update(slot.id) { $0.running = true; $0.startedAt = now; $0.restartAt = nil }
+            } catch {
+                logger.error("cannot start worker", metadata: ["flotilla.worker": "\(slot.id)", "flotilla.error": "\(error)"])
+                run.fleet.update(slot.id) { slot in
+                    slot.quickExits += 1
+                    slot.restartAt = now + Swift.max(500, Fleet.backoffMs(quickExits: slot.quickExits))
+                }
+            }
+        }
+        return actions
+    }
+
+    // MARK: - Endings
+
+    func finishCompleted(_ summary: JobStatusSummary, _ connection: Connection, _ run: inout ControllerRun) async throws -> ControllerOutcome {
+        var manifest = run.manifest
+        manifest.status = .done
+        manifest.summary = summary
+        manifest.updatedAt = Timestamp.now()
+        let stop = ControlRecord(job: options.job, target: ControlRecord.allWorkers, command: .stop, reason: "job complete")
+        try await send([message(manifest, topic: connection.topics.jobs, key: options.job)], connection)
+        try await send([message(stop, topic: connection.topics.control, key: ControlRecord.allWorkers)], connection)
+        run.manifest = manifest
+        logger.info("job complete", metadata: [
+            "flotilla.done": "\(summary.done)", "flotilla.dead": "\(summary.dead)", "flotilla.samples": "\(summary.samples)",
+        ])
+        await stopFleet(&run)
+        board.update { $0.state = "done" }
+        return .completed(summary)
+    }
+
+    func finishCancelled(reason: String, _ connection: Connection, _ run: inout ControllerRun) async throws -> ControllerOutcome {
+        let summary = run.ledger.summary(now: Timestamp.now())
+        var records: [OutgoingMessage] = []
+        if run.manifest.status != .cancelled {
+            var manifest = run.manifest
+            manifest.status = .cancelled
+            manifest.summary = summary
+            manifest.updatedAt = Timestamp.now()
+            records.append(message(manifest, topic: connection.topics.jobs, key: options.job))
+            run.manifest = manifest
+        }
+        try await send(records, connection)
+        let cancel = ControlRecord(job: options.job, target: ControlRecord.allWorkers, command: .cancel, reason: reason)
+        try await send([message(cancel, topic: connection.topics.control, key: ControlRecord.allWorkers)], connection)
+        logger.warning("job cancelled", metadata: ["flotilla.reason": "\(reason)"])
+        await stopFleet(&run)
+        board.update { $0.state = "cancelled" }
+        return .cancelled(summary)
+    }
+
+    /// SIGTERM to every worker, SIGKILL after the grace period.
+    func stopFleet(_ run: inout ControllerRun) async {
+        guard backend.managesWorkers else { return }
+        await backend.stopAll(grace: options.stopGrace)
+        for slot in run.fleet.slots.keys { run.fleet.update(slot) { $0.running = false; $0.draining = true } }
+    }
+
+    // MARK: - Status
+
+    func updateBoard(_ run: ControllerRun, now: Int64) {
+        let ledger = run.ledger
+        let samples = ledger.samplesDone
+        let counts = ledger.phaseCounts
+        let fleet = run.fleet
+        board.update { status in
+            status.shards = Dictionary(uniqueKeysWithValues: counts.map { ($0.key.rawValue, $0.value) })
+            status.totalShards = counts.values.reduce(0, +)
+            status.samplesDone = samples
+            status.workers = ledger.workerViews(now: now)
+            status.reEnqueues = ledger.reEnqueues
+            status.duplicates = ledger.duplicates
+            status.workerRestarts = fleet.restarts
+            status.desiredWorkers = fleet.desired
+            status.updatedAt = now
+            // Rate over the live workers' own measure: it moves within a heartbeat, not per shard.
+            let rate = status.workers.filter { !$0.lost }.reduce(0) { $0 + $1.samplesPerSecond }
+            status.samplesPerSecond = rate
+            if let remaining = ledger.samplesRemaining, rate > 0 {
+                status.etaSeconds = Double(remaining) / rate
+            } else {
+                status.etaSeconds = ledger.isComplete ? 0 : nil
+            }
+        }
+    }
+
+    // MARK: - Records
+
+    func message<T: FlotillaRecord>(_ record: T, topic: String, key: String, partition: Int? = nil, attempt: Int? = nil) -> OutgoingMessage {
+        var headers = [KafkaHeader(RecordHeaders.version, String(RecordCodec.version)), KafkaHeader(RecordHeaders.type, T.recordType)]
+        if let attempt { headers.append(KafkaHeader(RecordHeaders.attempt, String(attempt))) }
+        return OutgoingMessage(topic: topic, partition: partition.map { Int32($0) }, key: key,
+                               value: RecordCodec.shared.encode(record), headers: headers)
+    }
+
+    func send(_ messages: [OutgoingMessage], _ connection: Connection) async throws {
+        guard !messages.isEmpty else { return }
+        do {
+            try await connection.producer.send(messages)
+        } catch {
+            throw FlotillaError(.kafka, "cannot publish \(messages.count) record(s) to \(messages[0].topic)", underlying: error)
+        }
+    }
+}

@@ -1,0 +1,217 @@
+import FlotillaCore
+import Logging
+import RdKafka
+import ServiceLifecycle
+import Synchronization
+
+/// Runs one job to its end: replays the job's topics into a `ShardLedger`, then tails them, ticks
+/// the ledger's rules, publishes what they decide, keeps the fleet at its size through a
+/// `PodBackend`, and on completion publishes the final manifest and stops the fleet.
+///
+/// It keeps nothing but what the topics hold, so it can be killed (even `kill -9`) and restarted
+/// at any time: a restarted controller finds the same ledger and never re-enqueues a shard that
+/// the acks topic says is done.
+public final class ControllerService: Service {
+    public let options: ControllerOptions
+    /// The snapshot `/status` and `/metrics` serve.
+    public let board: StatusBoard
+    let backend: any PodBackend
+    let logger: Logger
+    private let onListening: @Sendable (String) -> Void
+    private let state = Mutex<(outcome: ControllerOutcome?, httpAddress: String?)>((nil, nil))
+
+    /// `onListening` is called with `http://127.0.0.1:PORT` once the status server listens.
+    public init(options: ControllerOptions, backend: any PodBackend, logger: Logger,
+                onListening: @escaping @Sendable (String) -> Void = { _ in }) {
+        self.options = options
+        self.onListening = onListening
+        self.backend = backend
+        self.board = StatusBoard(job: options.job)
+        var logger = logger
+        logger[metadataKey: "flotilla.job"] = "\(options.job)"
+        self.logger = logger
+    }
+
+    /// How the run ended, once it has.
+    public var outcome: ControllerOutcome? { state.withLock { $0.outcome } }
+    /// `http://127.0.0.1:PORT` once the status server listens.
+    public var httpAddress: String? { state.withLock { $0.httpAddress } }
+
+    /// `Service`: runs the job; the outcome is in `outcome`. A graceful shutdown (SIGTERM) stops
+    /// the fleet and returns without finishing the job (a later controller carries on).
+    public func run() async throws {
+        let outcome = try await runJob(onListening: onListening)
+        state.withLock { $0.outcome = outcome }
+    }
+
+    /// Runs the job to completion or cancellation. Returns nil when shut down gracefully first.
+    public func runJob(onListening: @Sendable (String) -> Void = { _ in }) async throws -> ControllerOutcome? {
+        var server: StatusServer?
+        if let port = options.httpPort {
+            let board = board
+            let started = try StatusServer(port: port, logger: logger) { board.respond(to: $0) }
+            server = started
+            state.withLock { $0.httpAddress = started.address }
+            logger.info("status server listening", metadata: ["flotilla.address": "\(started.address)"])
+            onListening(started.address)
+        }
+        defer { server?.stop() }
+
+        var client = KafkaClientConfiguration(bootstrapServers: options.brokers, properties: options.kafkaProperties)
+        client.clientID = "flotilla-controller"
+        let topics = TopicNames(prefix: options.topicPrefix, job: options.job)
+        let connection: Connection
+        do {
+            var producerConfiguration = KafkaProducerConfiguration(client: client)
+            producerConfiguration.linger = .milliseconds(1)
+            connection = Connection(
+                producer: try KafkaProducer(configuration: producerConfiguration, logger: logger),
+                admin: try KafkaAdmin(configuration: client, logger: logger),
+                reader: try JobTopicsReader(client: client, topics: topics, logger: logger),
+                topics: topics)
+        } catch {
+            throw FlotillaError(.kafka, "cannot create Kafka clients for \(options.brokers)", underlying: error)
+        }
+        do {
+            var run = try await replay(connection)
+            let outcome = try await loop(connection, &run)
+            await connection.reader.close()
+            return outcome
+        } catch {
+            await connection.reader.close()
+            throw error
+        }
+    }
+}
+
+/// The Kafka clients of one run.
+struct Connection: Sendable {
+    let producer: KafkaProducer
+    let admin: KafkaAdmin
+    let reader: JobTopicsReader
+    let topics: TopicNames
+}
+
+/// The mutable state of one run, owned by its loop.
+struct ControllerRun: Sendable {
+    var ledger: ShardLedger
+    var manifest: JobManifest
+    var fleet: Fleet
+    var cancelled: String?
+}
+
+extension ControllerService {
+    /// Waits for the manifest, then reads every topic to its end, rebuilding the ledger.
+    func replay(_ connection: Connection) async throws -> ControllerRun {
+        board.update { $0.state = "replaying" }
+        let reader = connection.reader
+        _ = try await reader.assignAll(admin: connection.admin, only: [connection.topics.jobs], timeout: options.manifestTimeout)
+        var manifest: JobManifest?
+        let deadline = ContinuousClock.now + options.manifestTimeout
+        while manifest == nil {
+            if ContinuousClock.now >= deadline {
+                throw FlotillaError(.invalidInput, "job '\(options.job)' not found on \(connection.topics.jobs) at \(options.brokers); submit it first")
+            }
+            for event in try await reader.poll(timeout: .milliseconds(100)) {
+                guard case .message(let message) = event, message.keyString == options.job,
+                      let record = try? RecordCodec.shared.decode(JobManifest.self, from: message.value) else { continue }
+                manifest = record
+            }
+        }
+        guard let manifest else { throw FlotillaError(.internal, "manifest vanished") }
+        try await createTopics(connection, config: manifest.config)
+
+        let partitions = try await reader.assignAll(admin: connection.admin, timeout: options.manifestTimeout)
+        var run = ControllerRun(
+            ledger: ShardLedger(job: options.job, settings: LedgerSettings(config: manifest.config)),
+            manifest: manifest,
+            fleet: Fleet(config: manifest.config.workers, requested: options.workers, arguments: options.workerArguments))
+        run.ledger.apply(manifest: manifest)
+        var ended: Set<TopicPartition> = []
+        var records = 0
+        let started = ContinuousClock.now
+        while !partitions.isSubset(of: ended) {
+            for event in try await reader.poll(timeout: .milliseconds(100)) {
+                switch event {
+                case .message(let message):
+                    records += 1
+                    apply(message, to: &run, replaying: true)
+                case .endOfPartition(let partition, _):
+                    ended.insert(partition)
+                default:
+                    break
+                }
+            }
+        }
+        logger.info("replayed the job's topics", metadata: [
+            "flotilla.records": "\(records)", "flotilla.seconds": "\((ContinuousClock.now - started).components.seconds)",
+            "flotilla.done": "\(run.ledger.summary(now: Timestamp.now()).done)",
+        ])
+        return run
+    }
+
+    /// The per-job topics, when `flotilla submit` has not created them (harmless when it has).
+    func createTopics(_ connection: Connection, config: JobConfig) async throws {
+        let names = connection.topics
+        let specs = names.perJob.map { topic in
+            TopicSpecification(name: topic, partitions: Int32(names.partitions(of: topic, shardPartitions: config.shardPartitions)),
+                               replicationFactor: Int32(config.kafka.replicationFactor ?? -1))
+        }
+        do {
+            try await connection.admin.createTopics(specs)
+        } catch {
+            throw FlotillaError(.kafka, "cannot create the job's topics", underlying: error)
+        }
+    }
+
+    /// Applies one record of any of the job's topics.
+    func apply(_ message: KafkaMessage, to run: inout ControllerRun, replaying: Bool) {
+        let topics = TopicNames(prefix: options.topicPrefix, job: options.job)
+        let codec = RecordCodec.shared
+        let now = Timestamp.now()
+        do {
+            switch message.topic {
+            case topics.jobs:
+                guard message.keyString == options.job else { return }
+                let manifest = try codec.decode(JobManifest.self, from: message.value)
+                run.manifest = manifest
+                if manifest.status == .cancelled { run.cancelled = run.cancelled ?? "the job's manifest says cancelled" }
+            case topics.shards:
+                do {
+                    let record = try codec.decode(ShardRecord.self, from: message.value)
+                    run.ledger.apply(shard: record, partition: Int(message.partition), offset: message.offset)
+                } catch {
+                    if let shard = message.keyString, !shard.isEmpty {
+                        run.ledger.applyUndecodableShard(shard, reason: "\(error)")
+                    }
+                    throw error
+                }
+            case topics.control:
+                let control = try codec.decode(ControlRecord.self, from: message.value)
+                run.ledger.apply(control: control)
+                switch control.command {
+                case .scale where control.target == ControlRecord.controller:
+                    if let workers = control.workers { run.fleet.scale(to: workers) }
+                case .cancel:
+                    run.cancelled = run.cancelled ?? (control.reason ?? "cancelled")
+                default:
+                    break
+                }
+            case topics.acks:
+                run.ledger.apply(ack: try codec.decode(AckRecord.self, from: message.value))
+            case topics.heartbeats:
+                let heartbeat = try codec.decode(HeartbeatRecord.self, from: message.value)
+                // Replayed heartbeats count from when they were sent, so a long-dead worker is lost at once.
+                run.ledger.apply(heartbeat: heartbeat, receivedAt: replaying ? min(heartbeat.time, now) : now)
+            case topics.dlq:
+                run.ledger.apply(deadLetter: try codec.decode(DeadLetterRecord.self, from: message.value))
+            default:
+                break
+            }
+        } catch {
+            logger.warning("skipping a record that cannot be decoded", metadata: [
+                "flotilla.topic": "\(message.topic)", "flotilla.offset": "\(message.offset)", "flotilla.error": "\(error)",
+            ])
+        }
+    }
+}

@@ -1,0 +1,73 @@
+import FlotillaCore
+import Logging
+import RdKafka
+
+/// Reads every partition of a job's topics from the beginning (no consumer group), and says when
+/// each has been read to its end once: the controller's replay.
+///
+/// The ends come from end-of-partition events, not high watermarks (which Tansu reports wrongly).
+final class JobTopicsReader: Sendable {
+    let consumer: KafkaConsumer
+    let topics: TopicNames
+    private let logger: Logger
+
+    init(client: KafkaClientConfiguration, topics: TopicNames, logger: Logger) throws(KafkaError) {
+        var configuration = KafkaConsumerConfiguration(client: client, groupID: nil)
+        // Acks are published in transactions: a reader must not count an aborted one.
+        configuration.isolationLevel = .readCommitted
+        configuration.reportEndOfPartition = true
+        configuration.maxPartitionFetchBytes = 1024 * 1024
+        consumer = try KafkaConsumer(configuration: configuration, logger: logger)
+        self.topics = topics
+        self.logger = logger
+    }
+
+    /// The topics read, in the order their records should be applied when several are ready.
+    var names: [String] { [topics.jobs, topics.shards, topics.control, topics.acks, topics.heartbeats, topics.dlq] }
+
+    /// Waits until `names` exist (up to `timeout`), then reads all their partitions from the start.
+    /// Returns the partitions read.
+    func assignAll(admin: KafkaAdmin, only: [String]? = nil, timeout: Duration) async throws(FlotillaError) -> Set<TopicPartition> {
+        let wanted = only ?? names
+        let deadline = ContinuousClock.now + timeout
+        while true {
+            let metadata: ClusterMetadata
+            do {
+                metadata = try await admin.metadata()
+            } catch {
+                throw FlotillaError(.kafka, "cannot read topic metadata from Kafka", underlying: error)
+            }
+            let missing = wanted.filter { (metadata.topics[$0] ?? 0) == 0 }
+            if missing.isEmpty {
+                var partitions: [TopicPartitionOffset] = []
+                for topic in wanted {
+                    for partition in 0..<(metadata.topics[topic] ?? 0) {
+                        partitions.append(TopicPartitionOffset(topic, partition, TopicPartitionOffset.beginning))
+                    }
+                }
+                do {
+                    try consumer.assign(partitions)
+                } catch {
+                    throw FlotillaError(.kafka, "cannot read the job's topics", underlying: error)
+                }
+                return Set(partitions.map(\.topicPartition))
+            }
+            if ContinuousClock.now >= deadline {
+                throw FlotillaError(.invalidInput, "topic(s) \(missing.joined(separator: ", ")) do not exist on the brokers; submit the job first (flotilla submit JOB.yaml --brokers B)")
+            }
+            try? await Task.sleep(for: .milliseconds(250))
+        }
+    }
+
+    func poll(timeout: Duration) async throws(FlotillaError) -> [ConsumerEvent] {
+        do {
+            return try await consumer.poll(maxEvents: 2_000, timeout: timeout)
+        } catch {
+            throw FlotillaError(.kafka, "reading the job's topics failed", underlying: error)
+        }
+    }
+
+    func close() async {
+        try? await consumer.close()
+    }
+}
