@@ -58,10 +58,12 @@ enum PipeIO {
             if n < 0 && errno == EINTR { continue }
             if n <= 0 { break }
             pending.append(contentsOf: chunk[0..<n])
-            while let newline = pending.firstIndex(of: 0x0A) {
-                line(String(decoding: pending[..<newline], as: UTF8.self))
-                pending.removeSubrange(...newline)
+            var start = 0
+            while let newline = pending[start...].firstIndex(of: 0x0A) {
+                line(String(decoding: pending[start..<newline], as: UTF8.self))
+                start = newline + 1
             }
+            pending.removeFirst(start)
             // A child that never writes a newline must not grow this buffer without bound.
             if pending.count > 64 * 1024 {
                 line(String(decoding: pending, as: UTF8.self))

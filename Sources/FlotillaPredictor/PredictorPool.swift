@@ -54,6 +54,8 @@ public actor PredictorPool {
     /// The smallest `maxBatch` any child announced.
     var childMaxBatch: Int?
     var tasks: [Int: Task<Void, Never>] = [:]
+    /// Why `start()` failed, for the results of later calls.
+    var startFailure: String?
     var nextTaskKey = 0
 
     /// Validates `config`; starts nothing (call `start()`).
@@ -86,6 +88,7 @@ public actor PredictorPool {
             add(id, process)
         case .failure(let error):
             phase = .stopped
+            startFailure = error.message
             throw error
         }
         for _ in 1..<max(1, desired) { scheduleLaunch(after: .zero) }
@@ -316,6 +319,9 @@ public actor PredictorPool {
         }
     }
 
-    var shutDownError: PredictionError { PredictionError(.unavailable, "predictor '\(config.name)' was shut down") }
+    var shutDownError: PredictionError {
+        if let startFailure { return PredictionError(.unavailable, startFailure) }
+        return PredictionError(.unavailable, "predictor '\(config.name)' was shut down")
+    }
     var notStartedError: PredictionError { PredictionError(.unavailable, "predictor '\(config.name)' was not started") }
 }

@@ -32,7 +32,8 @@ final class PredictorProcess: Sendable {
 
     private struct State {
         var pending: Pending?
-        var timer: DispatchWorkItem?
+        /// The outstanding request's deadline (hello or batch), checked when the timer fires.
+        var deadline: (seq: Int64, at: DispatchTime, timeout: Duration)?
         var nextSeq: Int64 = 1
         var fault: ProcessFault?
         var stopping = false
@@ -50,6 +51,7 @@ final class PredictorProcess: Sendable {
     private let logger: Logger
     private let writer: SerialThread
     private let state = Mutex(State())
+    private let deadlineTimer = DeadlineTimer()
     private let onUnexpectedExit: @Sendable (ProcessFault) -> Void
 
     var pid: Int32 { child.pid }
@@ -68,6 +70,7 @@ final class PredictorProcess: Sendable {
         self.logger = logger
         self.onUnexpectedExit = onUnexpectedExit
         self.writer = SerialThread(name: "flotilla-\(stage)-w\(child.pid)", setup: PipeIO.blockSIGPIPEOnThisThread)
+        deadlineTimer.onFire { [weak self] in self?.deadlinePassed() }
     }
 
     /// Spawns the child and waits for its hello frame.
@@ -102,6 +105,7 @@ final class PredictorProcess: Sendable {
 
     /// Runs one batch. Faults come back as `.failure`; the process is then dead.
     func run(_ samples: [PredictorSample], timeout: Duration) async -> Result<Reply, ProcessFault> {
+        // The pool runs one batch at a time per process, so the next seq is the one `begin` assigns.
         let frame = PredictorProtocol.predictFrame(seq: state.withLock { $0.nextSeq }, samples: samples)
         guard frame.count - 4 <= PredictorProtocol.maxFrameBytes else {
             // Not the process's fault: report it without killing anything.
@@ -183,9 +187,9 @@ final class PredictorProcess: Sendable {
             case .hello: state.pending = pending
             case .batch(_, let count, let continuation): state.pending = .batch(seq: seq, count: count, continuation)
             }
-            let timer = DispatchWorkItem { [self] in fault(.hung(timeout), onlyIfSeq: seq) }
-            state.timer = timer
-            DispatchQueue.global().asyncAfter(deadline: .now() + timeout.seconds, execute: timer)
+            let at = DispatchTime.now() + timeout.seconds
+            state.deadline = (seq, at, timeout)
+            deadlineTimer.arm(at: at)
             return .started(seq)
         }
         switch outcome {
@@ -194,6 +198,18 @@ final class PredictorProcess: Sendable {
             Self.resume(pending, with: fault)
             return nil
         }
+    }
+
+    /// The timer fired: fault the outstanding request if its deadline has really passed (the timer
+    /// may have been armed for an earlier request).
+    private func deadlinePassed() {
+        guard let deadline = state.withLock({ $0.deadline }) else { return }
+        guard DispatchTime.now() >= deadline.at else {
+            // Fired early (or for an earlier schedule): wait for the real deadline.
+            deadlineTimer.arm(at: deadline.at)
+            return
+        }
+        fault(.hung(deadline.timeout), onlyIfSeq: deadline.seq)
     }
 
     private static func resume(_ pending: Pending, with fault: ProcessFault) {
@@ -217,8 +233,7 @@ final class PredictorProcess: Sendable {
                 }
             }
             state.fault = fault
-            state.timer?.cancel()
-            state.timer = nil
+            state.deadline = nil
             defer { state.pending = nil }
             return .some(state.pending)
         }
@@ -293,18 +308,18 @@ final class PredictorProcess: Sendable {
                 let hello = Hello(name: name, maxBatch: maxBatch)
                 state.hello = hello
                 state.pending = nil
-                state.timer?.cancel()
+                state.deadline = nil
                 return .hello(continuation, hello)
             case (.batch(let seq, let count, let continuation), .result(let replySeq, let outputs)) where replySeq == seq:
                 guard outputs.count == count else {
                     return .violation("result for seq \(seq) has \(outputs.count) outputs for \(count) samples")
                 }
                 state.pending = nil
-                state.timer?.cancel()
+                state.deadline = nil
                 return .reply(continuation, .outputs(outputs))
             case (.batch(let seq, _, let continuation), .batchError(let replySeq, let text)) where replySeq == seq:
                 state.pending = nil
-                state.timer?.cancel()
+                state.deadline = nil
                 return .reply(continuation, .batchError(text))
             case (.batch(let seq, _, _), .result(let replySeq, _)), (.batch(let seq, _, _), .batchError(let replySeq, _)):
                 return .violation("reply for seq \(replySeq) while waiting for seq \(seq)")
@@ -329,8 +344,7 @@ final class PredictorProcess: Sendable {
             state.exited = status
             let stopping = state.stopping
             if state.fault == nil && !stopping { state.fault = .exited(status) }
-            state.timer?.cancel()
-            state.timer = nil
+            state.deadline = nil
             let pending = state.pending
             state.pending = nil
             let waiters = Array(state.exitWaiters.values)
@@ -338,6 +352,7 @@ final class PredictorProcess: Sendable {
             return (pending, waiters, state.fault ?? .stopped, stopping)
         }
         writer.finish()
+        deadlineTimer.cancel()
         child.closeStdin()
         if let pending { Self.resume(pending, with: fault) }
         for waiter in waiters { waiter.resume(returning: true) }
@@ -367,4 +382,21 @@ extension String {
             scalar.value < 0x20 || scalar.value == 0x7f ? Array(scalar.escaped(asASCII: true)) : [Character(scalar)]
         })
     }
+}
+
+/// One reusable timer per process for hello and batch deadlines: a timer per batch would leave
+/// thousands of cancelled timers queued at high batch rates.
+final class DeadlineTimer: @unchecked Sendable {
+    // Unchecked: DispatchSource objects are thread-safe; the class adds no state of its own.
+    private let source: any DispatchSourceTimer
+
+    init() {
+        source = DispatchSource.makeTimerSource(queue: .global())
+        source.schedule(deadline: .distantFuture)
+        source.activate()
+    }
+
+    func onFire(_ handler: @escaping @Sendable () -> Void) { source.setEventHandler(handler: handler) }
+    func arm(at deadline: DispatchTime) { source.schedule(deadline: deadline) }
+    func cancel() { source.cancel() }
 }
