@@ -73,6 +73,14 @@ let package = Package(
             ],
             swiftSettings: swiftSettings
         ),
+        .target(
+            name: "FlotillaJobs",
+            dependencies: [
+                "RdKafka", "FlotillaCore", "FlotillaSources",
+                .product(name: "Logging", package: "swift-log"),
+            ],
+            swiftSettings: swiftSettings
+        ),
         .executableTarget(
             name: "flotilla",
             dependencies: [
@@ -81,6 +89,7 @@ let package = Package(
                 "FlotillaCore",
                 "FlotillaSources",
                 "FlotillaPredictor",
+                "FlotillaJobs",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
                 .product(name: "Logging", package: "swift-log"),
                 .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
@@ -94,6 +103,7 @@ let package = Package(
         ),
         .testTarget(name: "RdKafkaTests", dependencies: ["RdKafka", "FlotillaTestSupport"], swiftSettings: swiftSettings),
         .testTarget(name: "FlotillaCLITests", dependencies: ["FlotillaTestSupport", "EmbeddedBroker"], swiftSettings: swiftSettings),
+        .testTarget(name: "FlotillaJobsTests", dependencies: ["FlotillaJobs", "FlotillaTestSupport", "FlotillaCore", "RdKafka", "EmbeddedBroker", .product(name: "Logging", package: "swift-log")], swiftSettings: swiftSettings),
         .testTarget(name: "FlotillaWorkerTests", dependencies: ["FlotillaWorker", "FlotillaTestSupport", "FlotillaCore", "RdKafka"], swiftSettings: swiftSettings),
         .testTarget(name: "FlotillaCoreTests", dependencies: ["FlotillaCore"], swiftSettings: swiftSettings),
         .testTarget(name: "FlotillaSourcesTests", dependencies: ["FlotillaSources", "FlotillaCore", .product(name: "Logging", package: "swift-log")], swiftSettings: swiftSettings),

@@ -1,0 +1,74 @@
+import FlotillaCore
+import Logging
+import RdKafka
+
+/// `flotilla cancel` and `flotilla scale`: commands published for the workers and the controller.
+public struct JobControl: Sendable {
+    public var connection: BrokerConnection
+    public var topics: TopicNames
+    public var logger: Logger
+
+    public init(connection: BrokerConnection, prefix: String = KafkaConfig.defaultTopicPrefix, job: String, logger: Logger) {
+        self.connection = connection
+        self.topics = TopicNames(prefix: prefix, job: job)
+        self.logger = logger
+    }
+
+    /// What `cancel` did.
+    public enum CancelOutcome: Sendable, Hashable {
+        /// The cancel command and a cancelled manifest (with the counts so far) were published.
+        case cancelled(JobStatusSummary)
+        /// The job was already cancelled; nothing was published.
+        case alreadyCancelled
+        /// The job is done; nothing was published.
+        case alreadyDone
+    }
+
+    /// Publishes `cancel` for every worker (target `*`) on the control topic, then the job's
+    /// manifest with status `cancelled` and the counts so far as its summary.
+    public func cancel(reason: String = "cancelled by user") async throws(FlotillaError) -> CancelOutcome {
+        let status = try await JobStatusReader(connection: connection, prefix: topics.prefix, job: topics.job, logger: logger).read()
+        switch status.state {
+        case .cancelled: return .alreadyCancelled
+        case .done: return .alreadyDone
+        case .submitted, .running: break
+        }
+        let producer = try connection.producer(maxMessageBytes: status.manifest.config.kafka.maxMessageBytes, logger: logger)
+        let command = ControlRecord(job: topics.job, target: ControlRecord.allWorkers, command: .cancel, reason: reason)
+        var manifest = status.manifest
+        manifest.status = .cancelled
+        manifest.updatedAt = Timestamp.now()
+        manifest.summary = status.counts
+        do {
+            // The command first: workers stop even if the manifest write fails.
+            try await producer.send(.record(command, topic: topics.control, key: command.target))
+            try await producer.send(.record(manifest, topic: topics.jobs, key: topics.job, partition: 0))
+        } catch {
+            throw FlotillaError(.kafka, "cannot publish the cancellation of job '\(topics.job)'", underlying: error)
+        }
+        return .cancelled(status.counts)
+    }
+
+    /// Publishes `scale` with `workers` for the controller on the control topic. Returns the
+    /// record and the fleet range from the manifest (the controller clamps to it).
+    public func scale(workers: Int) async throws(FlotillaError) -> (record: ControlRecord, range: ClosedRange<Int>) {
+        guard workers >= 0 else {
+            throw FlotillaError(.invalidConfiguration, "the number of workers must be >= 0, not \(workers)")
+        }
+        let manifest = try await JobStatusReader(connection: connection, prefix: topics.prefix, job: topics.job, logger: logger)
+            .read().manifest
+        if manifest.status == .done || manifest.status == .cancelled {
+            throw FlotillaError(.invalidInput, "job '\(topics.job)' is \(manifest.status.rawValue); there is no fleet to scale")
+        }
+        let fleet = manifest.config.workers
+        let record = ControlRecord(job: topics.job, target: ControlRecord.controller, command: .scale, workers: workers,
+                                   reason: "scaled by user")
+        let producer = try connection.producer(maxMessageBytes: manifest.config.kafka.maxMessageBytes, logger: logger)
+        do {
+            try await producer.send(.record(record, topic: topics.control, key: record.target))
+        } catch {
+            throw FlotillaError(.kafka, "cannot publish the scale command of job '\(topics.job)' to \(topics.control)", underlying: error)
+        }
+        return (record, min(fleet.min, fleet.max)...max(fleet.min, fleet.max))
+    }
+}

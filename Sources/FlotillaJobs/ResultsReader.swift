@@ -1,0 +1,145 @@
+import FlotillaCore
+import Logging
+import RdKafka
+
+/// Reads a job's results exactly once per sample (`flotilla results`).
+///
+/// Reads the acks topic to its end, then streams the results topic to its end through
+/// `ResultLedger` (docs/PROTOCOL.md, "Reading results exactly once"): a result counts only when
+/// its (`shard`, `attempt`, `run`) matches its shard's first done ack, once per sample id. Only
+/// shards whose ack was read count; results of a shard acked after the acks were read are left
+/// out, so the output is a consistent snapshot of done shards. Also reads the DLQ and the manifest.
+public struct ResultsReader: Sendable {
+    public var connection: BrokerConnection
+    public var topics: TopicNames
+    public var logger: Logger
+
+    public init(connection: BrokerConnection, prefix: String = KafkaConfig.defaultTopicPrefix, job: String, logger: Logger) {
+        self.connection = connection
+        self.topics = TopicNames(prefix: prefix, job: job)
+        self.logger = logger
+    }
+
+    /// Calls `emit` once per counted result (one per input sample of every done shard), in the
+    /// order the results topic yields them, and returns what was read.
+    public func read(_ emit: (ResultRecord) throws(FlotillaError) -> Void) async throws(FlotillaError) -> ResultsSummary {
+        var logger = logger
+        logger[metadataKey: "flotilla.job"] = "\(topics.job)"
+        let admin = try connection.admin(logger: logger)
+        let metadata = try await connection.metadata(admin)
+        // Pass 1: the manifest, the ack ledger and the dead letters. Pass 2: the results, which
+        // then count at once or never (no result waits in memory for an ack). A fresh consumer
+        // per pass: re-assigning one costs about a second in librdkafka.
+        var ledger = LedgerPass(topics: topics)
+        let ledgerScan = try TopicScan(connection: connection, logger: logger)
+        do throws(FlotillaError) {
+            try await ledgerScan.forEach([topics.jobs, topics.acks, topics.dlq], metadata: metadata) { message in
+                ledger.add(message)
+            }
+        } catch {
+            await ledgerScan.close()
+            throw error
+        }
+        await ledgerScan.close()
+        let manifest = try ledger.manifests.require(at: connection.bootstrapServers)
+
+        var summary = ResultsSummary(job: topics.job, shards: manifest.shards, expectedSamples: manifest.samples)
+        let resultsScan = try TopicScan(connection: connection, logger: logger)
+        do throws(FlotillaError) {
+            try await resultsScan.forEach([topics.results], metadata: metadata) { message throws(FlotillaError) in
+                guard let result = message.decode(ResultRecord.self, problems: &ledger.undecodable),
+                      let accepted = ledger.ledger.add(result: result) else { return }
+                summary.samples += 1
+                if accepted.error != nil { summary.errors += 1 }
+                try emit(accepted)
+            }
+        } catch {
+            await resultsScan.close()
+            throw error
+        }
+        await resultsScan.close()
+
+        let ids = (0..<manifest.shards).map(ShardRecord.shardID(index:))
+        let done = Set(ids.filter { ledger.ledger.winner(of: $0) != nil })
+        summary.shardsDone = done.count
+        summary.incompleteShards = ledger.ledger.incompleteShards
+        let stats = ledger.ledger.stats
+        summary.discarded = stats.discardedOtherRun + stats.discardedDuplicate + ledger.ledger.heldResults
+        summary.undecodable = ledger.undecodable
+        summary.deadRecords = ledger.deadRecords
+        summary.deadShards = ledger.dead.subtracting(done).sorted()
+        summary.missingShards = ids.filter { !done.contains($0) && !ledger.dead.contains($0) }
+        if !summary.incompleteShards.isEmpty {
+            logger.warning("done shards with fewer results than their ack counts", metadata: [
+                "flotilla.shards": "\(summary.incompleteShards.joined(separator: ","))",
+            ])
+        }
+        return summary
+    }
+}
+
+/// What the first pass of `ResultsReader` collects.
+private struct LedgerPass {
+    let topics: TopicNames
+    var manifests: ManifestCollector
+    var ledger = ResultLedger()
+    var dead = Set<String>()
+    var deadRecords = 0
+    var undecodable = 0
+
+    init(topics: TopicNames) {
+        self.topics = topics
+        manifests = ManifestCollector(topics: topics)
+    }
+
+    mutating func add(_ message: KafkaMessage) {
+        switch message.topic {
+        case topics.acks:
+            // No results are fed yet, so an ack releases nothing.
+            if let ack = message.decode(AckRecord.self, problems: &undecodable) { _ = ledger.add(ack: ack) }
+        case topics.dlq:
+            guard let letter = message.decode(DeadLetterRecord.self, problems: &undecodable) else { return }
+            if let shard = letter.shard { dead.insert(shard) } else { deadRecords += 1 }
+        default:
+            manifests.add(message, problems: &undecodable)
+        }
+    }
+}
+
+/// What `ResultsReader.read` found.
+public struct ResultsSummary: Sendable, Hashable {
+    public var job: String
+    /// Shards in the job (the manifest's count).
+    public var shards: Int
+    /// Input samples, when the manifest knows them.
+    public var expectedSamples: Int?
+    /// Results handed out (lines written).
+    public var samples = 0
+    /// Of those, error results.
+    public var errors = 0
+    /// Shards with a done ack.
+    public var shardsDone = 0
+    /// Dead-lettered shards without a done ack, sorted.
+    public var deadShards: [String] = []
+    /// Shards neither done nor dead-lettered (still running, or lost), sorted.
+    public var missingShards: [String] = []
+    /// Done shards with fewer results than their ack counts (should be none).
+    public var incompleteShards: [String] = []
+    /// DLQ records without a shard (undecodable records).
+    public var deadRecords = 0
+    /// Results not handed out: other executions, duplicates, or shards without a done ack.
+    public var discarded = 0
+    /// Records on the acks, results or DLQ topics that could not be decoded.
+    public var undecodable = 0
+
+    public init(job: String, shards: Int, expectedSamples: Int?) {
+        self.job = job
+        self.shards = shards
+        self.expectedSamples = expectedSamples
+    }
+
+    /// Every shard is done and every done shard gave all its results.
+    public var isComplete: Bool {
+        deadShards.isEmpty && missingShards.isEmpty && incompleteShards.isEmpty && shardsDone >= shards
+    }
+}

@@ -1,0 +1,92 @@
+import ArgumentParser
+import FlotillaCore
+import FlotillaJobs
+import Foundation
+import Logging
+
+/// The broker options shared by submit, status, results, cancel and scale.
+struct KafkaOptions: ParsableArguments {
+    @Option(help: ArgumentHelp("Kafka bootstrap servers, host:port[,host:port...].",
+                               discussion: "submit falls back to kafka.brokers from the job spec."))
+    var brokers: String?
+
+    @Option(name: .customLong("kafka-property"), parsing: .singleValue,
+            help: ArgumentHelp("A librdkafka property passed through, KEY=VALUE (repeatable), e.g. security.protocol=SSL.",
+                               valueName: "key=value"))
+    var kafkaProperties: [String] = []
+
+    @Option(help: "Seconds one broker request may take before the command gives up.")
+    var timeout: Double = 10
+
+    /// The connection to use: `--brokers`, else `fallback` (the spec's kafka.brokers; say
+    /// `specHasBrokers` so the message mentions it).
+    /// Missing brokers, a bad property or timeout are configuration errors (exit 2).
+    func connection(fallback: String? = nil, specHasBrokers: Bool = false) throws(FlotillaError) -> BrokerConnection {
+        guard let servers = (brokers ?? fallback).map({ $0.trimmingCharacters(in: .whitespaces) }), !servers.isEmpty else {
+            throw FlotillaError(
+                .invalidConfiguration,
+                "no Kafka brokers: pass --brokers HOST:PORT\(specHasBrokers ? " or set kafka.brokers in the job spec" : "")")
+        }
+        guard timeout > 0, timeout.isFinite else {
+            throw FlotillaError(.invalidConfiguration, "--timeout must be a positive number of seconds, not \(timeout)")
+        }
+        var properties: [String: String] = [:]
+        for pair in kafkaProperties {
+            guard let equals = pair.firstIndex(of: "="), equals != pair.startIndex else {
+                throw FlotillaError(.invalidConfiguration, "--kafka-property '\(pair)' must be KEY=VALUE")
+            }
+            let key = String(pair[..<equals])
+            if let reason = KafkaConfig.reservedProperties[key] {
+                throw FlotillaError(.invalidConfiguration, "--kafka-property \(key) is not allowed: \(reason)")
+            }
+            properties[key] = String(pair[pair.index(after: equals)...])
+        }
+        return BrokerConnection(bootstrapServers: servers, properties: properties,
+                                timeout: .milliseconds(Int64((timeout * 1000).rounded())))
+    }
+}
+
+/// The topic prefix of commands that name a job by id (the spec is not at hand).
+struct JobTopicOptions: ParsableArguments {
+    @Option(help: "The job's topic prefix (kafka.topicPrefix of its spec).")
+    var prefix: String = KafkaConfig.defaultTopicPrefix
+
+    func validated() throws(FlotillaError) -> String {
+        if let problem = TopicNames.problem(withPrefix: prefix) {
+            throw FlotillaError(.invalidConfiguration, "--prefix \(problem)")
+        }
+        return prefix
+    }
+}
+
+/// The job id argument, checked like the spec's `job`.
+func validatedJobID(_ id: String) throws(FlotillaError) -> String {
+    if let problem = JobSpecLoader.problem(withJobID: id) {
+        throw FlotillaError(.invalidConfiguration, "job id '\(id)' \(problem)")
+    }
+    return id
+}
+
+/// Loggers of the job commands: to stderr, level from FLOTILLA_LOG_LEVEL (default `warning`).
+/// Broker connection errors are reported through the command's own message, so librdkafka's
+/// own log lines are kept at `critical` unless the level is lowered explicitly.
+enum CommandLogging {
+    static func logger(_ label: String) -> Logger {
+        var logger = Logger(label: label) { StreamLogHandler.standardError(label: $0) }
+        let configured = ProcessInfo.processInfo.environment["FLOTILLA_LOG_LEVEL"].flatMap(Logger.Level.init(rawValue:))
+        logger.logLevel = configured ?? .warning
+        return logger
+    }
+
+    /// The logger handed to Kafka clients.
+    static func kafkaLogger() -> Logger {
+        var logger = logger("flotilla.kafka")
+        if ProcessInfo.processInfo.environment["FLOTILLA_LOG_LEVEL"] == nil { logger.logLevel = .critical }
+        return logger
+    }
+}
+
+/// Writes text to stderr.
+func printError(_ text: String) {
+    FileHandle.standardError.write(Data((text + "\n").utf8))
+}
