@@ -228,6 +228,30 @@ struct PredictorPoolTests {
             try await waitUntil { let s = await pool.state(); return s.processes == 1 && s.desired == 1 }
         }
     }
+
+    @Test("a pool with minProcesses 0 shrinks to zero when idle and starts a process for the next batch")
+    func scaleFromZero() async throws {
+        var config = Fixtures.config(script: "identity.py", processes: 1)
+        config.minProcesses = 0
+        config.autoscale = .init(growAfter: .milliseconds(200), shrinkAfterIdle: .milliseconds(300), interval: .milliseconds(50))
+        try await withPool(config) { pool in
+            try await waitUntil { await pool.state().processes == 0 }
+            let results = await pool.predict(Fixtures.samples(5))
+            #expect(results.map(\.value) == Fixtures.samples(5).map(\.input))
+        }
+    }
+
+    @Test("run() serves until its task is cancelled, then shuts the pool down")
+    func runUntilCancelled() async throws {
+        let pool = try PredictorPool(config: Fixtures.config(script: "identity.py", processes: 2), logger: Logger(label: "t"))
+        let service = Task { try await pool.run() }
+        try await waitUntil { await pool.state().processes == 2 }
+        let pids = await pool.processIDs()
+        #expect(await pool.predict(Fixtures.samples(3)).allSatisfy { $0.value != nil })
+        service.cancel()
+        try await service.value
+        #expect(pids.allSatisfy(Fixtures.isGone))
+    }
 }
 
 /// Polls `condition` every 50 ms for up to `timeout`.
