@@ -13,7 +13,9 @@ public struct PredictorPoolConfig: Sendable, Hashable {
     /// In-node autoscaling: grow by one process when batches have waited this long for a free
     /// process, shrink one idle process after it has been idle this long. Never leaves min...max.
     public struct Autoscale: Sendable, Hashable {
+        /// How long the oldest batch must have waited for a free process before the pool grows.
         public var growAfter: Duration
+        /// How long a process must have been idle before the pool stops it.
         public var shrinkAfterIdle: Duration
         /// How often the pool looks.
         public var interval: Duration
@@ -27,10 +29,13 @@ public struct PredictorPoolConfig: Sendable, Hashable {
 
     /// The stage name: in logs, metrics and error messages ("predictor 'classify' crashed ...").
     public var name: String
+    /// What runs the model: a child process or a builtin.
     public var command: Command
     /// Samples per request frame (further capped by the child's hello `maxBatch`).
     public var batchSize: Int
+    /// The fewest processes `resize(to:)` and autoscaling leave running (0 allows scaling to zero).
     public var minProcesses: Int
+    /// The most processes `resize(to:)` and autoscaling start.
     public var maxProcesses: Int
     /// Processes started by `start()`; defaults to `minProcesses`, at least 1.
     public var initialProcesses: Int?
@@ -51,6 +56,7 @@ public struct PredictorPoolConfig: Sendable, Hashable {
     public var shutdownGrace: Duration
     /// First restart delay after a fault; doubles per consecutive fault up to `maxBackoff`, reset by a success.
     public var initialBackoff: Duration
+    /// The longest restart delay.
     public var maxBackoff: Duration
     /// nil turns autoscaling off; with `minProcesses == maxProcesses` it has nothing to do.
     public var autoscale: Autoscale?
@@ -58,6 +64,7 @@ public struct PredictorPoolConfig: Sendable, Hashable {
     /// the batch's measured time, so 3 makes this pool a third as fast. 1 (the default) is off.
     public var slowdown: Double
 
+    /// A stage's settings; every default is the one in the table in docs/PREDICTORS.md.
     public init(
         name: String,
         command: Command,

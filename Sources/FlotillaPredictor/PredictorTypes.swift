@@ -2,7 +2,9 @@ import FlotillaCore
 
 /// One sample handed to a predictor: the sample's id (for logs and for the child) and its input.
 public struct PredictorSample: Sendable, Hashable {
+    /// The sample id (sent to the child for its own logs).
     public var id: String
+    /// The model's input.
     public var input: JSONValue
 
     public init(id: String, input: JSONValue) {
@@ -30,7 +32,9 @@ public struct PredictionError: Error, Sendable, Hashable, CustomStringConvertibl
         public static let unavailable = Kind("unavailable")
     }
 
+    /// What went wrong.
     public var kind: Kind
+    /// A message for users, e.g. "predictor 'classify' crashed (signal 9) on this batch 3 times".
     public var message: String
 
     public init(_ kind: Kind, _ message: String) {
