@@ -81,6 +81,15 @@ let package = Package(
             ],
             swiftSettings: swiftSettings
         ),
+        .target(
+            name: "FlotillaController",
+            dependencies: [
+                "RdKafka", "FlotillaCore",
+                .product(name: "Logging", package: "swift-log"),
+                .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
+            ],
+            swiftSettings: swiftSettings
+        ),
         .executableTarget(
             name: "flotilla",
             dependencies: [
@@ -90,6 +99,7 @@ let package = Package(
                 "FlotillaSources",
                 "FlotillaPredictor",
                 "FlotillaJobs",
+                "FlotillaController",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
                 .product(name: "Logging", package: "swift-log"),
                 .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
@@ -105,6 +115,7 @@ let package = Package(
         .testTarget(name: "FlotillaCLITests", dependencies: ["FlotillaTestSupport", "EmbeddedBroker"], swiftSettings: swiftSettings),
         .testTarget(name: "FlotillaJobsTests", dependencies: ["FlotillaJobs", "FlotillaTestSupport", "FlotillaCore", "RdKafka", "EmbeddedBroker", .product(name: "Logging", package: "swift-log")], swiftSettings: swiftSettings),
         .testTarget(name: "FlotillaWorkerTests", dependencies: ["FlotillaWorker", "FlotillaTestSupport", "FlotillaCore", "RdKafka"], swiftSettings: swiftSettings),
+        .testTarget(name: "FlotillaControllerTests", dependencies: ["FlotillaController", "FlotillaTestSupport", "FlotillaCore", "RdKafka", .product(name: "Logging", package: "swift-log")], swiftSettings: swiftSettings),
         .testTarget(name: "FlotillaCoreTests", dependencies: ["FlotillaCore"], swiftSettings: swiftSettings),
         .testTarget(name: "FlotillaSourcesTests", dependencies: ["FlotillaSources", "FlotillaCore", .product(name: "Logging", package: "swift-log")], swiftSettings: swiftSettings),
         .testTarget(
