@@ -27,7 +27,16 @@ extension ControllerService {
         logger.info("running the job", metadata: ["flotilla.shards": "\(run.manifest.shards)", "flotilla.workers": "\(run.fleet.desired)"])
 
         var nextTick = ContinuousClock.now
+        var lastPass = ContinuousClock.now
         while true {
+            // A pass normally takes a few tens of ms; a long one means this process was stalled.
+            let gap = ContinuousClock.now - lastPass
+            lastPass = ContinuousClock.now
+            if gap > .seconds(1) {
+                logger.warning("the controller was stalled; not counting the stall against workers",
+                               metadata: ["flotilla.stall-ms": "\(gap.milliseconds)"])
+                run.ledger.controllerStalled(for: gap.milliseconds, now: Timestamp.now())
+            }
             if Task.isCancelled || Task.isShuttingDownGracefully {
                 logger.info("shutting down: stopping the fleet; a new controller will carry on")
                 await stopFleet(&run)
@@ -100,6 +109,10 @@ extension ControllerService {
         var more: [LedgerAction] = []
         for worker in replacements {
             guard backend.managesWorkers, let slot = run.fleet.slots[worker], slot.running, !slot.draining else { continue }
+            // A process younger than the silence (or stall) that condemned the worker id is not the
+            // one that failed: a replacement already runs, e.g. after a controller restart.
+            let settings = run.ledger.settings
+            guard now - slot.startedAt >= min(settings.workerTimeoutMs, settings.shardTimeoutMs) else { continue }
             do {
                 _ = try await backend.replace(worker: worker, extraArguments: run.fleet.arguments[worker] ?? [])
                 run.fleet.restarts += 1

@@ -12,6 +12,10 @@ final class JobTopicsReader: Sendable {
     private let logger: Logger
 
     init(client: KafkaClientConfiguration, topics: TopicNames, logger: Logger) throws(KafkaError) {
+        var client = client
+        // Short fetch waits: replay ends at end-of-partition events, which an empty partition
+        // only sends after a fetch wait; the tail should also see acks within a tick.
+        client.properties["fetch.wait.max.ms"] = client.properties["fetch.wait.max.ms"] ?? "50"
         var configuration = KafkaConsumerConfiguration(client: client, groupID: nil)
         // Acks are published in transactions: a reader must not count an aborted one.
         configuration.isolationLevel = .readCommitted

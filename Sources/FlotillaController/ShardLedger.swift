@@ -159,6 +159,21 @@ public struct ShardLedger: Sendable, Hashable {
         return actions
     }
 
+    /// The controller itself was stalled for `milliseconds` (suspended, starved of CPU): the
+    /// heartbeats it could not read in that time must not make live workers look lost, nor
+    /// their shards look hung. Shifts every live worker's last heartbeat and progress by the stall.
+    public mutating func controllerStalled(for milliseconds: Int64, now: Int64) {
+        guard milliseconds > 0 else { return }
+        for (id, worker) in workers where !worker.lost {
+            workers[id]?.lastSeen = min(now, worker.lastSeen + milliseconds)
+            for running in worker.inFlight {
+                if let execution = shards[running.shard]?.executions[running.run] {
+                    shards[running.shard]?.executions[running.run]?.lastProgressAt = min(now, execution.lastProgressAt + milliseconds)
+                }
+            }
+        }
+    }
+
     /// Marks a worker as asked to drain or stop: when it goes silent it is not replaced.
     public mutating func retire(_ worker: String) {
         guard var entry = workers[worker] else { return }

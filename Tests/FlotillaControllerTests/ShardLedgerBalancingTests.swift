@@ -112,3 +112,26 @@ struct ShardLedgerBalancingTests {
         #expect(actions.replaced == ["w1"])
     }
 }
+
+@Suite("ShardLedger cost")
+struct ShardLedgerCostTests {
+    @Test("A tick over 20 000 shards and 16 workers stays far below the 250 ms tick interval")
+    func tickCost() {
+        var ledger = Fixtures.ledger(shards: 20_000, partition: { $0 % 128 })
+        for index in 0..<10_000 { ledger.apply(ack: Fixtures.ack(index, worker: "w1")) }
+        for worker in 0..<16 {
+            let partitions = Array(stride(from: worker, to: 128, by: 16))
+            let running = (0..<2).map { (10_000 + worker * 2 + $0, 0, 1) }
+            let queued = (0..<4).map { 10_100 + worker * 4 + $0 }
+            ledger.apply(heartbeat: Fixtures.heartbeat("w\(worker)", at: 1_000, running: running, queued: queued, partitions: partitions),
+                         receivedAt: 1_000)
+        }
+        let clock = ContinuousClock()
+        var actions = 0
+        let took = clock.measure {
+            for step in 0..<10 { actions += ledger.tick(now: 1_100 + Int64(step) * 250).count }
+        }
+        print("ShardLedger.tick over 20 000 shards, 16 workers: \(took / 10) per tick")
+        #expect(took / 10 < .milliseconds(250))
+    }
+}

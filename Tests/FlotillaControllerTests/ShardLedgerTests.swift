@@ -188,3 +188,15 @@ struct ShardLedgerTests {
         #expect(actions.reEnqueues.isEmpty)
     }
 }
+
+@Suite("ShardLedger and controller stalls")
+struct ShardLedgerStallTests {
+    @Test("A stall of the controller itself does not make live workers look lost")
+    func stall() {
+        var ledger = Fixtures.ledger(shards: 1)
+        ledger.apply(heartbeat: Fixtures.heartbeat("w1", at: 1_000, running: [(0, 0, 1)], partitions: [0]), receivedAt: 1_000)
+        ledger.controllerStalled(for: 8_000, now: 9_500)
+        #expect(ledger.tick(now: 9_500).isEmpty, "silent for 8.5 s, but 8 s of it was the controller's own stall")
+        #expect(ledger.tick(now: 14_100).replaced == ["w1"], "really silent afterwards: lost")
+    }
+}

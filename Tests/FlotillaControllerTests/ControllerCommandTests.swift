@@ -1,0 +1,49 @@
+import FlotillaCore
+import FlotillaTestSupport
+import Foundation
+import Testing
+
+/// The `flotilla controller` executable, run as a user would.
+@Suite("flotilla controller command", .timeLimit(.minutes(2)))
+struct ControllerCommandTests {
+    static let faults = FaultConfig(maxAttempts: 1, heartbeat: .milliseconds(500), workerTimeout: .seconds(2),
+                                    shardTimeout: .seconds(60), speculative: false)
+
+    @Test("Finishes a job whose shards are all acked: prints the status address and the JSON summary, exit 0")
+    func completes() async throws {
+        let fixture = try await BrokerFixture()
+        let harness = try await JobHarness(fixture: fixture, shards: 3, faults: Self.faults)
+        for index in 0..<3 { try await harness.ack(index, worker: "w1") }
+        let output = try CommandRunner.run([CommandRunner.flotillaExecutable, "controller", "--job", harness.job,
+                                            "--brokers", fixture.bootstrapServers, "--backend", "external", "--json"])
+        #expect(output.status == 0, "stderr: \(output.stderr)")
+        #expect(output.stdout.contains("status at http://127.0.0.1:"))
+        let last = try #require(output.stdout.split(separator: "\n").last)
+        let summary = try JSONDecoder().decode(JobStatusSummary.self, from: Data(last.utf8))
+        #expect(summary.job == harness.job && summary.done == 3 && summary.dead == 0 && summary.samples == 6)
+    }
+
+    @Test("Exit 3 when a shard was dead-lettered")
+    func deadLettered() async throws {
+        let fixture = try await BrokerFixture()
+        let harness = try await JobHarness(fixture: fixture, shards: 2, faults: Self.faults)
+        try await harness.ack(0, worker: "w1")
+        try await harness.ack(1, worker: "w1", status: .failed, error: "bad input")
+        let output = try CommandRunner.run([CommandRunner.flotillaExecutable, "controller", "--job", harness.job,
+                                            "--brokers", fixture.bootstrapServers, "--backend", "external"])
+        #expect(output.status == 3, "stderr: \(output.stderr)")
+        #expect(output.stdout.contains("1 dead-lettered"))
+    }
+
+    @Test("Bad input exits 2 with a message naming the problem")
+    func badInput() throws {
+        let kubernetes = try CommandRunner.run([CommandRunner.flotillaExecutable, "controller", "--job", "j1",
+                                                "--brokers", "127.0.0.1:1", "--backend", "kubernetes"])
+        #expect(kubernetes.status == 2)
+        #expect(kubernetes.stderr.contains("kubernetes backend is not implemented"))
+        let backend = try CommandRunner.run([CommandRunner.flotillaExecutable, "controller", "--job", "j1",
+                                             "--brokers", "127.0.0.1:1", "--backend", "mesos"])
+        #expect(backend.status == 64 || backend.status == 2)
+        #expect(backend.stderr.contains("--backend must be local, external or kubernetes"))
+    }
+}
