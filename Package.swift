@@ -100,6 +100,7 @@ let package = Package(
                 "FlotillaPredictor",
                 "FlotillaJobs",
                 "FlotillaController",
+                "FlotillaWorker",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
                 .product(name: "Logging", package: "swift-log"),
                 .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),

@@ -1,0 +1,62 @@
+import ArgumentParser
+import FlotillaCore
+import FlotillaWorker
+import Foundation
+
+/// `flotilla worker`: one member of the job's fleet. Usually started by the controller's pod backend.
+struct WorkerCommand: AsyncParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "worker",
+        abstract: "Run one worker of a submitted job: take shards, run the model stages, publish results.",
+        discussion: """
+            SIGTERM or SIGINT drains the worker: it finishes the shards it is running, takes no new \
+            ones, commits and exits 0. A fatal Kafka error exits 1 after flushing, for a supervisor \
+            to replace the worker.
+            """
+    )
+
+    @Option(help: "The job id (as printed by `flotilla submit`).")
+    var job: String
+
+    @OptionGroup var kafka: KafkaOptions
+    @OptionGroup var topics: JobTopicOptions
+
+    @Option(name: .customLong("worker-id"), help: "Stable id of this worker slot (names its transactional id). Default: host-pid.")
+    var workerID: String?
+
+    @Option(help: "Shards processed at once (default: stages + 1, at least 2).")
+    var slots: Int?
+
+    @Option(help: "Unstarted shards held beyond the running ones (default: slots).")
+    var prefetch: Int?
+
+    @Flag(help: "Run read, predict and write one after another with no overlap (benchmark baseline).")
+    var sequential = false
+
+    @Option(help: ArgumentHelp("TEST SWITCH: multiply predictor time by this factor (3 = a third as fast).", visibility: .hidden))
+    var slowdown: Double = 1
+
+    func validate() throws {
+        if let slots, slots < 1 { throw ValidationError("--slots must be at least 1") }
+        if let prefetch, prefetch < 0 { throw ValidationError("--prefetch must be 0 or more") }
+        guard slowdown >= 1, slowdown.isFinite else { throw ValidationError("--slowdown must be >= 1") }
+    }
+
+    func run() async throws {
+        try await exitOnFlotillaError {
+            let connection = try kafka.connection()
+            var options = WorkerOptions(job: try validatedJobID(job), workerID: workerID ?? WorkerOptions.defaultWorkerID(),
+                                        brokers: connection.bootstrapServers, topicPrefix: try topics.validated())
+            options.kafkaProperties = connection.properties
+            options.slots = slots
+            options.prefetch = prefetch
+            options.sequential = sequential
+            options.slowdown = slowdown
+            let worker = Worker(options: options, logger: CommandLogging.logger("flotilla.worker"))
+            let signals = SignalWatcher.onTermination { worker.drain() }
+            defer { signals.cancel() }
+            let exit = try await worker.run()
+            printError("flotilla worker \(options.workerID): \(exit)")
+        }
+    }
+}
