@@ -18,8 +18,14 @@ extension ShardLedger {
         for (id, queue) in plan.queuedBy {
             guard let worker = workers[id], !worker.inFlight.isEmpty else { continue }  // idle-ish: starts it now
             result[id] = queue.filter { shard in
-                guard let entry = shards[shard] else { return false }
-                return !entry.isFinished && entry.source != nil && !entry.isExecuting(live: plan.live)
+                guard let entry = shards[shard], !entry.isFinished, entry.source != nil,
+                      !entry.isExecuting(live: plan.live) else { return false }
+                // The latest attempt went to another worker's partition (stolen or re-enqueued):
+                // this worker's copy is stale and will be skipped, so there is nothing to steal.
+                if let partition = entry.attempts[entry.latestAttempt]?.partition, let owner = plan.owner[partition] {
+                    return owner == id
+                }
+                return true
             }
         }
         var waiting: [Int: [(offset: Int64, shard: String)]] = [:]

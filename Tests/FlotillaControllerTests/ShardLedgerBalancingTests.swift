@@ -135,3 +135,20 @@ struct ShardLedgerCostTests {
         #expect(took / 10 < .milliseconds(250))
     }
 }
+
+@Suite("ShardLedger stealing does not repeat")
+struct ShardLedgerStealOnceTests {
+    @Test("A stolen shard still listed in its old owner's queue is not stolen again")
+    func stealOnce() {
+        var ledger = Fixtures.ledger(shards: 4, partition: { _ in 0 })
+        ledger.apply(heartbeat: Fixtures.heartbeat("w1", at: 1_000, running: [(0, 0, 1)], queued: [1, 2, 3], partitions: [0, 1]), receivedAt: 1_000)
+        ledger.apply(heartbeat: Fixtures.heartbeat("w2", at: 1_000, partitions: [2, 3]), receivedAt: 1_000)
+        let first = ledger.tick(now: 1_100).reEnqueues.map(\.record.shard)
+        #expect(first == [Fixtures.id(3), Fixtures.id(2)])
+        // w1 has not read the supersedes yet; w2 reports idle again after the block.
+        ledger.apply(heartbeat: Fixtures.heartbeat("w1", at: 4_000, running: [(0, 0, 2)], queued: [1, 2, 3], partitions: [0, 1]), receivedAt: 4_000)
+        ledger.apply(heartbeat: Fixtures.heartbeat("w2", at: 4_000, partitions: [2, 3]), receivedAt: 4_000)
+        let second = ledger.tick(now: 4_100).reEnqueues.map(\.record.shard)
+        #expect(second == [Fixtures.id(1)], "only the shard w1 really still holds")
+    }
+}
