@@ -6,6 +6,6 @@ struct Flotilla: AsyncParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "flotilla",
         abstract: "Elastic, fault-tolerant batch inference driven by Kafka.",
-        subcommands: [BrokerCommand.self, SubmitCommand.self, StatusCommand.self, ResultsCommand.self, CancelCommand.self, ScaleCommand.self, ControllerCommand.self, WorkerCommand.self]
+        subcommands: [BrokerCommand.self, SubmitCommand.self, StatusCommand.self, ResultsCommand.self, CancelCommand.self, ScaleCommand.self, ControllerCommand.self, WorkerCommand.self, RunCommand.self]
     )
 }
