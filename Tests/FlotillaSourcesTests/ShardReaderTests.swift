@@ -1,0 +1,152 @@
+import FlotillaCore
+@testable import FlotillaSources
+import Foundation
+import Logging
+import Testing
+
+@Suite("ShardReader on files", .timeLimit(.minutes(1)))
+struct ShardReaderTests {
+    let reader = ShardReader(logger: Logger(label: "test"))
+
+    /// Shards `bytes` written to `name` into one shard and reads it back.
+    func readOne(
+        _ name: String, _ bytes: [UInt8], format: LineFormat = .jsonl, idField: String? = nil
+    ) async throws -> (path: String, samples: [Sample]) {
+        let dir = try TempDir()
+        defer { dir.remove() }
+        let path = try dir.write(name, bytes)
+        let ranges = try FileSharder.shard(path: path, format: format, idField: idField, samplesPerShard: 1000, maxSampleBytes: 1000)
+        #expect(ranges.count == 1)
+        return (path, try await reader.read(.file(ranges[0])))
+    }
+
+    @Test("An invalid UTF-8 line becomes an error sample; the others are read")
+    func invalidUTF8() async throws {
+        let bytes = Array("{\"a\":1}\n{\"a\":\"".utf8) + [0xC3, 0x28] + Array("\"}\n{\"a\":3}\n".utf8)
+        let (path, samples) = try await readOne("u.jsonl", bytes)
+        #expect(samples.count == 3)
+        #expect(samples[1].id == "\(path):2")
+        #expect(samples[1].errorMessage == "line 2: invalid UTF-8")
+        #expect(samples[0].value == .object(["a": .int(1)]))
+        #expect(samples[2].value == .object(["a": .int(3)]))
+    }
+
+    @Test("A malformed JSON line becomes an error sample naming the line and column")
+    func malformedJSON() async throws {
+        let (path, samples) = try await readOne("m.jsonl", Array("{\"a\":1}\n{\"a\":1,}\n{\"b\":2} x\n{\"c\":[]}\n".utf8))
+        #expect(samples.count == 4)
+        #expect(samples[1].id == "\(path):2")
+        #expect(samples[1].errorMessage == "line 2: malformed JSON: expected a string key at column 8")
+        #expect(samples[2].errorMessage == "line 3: malformed JSON: unexpected data after the value at column 9")
+        #expect(samples[3].value == .object(["c": .array([])]))
+    }
+
+    @Test("A ragged CSV row becomes an error sample naming the line and the counts")
+    func raggedCSV() async throws {
+        let text = "id,a,b\n1,x,y\n2,x\n3,x,y,z\n4,\"unterminated,y\n5,\"q\"z,y\n6,,\n"
+        let (path, samples) = try await readOne("r.csv", Array(text.utf8), format: .csv, idField: "id")
+        #expect(samples.count == 6)
+        #expect(samples[0].id == "1")
+        #expect(samples[1].id == "\(path):3")
+        #expect(samples[1].errorMessage == "line 3: row has 2 fields, the header has 3")
+        #expect(samples[2].errorMessage == "line 4: row has 4 fields, the header has 3")
+        #expect(samples[3].errorMessage == "line 5: unterminated quoted field 2 (quoted fields spanning lines are not supported)")
+        #expect(samples[4].errorMessage == "line 6: unexpected character after the closing quote of field 2")
+        #expect(samples[5].value == .object(["id": .string("6"), "a": .string(""), "b": .string("")]))
+    }
+
+    @Test("Duplicate ids: later ones become errors naming the first line, with their own <path>:<line> id")
+    func duplicateIDs() async throws {
+        let text = "{\"id\":\"a\",\"v\":1}\n{\"id\":\"b\"}\n{\"id\":\"a\",\"v\":2}\n{\"id\":7}\n{\"id\":\"7\"}\n"
+        let (path, samples) = try await readOne("d.jsonl", Array(text.utf8), idField: "id")
+        #expect(samples.map(\.id) == ["a", "b", "\(path):3", "7", "\(path):5"])
+        #expect(samples[0].value == .object(["id": .string("a"), "v": .int(1)]))
+        #expect(samples[2].errorMessage == "duplicate sample id 'a' (first at \(path):1)")
+        #expect(samples[4].errorMessage == "duplicate sample id '7' (first at \(path):4)")
+    }
+
+    @Test("Id field of the wrong type is an error sample; null or absent falls back to <path>:<line>")
+    func idFieldTypes() async throws {
+        let text = "{\"id\":1.5}\n{\"id\":null}\n{}\n{\"id\":-3}\n"
+        let (path, samples) = try await readOne("t.jsonl", Array(text.utf8), idField: "id")
+        #expect(samples.map(\.id) == ["\(path):1", "\(path):2", "\(path):3", "-3"])
+        #expect(samples[0].errorMessage == "line 1: id field 'id' must be a string or an integer, got a number with a fraction or exponent")
+        #expect(samples[1].errorMessage == nil)
+    }
+
+    @Test("A file that shrank since sharding is a thrown error naming the file")
+    func fileChanged() async throws {
+        let dir = try TempDir()
+        defer { dir.remove() }
+        let (text, _) = jsonLines(30)
+        let path = try dir.write("c.jsonl", text)
+        let ranges = try FileSharder.shard(path: path, format: .jsonl, samplesPerShard: 10, maxSampleBytes: 1000)
+        try dir.write("c.jsonl", String(text.prefix(text.utf8.count / 2)))
+        let error = await flotillaError { _ = try await reader.read(.file(ranges[2])) }
+        #expect(error?.code == .invalidInput)
+        #expect(error?.message.hasPrefix("input \(path) changed since it was sharded: the shard ends at byte") == true)
+        // Same size, every line shifted one byte: the range no longer starts a line.
+        try dir.write("c.jsonl", String(text.dropFirst()) + " ")
+        let shifted = await flotillaError { _ = try await reader.read(.file(ranges[1])) }
+        #expect(shifted?.message.contains("changed since it was sharded") == true)
+    }
+
+    @Test("Reading a missing file throws naming it")
+    func missingAtRead() async throws {
+        let range = FileRange(path: "/nonexistent/y.jsonl", range: ByteRange(offset: 0, length: 10, firstLine: 1, format: .jsonl))
+        let error = await flotillaError { _ = try await reader.read(.file(range)) }
+        #expect(error?.message == "cannot open input /nonexistent/y.jsonl: No such file or directory")
+    }
+}
+
+@Suite("JSONLineParser")
+struct JSONLineParserTests {
+    func parse(_ text: String) -> Result<JSONValue, SampleError> {
+        var text = text
+        return text.withUTF8 { JSONLineParser.parse($0) }
+    }
+
+    @Test("Values of every kind")
+    func values() throws {
+        let value = try parse(#" {"s":"a\"b\\c\/\n\u00e9\ud83d\ude00","i":-9223372036854775808,"big":18446744073709551616,"d":-1.5e3,"z":0,"t":true,"f":false,"n":null,"a":[1,[],{}],"u":"héllo"} "#).get()
+        #expect(value == .object([
+            "s": .string("a\"b\\c/\né😀"), "i": .int(.min), "big": .double(18446744073709551616), "d": .double(-1500),
+            "z": .int(0), "t": .bool(true), "f": .bool(false), "n": .null,
+            "a": .array([.int(1), .array([]), .object([:])]), "u": .string("héllo"),
+        ]))
+        #expect(try parse("9223372036854775807").get() == .int(.max))
+        #expect(try parse("\"x\"").get() == .string("x"))
+    }
+
+    @Test("Malformed input is reported, never crashes", arguments: [
+        ("", "unexpected end of line at column 1"),
+        ("{", "expected a string key at column 2"),
+        ("{\"a\" 1}", "expected ':' at column 6"),
+        ("[1 2]", "expected ',' or ']' at column 4"),
+        ("01", "unexpected data after the value at column 2"),
+        ("-", "invalid number at column 2"),
+        ("1.", "invalid number at column 3"),
+        ("tru", "unexpected end of line at column 1"),
+        ("nul1", "invalid literal at column 1"),
+        ("\"a\tb\"", "control character in string at column 3"),
+        ("\"\\x\"", "invalid escape '\\x' at column 3"),
+        ("\"\\ud800\"", "lone surrogate in \\u escape at column 8"),
+        ("\"abc", "unterminated string at column 5"),
+        ("'a'", "unexpected character ''' at column 1"),
+    ])
+    func malformed(input: String, message: String) {
+        #expect(parse(input) == .failure(SampleError("malformed JSON: " + message)))
+    }
+
+    @Test("Nesting deeper than the limit is refused")
+    func depth() {
+        let deep = String(repeating: "[", count: 10_000) + String(repeating: "]", count: 10_000)
+        guard case .failure(let error) = parse(deep) else {
+            Issue.record("expected a failure")
+            return
+        }
+        #expect(error.message.contains("nested deeper than 512 levels"))
+        let ok = String(repeating: "[", count: 500) + String(repeating: "]", count: 500)
+        #expect((try? parse(ok).get()) != nil)
+    }
+}
