@@ -39,8 +39,11 @@ enum SampleParser {
         }
         guard let base = bytes.baseAddress, bytes.count > 0 else { return [] }
         let start = base.assumingMemoryBound(to: UInt8.self)
-        var ids = DuplicateIDs(source: source)
+        // A guess at the sample count (lines of ~64+ bytes) that avoids most regrowth and rehashing.
+        let expected = min(bytes.count / 64, 1 << 20)
+        var ids = DuplicateIDs(source: source, capacity: expected)
         var samples: [Sample] = []
+        samples.reserveCapacity(expected)
         var lineNumber = range.firstLine
         var position = 0
         let count = bytes.count
@@ -63,7 +66,8 @@ enum SampleParser {
     private static func parseLine(
         _ line: UnsafeBufferPointer<UInt8>, number: Int64, source: String, range: ByteRange, columns: [String]
     ) -> Sample {
-        let fallbackID = "\(source):\(number)"
+        // Built only when needed: interpolating it for every line costs more than the JSON parse.
+        var fallbackID: String { "\(source):\(number)" }
         guard isValidUTF8(line) else {
             return Sample(id: fallbackID, input: .failure(SampleError("line \(number): invalid UTF-8")))
         }
@@ -96,12 +100,12 @@ enum SampleParser {
                 }
                 var object: [String: JSONValue] = [:]
                 object.reserveCapacity(fields.count)
-                var id = fallbackID
+                var id: String?
                 for (column, field) in zip(columns, fields) {
                     object[column] = .string(field)
                     if column == range.idField && !field.isEmpty { id = field }
                 }
-                return Sample(id: id, input: .success(.object(object)))
+                return Sample(id: id ?? fallbackID, input: .success(.object(object)))
             }
         }
     }
@@ -149,7 +153,10 @@ struct DuplicateIDs {
     let source: String
     private var firstSeen: [String: Int64] = [:]
 
-    init(source: String) { self.source = source }
+    init(source: String, capacity: Int = 0) {
+        self.source = source
+        firstSeen.reserveCapacity(capacity)
+    }
 
     /// The sample itself, or an error sample when its id was already seen at an earlier line.
     mutating func check(_ sample: Sample, line: Int64) -> Sample {
