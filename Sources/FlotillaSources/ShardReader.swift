@@ -4,14 +4,37 @@ import Logging
 /// Reads one shard's samples back: a file byte range, an HTTP byte range, or inline samples.
 ///
 /// A shard is at most a few thousand samples, so it is returned as one array: memory is bounded
-/// by the shard size, which the sharders bound. Per-sample problems never throw: invalid UTF-8,
-/// malformed JSON, ragged CSV rows and duplicate ids become samples whose input is `.failure`
-/// (rules in ``SampleParser``). What throws is a source that cannot be read as sharded: a missing
-/// or unreadable file, an HTTP error, or an input that changed since sharding (the range runs past
-/// the end, or no longer starts just after a newline).
+/// by the shard size, which the sharders bound. File reads run on a Dispatch queue, off the
+/// cooperative pool; parsing runs in the caller's task.
 ///
-/// Inline shards follow the same duplicate-id rule, with `inline:<position>` (1-based) standing
-/// for `<source>:<line>`.
+/// What throws is a source that cannot be read as sharded: a missing or unreadable file, an HTTP
+/// error ("GET http://h/x.jsonl: HTTP 404 Not Found"), or an input that changed since sharding
+/// (the range runs past the end, or no longer starts or ends on a line boundary).
+///
+/// Per-sample problems never throw; they become samples whose input is `.failure`:
+/// - **Blank lines** (only spaces, tabs, carriage returns) are not samples and are skipped, as the
+///   sharders skip them when counting; line numbers still count them.
+/// - **Invalid UTF-8, malformed JSON, a ragged or badly quoted CSV row**: an error sample with a
+///   message starting `line N:` ("line 17: invalid UTF-8",
+///   "line 3: row has 2 fields, the header has 3").
+/// - **Ids**: the `idField` value when present — a JSON string or integer (written in decimal), or
+///   a non-empty CSV cell; a JSON id that is null or absent, or an empty CSV cell, falls back to
+///   `<source>:<line>`, where `<source>` is the file path or URL exactly as given to the sharder.
+///   A JSON id of another type (bool, fraction, array, object) is an error sample with the
+///   fallback id.
+/// - **Duplicate ids within a shard**: the first occurrence is read normally; each later one
+///   becomes an error sample "duplicate sample id 'x' (first at data.jsonl:3)" whose id is its own
+///   `<source>:<line>`, so ids stay unique within a shard's results and the error cannot be taken
+///   for the first sample's result. Duplicates in different shards are not detected.
+/// - **CSV** rows become objects keyed by the header's columns; values stay strings (no number
+///   guessing). Quoted fields follow RFC 4180 (commas inside quotes, `""` for a quote); a quoted
+///   field spanning lines is not supported and reads as an unterminated quoted field.
+/// - **Inline** shards follow the same duplicate rule, with `inline:<position>` (1-based) standing
+///   for `<source>:<line>`.
+///
+/// JSON is parsed by a purpose-built parser straight into `JSONValue` (integers that fit `Int64`
+/// stay `.int`); measured on 200 000 lines of ~190 bytes it parses ~1 M lines/s per core, against
+/// ~0.33 M for `JSONSerialization` (before any conversion) and ~0.06 M for `JSONDecoder`.
 public struct ShardReader: Sendable {
     public var logger: Logger
     public var http: HTTPOptions
