@@ -11,6 +11,19 @@ extension ShardLedger {
             .map(\.id).sorted()
     }
 
+    /// Live running workers that will run dry once their in-flight shards finish: nothing queued
+    /// and no record waiting on their partitions. Stealing for them before they go idle saves the
+    /// round trip (heartbeat, tick, delivery) during which they would sit idle.
+    func hungryWorkers(now: Int64, plan: TargetPlan) -> [String] {
+        workers.values
+            .filter { worker in
+                guard !worker.lost, !worker.idle, worker.state == .running, now >= worker.stealBlockedUntil,
+                      !worker.inFlight.isEmpty, worker.queued.isEmpty, let owned = plan.partitions[worker.id] else { return false }
+                return owned.allSatisfy { (plan.pendingByPartition[$0] ?? 0) == 0 }
+            }
+            .map(\.id).sorted()
+    }
+
     /// Each busy worker's unstarted work in the order it would reach it: its local queue, then the
     /// records waiting on its partitions (by position in the partition). The tail comes last.
     func backlogs(plan: TargetPlan) -> [String: [String]] {
@@ -54,24 +67,44 @@ extension ShardLedger {
         return result.filter { !$0.value.isEmpty }
     }
 
-    /// Work stealing: for each idle worker, move up to `stealPerIdleWorker` unstarted shards from
-    /// the tails of the longest backlogs into its partitions, as a new attempt (`stolen`).
+    /// Work stealing: each idle worker takes unstarted shards from the tail of the longest backlog
+    /// into its partitions, as a new attempt (`stolen`). How many: the thief's share of that
+    /// backlog by measured rates (thief and donor then finish together), at least
+    /// `stealPerIdleWorker`; for orphaned partitions (no live owner), an even split between the
+    /// idle workers.
     mutating func steal(now: Int64, plan: inout TargetPlan, actions: inout [LedgerAction]) {
         let idle = idleWorkers(now: now, plan: plan)
-        guard !idle.isEmpty else { return }
+        let hungry = hungryWorkers(now: now, plan: plan)
+        guard !idle.isEmpty || !hungry.isEmpty else { return }
         var backlogs = backlogs(plan: plan)
         guard !backlogs.isEmpty else { return }
-        for id in idle {
-            var taken = 0
-            while taken < settings.stealPerIdleWorker {
-                let donors = backlogs.filter { $0.key != id && !$0.value.isEmpty }
-                guard let donor = donors.max(by: { ($0.value.count, $1.key) < ($1.value.count, $0.key) })?.key,
-                      let shard = backlogs[donor]?.popLast() else { break }
+        for id in idle + hungry {
+            // A hungry worker still runs something: a backlog of one would start as soon elsewhere.
+            let least = idle.contains(id) ? 1 : 2
+            let donors = backlogs.filter { $0.key != id && $0.value.count >= least }
+            guard let donor = donors.max(by: { ($0.value.count, $1.key) < ($1.value.count, $0.key) })?.key,
+                  let backlog = backlogs[donor] else { continue }
+            let count = stealCount(thief: id, donor: donor, backlog: backlog.count, idleWorkers: idle.count)
+            for shard in backlog.suffix(count).reversed() {
                 publish(shard, reason: .stolen, supersede: true, target: (id, plan.assign(to: id)), now: now, actions: &actions)
-                taken += 1
             }
-            if taken > 0 { sentWork(to: id, now: now) }
+            backlogs[donor] = Array(backlog.dropLast(count))
+            sentWork(to: id, now: now)
         }
+    }
+
+    /// Shards an idle worker takes from a donor's backlog of `backlog` shards.
+    func stealCount(thief: String, donor: String, backlog: Int, idleWorkers: Int) -> Int {
+        let least = settings.stealPerIdleWorker
+        let share: Int
+        if donor == Self.orphanDonor {
+            share = (backlog + idleWorkers - 1) / max(1, idleWorkers)
+        } else if let thiefRate = workers[thief]?.rate, let donorRate = workers[donor]?.rate, thiefRate > 0, donorRate > 0 {
+            share = Int((Double(backlog) * thiefRate / (thiefRate + donorRate)).rounded())
+        } else {
+            share = least
+        }
+        return min(backlog, max(least, share))
     }
 
     /// Speculative copies: when idle workers have nothing to steal and no shard waits anywhere, a
@@ -115,5 +148,6 @@ extension ShardLedger {
     mutating func sentWork(to worker: String, now: Int64) {
         workers[worker]?.stealBlockedUntil = now + 2 * settings.heartbeatMs
         workers[worker]?.idle = false
+        workers[worker]?.idleSince = nil
     }
 }

@@ -150,22 +150,22 @@ extension ShardLedger {
 
     // MARK: - Final reconcile
 
-    /// When the whole fleet has sat idle for `reconcileAfter` while shards are neither done nor
-    /// dead nor held anywhere, their records were lost: publish them again.
+    /// A shard whose latest record sits on a partition owned by a live worker that has had
+    /// nothing to do, with that partition, for `reconcileAfter` was lost (never delivered, or
+    /// offsets committed past it): publish it again. Only while the whole fleet is idle, so a
+    /// busy fleet's backlog is never mistaken for lost records; workers that just started (no
+    /// partitions yet) never count.
     mutating func reconcile(now: Int64, plan: inout TargetPlan, actions: inout [LedgerAction]) {
         let live = workers.values.filter { !$0.lost }
-        guard !live.isEmpty, live.allSatisfy(\.idle) else {
-            fleetIdleSince = nil
-            return
-        }
-        let since = fleetIdleSince ?? now
-        fleetIdleSince = since
-        guard now - since >= settings.reconcileAfterMs else { return }
+        guard !live.isEmpty, live.allSatisfy(\.idle) else { return }
+        let after = settings.reconcileAfterMs
         for id in shards.keys.sorted() {
             guard let entry = shards[id], !entry.isFinished, entry.source != nil,
                   !entry.isExecuting(live: plan.live), !plan.queued.contains(id),
-                  let latest = entry.attempts[entry.latestAttempt],
-                  now - latest.publishedAt >= settings.reconcileAfterMs else { continue }
+                  let latest = entry.attempts[entry.latestAttempt], now - latest.publishedAt >= after,
+                  let partition = latest.partition, let owner = plan.owner[partition].flatMap({ workers[$0] }),
+                  let idleSince = owner.idleSince, now - idleSince >= after, now - owner.partitionsSince >= after
+            else { continue }
             publish(id, reason: .reconcile, supersede: true, target: plan.target(), now: now, actions: &actions)
         }
     }

@@ -28,8 +28,6 @@ public struct ShardLedger: Sendable, Hashable {
     public internal(set) var completed = false
     /// Workers this ledger asked to replace.
     public internal(set) var replacements = 0
-    /// Since when every live worker has reported idle (nil while any is busy).
-    var fleetIdleSince: Int64?
     /// Shards-topic partitions last owned by a worker now lost and not yet owned by a live one.
     var orphanedPartitions: Set<Int> = []
 
@@ -117,9 +115,22 @@ public struct ShardLedger: Sendable, Hashable {
         worker.host = heartbeat.host
         worker.state = heartbeat.state
         worker.queued = heartbeat.queued
+        // How long it has been idle with the same partitions: the final reconcile trusts only a
+        // worker that owned a partition, and had nothing to do, for a while.
+        if !heartbeat.idle || heartbeat.state != .running {
+            worker.idleSince = nil
+        } else if worker.idleSince == nil {
+            worker.idleSince = receivedAt
+        }
+        if heartbeat.partitions != worker.partitions { worker.partitionsSince = receivedAt }
         worker.idle = heartbeat.idle
         worker.partitions = heartbeat.partitions
         worker.samplesPerSecond = heartbeat.samplesPerSecond
+        // A smoothed rate of the worker while it works (an idle worker reports 0): stealing
+        // splits a backlog between thief and donor in proportion to their rates.
+        if !heartbeat.idle, heartbeat.samplesPerSecond > 0 {
+            worker.rate = worker.rate == 0 ? heartbeat.samplesPerSecond : 0.7 * worker.rate + 0.3 * heartbeat.samplesPerSecond
+        }
         worker.inFlight = heartbeat.inFlight.map { ShardAttempt(shard: $0.shard, attempt: $0.attempt, run: $0.run) }
         if !worker.idle || worker.state != .running { worker.stealBlockedUntil = 0 }
         workers[heartbeat.worker] = worker
@@ -282,10 +293,16 @@ struct WorkerEntry: Sendable, Hashable {
     var idle = false
     var partitions: [Int]?
     var samplesPerSecond = 0.0
+    /// Smoothed samples per second while busy (0 until measured).
+    var rate = 0.0
     var lost = false
     var lostAt: Int64?
     /// Asked to drain or stop: not replaced when it goes silent.
     var retiring = false
+    /// Since when it has reported idle (nil while busy).
+    var idleSince: Int64?
+    /// Since when it has reported its current partitions.
+    var partitionsSince: Int64 = .max
     /// Work was just sent to it: not idle again before this time.
     var stealBlockedUntil: Int64 = 0
 

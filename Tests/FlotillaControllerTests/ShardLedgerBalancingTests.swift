@@ -152,3 +152,43 @@ struct ShardLedgerStealOnceTests {
         #expect(second == [Fixtures.id(1)], "only the shard w1 really still holds")
     }
 }
+
+@Suite("ShardLedger stealing by measured rates")
+struct ShardLedgerRateStealTests {
+    @Test("A fast idle worker takes its rate share of a slow worker's backlog, from the tail, in one go")
+    func proportionalSteal() {
+        var ledger = Fixtures.ledger(shards: 14, partition: { _ in 0 })
+        // w1 does 30 samples/s, w2 10 samples/s while busy.
+        var fast = Fixtures.heartbeat("w1", at: 1_000, running: [(13, 0, 1)], partitions: [2, 3])
+        fast.samplesPerSecond = 30
+        ledger.apply(heartbeat: fast, receivedAt: 1_000)
+        var slow = Fixtures.heartbeat("w2", at: 1_000, running: [(0, 0, 1)], queued: Array(1...12), partitions: [0, 1])
+        slow.samplesPerSecond = 10
+        ledger.apply(heartbeat: slow, receivedAt: 1_000)
+        ledger.apply(ack: Fixtures.ack(13, worker: "w1"))
+        ledger.apply(heartbeat: Fixtures.heartbeat("w1", at: 2_000, partitions: [2, 3]), receivedAt: 2_000)
+        let stolen = ledger.tick(now: 2_100).reEnqueues
+        #expect(stolen.count == 9, "12 x 30 / (30 + 10)")
+        #expect(stolen.map(\.record.shard) == (4...12).reversed().map(Fixtures.id), "the tail of w2's queue, last first")
+        #expect(Set(stolen.compactMap(\.partition)) == [2, 3])
+    }
+}
+
+@Suite("ShardLedger stealing for hungry workers")
+struct ShardLedgerHungryTests {
+    @Test("A worker about to run dry gets work before it goes idle; not from a backlog of one")
+    func hungry() {
+        var ledger = Fixtures.ledger(shards: 6, partition: { $0 == 5 ? 2 : 0 })
+        ledger.apply(heartbeat: Fixtures.heartbeat("w1", at: 1_000, running: [(0, 0, 1)], queued: [1, 2, 3], partitions: [0, 1]), receivedAt: 1_000)
+        // w2 runs its last shard: nothing queued, nothing waiting on its partitions.
+        ledger.apply(heartbeat: Fixtures.heartbeat("w2", at: 1_000, running: [(4, 0, 1)], partitions: [2, 3]), receivedAt: 1_000)
+        #expect(ledger.tick(now: 1_100).reEnqueues.isEmpty, "w2 still has s000005 waiting on partition 2")
+        ledger.apply(heartbeat: Fixtures.heartbeat("w2", at: 1_500, running: [(4, 0, 1), (5, 0, 1)], partitions: [2, 3]), receivedAt: 1_500)
+        let stolen = ledger.tick(now: 1_600).reEnqueues
+        #expect(stolen.map(\.record.shard) == [Fixtures.id(3), Fixtures.id(2)])
+        var other = Fixtures.ledger(shards: 3, partition: { _ in 0 })
+        other.apply(heartbeat: Fixtures.heartbeat("w1", at: 1_000, running: [(0, 0, 1)], queued: [1], partitions: [0, 1]), receivedAt: 1_000)
+        other.apply(heartbeat: Fixtures.heartbeat("w2", at: 1_000, running: [(2, 0, 1)], partitions: [2, 3]), receivedAt: 1_000)
+        #expect(other.tick(now: 1_100).reEnqueues.isEmpty)
+    }
+}
