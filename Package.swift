@@ -113,7 +113,7 @@ let package = Package(
             swiftSettings: swiftSettings
         ),
         .testTarget(name: "RdKafkaTests", dependencies: ["RdKafka", "FlotillaTestSupport"], swiftSettings: swiftSettings),
-        .testTarget(name: "FlotillaCLITests", dependencies: ["FlotillaTestSupport", "EmbeddedBroker"], swiftSettings: swiftSettings),
+        .testTarget(name: "FlotillaCLITests", dependencies: ["FlotillaTestSupport", "EmbeddedBroker", "FlotillaCore", "RdKafka"], swiftSettings: swiftSettings),
         .testTarget(name: "FlotillaJobsTests", dependencies: ["FlotillaJobs", "FlotillaTestSupport", "FlotillaCore", "RdKafka", "EmbeddedBroker", .product(name: "Logging", package: "swift-log")], swiftSettings: swiftSettings),
         .testTarget(name: "FlotillaWorkerTests", dependencies: ["FlotillaWorker", "FlotillaTestSupport", "FlotillaCore", "RdKafka"], swiftSettings: swiftSettings),
         .testTarget(name: "FlotillaControllerTests", dependencies: ["FlotillaController", "FlotillaTestSupport", "FlotillaCore", "RdKafka", .product(name: "Logging", package: "swift-log")], swiftSettings: swiftSettings),

@@ -1,0 +1,119 @@
+import FlotillaCore
+import FlotillaTestSupport
+import Foundation
+import Testing
+
+/// The fault suite of docs/RELIABILITY.md, fast variants: each case runs a real fleet (controller,
+/// worker processes, predictor processes, broker), injects the fault, and checks with
+/// `flotilla results` and a raw read_committed read that every input sample is answered exactly once.
+@Suite("Fault suite", .serialized, .timeLimit(.minutes(3)))
+struct FaultSuiteTests {
+    static let sleepy = "[python3, \(CommandRunner.repositoryRoot)/python/tests/fixtures/faults.py, --sleep, '0.02']"
+
+    /// Every sample exactly once for `flotilla results` and for the raw reader; summary counts match.
+    func expectExactlyOnce(_ harness: FleetHarness, answered: [String]? = nil, status: Int32 = 0) async throws {
+        let expected = Set(answered ?? harness.samples)
+        let (lines, resultsStatus) = try harness.results()
+        #expect(resultsStatus == status)
+        let ids = lines.compactMap { $0["id"] as? String }
+        #expect(ids.count == expected.count, "one line per answered sample")
+        #expect(Set(ids) == expected)
+        let raw = try await harness.rawReaderResults()
+        #expect(raw.count == expected.count)
+        #expect(Set(raw.map(\.id)) == expected)
+        let summary = harness.summary()
+        #expect(summary?["samples"] as? Int == expected.count, "summary: \(harness.controllerOutput)")
+    }
+
+    @Test("kill -9 of a worker every 2 s (5 kills) during a 5 000-sample job")
+    func killWorkers() async throws {
+        let harness = try await FleetHarness(samples: 5000, samplesPerShard: 50, stage: Self.sleepy)
+        try harness.submit()
+        try harness.startController(workers: 3)
+        var kills = 0
+        while kills < 5, harness.controller?.isRunning == true {
+            try await Task.sleep(for: .seconds(2))
+            if let victim = try harness.workerPIDs().randomElement() {
+                kill(victim, SIGKILL)
+                kills += 1
+            }
+        }
+        #expect(kills == 5, "five workers were killed mid-job")
+        #expect(try await harness.waitForController(timeout: .seconds(120)) == 0)
+        try await expectExactlyOnce(harness)
+    }
+
+    @Test("A worker stopped (SIGSTOP) past workerTimeout is replaced; its late output is ignored")
+    func stoppedWorker() async throws {
+        let harness = try await FleetHarness(samples: 1500, samplesPerShard: 50, stage: Self.sleepy)
+        try harness.submit()
+        try harness.startController(workers: 2)
+        try await harness.waitForDoneShards(atLeast: 2, timeout: .seconds(60))
+        let victim = try #require(try harness.workerPIDs().first)
+        kill(victim, SIGSTOP)
+        try await Task.sleep(for: .seconds(5))
+        kill(victim, SIGCONT)
+        #expect(try await harness.waitForController(timeout: .seconds(120)) == 0)
+        try await expectExactlyOnce(harness)
+    }
+
+    @Test("A shard that always fails is dead-lettered after maxAttempts; the job exits 3; all else answered")
+    func poisonShard() async throws {
+        let harness = try await FleetHarness(samples: 400, samplesPerShard: 50, stage: Self.sleepy,
+                                             extraInputs: "  - file: doomed.jsonl")
+        // The second input vanishes after submit: its shard can never be read, on any worker.
+        try #"{"id":"doomed-1","n":1}"#.appending("\n").write(toFile: "\(harness.folder)/doomed.jsonl", atomically: true, encoding: .utf8)
+        try harness.submit()
+        try FileManager.default.removeItem(atPath: "\(harness.folder)/doomed.jsonl")
+        try harness.startController(workers: 2)
+        #expect(try await harness.waitForController(timeout: .seconds(120)) == 3)
+        try await expectExactlyOnce(harness, status: 3)
+        let summary = harness.summary()
+        #expect(summary?["dead"] as? Int == 1)
+    }
+
+    @Test("Garbage bytes and a wrong-version record in the shards topic are dead-lettered (exit 3); no worker crashes")
+    func garbageRecords() async throws {
+        let harness = try await FleetHarness(samples: 300, samplesPerShard: 50, stage: Self.sleepy)
+        try harness.submit()
+        try await harness.publishGarbage([0xFF, 0x00, 0x13, 0x37])
+        try await harness.publishGarbage(Array(#"{"v":2,"type":"shard","job":"x"}"#.utf8))
+        try harness.startController(workers: 2)
+        // Both records carry the key "garbage": the controller counts one undecodable shard, dead-lettered.
+        #expect(try await harness.waitForController(timeout: .seconds(120)) == 3)
+        try await expectExactlyOnce(harness)
+        #expect(harness.summary()?["dead"] as? Int == 1)
+        let dead = try await harness.deadLetters()
+        #expect(dead.contains { $0.reason.contains("not JSON") })
+        #expect(dead.contains { $0.reason.contains("version 2") })
+        let logs = try FileManager.default.contentsOfDirectory(atPath: "\(harness.folder)/logs")
+            .map { (try? String(contentsOfFile: "\(harness.folder)/logs/\($0)", encoding: .utf8)) ?? "" }.joined()
+        #expect(!logs.contains("Fatal error"), "no worker crashed")
+    }
+
+    @Test("kill -9 of the controller mid-job, then a new controller: the job completes, nothing lost or repeated")
+    func controllerRestart() async throws {
+        let harness = try await FleetHarness(samples: 2000, samplesPerShard: 50, stage: Self.sleepy)
+        try harness.submit()
+        try harness.startController(workers: 2)
+        try await harness.waitForDoneShards(atLeast: 5, timeout: .seconds(60))
+        kill(harness.controller!.processIdentifier, SIGKILL)
+        _ = try await harness.waitForController(timeout: .seconds(10))
+        try harness.startController(workers: 2)
+        #expect(try await harness.waitForController(timeout: .seconds(120)) == 0)
+        try await expectExactlyOnce(harness)
+    }
+
+    @Test("The broker paused (SIGSTOP) for 10 s mid-job, then resumed: the job completes")
+    func brokerPause() async throws {
+        let harness = try await FleetHarness(samples: 2000, samplesPerShard: 50, stage: Self.sleepy)
+        try harness.submit()
+        try harness.startController(workers: 2)
+        try await harness.waitForDoneShards(atLeast: 3, timeout: .seconds(60))
+        kill(harness.fixture.broker.pid, SIGSTOP)
+        try await Task.sleep(for: .seconds(10))
+        kill(harness.fixture.broker.pid, SIGCONT)
+        #expect(try await harness.waitForController(timeout: .seconds(150)) == 0)
+        try await expectExactlyOnce(harness)
+    }
+}

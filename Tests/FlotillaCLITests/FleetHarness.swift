@@ -1,0 +1,150 @@
+import EmbeddedBroker
+import FlotillaCore
+import FlotillaTestSupport
+import Foundation
+import RdKafka
+
+/// A job run the way an operator runs it: `flotilla submit`, then `flotilla controller` (which
+/// starts real `flotilla worker` processes), against a real broker; faults injected with signals.
+final class FleetHarness: @unchecked Sendable {
+    // Mutated only by the test that owns the harness.
+    let fixture: BrokerFixture
+    let folder: String
+    let job: String
+    let samples: [String]
+    let specPath: String
+    var controller: Process?
+    var controllerOutput: String { (try? String(contentsOfFile: "\(folder)/controller.out", encoding: .utf8)) ?? "" }
+
+    /// - Parameter stage: the predictor argv (YAML list) of the single stage.
+    init(samples count: Int, samplesPerShard: Int, stage: String, extraInputs: String = "", faults: String = "") async throws {
+        fixture = try await BrokerFixture()
+        folder = FileManager.default.temporaryDirectory.appendingPathComponent("flotilla-fleet-\(UUID().uuidString.prefix(8))").path
+        try FileManager.default.createDirectory(atPath: folder, withIntermediateDirectories: true)
+        job = "fleet-\(UUID().uuidString.prefix(8).lowercased())"
+        samples = (0..<count).map { String(format: "s%06d", $0) }
+        let lines = samples.enumerated().map { #"{"id":"\#($1)","n":\#($0)}"# }.joined(separator: "\n") + "\n"
+        try lines.write(toFile: "\(folder)/data.jsonl", atomically: true, encoding: .utf8)
+        specPath = "\(folder)/job.yaml"
+        let spec = """
+            job: \(job)
+            inputs:
+              - file: data.jsonl
+            \(extraInputs)
+            shard: { samples: \(samplesPerShard) }
+            stages:
+              - name: model
+                predictor: \(stage)
+                batch: 10
+                timeout: 5s
+                env: { PYTHONPATH: \(CommandRunner.repositoryRoot)/python }
+            workers: { min: 1, max: 4 }
+            faults: { maxAttempts: 3, heartbeat: 500ms, workerTimeout: 3s, shardTimeout: 30s\(faults) }
+            """
+        try spec.write(toFile: specPath, atomically: true, encoding: .utf8)
+    }
+
+    deinit {
+        if let controller, controller.isRunning { kill(controller.processIdentifier, SIGKILL) }
+        _ = try? CommandRunner.run(["pkill", "-9", "-f", "worker --job \(job) "])
+    }
+
+    var brokers: String { fixture.bootstrapServers }
+
+    func submit() throws {
+        let result = try CommandRunner.run([CommandRunner.flotillaExecutable, "submit", specPath, "--brokers", brokers])
+        guard result.status == 0 else { throw HarnessError("submit failed (\(result.status)): \(result.stderr)") }
+    }
+
+    func startController(workers: Int, extra: [String] = []) throws {
+        let process = Process()
+        process.executableURL = URL(fileURLWithPath: CommandRunner.flotillaExecutable)
+        process.arguments = ["controller", "--job", job, "--brokers", brokers, "--workers", String(workers), "--json",
+                             "--log-dir", "\(folder)/logs"] + extra
+        FileManager.default.createFile(atPath: "\(folder)/controller.out", contents: nil)
+        let output = FileHandle(forWritingAtPath: "\(folder)/controller.out")!
+        output.seekToEndOfFile()
+        process.standardOutput = output
+        process.standardError = FileHandle(forWritingAtPath: "/dev/null")
+        try process.run()
+        controller = process
+    }
+
+    /// Waits for the controller to exit and returns its status.
+    func waitForController(timeout: Duration) async throws -> Int32 {
+        let deadline = ContinuousClock.now + timeout
+        while let controller, controller.isRunning {
+            guard ContinuousClock.now < deadline else {
+                kill(controller.processIdentifier, SIGKILL)
+                throw HarnessError("the controller did not finish within \(timeout); output: \(controllerOutput)")
+            }
+            try await Task.sleep(for: .milliseconds(100))
+        }
+        return controller?.terminationStatus ?? -1
+    }
+
+    /// Process ids of this job's worker processes.
+    func workerPIDs() throws -> [Int32] {
+        let result = try CommandRunner.run(["pgrep", "-f", "worker --job \(job) "])
+        return result.stdout.split(separator: "\n").compactMap { Int32($0) }
+    }
+
+    /// Done acks seen so far.
+    func doneShards() async throws -> Int {
+        let reader = try await TopicReader(client: fixture.client, topics: [TopicNames(job: job).acks], logger: fixture.logger)
+        defer { Task { await reader.close() } }
+        let acks = try await reader.readToEnd().compactMap { try? RecordCodec.shared.decode(AckRecord.self, from: $0.value) }
+        return Set(acks.filter { $0.status == .done }.map(\.shard)).count
+    }
+
+    func waitForDoneShards(atLeast count: Int, timeout: Duration) async throws {
+        let deadline = ContinuousClock.now + timeout
+        while try await doneShards() < count {
+            guard ContinuousClock.now < deadline else { throw HarnessError("fewer than \(count) shards done within \(timeout)") }
+            try await Task.sleep(for: .milliseconds(200))
+        }
+    }
+
+    /// `flotilla results`: the lines and the exit status.
+    func results() throws -> (lines: [[String: Any]], status: Int32) {
+        let result = try CommandRunner.run([CommandRunner.flotillaExecutable, "results", job, "--brokers", brokers])
+        let lines = result.stdout.split(separator: "\n").compactMap {
+            try? JSONSerialization.jsonObject(with: Data($0.utf8)) as? [String: Any]
+        }
+        return (lines, result.status)
+    }
+
+    /// The controller's one-line JSON summary.
+    func summary() -> [String: Any]? {
+        guard let line = controllerOutput.split(separator: "\n").last(where: { $0.hasPrefix("{") }) else { return nil }
+        return try? JSONSerialization.jsonObject(with: Data(line.utf8)) as? [String: Any]
+    }
+
+    /// The reader rule applied to a raw read_committed read of the acks and results topics.
+    func rawReaderResults() async throws -> [ResultRecord] {
+        let topics = TopicNames(job: job)
+        let reader = try await TopicReader(client: fixture.client, topics: [topics.acks, topics.results], logger: fixture.logger)
+        defer { Task { await reader.close() } }
+        let messages = try await reader.readToEnd()
+        let acks = messages.filter { $0.topic == topics.acks }.compactMap { try? RecordCodec.shared.decode(AckRecord.self, from: $0.value) }
+        let results = messages.filter { $0.topic == topics.results }.compactMap { try? RecordCodec.shared.decode(ResultRecord.self, from: $0.value) }
+        return ResultLedger.select(acks: acks, results: results)
+    }
+
+    /// The job's dead-letter records.
+    func deadLetters() async throws -> [DeadLetterRecord] {
+        let reader = try await TopicReader(client: fixture.client, topics: [TopicNames(job: job).dlq], logger: fixture.logger)
+        defer { Task { await reader.close() } }
+        return try await reader.readToEnd().compactMap { try? RecordCodec.shared.decode(DeadLetterRecord.self, from: $0.value) }
+    }
+
+    /// Publishes raw bytes into the shards topic, as a misbehaving producer would.
+    func publishGarbage(_ value: [UInt8]) async throws {
+        try await fixture.producer().send(OutgoingMessage(topic: TopicNames(job: job).shards, partition: 0, key: "garbage", value: value))
+    }
+}
+
+struct HarnessError: Error, CustomStringConvertible {
+    let description: String
+    init(_ description: String) { self.description = description }
+}

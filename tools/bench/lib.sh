@@ -1,0 +1,48 @@
+# Shared by the benchmark scripts: a release build, an external embedded broker, and figures
+# measured from the acks topic (so start-up costs, the same in every mode, are left out).
+set -euo pipefail
+ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)"
+FLOTILLA="$ROOT/.build/release/flotilla"
+PY="$ROOT/.tools/venv/bin/python"
+WORK="$(mktemp -d /tmp/flotilla-bench.XXXXXX)"
+PIDS=()
+cleanup() { for pid in "${PIDS[@]}"; do kill "$pid" 2>/dev/null || true; done; rm -rf "$WORK"; }
+trap cleanup EXIT
+
+say() { printf 'bench: %s\n' "$*" >&2; }
+
+build_release() {
+  say "building flotilla (release; a first build takes several minutes)"
+  (cd "$ROOT" && swift build -c release --product flotilla 2>&1 | grep -E "error|warning: unre|Compiling flotilla" >&2 || true)
+  [ -x "$FLOTILLA" ] || { echo "bench: release build failed" >&2; exit 1; }
+}
+
+free_port() { "$PY" -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
+
+start_broker() {
+  BROKER_PORT="$(free_port)"
+  BROKERS="127.0.0.1:$BROKER_PORT"
+  "$FLOTILLA" broker --port "$BROKER_PORT" > "$WORK/broker.log" 2>&1 &
+  PIDS+=($!)
+  for _ in $(seq 100); do grep -q listening "$WORK/broker.log" 2>/dev/null && return; sleep 0.1; done
+  echo "bench: the broker did not start" >&2; exit 1
+}
+
+# ack_span JOB...: samples and seconds from the first shard start to the last done ack over the jobs.
+ack_span() {
+  for job in "$@"; do kcat -C -b "$BROKERS" -t "flotilla.$job.acks" -e -q -f '%s\n' 2>/dev/null; done | "$PY" -c '
+import json, sys
+acks = [json.loads(line) for line in sys.stdin if line.strip()]
+first = {}
+for a in acks:
+    if a["status"] == "done" and a["shard"] + a.get("job", "") not in first:
+        first[a["shard"] + a.get("job", "")] = a
+done = list(first.values())
+runs = len([a for a in acks if a["status"] == "done"])
+start = min(a["startedAt"] for a in done); end = max(a["finishedAt"] for a in done)
+samples = sum(a["samples"] for a in done)
+print(json.dumps({"samples": samples, "seconds": (end - start) / 1000.0, "shards": len(done), "runs": runs}))'
+}
+
+field() { "$PY" -c "import json,sys; print(json.loads(sys.argv[1])[sys.argv[2]])" "$1" "$2"; }
+ratio() { "$PY" -c "import sys; print(f'{float(sys.argv[1]) / float(sys.argv[2]):.2f}')" "$1" "$2"; }
