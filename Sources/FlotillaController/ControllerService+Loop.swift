@@ -104,7 +104,8 @@ extension ControllerService {
         // so a controller that dies in between leaves something the next one can finish.
         try await send(deadLetters, connection)
         try await send(controls, connection)
-        try await send(shards, connection)
+        let reports = try await send(shards, connection)
+        try await sendTakes(for: reports, connection, run, now: now)
 
         var more: [LedgerAction] = []
         for worker in replacements {
@@ -272,10 +273,28 @@ extension ControllerService {
                                value: RecordCodec.shared.encode(record), headers: headers)
     }
 
-    func send(_ messages: [OutgoingMessage], _ connection: Connection) async throws {
-        guard !messages.isEmpty else { return }
+    /// The express lane: tells the live owner of each re-enqueued record's partition to fetch it
+    /// now, so recovered work does not wait behind that partition's backlog. Best effort: the
+    /// record is in the shards topic either way.
+    func sendTakes(for reports: [(OutgoingMessage, DeliveryReport)], _ connection: Connection, _ run: ControllerRun, now: Int64) async throws {
+        guard !reports.isEmpty else { return }
+        let owners = run.ledger.workerViews(now: now).filter { !$0.lost }
+        var takes: [OutgoingMessage] = []
+        for (message, report) in reports {
+            guard let owner = owners.first(where: { $0.partitions.contains(Int(report.partition)) }),
+                  let record = try? RecordCodec.shared.decode(ShardRecord.self, from: message.value) else { continue }
+            let take = ControlRecord(job: options.job, target: owner.id, command: .take, shard: record.shard, attempt: record.attempt,
+                                     partition: Int(report.partition), offset: report.offset, reason: record.reason.rawValue, time: now)
+            takes.append(self.message(take, topic: connection.topics.control, key: owner.id))
+        }
+        try await send(takes, connection)
+    }
+
+    @discardableResult
+    func send(_ messages: [OutgoingMessage], _ connection: Connection) async throws -> [(OutgoingMessage, DeliveryReport)] {
+        guard !messages.isEmpty else { return [] }
         do {
-            try await connection.producer.send(messages)
+            return zip(messages, try await connection.producer.send(messages)).map { ($0, $1) }
         } catch {
             throw FlotillaError(.kafka, "cannot publish \(messages.count) record(s) to \(messages[0].topic)", underlying: error)
         }

@@ -19,6 +19,9 @@ public struct ControlRecord: FlotillaRecord, Hashable {
     public var attempt: Int?
     /// For `scale`: the wanted number of workers.
     public var workers: Int?
+    /// For `take`: where the shard record is (shards-topic partition and offset).
+    public var partition: Int?
+    public var offset: Int64?
     /// Why, for logs ("worker-lost", "cancelled by user").
     public var reason: String?
     /// When it was sent (epoch ms).
@@ -26,8 +29,10 @@ public struct ControlRecord: FlotillaRecord, Hashable {
 
     public init(
         job: String, target: String, command: ControlCommand, shard: String? = nil, attempt: Int? = nil,
-        workers: Int? = nil, reason: String? = nil, time: Int64 = Timestamp.now()
+        workers: Int? = nil, partition: Int? = nil, offset: Int64? = nil, reason: String? = nil, time: Int64 = Timestamp.now()
     ) {
+        self.partition = partition
+        self.offset = offset
         self.job = job
         self.target = target
         self.command = command
@@ -56,6 +61,10 @@ public enum ControlCommand: String, Sendable, Hashable, Codable, CaseIterable {
     case abandon
     /// Attempts of `shard` below `attempt` are stale: drop them from the queue and skip them.
     case supersede
+    /// Fetch the shard record at (`partition`, `offset`) of the shards topic now and run it next:
+    /// the express lane for re-enqueued shards, which would otherwise wait behind the backlog of
+    /// the partition they were published to. The record stays in Kafka as the durable copy.
+    case take
     /// To the controller: run `workers` workers (clamped to workers.min...workers.max).
     case scale
 }

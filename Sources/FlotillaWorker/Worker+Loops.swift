@@ -20,7 +20,9 @@ extension Worker {
                     runtime.ledger.apply(control: control)
                 }
             }
-            for command in runtime.ledger.takeCommands() { carryOut(command) }
+            for command in runtime.ledger.takeCommands() {
+                if command.command == .take { await take(command, runtime) } else { carryOut(command) }
+            }
             // Drop queued attempts that became stale while waiting.
             state.withLock { state in
                 let stale = state.queue.filter { runtime.ledger.shouldSkip($0.record) != nil }
@@ -45,8 +47,23 @@ extension Worker {
                     state.release(shard.queued)
                 }
             }
-        case .supersede, .scale: break
+        case .supersede, .scale, .take: break
         }
+    }
+
+    /// The express lane: fetches the named shard record and puts it at the front of the queue.
+    func take(_ command: ControlRecord, _ runtime: WorkerRuntime) async {
+        guard let partition = command.partition, let offset = command.offset,
+              let message = await runtime.fetchShardRecord(partition: Int32(partition), offset: offset),
+              let record = try? RecordCodec.shared.decode(ShardRecord.self, from: message.value),
+              record.job == options.job, runtime.ledger.shouldSkip(record) == nil else { return }
+        state.withLock { state in
+            let held = state.queue.contains { $0.record.shard == record.shard && $0.record.attempt == record.attempt }
+                || state.running.values.contains { $0.queued.record.shard == record.shard && $0.queued.record.attempt == record.attempt }
+            guard !held else { return }
+            state.queue.insert(QueuedShard(record: record, partition: message.topicPartition, offset: offset, express: true), at: 0)
+        }
+        logger.info("took a re-enqueued shard", metadata: [LoggingKeys.shard: "\(record.shard)", "flotilla.attempt": "\(record.attempt)"])
     }
 
     /// Publishes a heartbeat every `faults.heartbeat`: progress, queue, rate, predictor pools.

@@ -74,9 +74,12 @@ public final class Worker: Sendable {
     private func intakeLoop(_ runtime: WorkerRuntime) async throws {
         let limit = runtime.slots + (options.prefetch ?? runtime.slots)
         while !isStopping {
+            // Take no more records than the queue has room for: pausing purges librdkafka's
+            // prefetched records, so what is not taken now is fetched again after resume.
+            let room = state.withLock { max(1, limit - $0.queue.count - $0.running.count) }
             let events: [ConsumerEvent]
             do {
-                events = try await runtime.consumer.poll(maxEvents: 50, timeout: .milliseconds(100))
+                events = try await runtime.consumer.poll(maxEvents: room, timeout: .milliseconds(100))
             } catch {
                 throw FlotillaError(.kafka, "fatal Kafka consumer error; exiting so a supervisor replaces this worker", underlying: error)
             }
@@ -140,13 +143,21 @@ public final class Worker: Sendable {
                         state.stopping = .finished("drained")
                         return .some(nil)
                     }
-                    guard !state.draining, state.running.count < runtime.slots, !state.queue.isEmpty else { return nil }
+                    guard !state.draining, let next = state.queue.first else { return nil }
+                    // An express (recovered) shard may use one slot beyond the rest: it should not wait for a slot.
+                    guard state.running.count < runtime.slots + (next.express ? 1 : 0) else { return nil }
                     return state.queue.removeFirst()
                 }
                 switch next {
                 case .some(nil):
                     return
                 case .some(.some(let shard)):
+                    if isRunning(shard) {
+                        // Its express copy runs now: once acked, this copy is skipped and its offset released.
+                        state.withLock { $0.queue.append(shard) }
+                        try? await Task.sleep(for: .milliseconds(20))
+                        continue
+                    }
                     if let reason = runtime.ledger.shouldSkip(shard.record) {
                         logger.debug("shard skipped", metadata: [LoggingKeys.shard: "\(shard.record.shard)", "flotilla.reason": "\(reason)"])
                         state.withLock { $0.release(shard) }
@@ -192,6 +203,12 @@ public final class Worker: Sendable {
         state.withLock { state in
             guard let running = state.running.removeValue(forKey: run), !running.abandoned else { return }
             state.finished.append(FinishedShard(partition: shard.partition, offset: shard.offset, results: results, ack: ack))
+        }
+    }
+
+    private func isRunning(_ shard: QueuedShard) -> Bool {
+        state.withLock { state in
+            state.running.values.contains { $0.queued.record.shard == shard.record.shard && $0.queued.record.attempt == shard.record.attempt }
         }
     }
 

@@ -14,6 +14,8 @@ struct WorkerRuntime: Sendable {
     /// Heartbeats and dead letters: outside transactions, so they flow while a transaction is open.
     let plainProducer: KafkaProducer
     let ledgerReader: TopicReader
+    /// Reads single shard records named by `take` commands (group-less).
+    let expressReader: KafkaConsumer
     let ledger: WorkerLedger
     let publisher: ResultPublisher
     let processor: ShardProcessor
@@ -22,6 +24,18 @@ struct WorkerRuntime: Sendable {
 
     static func start(options: WorkerOptions, config: JobConfig, client: KafkaClientConfiguration, logger: Logger) async throws(FlotillaError) -> WorkerRuntime {
         let topics = config.topics
+        // Join the group first: the join (seconds on some brokers) overlaps the predictors' start-up.
+        let consumer: KafkaConsumer
+        do {
+            var consumerConfig = KafkaConsumerConfiguration(client: client, groupID: topics.workerGroup)
+            consumerConfig.sessionTimeout = .seconds(6)
+            consumerConfig.maxQueuedKilobytes = 64  // small prefetch: shards stay where they can be balanced
+            consumerConfig.client.properties["queued.min.messages"] = consumerConfig.client.properties["queued.min.messages"] ?? "1"
+            consumer = try KafkaConsumer(configuration: consumerConfig, logger: logger)
+            try consumer.subscribe([topics.shards])
+        } catch {
+            throw FlotillaError(.kafka, "cannot join the worker group of job '\(config.job)'", underlying: error)
+        }
         var pools: [(config: StageConfig, pool: PredictorPool)] = []
         do {
             for stage in config.stages {
@@ -34,20 +48,16 @@ struct WorkerRuntime: Sendable {
             throw error
         }
         do {
-            var consumerConfig = KafkaConsumerConfiguration(client: client, groupID: topics.workerGroup)
-            consumerConfig.sessionTimeout = .seconds(6)
-            consumerConfig.maxQueuedKilobytes = 64  // small prefetch: shards stay where they can be balanced
-            consumerConfig.client.properties["queued.min.messages"] = consumerConfig.client.properties["queued.min.messages"] ?? "1"
-            let consumer = try KafkaConsumer(configuration: consumerConfig, logger: logger)
-            try consumer.subscribe([topics.shards])
-
             let (resultProducer, transactional) = try await makeResultProducer(options: options, config: config, client: client, logger: logger)
             let plainProducer = try KafkaProducer(configuration: KafkaProducerConfiguration(client: client), logger: logger)
             let ledgerReader = try await TopicReader(client: client, topics: [topics.acks, topics.control], logger: logger)
+            var expressConfig = KafkaConsumerConfiguration(client: client, groupID: nil)
+            expressConfig.client.properties["fetch.wait.max.ms"] = "10"  // a take should not wait out an empty fetch
+            let expressReader = try KafkaConsumer(configuration: expressConfig, logger: logger)
             let slots = options.sequential ? 1 : (options.slots ?? max(2, config.stages.count + 1))
             return WorkerRuntime(
                 config: config, topics: topics, consumer: consumer, resultProducer: resultProducer, plainProducer: plainProducer,
-                ledgerReader: ledgerReader, ledger: WorkerLedger(workerID: options.workerID),
+                ledgerReader: ledgerReader, expressReader: expressReader, ledger: WorkerLedger(workerID: options.workerID),
                 publisher: ResultPublisher(producer: resultProducer, transactional: transactional, topics: topics,
                                            publishResults: config.outputs.results),
                 processor: ShardProcessor(job: config.job, stages: pools, reader: ShardReader(logger: logger),
@@ -115,5 +125,20 @@ struct WorkerRuntime: Sendable {
         try? await plainProducer.flush(timeout: .seconds(5))
         try? await resultProducer.flush(timeout: .seconds(5))
         await ledgerReader.close()
+        try? await expressReader.close()
+    }
+
+    /// The shard record at `partition`@`offset` of the shards topic, or nil if it cannot be read soon.
+    func fetchShardRecord(partition: Int32, offset: Int64) async -> KafkaMessage? {
+        do {
+            try expressReader.assign([TopicPartitionOffset(topics.shards, partition, offset)])
+            let deadline = ContinuousClock.now + .seconds(5)
+            while ContinuousClock.now < deadline {
+                for case .message(let message) in try await expressReader.poll(timeout: .milliseconds(100)) where message.offset == offset {
+                    return message
+                }
+            }
+        } catch {}
+        return nil
     }
 }

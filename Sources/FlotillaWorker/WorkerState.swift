@@ -6,6 +6,9 @@ struct QueuedShard: Sendable {
     var record: ShardRecord
     var partition: TopicPartition
     var offset: Int64
+    /// Fetched on the controller's `take` command rather than from the group's assignment: its
+    /// offset is not this worker's to commit (the group copy is skipped once the shard is done).
+    var express = false
 }
 
 /// A shard execution in progress.

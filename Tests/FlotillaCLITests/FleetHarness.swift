@@ -65,7 +65,10 @@ final class FleetHarness: @unchecked Sendable {
         let output = FileHandle(forWritingAtPath: "\(folder)/controller.out")!
         output.seekToEndOfFile()
         process.standardOutput = output
-        process.standardError = FileHandle(forWritingAtPath: "/dev/null")
+        FileManager.default.createFile(atPath: "\(folder)/controller.err", contents: nil)
+        let errors = FileHandle(forWritingAtPath: "\(folder)/controller.err")!
+        errors.seekToEndOfFile()
+        process.standardError = errors
         try process.run()
         controller = process
     }
