@@ -62,52 +62,26 @@ struct ControllerCommand: AsyncParsableCommand {
                 throw FlotillaError(.invalidConfiguration, "the kubernetes backend is not implemented yet; use --backend local or external")
             }
             let logger = Logger(label: "flotilla.controller")
-            var arguments: [String: [String]] = [:]
-            for argument in workerArgs {
-                let parts = argument.split(separator: "=", maxSplits: 1).map(String.init)
-                arguments[parts[0], default: []].append(parts.count > 1 ? parts[1] : "")
-            }
             let pods: any PodBackend
             if backend == "local" {
                 let folder = logDir ?? FileManager.default.temporaryDirectory.appendingPathComponent("flotilla-\(job)-logs").path
-                pods = try LocalPodBackend(
-                    executable: LocalPodBackend.currentExecutable,
-                    baseArguments: ["worker", "--job", job, "--brokers", brokers],
-                    logDirectory: folder, logger: logger)
+                pods = try FleetLauncher.localBackend(job: job, brokers: brokers, topicPrefix: topicPrefix, kafkaProperties: [:],
+                                                      logDirectory: folder, logger: logger)
                 print("flotilla controller: worker logs in \(folder)")
             } else {
                 pods = ExternalPodBackend()
             }
             let options = ControllerOptions(job: job, brokers: brokers, topicPrefix: topicPrefix, workers: workers,
-                                            workerArguments: arguments, httpPort: httpPort)
+                                            workerArguments: FleetLauncher.workerArguments(workerArgs), httpPort: httpPort)
             let service = ControllerService(options: options, backend: pods, logger: logger) { address in
                 print("flotilla controller: status at \(address)/status")
             }
-            let group = ServiceGroup(configuration: .init(
-                services: [.init(service: service, successTerminationBehavior: .gracefullyShutdownGroup)],
-                gracefulShutdownSignals: [.sigterm, .sigint], logger: logger))
-            try await group.run()
-            guard let outcome = service.outcome else {
+            guard let outcome = try await FleetLauncher.run(service, logger: logger) else {
                 print("flotilla controller: stopped before the job finished; start a controller again to carry on")
                 throw ExitCode(1)
             }
-            report(outcome)
+            FleetLauncher.report(outcome, command: "flotilla controller", json: json)
             if outcome.exitCode != 0 { throw ExitCode(outcome.exitCode) }
-        }
-    }
-
-    private func report(_ outcome: ControllerOutcome) {
-        let summary = outcome.summary
-        switch outcome {
-        case .completed:
-            print("flotilla controller: job \(summary.job) finished: \(summary.done)/\(summary.shards) shards done, \(summary.dead) dead-lettered, \(summary.samples) samples (\(summary.failedSamples) failed) in \(String(format: "%.1f", summary.seconds)) s")
-        case .cancelled:
-            print("flotilla controller: job \(summary.job) was cancelled: \(summary.done)/\(summary.shards) shards done")
-        }
-        if json {
-            let encoder = JSONEncoder()
-            encoder.outputFormatting = [.sortedKeys, .withoutEscapingSlashes]
-            if let data = try? encoder.encode(summary) { print(String(decoding: data, as: UTF8.self)) }
         }
     }
 }
