@@ -31,6 +31,8 @@ struct WorkerRuntime: Sendable {
             consumerConfig.sessionTimeout = .seconds(6)
             consumerConfig.maxQueuedKilobytes = 64  // small prefetch: shards stay where they can be balanced
             consumerConfig.client.properties["queued.min.messages"] = consumerConfig.client.properties["queued.min.messages"] ?? "1"
+            // Stolen and re-enqueued records should arrive promptly, not after a long-polled empty fetch.
+            consumerConfig.client.properties["fetch.wait.max.ms"] = consumerConfig.client.properties["fetch.wait.max.ms"] ?? "100"
             consumer = try KafkaConsumer(configuration: consumerConfig, logger: logger)
             try consumer.subscribe([topics.shards])
         } catch {

@@ -22,6 +22,8 @@ public final class TopicReader: Sendable {
         var configuration = KafkaConsumerConfiguration(client: client, groupID: nil)
         configuration.isolationLevel = isolation
         configuration.reportEndOfPartition = true
+        // Tailing readers want new records at once; some brokers hold an empty fetch for the whole wait.
+        configuration.client.properties["fetch.wait.max.ms"] = configuration.client.properties["fetch.wait.max.ms"] ?? "50"
         consumer = try KafkaConsumer(configuration: configuration, logger: logger)
         try consumer.assign(partitions)
         progress = EndTracker(Set(partitions.map(\.topicPartition)))
