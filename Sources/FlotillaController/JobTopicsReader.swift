@@ -50,7 +50,7 @@ final class JobTopicsReader: Sendable {
                     }
                 }
                 do {
-                    try consumer.assign(partitions)
+                    try await consumer.assign(partitions)
                 } catch {
                     throw FlotillaError(.kafka, "cannot read the job's topics", underlying: error)
                 }

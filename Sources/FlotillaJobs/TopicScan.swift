@@ -55,7 +55,7 @@ final class TopicScan: Sendable {
         }
         let names = existing.joined(separator: ", ")
         do {
-            try consumer.assign(partitions)
+            try await consumer.assign(partitions)
         } catch {
             throw FlotillaError(.kafka, "cannot read \(names) at \(connection.bootstrapServers)", underlying: error)
         }

@@ -73,26 +73,25 @@ public final class Worker: Sendable {
 
     private func intakeLoop(_ runtime: WorkerRuntime) async throws {
         let limit = runtime.slots + (options.prefetch ?? runtime.slots)
+        var lastPoll = ContinuousClock.now
         while !isStopping {
-            // Take no more records than the queue has room for: pausing purges librdkafka's
-            // prefetched records, so what is not taken now is fetched again after resume.
-            let room = state.withLock { max(1, limit - $0.queue.count - $0.running.count) }
+            // Hold only the shards this worker can start soon: that is what lets faster workers take
+            // more. A full worker does not poll, so records stay in Kafka (pausing partitions instead
+            // makes the next fetch after resume wait most of a second). It still polls once a minute,
+            // to serve rebalances and stay within max.poll.interval.
+            let room = state.withLock { $0.draining ? 0 : limit - $0.queue.count - $0.running.count }
+            guard room > 0 || ContinuousClock.now - lastPoll > .seconds(60) else {
+                try? await Task.sleep(for: .milliseconds(10))
+                continue
+            }
             let events: [ConsumerEvent]
             do {
-                events = try await runtime.consumer.poll(maxEvents: room, timeout: .milliseconds(100))
+                events = try await runtime.consumer.poll(maxEvents: max(1, room), timeout: .milliseconds(100))
             } catch {
                 throw FlotillaError(.kafka, "fatal Kafka consumer error; exiting so a supervisor replaces this worker", underlying: error)
             }
+            lastPoll = ContinuousClock.now
             for event in events { try await handle(event, runtime) }
-            // Hold only the shards this worker can start soon: that is what lets faster workers take more.
-            let (pause, resume) = state.withLock { state -> ([TopicPartition], [TopicPartition]) in
-                let full = state.draining || state.queue.count + state.running.count >= limit
-                if full && !state.paused { state.paused = true; return (Array(state.assigned), []) }
-                if !full && state.paused { state.paused = false; return ([], Array(state.assigned)) }
-                return ([], [])
-            }
-            try? runtime.consumer.pause(pause)
-            try? runtime.consumer.resume(resume)
         }
     }
 
@@ -114,14 +113,11 @@ public final class Worker: Sendable {
             }
             let shard = QueuedShard(record: record, partition: partition, offset: message.offset)
             state.withLock { state in
-                if state.paused && state.draining { state.release(shard) } else { state.queue.append(shard) }
+                state.queue.append(shard)
             }
         case .assigned(let partitions):
             logger.info("partitions assigned", metadata: ["flotilla.partitions": "\(partitions.map(\.partition))"])
-            state.withLock { state in
-                state.assigned.formUnion(partitions)
-                state.paused = false
-            }
+            state.withLock { $0.assigned.formUnion(partitions) }
         case .revoked(let partitions, let lost):
             logger.info("partitions revoked", metadata: ["flotilla.partitions": "\(partitions.map(\.partition))", "flotilla.lost": "\(lost)"])
             state.withLock { $0.revoke(partitions) }

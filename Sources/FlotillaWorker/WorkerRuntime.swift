@@ -29,8 +29,14 @@ struct WorkerRuntime: Sendable {
         do {
             var consumerConfig = KafkaConsumerConfiguration(client: client, groupID: topics.workerGroup)
             consumerConfig.sessionTimeout = .seconds(6)
-            consumerConfig.maxQueuedKilobytes = 64  // small prefetch: shards stay where they can be balanced
-            consumerConfig.client.properties["queued.min.messages"] = consumerConfig.client.properties["queued.min.messages"] ?? "1"
+            // What the worker holds is bounded by polling only what its queue has room for and pausing
+            // when full. The fetcher must refill at once when a slot frees: by default it backs off
+            // for up to a second after pauses and full local queues, which starves the predictors.
+            for (key, value) in ["fetch.queue.backoff.ms": "10", "fetch.error.backoff.ms": "50"] {
+                consumerConfig.client.properties[key] = consumerConfig.client.properties[key] ?? value
+            }
+            // Hoarding is bounded by polling only what the queue has room for and pausing when full;
+            // a tiny librdkafka queue would instead make the fetcher back off (fetch.queue.backoff.ms).
             // Stolen and re-enqueued records should arrive promptly, not after a long-polled empty fetch.
             consumerConfig.client.properties["fetch.wait.max.ms"] = consumerConfig.client.properties["fetch.wait.max.ms"] ?? "100"
             consumer = try KafkaConsumer(configuration: consumerConfig, logger: logger)
@@ -133,7 +139,7 @@ struct WorkerRuntime: Sendable {
     /// The shard record at `partition`@`offset` of the shards topic, or nil if it cannot be read soon.
     func fetchShardRecord(partition: Int32, offset: Int64) async -> KafkaMessage? {
         do {
-            try expressReader.assign([TopicPartitionOffset(topics.shards, partition, offset)])
+            try await expressReader.assign([TopicPartitionOffset(topics.shards, partition, offset)])
             let deadline = ContinuousClock.now + .seconds(5)
             while ContinuousClock.now < deadline {
                 for case .message(let message) in try await expressReader.poll(timeout: .milliseconds(100)) where message.offset == offset {

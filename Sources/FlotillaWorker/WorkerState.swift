@@ -27,7 +27,6 @@ struct WorkerState: Sendable {
     var finished: [FinishedShard] = []
     var offsets = OffsetTracker()
     var assigned: Set<TopicPartition> = []
-    var paused = false
     var draining = false
     var stopping: WorkerExit?
     var samplesSinceHeartbeat = 0

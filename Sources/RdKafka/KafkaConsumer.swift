@@ -37,9 +37,14 @@ public final class KafkaConsumer: Sendable {
     }
 
     /// Reads exactly these partitions from these offsets, outside any group rebalancing.
-    public func assign(_ partitions: [TopicPartitionOffset]) throws(KafkaError) {
-        let list = TopicPartitionList(partitions)
-        try KafkaError.check(rd_kafka_assign(client.handle, list.pointer), "assign partitions")
+    /// Runs on the client's queue: librdkafka waits for the fetchers to take the new assignment.
+    public func assign(_ partitions: [TopicPartitionOffset]) async throws(KafkaError) {
+        let client = client
+        let err = await client.blocking {
+            let list = TopicPartitionList(partitions)
+            return rd_kafka_assign(client.handle, list.pointer)
+        }
+        try KafkaError.check(err, "assign partitions")
     }
 
     /// Waits up to `timeout` for the first event, then takes up to `maxEvents` that are ready.
@@ -138,17 +143,24 @@ public final class KafkaConsumer: Sendable {
         return try TopicPartitionList.read(list).map(\.topicPartition)
     }
 
-    /// Stops fetching from these partitions (back-pressure) until `resume`.
-    public func pause(_ partitions: [TopicPartition]) throws(KafkaError) {
-        guard !partitions.isEmpty else { return }
-        let list = TopicPartitionList(partitions)
-        try KafkaError.check(rd_kafka_pause_partitions(client.handle, list.pointer), "pause partitions")
+    /// Stops fetching from these partitions (back-pressure) until `resume`. librdkafka waits for
+    /// each partition's fetcher to acknowledge, so this runs on the client's queue, off the pool.
+    public func pause(_ partitions: [TopicPartition]) async throws(KafkaError) {
+        try await pauseOrResume(partitions, pause: true)
     }
 
-    public func resume(_ partitions: [TopicPartition]) throws(KafkaError) {
+    public func resume(_ partitions: [TopicPartition]) async throws(KafkaError) {
+        try await pauseOrResume(partitions, pause: false)
+    }
+
+    private func pauseOrResume(_ partitions: [TopicPartition], pause: Bool) async throws(KafkaError) {
         guard !partitions.isEmpty else { return }
-        let list = TopicPartitionList(partitions)
-        try KafkaError.check(rd_kafka_resume_partitions(client.handle, list.pointer), "resume partitions")
+        let client = client
+        let err = await client.blocking {
+            let list = TopicPartitionList(partitions)
+            return pause ? rd_kafka_pause_partitions(client.handle, list.pointer) : rd_kafka_resume_partitions(client.handle, list.pointer)
+        }
+        try KafkaError.check(err, pause ? "pause partitions" : "resume partitions")
     }
 
     /// Group metadata for `KafkaProducer.sendOffsetsToTransaction`.

@@ -25,7 +25,7 @@ public final class TopicReader: Sendable {
         // Tailing readers want new records at once; some brokers hold an empty fetch for the whole wait.
         configuration.client.properties["fetch.wait.max.ms"] = configuration.client.properties["fetch.wait.max.ms"] ?? "50"
         consumer = try KafkaConsumer(configuration: configuration, logger: logger)
-        try consumer.assign(partitions)
+        try await consumer.assign(partitions)
         progress = EndTracker(Set(partitions.map(\.topicPartition)))
     }
 

@@ -25,6 +25,7 @@ struct BrokerCommand: AsyncParsableCommand {
             }
             let broker = try await EmbeddedBroker(port: port)
             print("flotilla broker listening on \(broker.bootstrapServers) (in memory; Ctrl-C stops it)")
+            fflush(nil)  // scripts wait for this line; stdout to a pipe is block-buffered
             let signal = await SignalWaiter.waitForTerminationOrExit { !broker.isRunning }
             broker.stop()
             if let signal {

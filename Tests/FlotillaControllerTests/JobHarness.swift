@@ -61,7 +61,7 @@ struct JobHarness: Sendable {
     func reader(_ names: [String]) async throws -> KafkaConsumer {
         let consumer = try fixture.consumer(group: nil)
         let metadata = try await fixture.admin().metadata()
-        try consumer.assign(names.flatMap { name in
+        try await consumer.assign(names.flatMap { name in
             (0..<(metadata.topics[name] ?? 1)).map { TopicPartitionOffset(name, $0, TopicPartitionOffset.beginning) }
         })
         return consumer

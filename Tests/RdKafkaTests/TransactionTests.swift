@@ -39,7 +39,7 @@ struct TransactionTests {
         try await producer.commitTransaction()
 
         let reader = try fixture.consumer(group: nil, isolation: .readCommitted)
-        try reader.assign([TopicPartitionOffset(output, 0, TopicPartitionOffset.beginning)])
+        try await reader.assign([TopicPartitionOffset(output, 0, TopicPartitionOffset.beginning)])
         let seen = try await reader.collect(timeout: .seconds(15)) { messages in
             messages.contains { $0.value == Array("committed-last".utf8) }
         }.map { String(decoding: $0.value, as: UTF8.self) }

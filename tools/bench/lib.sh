@@ -41,7 +41,9 @@ done = list(first.values())
 runs = len([a for a in acks if a["status"] == "done"])
 start = min(a["startedAt"] for a in done); end = max(a["finishedAt"] for a in done)
 samples = sum(a["samples"] for a in done)
-print(json.dumps({"samples": samples, "seconds": (end - start) / 1000.0, "shards": len(done), "runs": runs}))'
+busy = sum(a["finishedAt"] - a["startedAt"] for a in done) / 1000.0
+print(json.dumps({"samples": samples, "seconds": (end - start) / 1000.0, "shards": len(done), "runs": runs,
+                  "meanShardSeconds": round(busy / max(1, len(done)), 3)}))'
 }
 
 field() { "$PY" -c "import json,sys; print(json.loads(sys.argv[1])[sys.argv[2]])" "$1" "$2"; }
