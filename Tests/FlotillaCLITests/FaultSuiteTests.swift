@@ -6,8 +6,10 @@ import Testing
 /// The fault suite of docs/RELIABILITY.md, fast variants: each case runs a real fleet (controller,
 /// worker processes, predictor processes, broker), injects the fault, and checks with
 /// `flotilla results` and a raw read_committed read that every input sample is answered exactly once.
-@Suite("Fault suite", .serialized, .timeLimit(.minutes(3)))
+@Suite("Fault suite", .serialized, .timeLimit(.minutes(10)))
 struct FaultSuiteTests {
+    /// `tools/fault-suite` sets this to run longer variants: more samples, more kills, longer pauses.
+    static let scale = max(1, Int(ProcessInfo.processInfo.environment["FLOTILLA_FAULT_SCALE"] ?? "") ?? 1)
     static let sleepy = "[python3, \(CommandRunner.repositoryRoot)/python/tests/fixtures/faults.py, --sleep, '0.02']"
 
     /// Every sample exactly once for `flotilla results` and for the raw reader; summary counts match.
@@ -27,25 +29,25 @@ struct FaultSuiteTests {
 
     @Test("kill -9 of a worker every 2 s (5 kills) during a 5 000-sample job")
     func killWorkers() async throws {
-        let harness = try await FleetHarness(samples: 5000, samplesPerShard: 50, stage: Self.sleepy)
+        let harness = try await FleetHarness(samples: 5000 * Self.scale, samplesPerShard: 50, stage: Self.sleepy)
         try harness.submit()
         try harness.startController(workers: 3)
         var kills = 0
-        while kills < 5, harness.controller?.isRunning == true {
+        while kills < 5 * Self.scale, harness.controller?.isRunning == true {
             try await Task.sleep(for: .seconds(2))
             if let victim = try harness.workerPIDs().randomElement() {
                 kill(victim, SIGKILL)
                 kills += 1
             }
         }
-        #expect(kills == 5, "five workers were killed mid-job")
-        #expect(try await harness.waitForController(timeout: .seconds(120)) == 0)
+        #expect(kills == 5 * Self.scale, "workers were killed mid-job")
+        #expect(try await harness.waitForController(timeout: .seconds(120 * Self.scale)) == 0)
         try await expectExactlyOnce(harness)
     }
 
     @Test("A worker stopped (SIGSTOP) past workerTimeout is replaced; its late output is ignored")
     func stoppedWorker() async throws {
-        let harness = try await FleetHarness(samples: 1500, samplesPerShard: 50, stage: Self.sleepy)
+        let harness = try await FleetHarness(samples: 1500 * Self.scale, samplesPerShard: 50, stage: Self.sleepy)
         try harness.submit()
         try harness.startController(workers: 2)
         try await harness.waitForDoneShards(atLeast: 2, timeout: .seconds(60))
@@ -53,7 +55,7 @@ struct FaultSuiteTests {
         kill(victim, SIGSTOP)
         try await Task.sleep(for: .seconds(5))
         kill(victim, SIGCONT)
-        #expect(try await harness.waitForController(timeout: .seconds(120)) == 0)
+        #expect(try await harness.waitForController(timeout: .seconds(120 * Self.scale)) == 0)
         try await expectExactlyOnce(harness)
     }
 
@@ -93,20 +95,20 @@ struct FaultSuiteTests {
 
     @Test("kill -9 of the controller mid-job, then a new controller: the job completes, nothing lost or repeated")
     func controllerRestart() async throws {
-        let harness = try await FleetHarness(samples: 2000, samplesPerShard: 50, stage: Self.sleepy)
+        let harness = try await FleetHarness(samples: 2000 * Self.scale, samplesPerShard: 50, stage: Self.sleepy)
         try harness.submit()
         try harness.startController(workers: 2)
         try await harness.waitForDoneShards(atLeast: 5, timeout: .seconds(60))
         kill(harness.controller!.processIdentifier, SIGKILL)
         _ = try await harness.waitForController(timeout: .seconds(10))
         try harness.startController(workers: 2)
-        #expect(try await harness.waitForController(timeout: .seconds(120)) == 0)
+        #expect(try await harness.waitForController(timeout: .seconds(120 * Self.scale)) == 0)
         try await expectExactlyOnce(harness)
     }
 
     @Test("The broker paused (SIGSTOP) for 10 s mid-job, then resumed: the job completes")
     func brokerPause() async throws {
-        let harness = try await FleetHarness(samples: 2000, samplesPerShard: 50, stage: Self.sleepy)
+        let harness = try await FleetHarness(samples: 2000 * Self.scale, samplesPerShard: 50, stage: Self.sleepy)
         try harness.submit()
         try harness.startController(workers: 2)
         try await harness.waitForDoneShards(atLeast: 3, timeout: .seconds(60))
