@@ -43,6 +43,11 @@ let package = Package(
             swiftSettings: swiftSettings
         ),
         .target(
+            name: "FlotillaKafka",
+            dependencies: ["RdKafka", "FlotillaCore"],
+            swiftSettings: swiftSettings
+        ),
+        .target(
             name: "FlotillaSources",
             dependencies: [
                 "FlotillaCore",
@@ -67,7 +72,7 @@ let package = Package(
         .target(
             name: "FlotillaWorker",
             dependencies: [
-                "RdKafka", "FlotillaCore", "FlotillaSources", "FlotillaPredictor",
+                "RdKafka", "FlotillaKafka", "FlotillaCore", "FlotillaSources", "FlotillaPredictor",
                 .product(name: "Logging", package: "swift-log"),
             ],
             swiftSettings: swiftSettings
@@ -75,7 +80,7 @@ let package = Package(
         .target(
             name: "FlotillaJobs",
             dependencies: [
-                "RdKafka", "FlotillaCore", "FlotillaSources",
+                "RdKafka", "FlotillaKafka", "FlotillaCore", "FlotillaSources",
                 .product(name: "Logging", package: "swift-log"),
             ],
             swiftSettings: swiftSettings
@@ -83,7 +88,7 @@ let package = Package(
         .target(
             name: "FlotillaController",
             dependencies: [
-                "RdKafka", "FlotillaCore",
+                "RdKafka", "FlotillaKafka", "FlotillaCore",
                 .product(name: "Logging", package: "swift-log"),
                 .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
             ],

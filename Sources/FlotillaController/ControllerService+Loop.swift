@@ -1,3 +1,4 @@
+import FlotillaKafka
 import FlotillaCore
 import Logging
 import RdKafka
@@ -267,10 +268,7 @@ extension ControllerService {
     // MARK: - Records
 
     func message<T: FlotillaRecord>(_ record: T, topic: String, key: String, partition: Int? = nil, attempt: Int? = nil) -> OutgoingMessage {
-        var headers = [KafkaHeader(RecordHeaders.version, String(RecordCodec.version)), KafkaHeader(RecordHeaders.type, T.recordType)]
-        if let attempt { headers.append(KafkaHeader(RecordHeaders.attempt, String(attempt))) }
-        return OutgoingMessage(topic: topic, partition: partition.map { Int32($0) }, key: key,
-                               value: RecordCodec.shared.encode(record), headers: headers)
+        OutgoingMessage.record(record, topic: topic, key: key, partition: partition.map { Int32($0) }, attempt: attempt)
     }
 
     /// The express lane: tells the live owner of each re-enqueued record's partition to fetch it

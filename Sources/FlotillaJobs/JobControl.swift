@@ -1,4 +1,5 @@
 import FlotillaCore
+import FlotillaKafka
 import Logging
 import RdKafka
 

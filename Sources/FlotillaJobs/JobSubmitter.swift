@@ -1,4 +1,5 @@
 import FlotillaCore
+import FlotillaKafka
 import FlotillaSources
 import Foundation
 import Logging

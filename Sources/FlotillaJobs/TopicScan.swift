@@ -110,12 +110,3 @@ extension KafkaMessage {
         }
     }
 }
-
-extension OutgoingMessage {
-    /// A Flotilla record with its key and the version, type (and attempt) headers.
-    static func record<T: FlotillaRecord>(_ record: T, topic: String, key: String, partition: Int32? = nil, attempt: Int? = nil) -> OutgoingMessage {
-        var headers = [KafkaHeader(RecordHeaders.version, String(RecordCodec.version)), KafkaHeader(RecordHeaders.type, T.recordType)]
-        if let attempt { headers.append(KafkaHeader(RecordHeaders.attempt, String(attempt))) }
-        return OutgoingMessage(topic: topic, partition: partition, key: key, value: RecordCodec.shared.encode(record), headers: headers)
-    }
-}

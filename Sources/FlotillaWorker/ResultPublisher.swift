@@ -1,4 +1,5 @@
 import FlotillaCore
+import FlotillaKafka
 import Foundation
 import Logging
 import RdKafka
@@ -58,15 +59,11 @@ struct ResultPublisher: Sendable {
     }
 
     private func message(for result: ResultRecord) -> OutgoingMessage {
-        OutgoingMessage(topic: topics.results, key: result.id, value: RecordCodec.shared.encode(result),
-                        headers: [KafkaHeader(RecordHeaders.type, ResultRecord.recordType),
-                                  KafkaHeader(RecordHeaders.attempt, String(result.attempt))])
+        .record(result, topic: topics.results, key: result.id, attempt: result.attempt)
     }
 
     private func message(for ack: AckRecord) -> OutgoingMessage {
-        OutgoingMessage(topic: topics.acks, key: ack.shard, value: RecordCodec.shared.encode(ack),
-                        headers: [KafkaHeader(RecordHeaders.type, AckRecord.recordType),
-                                  KafkaHeader(RecordHeaders.attempt, String(ack.attempt))])
+        .record(ack, topic: topics.acks, key: ack.shard, attempt: ack.attempt)
     }
 }
 

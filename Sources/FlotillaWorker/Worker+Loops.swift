@@ -1,4 +1,5 @@
 import FlotillaCore
+import FlotillaKafka
 import Foundation
 import RdKafka
 
@@ -100,8 +101,7 @@ extension Worker {
                 predictors: predictors)
         }
         heartbeat.partitions = state.withLock { $0.assigned.map { Int($0.partition) }.sorted() }
-        let message = OutgoingMessage(topic: runtime.topics.heartbeats, key: options.workerID, value: RecordCodec.shared.encode(heartbeat),
-                                      headers: [KafkaHeader(RecordHeaders.type, HeartbeatRecord.recordType)])
+        let message = OutgoingMessage.record(heartbeat, topic: runtime.topics.heartbeats, key: options.workerID)
         do {
             try runtime.plainProducer.enqueue(message)
         } catch {

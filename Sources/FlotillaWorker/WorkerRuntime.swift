@@ -1,4 +1,5 @@
 import FlotillaCore
+import FlotillaKafka
 import FlotillaPredictor
 import FlotillaSources
 import Foundation
@@ -118,9 +119,7 @@ struct WorkerRuntime: Sendable {
         let record = DeadLetterRecord(job: config.job, reason: reason, raw: message.value, topic: message.topic,
                                       partition: Int(message.partition), offset: message.offset, from: "worker")
         do {
-            try await plainProducer.send(OutgoingMessage(topic: topics.dlq, key: message.keyString ?? "unknown",
-                                                         value: RecordCodec.shared.encode(record),
-                                                         headers: [KafkaHeader(RecordHeaders.type, DeadLetterRecord.recordType)]))
+            try await plainProducer.send(.record(record, topic: topics.dlq, key: message.keyString ?? "unknown"))
         } catch {
             logger.error("cannot dead-letter a record", metadata: ["flotilla.error": "\(error)"])
         }

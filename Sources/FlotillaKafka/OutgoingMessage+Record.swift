@@ -1,0 +1,13 @@
+import FlotillaCore
+import RdKafka
+
+extension OutgoingMessage {
+    /// A Flotilla record as a Kafka message: its JSON value, its key, and the `flotilla-v`,
+    /// `flotilla-type` (and, when given, `flotilla-attempt`) headers of docs/PROTOCOL.md.
+    public static func record<T: FlotillaRecord>(_ record: T, topic: String, key: String, partition: Int32? = nil,
+                                                 attempt: Int? = nil) -> OutgoingMessage {
+        var headers = [KafkaHeader(RecordHeaders.version, String(RecordCodec.version)), KafkaHeader(RecordHeaders.type, T.recordType)]
+        if let attempt { headers.append(KafkaHeader(RecordHeaders.attempt, String(attempt))) }
+        return OutgoingMessage(topic: topic, partition: partition, key: key, value: RecordCodec.shared.encode(record), headers: headers)
+    }
+}
