@@ -43,9 +43,4 @@ struct OffsetTracker: Sendable {
         }
         return result
     }
-
-    /// Whether anything was received and finished but not yet committed.
-    var hasFinishedPrefix: Bool {
-        received.values.contains { offsets in offsets.min { $0.key < $1.key }?.value == true }
-    }
 }

@@ -2,7 +2,6 @@ import FlotillaCore
 import FlotillaPredictor
 import FlotillaSources
 import Foundation
-import Logging
 
 /// Runs one shard through the pipeline: read (I/O) → stage 1 … stage k (predictor pools) → results.
 ///
@@ -14,7 +13,6 @@ struct ShardProcessor: Sendable {
     let stages: [(config: StageConfig, pool: PredictorPool)]
     let reader: ShardReader
     let sequential: Bool
-    let logger: Logger
 
     /// What one execution produced.
     struct Outcome: Sendable {

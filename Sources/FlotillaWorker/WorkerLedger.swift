@@ -21,8 +21,6 @@ final class WorkerLedger: Sendable {
         self.startedAt = startedAt
     }
 
-    func isDone(_ shard: String) -> Bool { state.withLock { $0.done.contains(shard) } }
-
     /// Whether this record should be skipped: its shard is done or a later attempt exists.
     func shouldSkip(_ record: ShardRecord) -> String? {
         state.withLock { state in

@@ -70,7 +70,7 @@ struct WorkerRuntime: Sendable {
                 publisher: ResultPublisher(producer: resultProducer, transactional: transactional, topics: topics,
                                            publishResults: config.outputs.results),
                 processor: ShardProcessor(job: config.job, stages: pools, reader: ShardReader(logger: logger),
-                                          sequential: options.sequential, logger: logger),
+                                          sequential: options.sequential),
                 slots: slots, outputDirectory: config.outputs.directory)
         } catch {
             for (_, pool) in pools { await pool.shutdown() }

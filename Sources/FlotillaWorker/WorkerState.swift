@@ -32,8 +32,6 @@ struct WorkerState: Sendable {
     var samplesSinceHeartbeat = 0
     var shardsDone = 0
 
-    var isIdle: Bool { queue.isEmpty && running.isEmpty }
-
     /// Drops queued shards and abandons running ones of partitions this worker lost.
     mutating func revoke(_ partitions: [TopicPartition]) {
         let lost = Set(partitions)
