@@ -51,12 +51,17 @@ extension ControllerService {
                 if case .message(let message) = event { apply(message, to: &run, replaying: false) }
             }
             guard ContinuousClock.now >= nextTick else { continue }
-            nextTick = ContinuousClock.now + options.tickInterval
+            let tickStart = ContinuousClock.now
+            nextTick = tickStart + options.tickInterval
             let now = Timestamp.now()
             var actions = try await maintainFleet(&run, connection, now: now)
             actions += run.ledger.tick(now: now)
             let completed = try await execute(actions, connection, &run, now: now)
-            updateBoard(run, now: now)
+            updateBoard(run, now: now, tickTime: ContinuousClock.now - tickStart)
+            if run.heartbeatLagMs > run.ledger.settings.workerTimeoutMs / 2 {
+                logger.warning("heartbeats reach the controller late", metadata: ["flotilla.lag-ms": "\(run.heartbeatLagMs)"])
+            }
+            run.heartbeatLagMs = 0
             if let completed {
                 return try await finishCompleted(completed, connection, &run)
             }
@@ -239,7 +244,7 @@ extension ControllerService {
 
     // MARK: - Status
 
-    func updateBoard(_ run: ControllerRun, now: Int64) {
+    func updateBoard(_ run: ControllerRun, now: Int64, tickTime: Duration = .zero) {
         let ledger = run.ledger
         let samples = ledger.samplesDone
         let counts = ledger.phaseCounts
@@ -254,6 +259,8 @@ extension ControllerService {
             status.workerRestarts = fleet.restarts
             status.desiredWorkers = fleet.desired
             status.updatedAt = now
+            status.heartbeatLagMs = run.heartbeatLagMs
+            status.tickMs = Double(tickTime.components.attoseconds) / 1e15 + Double(tickTime.components.seconds) * 1_000
             // Rate over the live workers' own measure: it moves within a heartbeat, not per shard.
             let rate = status.workers.filter { !$0.lost }.reduce(0) { $0 + $1.samplesPerSecond }
             status.samplesPerSecond = rate

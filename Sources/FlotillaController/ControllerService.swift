@@ -98,6 +98,8 @@ struct ControllerRun: Sendable {
     var manifest: JobManifest
     var fleet: Fleet
     var cancelled: String?
+    /// The largest send-to-apply delay of heartbeats since the last status snapshot (ms).
+    var heartbeatLagMs: Int64 = 0
 }
 
 extension ControllerService {
@@ -203,6 +205,7 @@ extension ControllerService {
                 let heartbeat = try codec.decode(HeartbeatRecord.self, from: message.value)
                 // Replayed heartbeats count from when they were sent, so a long-dead worker is lost at once.
                 run.ledger.apply(heartbeat: heartbeat, receivedAt: replaying ? min(heartbeat.time, now) : now)
+                if !replaying { run.heartbeatLagMs = max(run.heartbeatLagMs, now - heartbeat.time) }
             case topics.dlq:
                 run.ledger.apply(deadLetter: try codec.decode(DeadLetterRecord.self, from: message.value))
             default:

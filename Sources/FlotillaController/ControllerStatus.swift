@@ -28,6 +28,11 @@ public struct ControllerStatus: Sendable, Hashable, Codable {
     public var desiredWorkers: Int
     /// When this snapshot was taken (epoch ms).
     public var updatedAt: Int64
+    /// The largest delay from a worker sending a heartbeat to this controller applying it, since
+    /// the previous snapshot (ms): how far the controller's view lags the fleet.
+    public var heartbeatLagMs: Int64 = 0
+    /// How long the last tick took: the ledger's rules, publishing their actions, fleet upkeep (ms).
+    public var tickMs: Double = 0
 
     public init(job: String, state: String = "starting") {
         self.job = job

@@ -6,22 +6,28 @@ import RdKafka
 /// each has been read to its end once: the controller's replay.
 ///
 /// The ends come from end-of-partition events, not high watermarks (which Tansu reports wrongly).
+/// Two consumers: the shards topic (8 partitions per worker) apart from the few partitions the
+/// fleet's liveness depends on (heartbeats, acks, control, jobs, DLQ). One fetch covering them
+/// all took ~200 ms on a loaded Tansu with 86 partitions, and heartbeats then reached the
+/// controller more slowly than ten workers sent them: the fleet looked lost (measured).
 final class JobTopicsReader: Sendable {
     let consumer: KafkaConsumer
+    let shardsConsumer: KafkaConsumer
     let topics: TopicNames
     private let logger: Logger
 
     init(client: KafkaClientConfiguration, topics: TopicNames, logger: Logger) throws(KafkaError) {
-        var client = client
+        var configuration = KafkaConsumerConfiguration(client: client, groupID: nil)
         // Short fetch waits: replay ends at end-of-partition events, which an empty partition
         // only sends after a fetch wait; the tail should also see acks within a tick.
-        client.properties["fetch.wait.max.ms"] = client.properties["fetch.wait.max.ms"] ?? "50"
-        var configuration = KafkaConsumerConfiguration(client: client, groupID: nil)
+        configuration.fetchWait = .milliseconds(50)
         // Acks are published in transactions: a reader must not count an aborted one.
         configuration.isolationLevel = .readCommitted
         configuration.reportEndOfPartition = true
         configuration.maxPartitionFetchBytes = 1024 * 1024
         consumer = try KafkaConsumer(configuration: configuration, logger: logger)
+        configuration.fetchWait = .milliseconds(100)
+        shardsConsumer = try KafkaConsumer(configuration: configuration, logger: logger)
         self.topics = topics
         self.logger = logger
     }
@@ -50,7 +56,8 @@ final class JobTopicsReader: Sendable {
                     }
                 }
                 do {
-                    try await consumer.assign(partitions)
+                    try await consumer.assign(partitions.filter { $0.topic != topics.shards })
+                    try await shardsConsumer.assign(partitions.filter { $0.topic == topics.shards })
                 } catch {
                     throw FlotillaError(.kafka, "cannot read the job's topics", underlying: error)
                 }
@@ -63,9 +70,11 @@ final class JobTopicsReader: Sendable {
         }
     }
 
+    /// What either consumer has: the shards consumer's ready events, then the others' (waiting up to `timeout`).
     func poll(timeout: Duration) async throws(FlotillaError) -> [ConsumerEvent] {
         do {
-            return try await consumer.poll(maxEvents: 2_000, timeout: timeout)
+            let shards = try await shardsConsumer.poll(maxEvents: 2_000, timeout: .zero)
+            return try await shards + consumer.poll(maxEvents: 2_000, timeout: shards.isEmpty ? timeout : .zero)
         } catch {
             throw FlotillaError(.kafka, "reading the job's topics failed", underlying: error)
         }
@@ -73,5 +82,6 @@ final class JobTopicsReader: Sendable {
 
     func close() async {
         try? await consumer.close()
+        try? await shardsConsumer.close()
     }
 }

@@ -42,7 +42,7 @@ extension ShardLedger {
             }
         }
         var waiting: [Int: [(offset: Int64, shard: String)]] = [:]
-        for entry in shards.values where isWaitingInKafka(entry, live: plan.live, queued: plan.queued) && entry.source != nil {
+        for entry in shards.values where isWaitingInKafka(entry, live: plan.live, queued: plan.queued, owner: plan.owner) && entry.source != nil {
             guard let info = entry.attempts[entry.latestAttempt], let partition = info.partition else { continue }
             waiting[partition, default: []].append((info.offset ?? info.publishedAt, entry.id))
         }
@@ -81,7 +81,7 @@ extension ShardLedger {
         for id in idle + hungry {
             // A hungry worker still runs something: a backlog of one would start as soon elsewhere.
             let least = idle.contains(id) ? 1 : 2
-            let donors = backlogs.filter { $0.key != id && $0.value.count >= least }
+            let donors = backlogs.filter { $0.key != id && $0.value.count >= least && outlasts(donor: $0.key, backlog: $0.value) }
             guard let donor = donors.max(by: { ($0.value.count, $1.key) < ($1.value.count, $0.key) })?.key,
                   let backlog = backlogs[donor] else { continue }
             let count = stealCount(thief: id, donor: donor, backlog: backlog.count, idleWorkers: idle.count)
@@ -91,6 +91,15 @@ extension ShardLedger {
             backlogs[donor] = Array(backlog.dropLast(count))
             sentWork(to: id, now: now)
         }
+    }
+
+    /// Whether `donor` needs more than two heartbeats to run `backlog` at its measured rate. A
+    /// backlog it clears sooner is not worth stealing: the stolen copy would arrive after the
+    /// donor started the original, and run twice.
+    func outlasts(donor: String, backlog: [String]) -> Bool {
+        guard donor != Self.orphanDonor, let rate = workers[donor]?.rate, rate > 0 else { return true }
+        let samples = backlog.reduce(0) { $0 + (shards[$1]?.samples ?? 1) }
+        return Double(samples) / rate * 1_000 > Double(2 * settings.heartbeatMs)
     }
 
     /// Shards an idle worker takes from a donor's backlog of `backlog` shards.

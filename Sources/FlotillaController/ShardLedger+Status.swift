@@ -39,7 +39,7 @@ extension ShardLedger {
     }
 
     func phase(_ entry: ShardEntry, live: Set<String>, queued: Set<String>) -> ShardPhase {
-        if entry.winner != nil { return .done }
+        if entry.isDone { return .done }
         if entry.dead != nil { return .dead }
         if entry.isExecuting(live: live) { return .inFlight }
         if entry.failedAttempts[entry.latestAttempt] != nil { return .failed }
@@ -83,9 +83,9 @@ extension ShardLedger {
         shards.values.reduce(0) { $0 + max(0, $1.doneRuns.count - 1) }
     }
 
-    /// Samples in done shards (their winning acks).
+    /// Samples in done shards (their winning acks, or what their workers reported committed).
     public var samplesDone: Int {
-        shards.values.reduce(0) { $0 + ($1.winner?.samples ?? 0) }
+        shards.values.reduce(0) { $0 + ($1.winner?.samples ?? $1.committedRuns.values.max() ?? 0) }
     }
 
     /// Samples of shards not done yet, where their records say (nil when some shard's size is unknown).
@@ -119,11 +119,12 @@ extension ShardLedger {
         let dead = shards.values.filter { $0.winner == nil && $0.dead != nil }.count
         let samples = winners.reduce(0) { $0 + $1.samples }
         let failedSamples = winners.reduce(0) { $0 + $1.errorSamples }
-        let end = winners.map(\.finishedAt).max() ?? now
-        let seconds = createdAt.map { Double(max(0, end - $0)) / 1_000 } ?? 0
+        let start = winners.map(\.startedAt).min()
+        let seconds = start.map { Double(max(0, now - $0)) / 1_000 } ?? 0
+        let wallSeconds = createdAt.map { Double(max(0, now - $0)) / 1_000 }
         return JobStatusSummary(
             job: job, shards: max(expectedShards ?? 0, shards.count), done: winners.count, dead: dead,
-            samples: samples, failedSamples: failedSamples, seconds: seconds,
+            samples: samples, failedSamples: failedSamples, seconds: seconds, wallSeconds: wallSeconds,
             reEnqueued: reEnqueues.values.reduce(0, +), duplicates: duplicates)
     }
 }

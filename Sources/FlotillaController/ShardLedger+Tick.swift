@@ -36,7 +36,7 @@ extension ShardLedger {
     /// Every expected shard is known and done or dead.
     public var isComplete: Bool {
         guard let expectedShards else { return false }
-        return shards.count >= expectedShards && shards.values.allSatisfy(\.isFinished)
+        return shards.count >= expectedShards && shards.values.allSatisfy(\.isSettled)
     }
 
     // MARK: - Lost and hung workers
@@ -121,18 +121,23 @@ extension ShardLedger {
     /// last allowed attempt.
     mutating func retryOrBury(_ id: String, reason: ShardReason, error: String, exclude: Set<String>, now: Int64,
                               plan: inout TargetPlan, actions: inout [LedgerAction]) {
-        guard var entry = shards[id], !entry.isFinished else { return }
+        guard let entry = shards[id], !entry.isFinished else { return }
         let failures = entry.failures + 1
         if failures >= settings.maxAttempts {
-            let why = "failed \(failures) of \(settings.maxAttempts) attempts; last: \(error)"
-            entry.dead = why
-            // Workers must not run the dead shard again from a redelivered record.
-            entry.supersededBelow = max(entry.supersededBelow, entry.latestAttempt + 1)
-            shards[id] = entry
-            actions.append(.deadLetter(shard: id, attempt: entry.latestAttempt, reason: why))
+            bury(id, why: "failed \(failures) of \(settings.maxAttempts) attempts; last: \(error)", actions: &actions)
         } else {
             publish(id, reason: reason, supersede: true, target: plan.target(excluding: exclude), now: now, actions: &actions)
         }
+    }
+
+    /// Dead-letters `id` with `why`.
+    mutating func bury(_ id: String, why: String, actions: inout [LedgerAction]) {
+        guard var entry = shards[id] else { return }
+        entry.dead = why
+        // Workers must not run the dead shard again from a redelivered record.
+        entry.supersededBelow = max(entry.supersededBelow, entry.latestAttempt + 1)
+        shards[id] = entry
+        actions.append(.deadLetter(shard: id, attempt: entry.latestAttempt, reason: why))
     }
 
     /// Records a new attempt of `id` as published and asks for it.
@@ -150,11 +155,14 @@ extension ShardLedger {
 
     // MARK: - Final reconcile
 
-    /// A shard whose latest record sits on a partition owned by a live worker that has had
-    /// nothing to do, with that partition, for `reconcileAfter` was lost (never delivered, or
-    /// offsets committed past it): publish it again. Only while the whole fleet is idle, so a
-    /// busy fleet's backlog is never mistaken for lost records; workers that just started (no
-    /// partitions yet) never count.
+    /// A shard whose latest record was lost (offsets committed past it, or dropped by a worker)
+    /// is published again — only on evidence, never because this ledger's view lags the topics:
+    /// the whole fleet is idle, and the live owner of the record's partition, idle and owning it
+    /// for `reconcileAfter`, reports a consumer position past the record's offset (it was
+    /// delivered, yet nothing runs, queues or finished it). A record still ahead of the owner's
+    /// position, or one whose position is unknown, only after `4 × reconcileAfter`. The new
+    /// attempt is judged again only once its own owner has moved past it, so a shard is never
+    /// re-enqueued twice for this reason on the same evidence.
     mutating func reconcile(now: Int64, plan: inout TargetPlan, actions: inout [LedgerAction]) {
         let live = workers.values.filter { !$0.lost }
         guard !live.isEmpty, live.allSatisfy(\.idle) else { return }
@@ -166,14 +174,31 @@ extension ShardLedger {
                   let partition = latest.partition, let owner = plan.owner[partition].flatMap({ workers[$0] }),
                   let idleSince = owner.idleSince, now - idleSince >= after, now - owner.partitionsSince >= after
             else { continue }
-            publish(id, reason: .reconcile, supersede: true, target: plan.target(), now: now, actions: &actions)
+            let movedPast = latest.offset.flatMap { offset in owner.positions[partition].map { $0 > offset } } ?? false
+            if !movedPast {
+                // Still ahead of the owner, or no position known: a consumer that cannot reach a
+                // record for this long is stuck; publish it again rather than wait forever.
+                guard now - idleSince >= 4 * after, now - latest.publishedAt >= 4 * after else { continue }
+            }
+            let reconciled = entry.attempts.values.filter { $0.reason == .reconcile }.count
+            if reconciled >= settings.maxAttempts {
+                bury(id, why: "published \(reconciled + 1) times and dropped unrun each time (its record never reaches a worker)", actions: &actions)
+            } else {
+                publish(id, reason: .reconcile, supersede: true, target: plan.target(), now: now, actions: &actions)
+            }
         }
     }
 
     /// A shard whose latest record is still waiting in Kafka: not finished, not executing, not in
     /// a live worker's queue, and not superseded.
-    func isWaitingInKafka(_ entry: ShardEntry, live: Set<String>, queued: Set<String>) -> Bool {
-        !entry.isFinished && entry.latestAttempt >= entry.supersededBelow && entry.latestAttempt >= 0
-            && !entry.isExecuting(live: live) && !queued.contains(entry.id)
+    /// A record the owner of its partition reports having received (its position is past the
+    /// record's offset) is not waiting, even when its heartbeat shows it nowhere: it finished
+    /// between two heartbeats.
+    func isWaitingInKafka(_ entry: ShardEntry, live: Set<String>, queued: Set<String>, owner: [Int: String]) -> Bool {
+        guard !entry.isFinished && entry.latestAttempt >= entry.supersededBelow && entry.latestAttempt >= 0
+            && !entry.isExecuting(live: live) && !queued.contains(entry.id) else { return false }
+        guard let latest = entry.attempts[entry.latestAttempt], let partition = latest.partition, let offset = latest.offset,
+              let position = owner[partition].flatMap({ workers[$0]?.positions[partition] }) else { return true }
+        return position <= offset
     }
 }

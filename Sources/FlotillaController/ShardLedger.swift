@@ -132,10 +132,20 @@ public struct ShardLedger: Sendable, Hashable {
             worker.rate = worker.rate == 0 ? heartbeat.samplesPerSecond : 0.7 * worker.rate + 0.3 * heartbeat.samplesPerSecond
         }
         worker.inFlight = heartbeat.inFlight.map { ShardAttempt(shard: $0.shard, attempt: $0.attempt, run: $0.run) }
+        if let positions = heartbeat.positions {
+            worker.positions = Dictionary(positions.map { ($0.partition, $0.next) }, uniquingKeysWith: max)
+        }
         if !worker.idle || worker.state != .running { worker.stealBlockedUntil = 0 }
         workers[heartbeat.worker] = worker
         if let partitions = heartbeat.partitions { orphanedPartitions.subtract(partitions) }
 
+        // Committed executions are done now, whenever their acks become visible.
+        for committed in heartbeat.committed ?? [] {
+            var entry = shards[committed.shard] ?? ShardEntry(id: committed.shard)
+            entry.committedRuns[committed.run] = committed.samples
+            entry.executions[committed.run] = nil
+            shards[committed.shard] = entry
+        }
         // Executions: progress of the ones reported, and the ones no longer reported are over.
         let reported = Set(heartbeat.inFlight.map(\.run))
         for previous in previousRuns where !reported.contains(previous.run) {
@@ -143,7 +153,7 @@ public struct ShardLedger: Sendable, Hashable {
         }
         for shard in heartbeat.inFlight {
             var entry = shards[shard.shard] ?? ShardEntry(id: shard.shard)
-            if entry.doneRuns.contains(shard.run) || entry.failedRuns.contains(shard.run) {
+            if entry.doneRuns.contains(shard.run) || entry.failedRuns.contains(shard.run) || entry.committedRuns[shard.run] != nil {
                 shards[shard.shard] = entry
                 continue  // already acked: a heartbeat sent before the ack
             }
@@ -218,6 +228,9 @@ struct ShardEntry: Sendable, Hashable {
     var failedRuns: Set<String> = []
     /// The winning done ack.
     var winner: AckRecord?
+    /// Runs their workers reported committed done (run → samples), before or after their acks
+    /// are visible in the acks topic.
+    var committedRuns: [String: Int] = [:]
     /// Why it was dead-lettered.
     var dead: String?
     /// Live executions, by run id.
@@ -227,8 +240,12 @@ struct ShardEntry: Sendable, Hashable {
 
     /// The highest published attempt, -1 when no record was seen.
     var latestAttempt: Int { attempts.keys.max() ?? -1 }
-    var isDone: Bool { winner != nil }
-    var isFinished: Bool { winner != nil || dead != nil }
+    /// Done: acked, or committed by its worker (the ack may not be visible yet).
+    var isDone: Bool { winner != nil || !committedRuns.isEmpty }
+    /// Nothing more to run: done or dead. Every re-enqueue rule skips finished shards.
+    var isFinished: Bool { isDone || dead != nil }
+    /// Settled in the topics: its winning ack or its dead letter has been read (completion waits for this).
+    var isSettled: Bool { winner != nil || dead != nil }
 
     /// Attempts published because an earlier one failed or was lost (they count toward maxAttempts).
     var failures: Int {
@@ -292,6 +309,8 @@ struct WorkerEntry: Sendable, Hashable {
     var queued: [String] = []
     var idle = false
     var partitions: [Int]?
+    /// Shards-topic partition → the offset of the next record it will receive (from heartbeats).
+    var positions: [Int: Int64] = [:]
     var samplesPerSecond = 0.0
     /// Smoothed samples per second while busy (0 until measured).
     var rate = 0.0

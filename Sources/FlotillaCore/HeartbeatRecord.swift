@@ -26,12 +26,21 @@ public struct HeartbeatRecord: FlotillaRecord, Hashable {
     /// Optional: nil (absent) from workers that do not report it; such a worker is never chosen
     /// as the target of a re-enqueue.
     public var partitions: [Int]?
+    /// Shards this worker committed done (results, ack and offsets) since its previous heartbeat.
+    /// The controller counts them as finished at once: on a broker that holds transactional acks
+    /// back from read_committed readers while any transaction is open, the acks topic can lag the
+    /// fleet by many seconds, and a lagging view must never look like lost work. Optional (v1).
+    public var committed: [CommittedShard]?
+    /// Per owned partition, the offset of the next record this worker will receive: a record
+    /// below it was delivered. The final reconcile re-publishes only records an idle owner has
+    /// moved past without finishing them. Optional (v1).
+    public var positions: [PartitionPosition]?
 
     public init(
         job: String, worker: String, host: String, pid: Int, time: Int64 = Timestamp.now(),
         state: WorkerState = .running, inFlight: [InFlightShard] = [], queued: [String] = [],
         idle: Bool? = nil, samplesPerSecond: Double = 0, predictors: [PredictorStatus] = [],
-        partitions: [Int]? = nil
+        partitions: [Int]? = nil, committed: [CommittedShard]? = nil, positions: [PartitionPosition]? = nil
     ) {
         self.job = job
         self.worker = worker
@@ -45,6 +54,35 @@ public struct HeartbeatRecord: FlotillaRecord, Hashable {
         self.samplesPerSecond = samplesPerSecond.isFinite ? samplesPerSecond : 0
         self.predictors = predictors
         self.partitions = partitions
+        self.committed = committed
+        self.positions = positions
+    }
+}
+
+/// A shard execution a worker committed done.
+public struct CommittedShard: Sendable, Hashable, Codable {
+    public var shard: String
+    public var attempt: Int
+    public var run: String
+    public var samples: Int
+
+    public init(shard: String, attempt: Int, run: String, samples: Int) {
+        self.shard = shard
+        self.attempt = attempt
+        self.run = run
+        self.samples = samples
+    }
+}
+
+/// Where a worker's consumer stands on one shards-topic partition.
+public struct PartitionPosition: Sendable, Hashable, Codable {
+    public var partition: Int
+    /// The offset of the next record it will receive.
+    public var next: Int64
+
+    public init(partition: Int, next: Int64) {
+        self.partition = partition
+        self.next = next
     }
 }
 

@@ -12,8 +12,13 @@ public struct JobStatusSummary: Sendable, Hashable, Codable {
     public var samples: Int
     /// Samples that ended as error results (their acks' `errorSamples`).
     public var failedSamples: Int
-    /// Wall time from submission (manifest `createdAt`) to the last ack, in seconds.
+    /// Processing time in seconds: from the first shard execution's start to the moment the
+    /// controller saw the job complete (every ack or dead letter read), so commits and the acks
+    /// topic's lag count, and a submitted job that waited for a fleet does not.
     public var seconds: Double
+    /// From submission (manifest `createdAt`) to that same moment, in seconds (optional: absent
+    /// from summaries written before it existed).
+    public var wallSeconds: Double?
     /// `samples / seconds` (0 when seconds is 0).
     public var samplesPerSecond: Double
     /// Shard attempts published after the first (worker lost, lease expired, retry, stolen, ...).
@@ -23,7 +28,7 @@ public struct JobStatusSummary: Sendable, Hashable, Codable {
 
     public init(
         job: String, shards: Int, done: Int, dead: Int, samples: Int, failedSamples: Int,
-        seconds: Double, samplesPerSecond: Double? = nil, reEnqueued: Int = 0, duplicates: Int = 0
+        seconds: Double, wallSeconds: Double? = nil, samplesPerSecond: Double? = nil, reEnqueued: Int = 0, duplicates: Int = 0
     ) {
         self.job = job
         self.shards = shards
@@ -32,6 +37,7 @@ public struct JobStatusSummary: Sendable, Hashable, Codable {
         self.samples = samples
         self.failedSamples = failedSamples
         self.seconds = seconds.isFinite ? seconds : 0
+        self.wallSeconds = wallSeconds.map { $0.isFinite ? $0 : 0 }
         let rate = samplesPerSecond ?? (seconds > 0 ? Double(samples) / seconds : 0)
         self.samplesPerSecond = rate.isFinite ? rate : 0
         self.reEnqueued = reEnqueued

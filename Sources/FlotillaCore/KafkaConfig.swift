@@ -5,7 +5,7 @@ public struct KafkaConfig: Sendable, Hashable, Codable {
     public var brokers: String?
     /// Prefix of every topic name: `[A-Za-z0-9._-]`, at most 100 characters. Default "flotilla".
     public var topicPrefix: String
-    /// Partitions of the shards and results topics; 0 (default) means 8 × `workers.max`.
+    /// Partitions of the shards and results topics; 0 (default) means 2 × `workers.max`.
     public var partitions: Int
     /// Replication factor of created topics; nil (default) means the broker's default.
     public var replicationFactor: Int?

@@ -201,7 +201,7 @@ struct SpecReader {
         }
         if let partitions = map["partitions"] {
             config.partitions = try partitions.int()
-            if config.partitions < 0 { throw partitions.error("must be >= 0 (0 means 8 x workers.max)") }
+            if config.partitions < 0 { throw partitions.error("must be >= 0 (0 means 2 x workers.max)") }
             if config.partitions > 10_000 { throw partitions.error("must be <= 10000") }
         }
         if let factor = map["replicationFactor"] { config.replicationFactor = try positive(factor) }

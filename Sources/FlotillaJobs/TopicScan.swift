@@ -24,9 +24,7 @@ final class TopicScan: Sendable {
         configuration.offsetReset = .earliest
         configuration.reportEndOfPartition = true
         // A catch-up read wants each empty fetch answered at once, not after the 500 ms default.
-        if configuration.client.properties["fetch.wait.max.ms"] == nil {
-            configuration.client.properties["fetch.wait.max.ms"] = "10"
-        }
+        configuration.fetchWait = .milliseconds(10)
         do {
             consumer = try KafkaConsumer(configuration: configuration, logger: logger)
         } catch {

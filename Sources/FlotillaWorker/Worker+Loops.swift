@@ -31,6 +31,7 @@ extension Worker {
                 state.queue.removeAll { runtime.ledger.shouldSkip($0.record) != nil }
                 for shard in stale { state.release(shard) }
             }
+            if !messages.isEmpty { changed() }
         }
     }
 
@@ -48,6 +49,7 @@ extension Worker {
                     state.release(shard.queued)
                 }
             }
+            changed()
         case .supersede, .scale, .take: break
         }
     }
@@ -64,6 +66,7 @@ extension Worker {
             guard !held else { return }
             state.queue.insert(QueuedShard(record: record, partition: message.topicPartition, offset: offset, express: true), at: 0)
         }
+        schedulerWake.signal()
         logger.info("took a re-enqueued shard", metadata: [LoggingKeys.shard: "\(record.shard)", "flotilla.attempt": "\(record.attempt)"])
     }
 
@@ -72,8 +75,7 @@ extension Worker {
         var last = ContinuousClock.now
         while !isStopping {
             await sendHeartbeat(runtime, since: &last, final: false)
-            let deadline = ContinuousClock.now + runtime.config.faults.heartbeat
-            while ContinuousClock.now < deadline, !isStopping { try? await Task.sleep(for: .milliseconds(50)) }
+            await heartbeatWake.wait(upTo: runtime.config.faults.heartbeat)
         }
         await sendHeartbeat(runtime, since: &last, final: true)
     }
@@ -87,20 +89,33 @@ extension Worker {
         let now = ContinuousClock.now
         let seconds = max(0.001, Double((now - last).components.seconds) + Double((now - last).components.attoseconds) / 1e18)
         last = now
-        var heartbeat = state.withLock { state in
-            defer { state.samplesSinceHeartbeat = 0 }
+        let heartbeat = state.withLock { state in
+            defer {
+                state.samplesSinceHeartbeat = 0
+                state.committed = []
+            }
+            // Finished shards stay in flight until their transaction commits: a shard the
+            // controller sees neither running nor committed would look like waiting work.
+            let running = state.running.values.filter { !$0.abandoned }.map {
+                InFlightShard(shard: $0.queued.record.shard, attempt: $0.queued.record.attempt, run: $0.run, done: $0.done,
+                              total: $0.queued.record.samples, startedAt: $0.startedAt)
+            }
+            let unpublished = (state.publishing + state.finished).map {
+                InFlightShard(shard: $0.ack.shard, attempt: $0.ack.attempt, run: $0.ack.run, done: $0.ack.samples,
+                              total: $0.ack.samples, startedAt: $0.ack.startedAt)
+            }
             return HeartbeatRecord(
                 job: options.job, worker: options.workerID, host: ProcessInfo.processInfo.hostName, pid: Int(getpid()),
                 state: final ? .stopping : (state.draining ? .draining : .running),
-                inFlight: state.running.values.filter { !$0.abandoned }.map {
-                    InFlightShard(shard: $0.queued.record.shard, attempt: $0.queued.record.attempt, run: $0.run, done: $0.done,
-                                  total: $0.queued.record.samples, startedAt: $0.startedAt)
-                },
+                inFlight: running + unpublished,
                 queued: state.queue.map(\.record.shard),
                 samplesPerSecond: Double(state.samplesSinceHeartbeat) / seconds,
-                predictors: predictors)
+                predictors: predictors,
+                partitions: state.assigned.map { Int($0.partition) }.sorted(),
+                committed: state.committed,
+                positions: state.positions.map { PartitionPosition(partition: Int($0.key.partition), next: $0.value) }
+                    .sorted { $0.partition < $1.partition })
         }
-        heartbeat.partitions = state.withLock { $0.assigned.map { Int($0.partition) }.sorted() }
         let message = OutgoingMessage.record(heartbeat, topic: runtime.topics.heartbeats, key: options.workerID)
         do {
             try runtime.plainProducer.enqueue(message)

@@ -16,6 +16,8 @@ public final class Worker: Sendable {
     let options: WorkerOptions
     let logger: Logger
     let state = Mutex(WorkerState())
+    /// Wake the loops when what they wait for may have changed (see `changed()`).
+    let intakeWake = Wakeup(), schedulerWake = Wakeup(), committerWake = Wakeup(), heartbeatWake = Wakeup()
 
     public init(options: WorkerOptions, logger: Logger) {
         self.options = options
@@ -28,11 +30,22 @@ public final class Worker: Sendable {
     /// Finish running shards, take no new ones, then return (SIGTERM, `drain` command).
     public func drain() {
         state.withLock { $0.draining = true }
+        changed()
     }
 
     /// Abandon everything and return as soon as possible.
     public func stop(_ reason: WorkerExit = .finished("stopped")) {
         state.withLock { if $0.stopping == nil { $0.stopping = reason } }
+        changed()
+        heartbeatWake.signal()
+    }
+
+    /// The shared state changed (a shard queued, started, finished or published; a command):
+    /// the intake, scheduler and committer look again.
+    func changed() {
+        intakeWake.signal()
+        schedulerWake.signal()
+        committerWake.signal()
     }
 
     public func run() async throws(FlotillaError) -> WorkerExit {
@@ -69,6 +82,9 @@ public final class Worker: Sendable {
 
     var isStopping: Bool { state.withLock { $0.stopping != nil } }
 
+    /// Finished shards published in one transaction at most: one commit costs a few milliseconds.
+    static let publishBatch = 16
+
     // MARK: intake
 
     private func intakeLoop(_ runtime: WorkerRuntime) async throws {
@@ -79,9 +95,14 @@ public final class Worker: Sendable {
             // more. A full worker does not poll, so records stay in Kafka (pausing partitions instead
             // makes the next fetch after resume wait most of a second). It still polls once a minute,
             // to serve rebalances and stay within max.poll.interval.
-            let room = state.withLock { $0.draining ? 0 : limit - $0.queue.count - $0.running.count }
+            // Finished shards waiting for the committer count too, beyond a batch's worth: what a
+            // worker holds unpublished is what a rebalance makes another worker redo.
+            let room = state.withLock { state in
+                let unpublished = max(0, state.finished.count + state.publishing.count - Self.publishBatch)
+                return state.draining ? 0 : limit - state.queue.count - state.running.count - unpublished
+            }
             guard room > 0 || ContinuousClock.now - lastPoll > .seconds(60) else {
-                try? await Task.sleep(for: .milliseconds(10))
+                await intakeWake.wait(upTo: .seconds(1))
                 continue
             }
             let events: [ConsumerEvent]
@@ -92,6 +113,7 @@ public final class Worker: Sendable {
             }
             lastPoll = ContinuousClock.now
             for event in events { try await handle(event, runtime) }
+            if !events.isEmpty { schedulerWake.signal() }
         }
     }
 
@@ -99,7 +121,10 @@ public final class Worker: Sendable {
         switch event {
         case .message(let message):
             let partition = message.topicPartition
-            state.withLock { $0.offsets.received(partition, message.offset) }
+            state.withLock { state in
+                state.offsets.received(partition, message.offset)
+                state.positions[partition] = max(state.positions[partition] ?? 0, message.offset + 1)
+            }
             let record: ShardRecord
             do {
                 record = try RecordCodec.shared.decode(ShardRecord.self, from: message.value)
@@ -151,19 +176,20 @@ public final class Worker: Sendable {
                     if isRunning(shard) {
                         // Its express copy runs now: once acked, this copy is skipped and its offset released.
                         state.withLock { $0.queue.append(shard) }
-                        try? await Task.sleep(for: .milliseconds(20))
+                        await schedulerWake.wait(upTo: .milliseconds(20))
                         continue
                     }
                     if let reason = runtime.ledger.shouldSkip(shard.record) {
                         logger.debug("shard skipped", metadata: [LoggingKeys.shard: "\(shard.record.shard)", "flotilla.reason": "\(reason)"])
                         state.withLock { $0.release(shard) }
+                        intakeWake.signal()
                         continue
                     }
                     let run = UUID().uuidString.lowercased()
                     state.withLock { $0.running[run] = RunningShard(queued: shard, run: run, startedAt: Timestamp.now()) }
                     group.addTask { await self.execute(shard, run: run, runtime) }
                 case .none:
-                    try? await Task.sleep(for: .milliseconds(5))
+                    await schedulerWake.wait(upTo: .seconds(1))
                 }
             }
         }
@@ -190,6 +216,7 @@ public final class Worker: Sendable {
             if abandoned() {
                 logger.info("shard abandoned")
                 state.withLock { _ = $0.running.removeValue(forKey: run) }
+                changed()
                 return
             }
             logger.warning("shard failed", metadata: ["flotilla.error": "\(error)"])
@@ -200,11 +227,15 @@ public final class Worker: Sendable {
             guard let running = state.running.removeValue(forKey: run), !running.abandoned else { return }
             state.finished.append(FinishedShard(partition: shard.partition, offset: shard.offset, results: results, ack: ack))
         }
+        changed()
     }
 
+    /// Whether another copy of the same attempt runs or waits to be published here.
     private func isRunning(_ shard: QueuedShard) -> Bool {
         state.withLock { state in
-            state.running.values.contains { $0.queued.record.shard == shard.record.shard && $0.queued.record.attempt == shard.record.attempt }
+            let record = shard.record
+            return state.running.values.contains { $0.queued.record.shard == record.shard && $0.queued.record.attempt == record.attempt }
+                || (state.finished + state.publishing).contains { $0.ack.shard == record.shard && $0.ack.attempt == record.attempt }
         }
     }
 
@@ -226,8 +257,9 @@ public final class Worker: Sendable {
         while true {
             let (batch, stop) = state.withLock { state -> ([FinishedShard], Bool) in
                 // Several small shards per transaction: one commit costs a few milliseconds.
-                let batch = Array(state.finished.prefix(16))
+                let batch = Array(state.finished.prefix(Self.publishBatch))
                 state.finished.removeFirst(batch.count)
+                state.publishing = batch
                 return (batch, state.stopping != nil && state.finished.isEmpty)
             }
             if !batch.isEmpty {
@@ -239,7 +271,8 @@ public final class Worker: Sendable {
                 lastOffsetCommit = ContinuousClock.now
             }
             if stop { return }
-            if batch.isEmpty { try? await Task.sleep(for: .milliseconds(5)) }
+            // Every second at least: the offsets of skipped records are committed on that beat.
+            if batch.isEmpty { await committerWake.wait(upTo: .seconds(1)) }
         }
     }
 
@@ -252,7 +285,13 @@ public final class Worker: Sendable {
             _ = state.offsets.commitOffsets(advance: true)
             state.samplesSinceHeartbeat += samples
             state.shardsDone += batch.count
+            state.publishing = []
+            state.committed += batch.filter { $0.ack.status == .done }.map {
+                CommittedShard(shard: $0.ack.shard, attempt: $0.ack.attempt, run: $0.ack.run, samples: $0.ack.samples)
+            }
         }
+        intakeWake.signal()
+        schedulerWake.signal()  // a copy waiting for this one to be published may now be skipped
         for shard in batch where shard.ack.status == .done { runtime.ledger.apply(ack: shard.ack) }
         logger.debug("shards published", metadata: ["flotilla.shards": "\(batch.map(\.ack.shard))", "flotilla.samples": "\(samples)"])
     }

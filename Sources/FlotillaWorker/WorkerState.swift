@@ -25,6 +25,12 @@ struct WorkerState: Sendable {
     var queue: [QueuedShard] = []
     var running: [String: RunningShard] = [:]
     var finished: [FinishedShard] = []
+    /// Taken by the committer, in a transaction now: still in flight for the controller.
+    var publishing: [FinishedShard] = []
+    /// Done shards committed since the last heartbeat (the heartbeat reports and clears them).
+    var committed: [CommittedShard] = []
+    /// Per assigned partition, the offset after the last record received.
+    var positions: [TopicPartition: Int64] = [:]
     var offsets = OffsetTracker()
     var assigned: Set<TopicPartition> = []
     var draining = false
@@ -39,6 +45,7 @@ struct WorkerState: Sendable {
         for (key, shard) in running where lost.contains(shard.queued.partition) { running[key]!.abandoned = true }
         finished.removeAll { lost.contains($0.partition) }
         offsets.remove(partitions)
+        for partition in partitions { positions[partition] = nil }
         assigned.subtract(lost)
     }
 

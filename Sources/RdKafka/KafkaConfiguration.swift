@@ -79,6 +79,10 @@ public struct KafkaConsumerConfiguration: Sendable, Hashable {
     public var maxPartitionFetchBytes: Int = 256 * 1024
     /// Emit an end-of-partition event when the consumer reaches a partition's end.
     public var reportEndOfPartition: Bool = false
+    /// How long the broker may hold a fetch that has no data (`fetch.wait.max.ms`). Some brokers
+    /// (Tansu) hold an empty fetch for the whole wait even when records arrive, so this is both
+    /// the tail's latency and, for an idle reader, its fetch rate: 1 / wait per broker.
+    public var fetchWait: Duration = .milliseconds(500)
 
     public init(client: KafkaClientConfiguration, groupID: String?) {
         self.client = client
@@ -98,7 +102,8 @@ public struct KafkaConsumerConfiguration: Sendable, Hashable {
                   ("max.poll.interval.ms", String(maxPollInterval.milliseconds)),
                   ("queued.max.messages.kbytes", String(maxQueuedKilobytes)),
                   ("max.partition.fetch.bytes", String(maxPartitionFetchBytes)),
-                  ("enable.partition.eof", reportEndOfPartition ? "true" : "false")]
+                  ("enable.partition.eof", reportEndOfPartition ? "true" : "false"),
+                  ("fetch.wait.max.ms", String(fetchWait.milliseconds))]
         return pairs + client.properties.sorted { $0.key < $1.key }.map { ($0.key, $0.value) }
     }
 }

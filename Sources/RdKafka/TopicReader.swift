@@ -9,7 +9,7 @@ public final class TopicReader: Sendable {
 
     /// - Parameter topics: topics to read; a topic that does not exist yet is an error.
     public init(client: KafkaClientConfiguration, topics: [String], isolation: KafkaConsumerConfiguration.IsolationLevel = .readCommitted,
-                logger: Logger) async throws(KafkaError) {
+                fetchWait: Duration = .milliseconds(50), logger: Logger) async throws(KafkaError) {
         let admin = try KafkaAdmin(configuration: client, logger: logger)
         let metadata = try await admin.metadata()
         var partitions: [TopicPartitionOffset] = []
@@ -22,8 +22,8 @@ public final class TopicReader: Sendable {
         var configuration = KafkaConsumerConfiguration(client: client, groupID: nil)
         configuration.isolationLevel = isolation
         configuration.reportEndOfPartition = true
-        // Tailing readers want new records at once; some brokers hold an empty fetch for the whole wait.
-        configuration.client.properties["fetch.wait.max.ms"] = configuration.client.properties["fetch.wait.max.ms"] ?? "50"
+        // Tailing readers want new records soon; some brokers hold an empty fetch for the whole wait.
+        configuration.fetchWait = fetchWait
         consumer = try KafkaConsumer(configuration: configuration, logger: logger)
         try await consumer.assign(partitions)
         progress = EndTracker(Set(partitions.map(\.topicPartition)))

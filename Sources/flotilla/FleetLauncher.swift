@@ -39,7 +39,7 @@ enum FleetLauncher {
         let summary = outcome.summary
         switch outcome {
         case .completed:
-            print("\(command): job \(summary.job) finished: \(summary.done)/\(summary.shards) shards done, \(summary.dead) dead-lettered, \(summary.samples) samples (\(summary.failedSamples) failed) in \(String(format: "%.1f", summary.seconds)) s, \(String(format: "%.0f", summary.samplesPerSecond)) samples/s")
+            print("\(command): job \(summary.job) finished: \(summary.done)/\(summary.shards) shards done, \(summary.dead) dead-lettered, \(summary.samples) samples (\(summary.failedSamples) failed) in \(String(format: "%.1f", summary.seconds)) s of processing (\(String(format: "%.1f", summary.wallSeconds ?? summary.seconds)) s since submit), \(String(format: "%.0f", summary.samplesPerSecond)) samples/s")
         case .cancelled:
             print("\(command): job \(summary.job) was cancelled: \(summary.done)/\(summary.shards) shards done")
         }

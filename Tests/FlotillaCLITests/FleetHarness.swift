@@ -16,8 +16,11 @@ final class FleetHarness: @unchecked Sendable {
     var controller: Process?
     var controllerOutput: String { (try? String(contentsOfFile: "\(folder)/controller.out", encoding: .utf8)) ?? "" }
 
-    /// - Parameter stage: the predictor argv (YAML list) of the single stage.
-    init(samples count: Int, samplesPerShard: Int, stage: String, extraInputs: String = "", faults: String = "") async throws {
+    /// - Parameters:
+    ///   - stage: the predictor argv (YAML list) of the single stage, or `builtin: NAME`.
+    ///   - maxWorkers: `workers.max` (it also sets the shards topic's partition count).
+    init(samples count: Int, samplesPerShard: Int, stage: String, extraInputs: String = "", faults: String = "",
+         maxWorkers: Int = 4) async throws {
         fixture = try await BrokerFixture()
         folder = FileManager.default.temporaryDirectory.appendingPathComponent("flotilla-fleet-\(UUID().uuidString.prefix(8))").path
         try FileManager.default.createDirectory(atPath: folder, withIntermediateDirectories: true)
@@ -34,11 +37,11 @@ final class FleetHarness: @unchecked Sendable {
             shard: { samples: \(samplesPerShard) }
             stages:
               - name: model
-                predictor: \(stage)
+                \(stage.hasPrefix("builtin:") ? stage : "predictor: \(stage)")
                 batch: 10
                 timeout: 5s
                 env: { PYTHONPATH: \(CommandRunner.repositoryRoot)/python }
-            workers: { min: 1, max: 4 }
+            workers: { min: 1, max: \(maxWorkers) }
             faults: { maxAttempts: 3, heartbeat: 500ms, workerTimeout: 3s, shardTimeout: 30s\(faults) }
             """
         try spec.write(toFile: specPath, atomically: true, encoding: .utf8)

@@ -105,16 +105,17 @@ struct ShardLedgerTests {
     @Test("Completion: every shard done or dead gives one complete action with the summary")
     func completion() {
         var ledger = F.ledger(shards: 3)
-        ledger.apply(ack: F.ack(0, worker: "w1"))
-        ledger.apply(ack: F.ack(1, worker: "w1"))
+        ledger.apply(ack: F.ack(0, worker: "w1", startedAt: 1_000))
+        ledger.apply(ack: F.ack(1, worker: "w1", startedAt: 1_500))
         #expect(ledger.tick(now: 2_000).summary == nil)
-        ledger.apply(ack: F.ack(2, worker: "w1", finishedAt: 4_000))
+        ledger.apply(ack: F.ack(2, worker: "w1", startedAt: 1_000, finishedAt: 4_000))
         // A second done ack from another run: a duplicate execution.
-        ledger.apply(ack: F.ack(2, worker: "w2", finishedAt: 4_500))
+        ledger.apply(ack: F.ack(2, worker: "w2", startedAt: 1_000, finishedAt: 4_500))
         let summary = ledger.tick(now: 5_000).summary
         #expect(summary?.done == 3 && summary?.dead == 0 && summary?.samples == 6)
         #expect(summary?.duplicates == 1)
-        #expect(summary?.seconds == 4.0, "from the manifest's createdAt to the last winning ack")
+        #expect(summary?.seconds == 4.0, "from the first execution's start to the tick that saw the job complete")
+        #expect(summary?.wallSeconds == 5.0, "from the manifest's createdAt to the same tick")
         #expect(ledger.tick(now: 6_000).summary == nil, "complete is emitted once")
     }
 
@@ -158,7 +159,7 @@ struct ShardLedgerTests {
         #expect(ledger.tick(now: 1_100).isEmpty)
     }
 
-    @Test("Final reconcile: shards no worker holds while the whole fleet idles are re-published")
+    @Test("Final reconcile: a record its idle owner moved past, which nothing runs, is re-published while the whole fleet idles")
     func reconcile() {
         var ledger = F.ledger(shards: 3)
         ledger.apply(ack: F.ack(0, worker: "w1"))
@@ -166,7 +167,9 @@ struct ShardLedgerTests {
         let after = ledger.settings.reconcileAfterMs
         var actions: [LedgerAction] = []
         for now in stride(from: Int64(1_000), through: 1_000 + after + 500, by: 250) {
-            ledger.apply(heartbeat: F.heartbeat("w1", at: now, partitions: [0, 1, 2, 3]), receivedAt: now)
+            var heartbeat = F.heartbeat("w1", at: now, partitions: [0, 1, 2, 3])
+            heartbeat.positions = [0, 1, 2, 3].map { PartitionPosition(partition: $0, next: Int64($0 + 1)) }  // shard 2 (offset 2) delivered
+            ledger.apply(heartbeat: heartbeat, receivedAt: now)
             ledger.apply(heartbeat: F.heartbeat("w2", at: now, partitions: [4, 5, 6, 7]), receivedAt: now)
             let step = ledger.tick(now: now)
             if now < 1_000 + after { #expect(step.reEnqueues.filter { $0.record.reason == .reconcile }.isEmpty) }

@@ -41,7 +41,7 @@ struct ExampleConfigTests {
         ]))
         #expect(config.stages[0].timeout == .seconds(30))
         #expect(config.workers == FleetConfig(min: 1, max: 2))
-        #expect(config.shardPartitions == 16)
+        #expect(config.shardPartitions == 4)
     }
 
     @Test("multi-model chains a builtin and a Python stage")
@@ -64,6 +64,6 @@ struct ExampleConfigTests {
         let config = try load("http-source.yaml")
         #expect(config.inputs == [.http(HTTPInput(url: "http://127.0.0.1:8080/digits.jsonl", format: .jsonl, idField: "id"))])
         #expect(config.kafka.properties == ["client.id": "flotilla-http-example"])
-        #expect(config.shardPartitions == 32)
+        #expect(config.shardPartitions == 8)
     }
 }

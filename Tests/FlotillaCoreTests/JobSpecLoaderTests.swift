@@ -41,7 +41,7 @@ struct JobSpecLoaderTests {
         #expect(config.kafka == KafkaConfig(
             brokers: nil, topicPrefix: "flotilla", partitions: 0, replicationFactor: nil,
             maxMessageBytes: 1_000_000, properties: [:]))
-        #expect(config.shardPartitions == 32)
+        #expect(config.shardPartitions == 8)
         #expect(config.baseDirectory == "/specs")
     }
 
@@ -139,7 +139,7 @@ struct JobSpecLoaderTests {
             """) + "\nworkers: { min: 6 }\n")
         #expect(config.stages[0].processes == ProcessRange(min: 3, max: 3))
         #expect(config.workers == FleetConfig(min: 6, max: 6))
-        #expect(config.shardPartitions == 48)
+        #expect(config.shardPartitions == 12)
         let zero = try loadSpec(minimalSpec + "\nworkers: { min: 0, max: 2 }\n")
         #expect(zero.workers == FleetConfig(min: 0, max: 2))
     }

@@ -45,7 +45,7 @@ struct JobSpecValidationTests {
         ("job: 42", "job must be a string, not '42' (quote it if you mean the text) (job.yaml:6)"),
         ("kafka: { brokers: localhost }", "kafka.brokers must be host:port[,host:port...], not 'localhost' (job.yaml:6)"),
         ("kafka: { topicPrefix: 'a b' }", "kafka.topicPrefix may hold only letters, digits, '.', '_' and '-', not ' ' (job.yaml:6)"),
-        ("kafka: { partitions: -1 }", "kafka.partitions must be >= 0 (0 means 8 x workers.max) (job.yaml:6)"),
+        ("kafka: { partitions: -1 }", "kafka.partitions must be >= 0 (0 means 2 x workers.max) (job.yaml:6)"),
         ("kafka: { maxMessageBytes: 10 }", "kafka.maxMessageBytes must be between 1000 and 1000000000, not 10 (job.yaml:6)"),
         ("kafka: { properties: { group.id: mine } }", "kafka.properties may not set 'group.id': Flotilla names the worker group itself (job.yaml:6)"),
         ("kafka: { properties: [a, b] }", "kafka.properties must be a mapping of names to values, not a list (job.yaml:6)"),
