@@ -171,6 +171,9 @@ public final class Worker: Sendable {
                 }
                 switch next {
                 case .some(nil):
+                    // Drained or stopped: the other loops notice now rather than at their next timeout.
+                    changed()
+                    heartbeatWake.signal()
                     return
                 case .some(.some(let shard)):
                     if isRunning(shard) {

@@ -67,17 +67,17 @@ struct ControllerCommand: AsyncParsableCommand {
                 let folder = logDir ?? FileManager.default.temporaryDirectory.appendingPathComponent("flotilla-\(job)-logs").path
                 pods = try FleetLauncher.localBackend(job: job, brokers: brokers, topicPrefix: topicPrefix, kafkaProperties: [:],
                                                       logDirectory: folder, logger: logger)
-                print("flotilla controller: worker logs in \(folder)")
+                printError("flotilla controller: worker logs in \(folder)")
             } else {
                 pods = ExternalPodBackend()
             }
             let options = ControllerOptions(job: job, brokers: brokers, topicPrefix: topicPrefix, workers: workers,
                                             workerArguments: FleetLauncher.workerArguments(workerArgs), httpPort: httpPort)
             let service = ControllerService(options: options, backend: pods, logger: logger) { address in
-                print("flotilla controller: status at \(address)/status")
+                printError("flotilla controller: status at \(address)/status")
             }
             guard let outcome = try await FleetLauncher.run(service, logger: logger) else {
-                print("flotilla controller: stopped before the job finished; start a controller again to carry on")
+                printError("flotilla controller: stopped before the job finished; start a controller again to carry on")
                 throw ExitCode(1)
             }
             FleetLauncher.report(outcome, command: "flotilla controller", json: json)

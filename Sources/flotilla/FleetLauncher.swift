@@ -34,14 +34,16 @@ enum FleetLauncher {
         return service.outcome
     }
 
-    /// The closing lines: a sentence, and with `json` the one-line JSON summary last.
+    /// The closing lines: a sentence, and with `json` the one-line JSON summary last. With `json`
+    /// the sentence goes to stderr, so that stdout is the JSON object alone (`| jq` works).
     static func report(_ outcome: ControllerOutcome, command: String, json: Bool) {
         let summary = outcome.summary
+        let say: (String) -> Void = json ? { printError($0) } : { print($0) }
         switch outcome {
         case .completed:
-            print("\(command): job \(summary.job) finished: \(summary.done)/\(summary.shards) shards done, \(summary.dead) dead-lettered, \(summary.samples) samples (\(summary.failedSamples) failed) in \(String(format: "%.1f", summary.seconds)) s of processing (\(String(format: "%.1f", summary.wallSeconds ?? summary.seconds)) s since submit), \(String(format: "%.0f", summary.samplesPerSecond)) samples/s")
+            say("\(command): job \(summary.job) finished: \(summary.done)/\(summary.shards) shards done, \(summary.dead) dead-lettered, \(summary.samples) samples (\(summary.failedSamples) failed) in \(String(format: "%.1f", summary.seconds)) s of processing (\(String(format: "%.1f", summary.wallSeconds ?? summary.seconds)) s since submit), \(String(format: "%.0f", summary.samplesPerSecond)) samples/s")
         case .cancelled:
-            print("\(command): job \(summary.job) was cancelled: \(summary.done)/\(summary.shards) shards done")
+            say("\(command): job \(summary.job) was cancelled: \(summary.done)/\(summary.shards) shards done")
         }
         if json {
             let encoder = JSONEncoder()

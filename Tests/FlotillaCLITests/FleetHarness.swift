@@ -137,6 +137,14 @@ final class FleetHarness: @unchecked Sendable {
         return ResultLedger.select(acks: acks, results: results)
     }
 
+    /// Re-enqueued shard records (attempt > 0) by reason.
+    func reEnqueueReasons() async throws -> [String: Int] {
+        let reader = try await TopicReader(client: fixture.client, topics: [TopicNames(job: job).shards], logger: fixture.logger)
+        defer { Task { await reader.close() } }
+        let records = try await reader.readToEnd().compactMap { try? RecordCodec.shared.decode(ShardRecord.self, from: $0.value) }
+        return Dictionary(grouping: records.filter { $0.attempt > 0 }, by: \.reason.rawValue).mapValues(\.count)
+    }
+
     /// The job's dead-letter records.
     func deadLetters() async throws -> [DeadLetterRecord] {
         let reader = try await TopicReader(client: fixture.client, topics: [TopicNames(job: job).dlq], logger: fixture.logger)

@@ -1,4 +1,5 @@
 import FlotillaCore
+import FlotillaTestSupport
 import Foundation
 import Testing
 
@@ -7,21 +8,57 @@ import Testing
 /// re-enqueue storm (23 620 re-enqueues for 2 000 shards at 5 workers).
 @Suite("Fleet at scale", .serialized, .timeLimit(.minutes(10)))
 struct FleetScaleTests {
-    @Test("10 workers × 2 000 shards of 10 samples (identity): the job finishes, ≤ 1 % re-enqueued, ≤ 1 % run twice, exactly once")
+    @Test("10 workers × 2 000 shards of 10 samples (identity): the job finishes, ≤ 1 % re-enqueued but for stealing, ≤ 2 % run twice, exactly once")
     func tenWorkersTinyShards() async throws {
         let harness = try await FleetHarness(samples: 20_000, samplesPerShard: 10, stage: "builtin: identity", maxWorkers: 10)
         try harness.submit()
         try harness.startController(workers: 10)
         #expect(try await harness.waitForController(timeout: .seconds(400)) == 0)
+        let stdout = harness.controllerOutput.split(separator: "\n")
+        #expect(stdout.count == 1, "with --json, stdout is the JSON summary alone: \(stdout)")
         let summary = try #require(harness.summary())
         let reEnqueued = try #require(summary["reEnqueued"] as? Int)
         let duplicates = try #require(summary["duplicates"] as? Int)
+        let reasons = try await harness.reEnqueueReasons()
+        let balancing = (reasons["stolen"] ?? 0) + (reasons["speculative"] ?? 0)
         #expect(summary["done"] as? Int == 2_000)
-        #expect(reEnqueued <= 20, "re-enqueued \(reEnqueued) of 2 000 shards")
-        #expect(duplicates <= 20, "\(duplicates) shards ran twice")
+        // No storm and no false loss: re-enqueues for any reason but balancing stay within 1 %.
+        #expect(reEnqueued - balancing <= 20, "re-enqueued \(reEnqueued) of 2 000 shards: \(reasons)")
+        // Stealing is balancing, and bounded. The release fleet steals nothing here (tools/bench/scale);
+        // ten debug-build workers on 2 cores run unevenly and steal 6-14 % (measured).
+        #expect(balancing <= 300, "re-enqueued \(reEnqueued) of 2 000 shards: \(reasons)")
+        #expect(duplicates <= 40, "\(duplicates) shards ran twice; re-enqueues \(reasons)")
         let (lines, status) = try harness.results()
         #expect(status == 0)
         #expect(lines.count == 20_000)
         #expect(Set(lines.compactMap { $0["id"] as? String }) == Set(harness.samples))
+    }
+
+    @Test("flotilla run --json (embedded broker): stdout is one JSON summary whose seconds and wallSeconds measure the job")
+    func runJSON() throws {
+        let folder = FileManager.default.temporaryDirectory.appendingPathComponent("flotilla-runjson-\(UUID().uuidString.prefix(8))").path
+        try FileManager.default.createDirectory(atPath: folder, withIntermediateDirectories: true)
+        let lines = (0..<200).map { #"{"id":"r\#($0)","n":\#($0)}"# }.joined(separator: "\n") + "\n"
+        try lines.write(toFile: "\(folder)/data.jsonl", atomically: true, encoding: .utf8)
+        let job = "runjson-\(UUID().uuidString.prefix(8).lowercased())"
+        try """
+            job: \(job)
+            inputs: [{file: data.jsonl}]
+            shard: { samples: 10 }
+            stages: [{name: echo, builtin: identity}]
+            workers: { min: 2, max: 2 }
+            """.write(toFile: "\(folder)/job.yaml", atomically: true, encoding: .utf8)
+        let started = ContinuousClock.now
+        let run = try CommandRunner.run([CommandRunner.flotillaExecutable, "run", "\(folder)/job.yaml", "--json", "--log-dir", "\(folder)/logs"])
+        let wall = ContinuousClock.now - started
+        #expect(run.status == 0, "stderr: \(run.stderr)")
+        let stdout = run.stdout.split(separator: "\n")
+        #expect(stdout.count == 1, "stdout: \(run.stdout)")
+        let summary = try JSONDecoder().decode(JobStatusSummary.self, from: Data((stdout.last ?? "").utf8))
+        #expect(summary.done == 20 && summary.samples == 200)
+        let wallSeconds = try #require(summary.wallSeconds)
+        #expect(summary.seconds > 0 && summary.seconds <= wallSeconds)
+        #expect(wallSeconds <= Double(wall.components.seconds) + 1, "the summary's wall time fits inside the command's")
+        #expect(run.stderr.contains("finished:"), "the human summary is on stderr")
     }
 }

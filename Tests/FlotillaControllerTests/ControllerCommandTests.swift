@@ -9,7 +9,7 @@ struct ControllerCommandTests {
     static let faults = FaultConfig(maxAttempts: 1, heartbeat: .milliseconds(500), workerTimeout: .seconds(2),
                                     shardTimeout: .seconds(60), speculative: false)
 
-    @Test("Finishes a job whose shards are all acked: prints the status address and the JSON summary, exit 0")
+    @Test("Finishes a job whose shards are all acked: the status address on stderr, stdout the JSON summary alone, exit 0")
     func completes() async throws {
         let fixture = try await BrokerFixture()
         let harness = try await JobHarness(fixture: fixture, shards: 3, faults: Self.faults)
@@ -17,7 +17,8 @@ struct ControllerCommandTests {
         let output = try CommandRunner.run([CommandRunner.flotillaExecutable, "controller", "--job", harness.job,
                                             "--brokers", fixture.bootstrapServers, "--backend", "external", "--json"])
         #expect(output.status == 0, "stderr: \(output.stderr)")
-        #expect(output.stdout.contains("status at http://127.0.0.1:"))
+        #expect(output.stderr.contains("status at http://127.0.0.1:"))
+        #expect(output.stdout.split(separator: "\n").count == 1, "stdout: \(output.stdout)")
         let last = try #require(output.stdout.split(separator: "\n").last)
         let summary = try JSONDecoder().decode(JobStatusSummary.self, from: Data(last.utf8))
         #expect(summary.job == harness.job && summary.done == 3 && summary.dead == 0 && summary.samples == 6)

@@ -158,18 +158,19 @@ struct ShardLedgerRateStealTests {
     @Test("A fast idle worker takes its rate share of a slow worker's backlog, from the tail, in one go")
     func proportionalSteal() {
         var ledger = Fixtures.ledger(shards: 14, partition: { _ in 0 })
-        // w1 does 30 samples/s, w2 10 samples/s while busy.
+        // w1 does 3 samples/s, w2 1 sample/s while busy (shards of 2 samples).
         var fast = Fixtures.heartbeat("w1", at: 1_000, running: [(13, 0, 1)], partitions: [2, 3])
-        fast.samplesPerSecond = 30
+        fast.samplesPerSecond = 3
         ledger.apply(heartbeat: fast, receivedAt: 1_000)
         var slow = Fixtures.heartbeat("w2", at: 1_000, running: [(0, 0, 1)], queued: Array(1...12), partitions: [0, 1])
-        slow.samplesPerSecond = 10
+        slow.samplesPerSecond = 1
         ledger.apply(heartbeat: slow, receivedAt: 1_000)
         ledger.apply(ack: Fixtures.ack(13, worker: "w1"))
         ledger.apply(heartbeat: Fixtures.heartbeat("w1", at: 2_000, partitions: [2, 3]), receivedAt: 2_000)
         let stolen = ledger.tick(now: 2_100).reEnqueues
-        #expect(stolen.count == 9, "12 x 30 / (30 + 10)")
-        #expect(stolen.map(\.record.shard) == (4...12).reversed().map(Fixtures.id), "the tail of w2's queue, last first")
+        // w2 starts one more shard (2 samples at 1 sample/s: a heartbeat rounded up) before the steal reaches it.
+        #expect(stolen.count == 8, "(12 - 1) x 3 / (3 + 1)")
+        #expect(stolen.map(\.record.shard) == (5...12).reversed().map(Fixtures.id), "the tail of w2's queue, last first")
         #expect(Set(stolen.compactMap(\.partition)) == [2, 3])
     }
 }
@@ -190,5 +191,19 @@ struct ShardLedgerHungryTests {
         other.apply(heartbeat: Fixtures.heartbeat("w1", at: 1_000, running: [(0, 0, 1)], queued: [1], partitions: [0, 1]), receivedAt: 1_000)
         other.apply(heartbeat: Fixtures.heartbeat("w2", at: 1_000, running: [(2, 0, 1)], partitions: [2, 3]), receivedAt: 1_000)
         #expect(other.tick(now: 1_100).reEnqueues.isEmpty)
+    }
+}
+
+@Suite("ShardLedger stealing never takes what the donor will start first")
+struct ShardLedgerStealReachTests {
+    @Test("A backlog the donor starts within a heartbeat interval at its rate is not stolen from")
+    func quickBacklogIsLeftAlone() {
+        var ledger = Fixtures.ledger(shards: 14, partition: { _ in 0 })
+        var donor = Fixtures.heartbeat("w2", at: 1_000, running: [(0, 0, 1)], queued: Array(1...12), partitions: [0, 1])
+        donor.samplesPerSecond = 30  // 15 shards/s: its 12 queued shards start within 0.8 s
+        ledger.apply(heartbeat: donor, receivedAt: 1_000)
+        ledger.apply(heartbeat: Fixtures.heartbeat("w1", at: 1_000, partitions: [2, 3]), receivedAt: 1_000)
+        ledger.apply(heartbeat: Fixtures.heartbeat("w1", at: 2_000, partitions: [2, 3]), receivedAt: 2_000)
+        #expect(ledger.tick(now: 2_100).reEnqueues.isEmpty)
     }
 }
