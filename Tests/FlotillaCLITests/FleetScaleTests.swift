@@ -21,11 +21,12 @@ struct FleetScaleTests {
         let duplicates = try #require(summary["duplicates"] as? Int)
         let reasons = try await harness.reEnqueueReasons()
         let balancing = (reasons["stolen"] ?? 0) + (reasons["speculative"] ?? 0)
+        print("fleet scale (10 workers, 2 000 shards): re-enqueued \(reEnqueued) \(reasons), run twice \(duplicates)")
         #expect(summary["done"] as? Int == 2_000)
         // No storm and no false loss: re-enqueues for any reason but balancing stay within 1 %.
         #expect(reEnqueued - balancing <= 20, "re-enqueued \(reEnqueued) of 2 000 shards: \(reasons)")
         // Stealing is balancing, and bounded. The release fleet steals nothing here (tools/bench/scale);
-        // ten debug-build workers on 2 cores run unevenly and steal 6-14 % (measured).
+        // ten debug-build workers on 2 cores run unevenly and steal 1-14 % (measured), running 0.2-1 % twice.
         #expect(balancing <= 300, "re-enqueued \(reEnqueued) of 2 000 shards: \(reasons)")
         #expect(duplicates <= 40, "\(duplicates) shards ran twice; re-enqueues \(reasons)")
         let (lines, status) = try harness.results()
