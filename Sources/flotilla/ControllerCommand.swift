@@ -58,6 +58,9 @@ struct ControllerCommand: AsyncParsableCommand {
 
     func run() async throws {
         try await exitOnFlotillaError {
+            if let problem = KafkaOptions.problem(withBrokers: brokers) {
+                throw FlotillaError(.invalidConfiguration, "--brokers '\(brokers)': \(problem)")
+            }
             if backend == "kubernetes" {
                 throw FlotillaError(.invalidConfiguration, "the kubernetes backend is not implemented yet; use --backend local or external")
             }

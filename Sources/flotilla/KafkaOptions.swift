@@ -27,6 +27,9 @@ struct KafkaOptions: ParsableArguments {
                 .invalidConfiguration,
                 "no Kafka brokers: pass --brokers HOST:PORT\(specHasBrokers ? " or set kafka.brokers in the job spec" : "")")
         }
+        if let problem = Self.problem(withBrokers: servers) {
+            throw FlotillaError(.invalidConfiguration, "\(brokers == nil ? "kafka.brokers" : "--brokers") '\(servers)': \(problem)")
+        }
         guard timeout > 0, timeout.isFinite else {
             throw FlotillaError(.invalidConfiguration, "--timeout must be a positive number of seconds, not \(timeout)")
         }
@@ -43,6 +46,21 @@ struct KafkaOptions: ParsableArguments {
         }
         return BrokerConnection(bootstrapServers: servers, properties: properties,
                                 timeout: .milliseconds(Int64((timeout * 1000).rounded())))
+    }
+}
+
+extension KafkaOptions {
+    /// Why a bootstrap list is not `host:port[,host:port...]`, nil when it is. Checked up front:
+    /// librdkafka would only answer "No brokers configured" after the full timeout.
+    static func problem(withBrokers servers: String) -> String? {
+        for entry in servers.split(separator: ",", omittingEmptySubsequences: false).map({ $0.trimmingCharacters(in: .whitespaces) }) {
+            if entry.contains("://") { return "'\(entry)' has a scheme; give host:port, e.g. 127.0.0.1:9092" }
+            guard let colon = entry.lastIndex(of: ":"), colon != entry.startIndex,
+                  let port = Int(entry[entry.index(after: colon)...]), (1...65_535).contains(port) else {
+                return "'\(entry)' is not host:port (e.g. 127.0.0.1:9092)"
+            }
+        }
+        return nil
     }
 }
 

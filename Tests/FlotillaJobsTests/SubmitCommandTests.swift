@@ -122,4 +122,25 @@ struct SubmitCommandTests {
         let statusNoBrokers = try JobsTest.flotilla(["status", "some-job"])
         #expect(statusNoBrokers.status == 2)
     }
+
+    @Test("A --brokers value that is not host:port is refused at once (exit 2), naming the value, for every command")
+    func badBrokersSyntax() throws {
+        for arguments in [["submit", Self.quickstart], ["status", "some-job"], ["results", "some-job"],
+                          ["controller", "--job", "some-job"], ["worker", "--job", "some-job"]] {
+            for brokers in ["http://127.0.0.1:9092", "127.0.0.1", "127.0.0.1:99999"] {
+                let started = ContinuousClock.now
+                let run = try JobsTest.flotilla(arguments + ["--brokers", brokers])
+                #expect(run.status == 2, "\(arguments) --brokers \(brokers): \(run.stderr)")
+                #expect(run.stderr.contains("'\(brokers)'"), "\(arguments): \(run.stderr)")
+                #expect(ContinuousClock.now - started < .seconds(3))
+            }
+        }
+    }
+
+    @Test("flotilla --version prints the version")
+    func version() throws {
+        let run = try JobsTest.flotilla(["--version"])
+        #expect(run.status == 0)
+        #expect(run.stdout.hasPrefix("flotilla "))
+    }
 }
