@@ -260,7 +260,7 @@ extension ControllerService {
             status.desiredWorkers = fleet.desired
             status.updatedAt = now
             status.heartbeatLagMs = run.heartbeatLagMs
-            status.tickMs = Double(tickTime.components.attoseconds) / 1e15 + Double(tickTime.components.seconds) * 1_000
+            status.tickMs = Double(tickTime.milliseconds)
             // Rate over the live workers' own measure: it moves within a heartbeat, not per shard.
             let rate = status.workers.filter { !$0.lost }.reduce(0) { $0 + $1.samplesPerSecond }
             status.samplesPerSecond = rate

@@ -31,7 +31,7 @@ public struct ControllerStatus: Sendable, Hashable, Codable {
     /// The largest delay from a worker sending a heartbeat to this controller applying it, since
     /// the previous snapshot (ms): how far the controller's view lags the fleet.
     public var heartbeatLagMs: Int64 = 0
-    /// How long the last tick took: the ledger's rules, publishing their actions, fleet upkeep (ms).
+    /// How long the last tick took, in whole ms: the ledger's rules, publishing their actions, fleet upkeep.
     public var tickMs: Double = 0
 
     public init(job: String, state: String = "starting") {

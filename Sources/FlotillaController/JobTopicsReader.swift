@@ -6,7 +6,7 @@ import RdKafka
 /// each has been read to its end once: the controller's replay.
 ///
 /// The ends come from end-of-partition events, not high watermarks (which Tansu reports wrongly).
-/// Two consumers: the shards topic (8 partitions per worker) apart from the few partitions the
+/// Two consumers: the shards topic (its many partitions) apart from the few partitions the
 /// fleet's liveness depends on (heartbeats, acks, control, jobs, DLQ). One fetch covering them
 /// all took ~200 ms on a loaded Tansu with 86 partitions, and heartbeats then reached the
 /// controller more slowly than ten workers sent them: the fleet looked lost (measured).

@@ -176,7 +176,7 @@ public final class Worker: Sendable {
                     heartbeatWake.signal()
                     return
                 case .some(.some(let shard)):
-                    if isRunning(shard) {
+                    if holdsCopy(of: shard) {
                         // Its express copy runs now: once acked, this copy is skipped and its offset released.
                         state.withLock { $0.queue.append(shard) }
                         await schedulerWake.wait(upTo: .milliseconds(20))
@@ -234,7 +234,7 @@ public final class Worker: Sendable {
     }
 
     /// Whether another copy of the same attempt runs or waits to be published here.
-    private func isRunning(_ shard: QueuedShard) -> Bool {
+    private func holdsCopy(of shard: QueuedShard) -> Bool {
         state.withLock { state in
             let record = shard.record
             return state.running.values.contains { $0.queued.record.shard == record.shard && $0.queued.record.attempt == record.attempt }
