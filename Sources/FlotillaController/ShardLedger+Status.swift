@@ -28,6 +28,8 @@ public struct WorkerView: Sendable, Hashable, Codable {
     public var idle: Bool
     public var partitions: [Int]
     public var samplesPerSecond: Double
+    /// The worker process's own CPU per finished sample so far, in µs (nil before it reports one).
+    public var cpuMicrosPerSample: Double?
 }
 
 extension ShardLedger {
@@ -104,7 +106,8 @@ extension ShardLedger {
             WorkerView(id: worker.id, pid: worker.pid, host: worker.host, state: worker.lost ? "lost" : worker.state.rawValue,
                        lost: worker.lost, lastHeartbeatAgoMs: max(0, now - worker.lastSeen),
                        inFlight: worker.inFlight.map(\.shard), queued: worker.queued.count, idle: worker.idle,
-                       partitions: worker.partitions ?? [], samplesPerSecond: worker.samplesPerSecond)
+                       partitions: worker.partitions ?? [], samplesPerSecond: worker.samplesPerSecond,
+                       cpuMicrosPerSample: worker.usage?.microsPerSample.map { ($0 * 100).rounded() / 100 })
         }
     }
 
@@ -125,6 +128,7 @@ extension ShardLedger {
         return JobStatusSummary(
             job: job, shards: max(expectedShards ?? 0, shards.count), done: winners.count, dead: dead,
             samples: samples, failedSamples: failedSamples, seconds: seconds, wallSeconds: wallSeconds,
-            reEnqueued: reEnqueues.values.reduce(0, +), duplicates: duplicates)
+            reEnqueued: reEnqueues.values.reduce(0, +), duplicates: duplicates,
+            workerCPU: WorkerUsage.total(workers.values.compactMap(\.usage)).map(WorkerCPU.init))
     }
 }

@@ -126,6 +126,7 @@ public struct ShardLedger: Sendable, Hashable {
         worker.idle = heartbeat.idle
         worker.partitions = heartbeat.partitions
         worker.samplesPerSecond = heartbeat.samplesPerSecond
+        if let usage = heartbeat.usage { worker.usage = usage }
         // A smoothed rate of the worker while it works (an idle worker reports 0): stealing
         // splits a backlog between thief and donor in proportion to their rates.
         if !heartbeat.idle, heartbeat.samplesPerSecond > 0 {
@@ -312,6 +313,8 @@ struct WorkerEntry: Sendable, Hashable {
     /// Shards-topic partition → the offset of the next record it will receive (from heartbeats).
     var positions: [Int: Int64] = [:]
     var samplesPerSecond = 0.0
+    /// The worker's own cost so far, from its last heartbeat that reported it.
+    var usage: WorkerUsage?
     /// Smoothed samples per second while busy (0 until measured).
     var rate = 0.0
     var lost = false

@@ -35,12 +35,15 @@ public struct HeartbeatRecord: FlotillaRecord, Hashable {
     /// below it was delivered. The final reconcile re-publishes only records an idle owner has
     /// moved past without finishing them. Optional (v1).
     public var positions: [PartitionPosition]?
+    /// What the worker process has cost so far. Optional (v1).
+    public var usage: WorkerUsage?
 
     public init(
         job: String, worker: String, host: String, pid: Int, time: Int64 = Timestamp.now(),
         state: WorkerState = .running, inFlight: [InFlightShard] = [], queued: [String] = [],
         idle: Bool? = nil, samplesPerSecond: Double = 0, predictors: [PredictorStatus] = [],
-        partitions: [Int]? = nil, committed: [CommittedShard]? = nil, positions: [PartitionPosition]? = nil
+        partitions: [Int]? = nil, committed: [CommittedShard]? = nil, positions: [PartitionPosition]? = nil,
+        usage: WorkerUsage? = nil
     ) {
         self.job = job
         self.worker = worker
@@ -56,6 +59,37 @@ public struct HeartbeatRecord: FlotillaRecord, Hashable {
         self.partitions = partitions
         self.committed = committed
         self.positions = positions
+        self.usage = usage
+    }
+}
+
+/// A worker process's own cost since it started: CPU of the worker process alone (`getrusage`,
+/// user + system, every thread; predictor child processes excluded, in-process builtins included)
+/// and the work it finished (shards committed, their samples).
+public struct WorkerUsage: Sendable, Hashable, Codable {
+    public var cpuSeconds: Double
+    public var samples: Int
+    public var shards: Int
+
+    public init(cpuSeconds: Double, samples: Int, shards: Int) {
+        self.cpuSeconds = cpuSeconds.isFinite ? cpuSeconds : 0
+        self.samples = samples
+        self.shards = shards
+    }
+
+    /// CPU microseconds per finished sample (nil before the first).
+    public var microsPerSample: Double? { samples > 0 ? cpuSeconds * 1e6 / Double(samples) : nil }
+    /// CPU milliseconds per finished shard (nil before the first).
+    public var millisPerShard: Double? { shards > 0 ? cpuSeconds * 1e3 / Double(shards) : nil }
+
+    /// The sum of several workers' usage.
+    public static func total(_ usages: some Sequence<WorkerUsage>) -> WorkerUsage? {
+        var total: WorkerUsage?
+        for usage in usages {
+            total = WorkerUsage(cpuSeconds: (total?.cpuSeconds ?? 0) + usage.cpuSeconds,
+                                samples: (total?.samples ?? 0) + usage.samples, shards: (total?.shards ?? 0) + usage.shards)
+        }
+        return total
     }
 }
 

@@ -25,10 +25,14 @@ public struct JobStatusSummary: Sendable, Hashable, Codable {
     public var reEnqueued: Int
     /// Done acks beyond the first per shard: executions whose results readers discard.
     public var duplicates: Int
+    /// The fleet's own CPU: the worker processes' CPU summed over every worker that reported it,
+    /// against the samples and shards they committed (optional).
+    public var workerCPU: WorkerCPU?
 
     public init(
         job: String, shards: Int, done: Int, dead: Int, samples: Int, failedSamples: Int,
-        seconds: Double, wallSeconds: Double? = nil, samplesPerSecond: Double? = nil, reEnqueued: Int = 0, duplicates: Int = 0
+        seconds: Double, wallSeconds: Double? = nil, samplesPerSecond: Double? = nil, reEnqueued: Int = 0, duplicates: Int = 0,
+        workerCPU: WorkerCPU? = nil
     ) {
         self.job = job
         self.shards = shards
@@ -42,5 +46,20 @@ public struct JobStatusSummary: Sendable, Hashable, Codable {
         self.samplesPerSecond = rate.isFinite ? rate : 0
         self.reEnqueued = reEnqueued
         self.duplicates = duplicates
+        self.workerCPU = workerCPU
+    }
+}
+
+/// The workers' CPU over a job (see ``WorkerUsage``): a regression in the framework's per-sample
+/// cost shows in every run.
+public struct WorkerCPU: Sendable, Hashable, Codable {
+    public var seconds: Double
+    public var microsPerSample: Double?
+    public var millisPerShard: Double?
+
+    public init(_ usage: WorkerUsage) {
+        seconds = (usage.cpuSeconds * 1000).rounded() / 1000
+        microsPerSample = usage.microsPerSample.map { ($0 * 100).rounded() / 100 }
+        millisPerShard = usage.millisPerShard.map { ($0 * 1000).rounded() / 1000 }
     }
 }

@@ -34,6 +34,12 @@ public struct RecordCodec: Sendable {
 
     /// The record as JSON bytes with `"v": 1`.
     public func encode<T: FlotillaRecord>(_ record: T) -> [UInt8] {
+        if let writable = record as? any JSONWritableRecord {
+            var out: [UInt8] = []
+            out.reserveCapacity(256)
+            writable.writeJSON(into: &out)
+            return out
+        }
         let versioned = VersionedRecord(record: record)
         do {
             return Array(try encoder.value.encode(versioned))
@@ -111,6 +117,12 @@ public struct RecordCodec: Sendable {
             return name
         }
     }
+}
+
+/// A record that writes its own JSON (the same object its `Codable` form gives, `"v"` included),
+/// for records written once per sample.
+public protocol JSONWritableRecord {
+    func writeJSON(into out: inout [UInt8])
 }
 
 /// Writes `"v"` beside the record's own fields, in the same JSON object.

@@ -19,8 +19,8 @@ public struct ResultRecord: FlotillaRecord, Hashable {
 
     /// A sample's output or error.
     public enum Outcome: Sendable, Hashable {
-        /// The last stage's output (any JSON value, null included).
-        case output(JSONValue)
+        /// The last stage's output (any JSON value, null included), as the bytes the model wrote.
+        case output(JSONBytes)
         /// Why the sample has no output.
         case error(String)
     }
@@ -35,9 +35,12 @@ public struct ResultRecord: FlotillaRecord, Hashable {
         self.stage = stage
     }
 
-    /// The output, if the sample succeeded.
-    public var output: JSONValue? {
-        if case .output(let value) = outcome { return value }
+    /// The output as a tree, if the sample succeeded.
+    public var output: JSONValue? { outputBytes?.value }
+
+    /// The output's bytes, if the sample succeeded.
+    public var outputBytes: JSONBytes? {
+        if case .output(let bytes) = outcome { return bytes }
         return nil
     }
 
@@ -60,7 +63,7 @@ public struct ResultRecord: FlotillaRecord, Hashable {
         stage = try container.decodeIfPresent(String.self, forKey: .stage)
         switch (container.contains(.output), container.contains(.error)) {
         case (true, false):
-            outcome = .output(try container.decode(JSONValue.self, forKey: .output))
+            outcome = .output(try container.decode(JSONBytes.self, forKey: .output))
         case (false, true):
             outcome = .error(try container.decode(String.self, forKey: .error))
         case (true, true):
@@ -84,5 +87,41 @@ public struct ResultRecord: FlotillaRecord, Hashable {
         case .error(let message): try container.encode(message, forKey: .error)
         }
         try container.encodeIfPresent(stage, forKey: .stage)
+    }
+}
+
+extension ResultRecord: JSONWritableRecord {
+    /// The same object `Codable` writes (sorted keys, `"v"`), with the output spliced in as bytes:
+    /// one result per sample makes this the hottest record.
+    public func writeJSON(into out: inout [UInt8]) {
+        JSONWriter.raw(#"{"attempt":"#, into: &out)
+        JSONWriter.write(attempt, into: &out)
+        switch outcome {
+        case .error(let message):
+            JSONWriter.raw(#","error":"#, into: &out)
+            JSONWriter.write(message, into: &out)
+            JSONWriter.raw(#","id":"#, into: &out)
+            JSONWriter.write(id, into: &out)
+            JSONWriter.raw(#","job":"#, into: &out)
+            JSONWriter.write(job, into: &out)
+        case .output(let bytes):
+            JSONWriter.raw(#","id":"#, into: &out)
+            JSONWriter.write(id, into: &out)
+            JSONWriter.raw(#","job":"#, into: &out)
+            JSONWriter.write(job, into: &out)
+            JSONWriter.raw(#","output":"#, into: &out)
+            out.append(contentsOf: bytes.bytes)
+        }
+        JSONWriter.raw(#","run":"#, into: &out)
+        JSONWriter.write(run, into: &out)
+        JSONWriter.raw(#","shard":"#, into: &out)
+        JSONWriter.write(shard, into: &out)
+        if let stage {
+            JSONWriter.raw(#","stage":"#, into: &out)
+            JSONWriter.write(stage, into: &out)
+        }
+        JSONWriter.raw(#","v":"#, into: &out)
+        JSONWriter.write(RecordCodec.version, into: &out)
+        out.append(UInt8(ascii: "}"))
     }
 }

@@ -2,13 +2,19 @@
 public struct Sample: Sendable, Hashable {
     /// The sample's id: the input's `id` field or column, else `<file>:<line>` (1-based line).
     public var id: String
-    /// The sample's input, or a message saying why the raw record is not a valid sample
-    /// (invalid UTF-8, malformed JSON, ragged CSV row). An unreadable sample becomes an error result.
-    public var input: Result<JSONValue, SampleError>
+    /// The sample's input as the JSON bytes it arrived in (a CSV row: its object, written once), or
+    /// a message saying why the raw record is not a valid sample (invalid UTF-8, malformed JSON,
+    /// ragged CSV row). An unreadable sample becomes an error result.
+    public var input: Result<JSONBytes, SampleError>
 
-    public init(id: String, input: Result<JSONValue, SampleError>) {
+    public init(id: String, input: Result<JSONBytes, SampleError>) {
         self.id = id
         self.input = input
+    }
+
+    /// A sample whose input is `value`, written as compact JSON.
+    public init(id: String, value: JSONValue) {
+        self.init(id: id, input: .success(JSONBytes(value)))
     }
 }
 

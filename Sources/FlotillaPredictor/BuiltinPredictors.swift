@@ -5,7 +5,7 @@ public protocol BuiltinPredictor: Sendable {
     /// The name a job spec uses (`builtin: hash-embed`).
     var name: String { get }
     /// One output or one error per input, in order. Must not block on I/O.
-    func predict(_ inputs: [JSONValue]) -> [Result<JSONValue, PredictionError>]
+    func predict(_ inputs: [JSONBytes]) -> [Result<JSONBytes, PredictionError>]
 }
 
 /// The builtin predictors, by name.
@@ -25,7 +25,7 @@ public enum BuiltinPredictors {
 public struct IdentityPredictor: BuiltinPredictor {
     public let name = "identity"
     public init() {}
-    public func predict(_ inputs: [JSONValue]) -> [Result<JSONValue, PredictionError>] {
+    public func predict(_ inputs: [JSONBytes]) -> [Result<JSONBytes, PredictionError>] {
         inputs.map { .success($0) }
     }
 }

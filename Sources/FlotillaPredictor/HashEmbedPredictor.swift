@@ -15,10 +15,10 @@ public struct HashEmbedPredictor: BuiltinPredictor {
 
     public init() {}
 
-    public func predict(_ inputs: [JSONValue]) -> [Result<JSONValue, PredictionError>] {
+    public func predict(_ inputs: [JSONBytes]) -> [Result<JSONBytes, PredictionError>] {
         inputs.map { input in
-            let (vector, count) = Self.embed(Self.text(of: input))
-            return .success(.object(["embedding": .array(vector.map { .double($0) }), "tokens": .int(Int64(count))]))
+            let (vector, count) = Self.embed(Self.text(of: input.value))
+            return .success(JSONBytes(.object(["embedding": .array(vector.map { .double($0) }), "tokens": .int(Int64(count))])))
         }
     }
 
@@ -26,7 +26,7 @@ public struct HashEmbedPredictor: BuiltinPredictor {
     static func text(of input: JSONValue) -> String {
         if case .string(let text) = input { return text }
         if case .string(let text) = input["text"] ?? .null { return text }
-        return String(decoding: FrameJSON.serialize(input), as: UTF8.self)
+        return String(decoding: JSONWriter.bytes(input), as: UTF8.self)
     }
 
     /// The embedding of `text` and its token count.

@@ -32,7 +32,7 @@ public actor PredictorPool {
 
     /// The outcome of one try of one batch.
     enum Attempt {
-        case outputs([Result<JSONValue, PredictionError>])
+        case outputs([Result<JSONBytes, PredictionError>])
         case batchError(String)
         case fault(ProcessFault)
         case unavailable(PredictionError)
@@ -114,7 +114,7 @@ public actor PredictorPool {
 
     /// Runs `samples` through the model: one result per sample, in order. Never throws: faults
     /// become error results once retries are exhausted.
-    public func predict(_ samples: [PredictorSample]) async -> [Result<JSONValue, PredictionError>] {
+    public func predict(_ samples: [PredictorSample]) async -> [Result<JSONBytes, PredictionError>] {
         if samples.isEmpty { return [] }
         let size = min(config.batchSize, childMaxBatch ?? .max)
         if samples.count <= size { return await predictBatch(samples) }
@@ -124,11 +124,11 @@ public actor PredictorPool {
             chunks.append(Array(samples[index..<min(index + size, samples.count)]))
             index += size
         }
-        return await withTaskGroup(of: (Int, [Result<JSONValue, PredictionError>]).self) { group in
+        return await withTaskGroup(of: (Int, [Result<JSONBytes, PredictionError>]).self) { group in
             for (i, chunk) in chunks.enumerated() {
                 group.addTask { (i, await self.predictBatch(chunk)) }
             }
-            var parts = [[Result<JSONValue, PredictionError>]](repeating: [], count: chunks.count)
+            var parts = [[Result<JSONBytes, PredictionError>]](repeating: [], count: chunks.count)
             for await (i, part) in group { parts[i] = part }
             return parts.flatMap { $0 }
         }
@@ -189,8 +189,8 @@ public actor PredictorPool {
 
     // MARK: - Batches
 
-    func predictBatch(_ samples: [PredictorSample]) async -> [Result<JSONValue, PredictionError>] {
-        let results: [Result<JSONValue, PredictionError>]
+    func predictBatch(_ samples: [PredictorSample]) async -> [Result<JSONBytes, PredictionError>] {
+        let results: [Result<JSONBytes, PredictionError>]
         if phase != .running {
             results = samples.map { _ in .failure(phase == .created ? notStartedError : shutDownError) }
         } else if let builtin {
@@ -209,7 +209,7 @@ public actor PredictorPool {
     }
 
     /// Builtins run off the actor, on the global executor, so batches compute in parallel.
-    nonisolated static func runBuiltin(_ builtin: any BuiltinPredictor, _ samples: [PredictorSample], slowdown: Double, metrics: PredictorMetrics) async -> [Result<JSONValue, PredictionError>] {
+    nonisolated static func runBuiltin(_ builtin: any BuiltinPredictor, _ samples: [PredictorSample], slowdown: Double, metrics: PredictorMetrics) async -> [Result<JSONBytes, PredictionError>] {
         let clock = ContinuousClock()
         let start = clock.now
         let results = builtin.predict(samples.map(\.input))
@@ -220,7 +220,7 @@ public actor PredictorPool {
     }
 
     /// One batch with retries: faults up to `maxAttempts`, one retry after a batch-level error.
-    func runBatch(_ samples: [PredictorSample]) async -> [Result<JSONValue, PredictionError>] {
+    func runBatch(_ samples: [PredictorSample]) async -> [Result<JSONBytes, PredictionError>] {
         var faults = 0
         var batchErrors = 0
         while true {
@@ -253,9 +253,9 @@ public actor PredictorPool {
 
     /// Poison isolation: after a batch faulted `attempts` times, tries its halves once each and
     /// bisects the halves that fault, down to single samples, within 2⌈log2 n⌉+1 faulting tries.
-    func isolate(_ samples: [PredictorSample], after fault: ProcessFault, attempts: Int) async -> [Result<JSONValue, PredictionError>] {
+    func isolate(_ samples: [PredictorSample], after fault: ProcessFault, attempts: Int) async -> [Result<JSONBytes, PredictionError>] {
         logger.warning("batch failed on every attempt, bisecting it to isolate poison samples", metadata: ["flotilla.fault": "\(fault)", "flotilla.samples": "\(samples.count)"])
-        var results = [Result<JSONValue, PredictionError>?](repeating: nil, count: samples.count)
+        var results = [Result<JSONBytes, PredictionError>?](repeating: nil, count: samples.count)
         var budget = 2 * (Int.bitWidth - (samples.count - 1).leadingZeroBitCount) + 1
         var work: [Range<Int>] = Self.halves(0..<samples.count).reversed()
         while let range = work.popLast() {

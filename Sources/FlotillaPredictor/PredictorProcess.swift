@@ -16,13 +16,15 @@ import Synchronization
 /// with SIGKILL; the stdout reader then reaps the child, so no zombie is left.
 final class PredictorProcess: Sendable {
     enum Reply: Sendable, Equatable {
-        case outputs([Result<JSONValue, PredictionError>])
+        case outputs([Result<JSONBytes, PredictionError>])
         case batchError(String)
     }
 
     struct Hello: Sendable, Equatable {
         var name: String
         var maxBatch: Int?
+        /// The child takes predict frames as `ids`/`inputs` columns.
+        var columns = false
     }
 
     private enum Pending {
@@ -106,7 +108,8 @@ final class PredictorProcess: Sendable {
     /// Runs one batch. Faults come back as `.failure`; the process is then dead.
     func run(_ samples: [PredictorSample], timeout: Duration) async -> Result<Reply, ProcessFault> {
         // The pool runs one batch at a time per process, so the next seq is the one `begin` assigns.
-        let frame = PredictorProtocol.predictFrame(seq: state.withLock { $0.nextSeq }, samples: samples)
+        let frame = PredictorProtocol.predictFrame(seq: state.withLock { $0.nextSeq }, samples: samples,
+                                                   columns: hello?.columns ?? false)
         guard frame.count - 4 <= PredictorProtocol.maxFrameBytes else {
             // Not the process's fault: report it without killing anything.
             return .success(.batchError("the batch's request frame is \(frame.count) bytes, over the \(PredictorProtocol.maxFrameBytes)-byte limit; use a smaller batch size"))
@@ -279,13 +282,9 @@ final class PredictorProcess: Sendable {
             case .frame(let payload):
                 let message: ChildMessage
                 do {
-                    message = try ChildMessage(frame: try FrameJSON.parse(payload))
-                } catch let error as ProtocolViolation {
-                    fault(.protocolViolation(error.description))
-                    return
+                    message = try ChildMessage(payload: payload)
                 } catch {
-                    let preview = String(decoding: payload.prefix(60), as: UTF8.self).debugEscaped
-                    fault(.protocolViolation("a frame is not valid JSON (\(error)): \"\(preview)\""))
+                    fault(.protocolViolation(error.description))
                     return
                 }
                 if !deliver(message) { return }
@@ -304,8 +303,8 @@ final class PredictorProcess: Sendable {
         let action: Action = state.withLock { state in
             if state.fault != nil { return .none }
             switch (state.pending, message) {
-            case (.hello(let continuation), .hello(let name, let maxBatch)):
-                let hello = Hello(name: name, maxBatch: maxBatch)
+            case (.hello(let continuation), .hello(let name, let maxBatch, let columns)):
+                let hello = Hello(name: name, maxBatch: maxBatch, columns: columns)
                 state.hello = hello
                 state.pending = nil
                 state.deadline = nil

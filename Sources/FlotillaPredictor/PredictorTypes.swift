@@ -4,12 +4,17 @@ import FlotillaCore
 public struct PredictorSample: Sendable, Hashable {
     /// The sample id (sent to the child for its own logs).
     public var id: String
-    /// The model's input.
-    public var input: JSONValue
+    /// The model's input, as JSON bytes.
+    public var input: JSONBytes
 
-    public init(id: String, input: JSONValue) {
+    public init(id: String, input: JSONBytes) {
         self.id = id
         self.input = input
+    }
+
+    /// A sample whose input is `value`, written as compact JSON.
+    public init(id: String, value: JSONValue) {
+        self.init(id: id, input: JSONBytes(value))
     }
 }
 

@@ -68,26 +68,12 @@ enum SampleParser {
     ) -> Sample {
         // Built only when needed: interpolating it for every line costs more than the JSON parse.
         var fallbackID: String { "\(source):\(number)" }
-        guard isValidUTF8(line) else {
+        guard UTF8Validation.isValid(line) else {
             return Sample(id: fallbackID, input: .failure(SampleError("line \(number): invalid UTF-8")))
         }
         switch range.format {
         case .jsonl:
-            switch JSONLineParser.parse(line) {
-            case .failure(let error):
-                return Sample(id: fallbackID, input: .failure(SampleError("line \(number): \(error.message)")))
-            case .success(let value):
-                guard let idField = range.idField else { return Sample(id: fallbackID, input: .success(value)) }
-                switch value[idField] {
-                case .string(let id): return Sample(id: id, input: .success(value))
-                case .int(let id): return Sample(id: String(id), input: .success(value))
-                case nil, .null: return Sample(id: fallbackID, input: .success(value))
-                case .some(let other):
-                    return Sample(id: fallbackID, input: .failure(SampleError(
-                        "line \(number): id field '\(idField)' must be a string or an integer, got \(kind(of: other))"
-                    )))
-                }
-            }
+            return jsonSample(line, number: number, idField: range.idField, fallbackID: fallbackID)
         case .csv:
             switch CSVRow.split(line) {
             case .failure(let error):
@@ -98,15 +84,53 @@ enum SampleParser {
                         "line \(number): row has \(fields.count) fields, the header has \(columns.count)"
                     )))
                 }
-                var object: [String: JSONValue] = [:]
-                object.reserveCapacity(fields.count)
+                // The row's object is written once, in column order; it travels as these bytes.
+                var object: [UInt8] = [UInt8(ascii: "{")]
+                object.reserveCapacity(line.count + 8 * fields.count)
                 var id: String?
-                for (column, field) in zip(columns, fields) {
-                    object[column] = .string(field)
+                for (position, (column, field)) in zip(columns, fields).enumerated() {
+                    if position > 0 { object.append(UInt8(ascii: ",")) }
+                    JSONWriter.write(column, into: &object)
+                    object.append(UInt8(ascii: ":"))
+                    JSONWriter.write(field, into: &object)
                     if column == range.idField && !field.isEmpty { id = field }
                 }
-                return Sample(id: id ?? fallbackID, input: .success(.object(object)))
+                object.append(UInt8(ascii: "}"))
+                return Sample(id: id ?? fallbackID, input: .success(JSONBytes(trusted: object)))
             }
+        }
+    }
+
+    /// A JSON line validated in one scan that builds no tree; the id field is read on the way.
+    private static func jsonSample(
+        _ line: UnsafeBufferPointer<UInt8>, number: Int64, idField: String?, fallbackID: @autoclosure () -> String
+    ) -> Sample {
+        var scanner = JSONScanner(line)
+        scanner.skipWhitespace()
+        let start = scanner.index
+        var id = SampleID.absent
+        let valid: Bool
+        if let idField, scanner.current == UInt8(ascii: "{") {
+            valid = scanner.forEachMember { scanner, key in
+                guard key.matches(idField) else { return scanner.skipValue() }
+                id = SampleID.read(&scanner)  // a repeated key: the last one wins
+                return scanner.failure == nil
+            }
+        } else {
+            valid = scanner.skipValue()
+        }
+        let end = scanner.index
+        guard valid, scanner.expectEnd() else {
+            return Sample(id: fallbackID(), input: .failure(SampleError(
+                "line \(number): malformed JSON: \(scanner.failure ?? "unexpected input") at column \(scanner.index + 1)")))
+        }
+        let input = JSONBytes(trusted: Array(UnsafeBufferPointer(rebasing: line[start..<end])))
+        switch id {
+        case .absent: return Sample(id: fallbackID(), input: .success(input))
+        case .text(let text): return Sample(id: text, input: .success(input))
+        case .wrongType(let kind):
+            return Sample(id: fallbackID(), input: .failure(SampleError(
+                "line \(number): id field '\(idField ?? "")' must be a string or an integer, got \(kind)")))
         }
     }
 
@@ -117,33 +141,35 @@ enum SampleParser {
         return true
     }
 
-    /// ASCII fast path, 8 bytes at a time; the standard library's validator for the rest.
-    static func isValidUTF8(_ line: UnsafeBufferPointer<UInt8>) -> Bool {
-        guard let base = line.baseAddress else { return true }
-        var index = 0
-        let raw = UnsafeRawPointer(base)
-        while index + 8 <= line.count {
-            if raw.loadUnaligned(fromByteOffset: index, as: UInt64.self) & 0x8080_8080_8080_8080 != 0 {
-                return String(validating: line, as: UTF8.self) != nil
-            }
-            index += 8
-        }
-        while index < line.count {
-            if line[index] >= 0x80 { return String(validating: line, as: UTF8.self) != nil }
-            index += 1
-        }
-        return true
-    }
+}
 
-    private static func kind(of value: JSONValue) -> String {
-        switch value {
-        case .null: "null"
-        case .bool: "a boolean"
-        case .int: "an integer"
-        case .double: "a number with a fraction or exponent"
-        case .string: "a string"
-        case .array: "an array"
-        case .object: "an object"
+/// A sample's id field as read from its line.
+private enum SampleID {
+    /// Absent or null: the sample gets its `<source>:<line>` id.
+    case absent
+    case text(String)
+    /// Neither a string nor an integer; the kind is for the message.
+    case wrongType(String)
+
+    /// Reads the value at the scanner's cursor.
+    static func read(_ scanner: inout JSONScanner) -> SampleID {
+        switch scanner.current ?? 0 {
+        case UInt8(ascii: "\""): return scanner.string().map(SampleID.text) ?? .absent
+        case UInt8(ascii: "n"):
+            _ = scanner.skipValue()
+            return .absent
+        case UInt8(ascii: "-"), UInt8(ascii: "0")...UInt8(ascii: "9"):
+            if case .int(let number)? = scanner.number() { return .text(String(number)) }
+            return .wrongType("a number with a fraction or exponent")
+        case UInt8(ascii: "t"), UInt8(ascii: "f"):
+            _ = scanner.skipValue()
+            return .wrongType("a boolean")
+        case UInt8(ascii: "["):
+            _ = scanner.skipValue()
+            return .wrongType("an array")
+        default:
+            _ = scanner.skipValue()
+            return .wrongType("an object")
         }
     }
 }

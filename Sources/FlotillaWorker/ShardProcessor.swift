@@ -5,9 +5,12 @@ import Foundation
 
 /// Runs one shard through the pipeline: read (I/O) → stage 1 … stage k (predictor pools) → results.
 ///
-/// Batches of a stage run concurrently over the stage's pool; several shards run at once (the
-/// worker's slots), so reading one shard overlaps predicting another. In sequential mode every
-/// batch is awaited in turn, the benchmark baseline.
+/// Stages stream by batch: the shard's valid samples are cut into units of the largest stage batch
+/// size, and each unit goes through every stage on its own, so a unit that finished stage *k* is at
+/// stage *k+1* at once while the next unit is still at stage *k*. Every stage's pool stays busy
+/// even with one shard in flight; a pool splits a unit larger than its own batch size. Several
+/// shards run at once (the worker's slots), so reading one shard overlaps predicting another. In
+/// sequential mode units are awaited in turn, the benchmark baseline.
 struct ShardProcessor: Sendable {
     let job: String
     let stages: [(config: StageConfig, pool: PredictorPool)]
@@ -25,60 +28,74 @@ struct ShardProcessor: Sendable {
                  progress: @escaping @Sendable (Int) -> Void) async throws(FlotillaError) -> Outcome {
         let samples = try await reader.read(record.source)
         // Each sample carries either its current value or the error that ended it, and the stage that failed.
-        var values: [Result<JSONValue, StageFailure>] = samples.map { sample in
+        var values: [Result<JSONBytes, StageFailure>] = samples.map { sample in
             sample.input.mapError { StageFailure(stage: nil, message: $0.message) }
         }
-        for (index, stage) in stages.enumerated() {
-            if isAbandoned() { throw FlotillaError(.internal, "shard \(record.shard) abandoned") }
-            let isLast = index == stages.count - 1
-            values = await runStage(stage, samples: samples, values: values) { done in
-                if isLast { progress(done) }
+        let valid = values.indices.filter { if case .success = values[$0] { true } else { false } }
+        let size = max(1, stages.map(\.config.batch).max() ?? 1)
+        let units = stride(from: 0, to: valid.count, by: size).map { start in
+            valid[start..<min(start + size, valid.count)].map { index -> (Int, JSONBytes) in
+                guard case .success(let input) = values[index] else { preconditionFailure("only valid samples are batched") }
+                return (index, input)
             }
         }
+        let counter = ProgressCounter(total: samples.count - valid.count, report: progress)
+        let ids = samples.map(\.id)
+        if sequential {
+            for unit in units {
+                for (index, value) in await runStages(unit, ids: ids, isAbandoned: isAbandoned) { values[index] = value }
+                counter.add(unit.count)
+            }
+        } else {
+            await withTaskGroup(of: (count: Int, ended: [(Int, Result<JSONBytes, StageFailure>)]).self) { group in
+                for unit in units {
+                    group.addTask { (unit.count, await runStages(unit, ids: ids, isAbandoned: isAbandoned)) }
+                }
+                for await part in group {
+                    for (index, value) in part.ended { values[index] = value }
+                    counter.add(part.count)
+                }
+            }
+        }
+        if isAbandoned() { throw FlotillaError(.internal, "shard \(record.shard) abandoned") }
         var errors = 0
-        let results = zip(samples, values).map { sample, value in
+        let results = zip(ids, values).map { id, value in
             switch value {
             case .success(let output):
-                return ResultRecord(job: job, id: sample.id, shard: record.shard, attempt: record.attempt, run: run,
+                return ResultRecord(job: job, id: id, shard: record.shard, attempt: record.attempt, run: run,
                                     outcome: .output(output))
             case .failure(let failure):
                 errors += 1
-                return ResultRecord(job: job, id: sample.id, shard: record.shard, attempt: record.attempt, run: run,
+                return ResultRecord(job: job, id: id, shard: record.shard, attempt: record.attempt, run: run,
                                     outcome: .error(failure.message), stage: failure.stage)
             }
         }
         return Outcome(results: results, errorSamples: errors)
     }
 
-    /// One stage over every still-valid sample, in batches of the stage's size.
-    private func runStage(_ stage: (config: StageConfig, pool: PredictorPool), samples: [Sample],
-                     values: [Result<JSONValue, StageFailure>], progress: @escaping @Sendable (Int) -> Void) async -> [Result<JSONValue, StageFailure>] {
-        let pending = values.indices.filter { if case .success = values[$0] { true } else { false } }
-        let batches = stride(from: 0, to: pending.count, by: stage.config.batch).map {
-            Array(pending[$0..<min($0 + stage.config.batch, pending.count)])
-        }
-        var output = values
-        let counter = ProgressCounter(total: values.count - pending.count, report: progress)
-        func predict(_ batch: [Int]) async -> [(Int, Result<JSONValue, StageFailure>)] {
-            let inputs = batch.map { index -> PredictorSample in
-                guard case .success(let value) = values[index] else { preconditionFailure("only valid samples are batched") }
-                return PredictorSample(id: samples[index].id, input: value)
+    /// One unit of (sample index, input) through every stage; a sample that fails a stage leaves
+    /// the unit with its error. Stops early when the shard is abandoned.
+    private func runStages(_ unit: [(Int, JSONBytes)], ids: [String],
+                           isAbandoned: @Sendable () -> Bool) async -> [(Int, Result<JSONBytes, StageFailure>)] {
+        var current = unit
+        var ended: [(Int, Result<JSONBytes, StageFailure>)] = []
+        for stage in stages {
+            if current.isEmpty || isAbandoned() { break }
+            let answers = await stage.pool.predict(current.map { PredictorSample(id: ids[$0.0], input: $0.1) })
+            var next: [(Int, JSONBytes)] = []
+            next.reserveCapacity(current.count)
+            for ((index, _), answer) in zip(current, answers) {
+                switch answer {
+                case .success(let output): next.append((index, output))
+                case .failure(let error):
+                    let name = stage.config.name
+                    ended.append((index, .failure(StageFailure(stage: name, message: "\(name): \(error.message)"))))
+                }
             }
-            let answers = await stage.pool.predict(inputs)
-            counter.add(batch.count)
-            return zip(batch, answers).map { index, answer in
-                (index, answer.mapError { StageFailure(stage: stage.config.name, message: "\(stage.config.name): \($0.message)") })
-            }
+            current = next
         }
-        if sequential {
-            for batch in batches { for (index, value) in await predict(batch) { output[index] = value } }
-        } else {
-            await withTaskGroup(of: [(Int, Result<JSONValue, StageFailure>)].self) { group in
-                for batch in batches { group.addTask { await predict(batch) } }
-                for await part in group { for (index, value) in part { output[index] = value } }
-            }
-        }
-        return output
+        ended.append(contentsOf: current.map { ($0.0, .success($0.1)) })
+        return ended
     }
 }
 

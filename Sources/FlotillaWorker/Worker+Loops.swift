@@ -89,6 +89,7 @@ extension Worker {
         let now = ContinuousClock.now
         let seconds = max(0.001, Double((now - last).components.seconds) + Double((now - last).components.attoseconds) / 1e18)
         last = now
+        let cpuSeconds = ProcessUsage.cpuSeconds()
         let heartbeat = state.withLock { state in
             defer {
                 state.samplesSinceHeartbeat = 0
@@ -114,7 +115,8 @@ extension Worker {
                 partitions: state.assigned.map { Int($0.partition) }.sorted(),
                 committed: state.committed,
                 positions: state.positions.map { PartitionPosition(partition: Int($0.key.partition), next: $0.value) }
-                    .sorted { $0.partition < $1.partition })
+                    .sorted { $0.partition < $1.partition },
+                usage: WorkerUsage(cpuSeconds: cpuSeconds, samples: state.samplesDone, shards: state.shardsDone))
         }
         let message = OutgoingMessage.record(heartbeat, topic: runtime.topics.heartbeats, key: options.workerID)
         do {

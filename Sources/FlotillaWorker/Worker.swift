@@ -288,6 +288,7 @@ public final class Worker: Sendable {
             _ = state.offsets.commitOffsets(advance: true)
             state.samplesSinceHeartbeat += samples
             state.shardsDone += batch.count
+            state.samplesDone += samples
             state.publishing = []
             state.committed += batch.filter { $0.ack.status == .done }.map {
                 CommittedShard(shard: $0.ack.shard, attempt: $0.ack.attempt, run: $0.ack.run, samples: $0.ack.samples)

@@ -37,6 +37,8 @@ struct WorkerState: Sendable {
     var stopping: WorkerExit?
     var samplesSinceHeartbeat = 0
     var shardsDone = 0
+    /// Samples of every shard published, since the worker started (for its CPU per sample).
+    var samplesDone = 0
 
     /// Drops queued shards and abandons running ones of partitions this worker lost.
     mutating func revoke(_ partitions: [TopicPartition]) {

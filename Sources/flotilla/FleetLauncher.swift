@@ -41,7 +41,7 @@ enum FleetLauncher {
         let say: (String) -> Void = json ? { printError($0) } : { print($0) }
         switch outcome {
         case .completed:
-            say("\(command): job \(summary.job) finished: \(summary.done)/\(summary.shards) shards done, \(summary.dead) dead-lettered, \(summary.samples) samples (\(summary.failedSamples) failed) in \(String(format: "%.1f", summary.seconds)) s of processing (\(String(format: "%.1f", summary.wallSeconds ?? summary.seconds)) s since submit), \(String(format: "%.0f", summary.samplesPerSecond)) samples/s")
+            say("\(command): job \(summary.job) finished: \(summary.done)/\(summary.shards) shards done, \(summary.dead) dead-lettered, \(summary.samples) samples (\(summary.failedSamples) failed) in \(String(format: "%.1f", summary.seconds)) s of processing (\(String(format: "%.1f", summary.wallSeconds ?? summary.seconds)) s since submit), \(String(format: "%.0f", summary.samplesPerSecond)) samples/s\(summary.workerCPU?.microsPerSample.map { String(format: "; worker CPU %.1f µs/sample", $0) } ?? "")")
         case .cancelled:
             say("\(command): job \(summary.job) was cancelled: \(summary.done)/\(summary.shards) shards done")
         }

@@ -66,6 +66,9 @@ struct StatusCommand: AsyncParsableCommand {
         if c.reEnqueued > 0 || c.duplicates > 0 {
             print("  re-enqueued attempts: \(c.reEnqueued), duplicate executions: \(c.duplicates)")
         }
+        if let cpu = c.workerCPU, let perSample = cpu.microsPerSample {
+            print("  worker CPU: \(String(format: "%.1f", cpu.seconds)) s, \(String(format: "%.1f", perSample)) µs/sample, \(String(format: "%.2f", cpu.millisPerShard ?? 0)) ms/shard")
+        }
         if let summary = report.manifest.summary {
             print("  final summary (\(report.manifest.status.rawValue)): \(summary.done) of \(summary.shards) shards done, \(summary.dead) dead, \(summary.samples) samples (\(summary.failedSamples) errors) in \(String(format: "%.1f", summary.seconds)) s")
         }

@@ -54,7 +54,7 @@ struct RecordCodecTests {
             queued: ["s000006"], samplesPerSecond: 123.5,
             predictors: [PredictorStatus(stage: "classify", processes: 2, busy: 1, restarts: 3)], partitions: [0, 7]))
         try roundTrip(HeartbeatRecord(job: "j1", worker: "w-2", host: "h", pid: 1, time: 1))
-        try roundTrip(ResultRecord(job: "j1", id: "a", shard: "s1", attempt: 0, run: "r", outcome: .output(.object(["label": .int(3)]))))
+        try roundTrip(ResultRecord(job: "j1", id: "a", shard: "s1", attempt: 0, run: "r", outcome: .output(JSONBytes(.object(["label": .int(3)])))))
         try roundTrip(ResultRecord(job: "j1", id: "b", shard: "s1", attempt: 0, run: "r", outcome: .output(.null)))
         try roundTrip(ResultRecord(job: "j1", id: "c", shard: "s1", attempt: 0, run: "r", outcome: .error("bad input"), stage: "classify"))
         try roundTrip(ControlRecord(job: "j1", target: "*", command: .cancel, reason: "cancelled by user", time: 3))
@@ -74,7 +74,7 @@ struct RecordCodecTests {
         let ack = AckRecord(job: "j", shard: "s000001", attempt: 0, run: "r", worker: "w", samples: 2, startedAt: 1, finishedAt: 2)
         #expect(text(codec.encode(ack))
             == #"{"attempt":0,"errorSamples":0,"finishedAt":2,"job":"j","run":"r","samples":2,"shard":"s000001","startedAt":1,"status":"done","v":1,"worker":"w"}"#)
-        let result = ResultRecord(job: "j", id: "a/b", shard: "s", attempt: 1, run: "r", outcome: .output(.array([.int(1), .double(0.5)])))
+        let result = ResultRecord(job: "j", id: "a/b", shard: "s", attempt: 1, run: "r", outcome: .output(JSONBytes(.array([.int(1), .double(0.5)]))))
         #expect(text(codec.encode(result)) == #"{"attempt":1,"id":"a/b","job":"j","output":[1,0.5],"run":"r","shard":"s","v":1}"#)
         let inline = ShardRecord(job: "j", shard: "s000000", source: .inline([InlineSample(id: "a", input: .int(1))]), samples: 1, createdAt: 5)
         #expect(text(codec.encode(inline))
@@ -133,9 +133,9 @@ struct RecordCodecTests {
 
     @Test("non-finite numbers do not break encoding")
     func nonFinite() throws {
-        let result = ResultRecord(job: "j", id: "a", shard: "s", attempt: 0, run: "r", outcome: .output(.array([.double(.nan), .double(1)])))
+        let result = ResultRecord(job: "j", id: "a", shard: "s", attempt: 0, run: "r", outcome: .output(JSONBytes(.array([.double(.nan), .double(1)]))))
         let json = text(codec.encode(result))
-        #expect(json.contains(#""output":["NaN",1]"#))
+        #expect(json.contains(#""output":["NaN",1.0]"#))
         #expect(try codec.decode(ResultRecord.self, from: codec.encode(result)).output == .array([.string("NaN"), .int(1)]))
         let heartbeat = HeartbeatRecord(job: "j", worker: "w", host: "h", pid: 1, samplesPerSecond: .infinity)
         #expect(heartbeat.samplesPerSecond == 0)
@@ -189,7 +189,7 @@ struct RecordCodecTests {
     func throughput() throws {
         let records = (0..<5_000).map { index in
             ResultRecord(job: "bench", id: "digits:\(index)", shard: ShardRecord.shardID(index: index / 100), attempt: 0,
-                         run: "7D2F0C8E-5B7A-4C1D-9E3F-0A1B2C3D4E5F", outcome: .output(.object(["label": .int(Int64(index % 10)), "p": .double(0.97)])))
+                         run: "7D2F0C8E-5B7A-4C1D-9E3F-0A1B2C3D4E5F", outcome: .output(JSONBytes(.object(["label": .int(Int64(index % 10)), "p": .double(0.97)]))))
         }
         let clock = ContinuousClock()
         var encoded: [[UInt8]] = []

@@ -7,7 +7,7 @@ private func ack(_ shard: String, attempt: Int = 0, run: String, status: AckStat
 }
 
 private func result(_ shard: String, _ id: String, attempt: Int = 0, run: String, output: Int64 = 0) -> ResultRecord {
-    ResultRecord(job: "j", id: id, shard: shard, attempt: attempt, run: run, outcome: .output(.int(output)))
+    ResultRecord(job: "j", id: id, shard: shard, attempt: attempt, run: run, outcome: .output(JSONBytes(.int(output))))
 }
 
 /// (shard, id, run) of each record, for compact expectations.

@@ -32,7 +32,7 @@ struct SubmittedJob {
     func results(shard: Int, attempt: Int, run: String, ids: [String]? = nil, tag: String = "") -> [OutgoingMessage] {
         let shardID = ShardRecord.shardID(index: shard)
         return (ids ?? Self.samples[shard]).map { id in
-            let record = ResultRecord(job: job, id: id, shard: shardID, attempt: attempt, run: run, outcome: .output(.string("\(id)\(tag)")))
+            let record = ResultRecord(job: job, id: id, shard: shardID, attempt: attempt, run: run, outcome: .output(JSONBytes(.string("\(id)\(tag)"))))
             return JobsTest.message(record, topic: topics.results, key: id, attempt: attempt)
         }
     }

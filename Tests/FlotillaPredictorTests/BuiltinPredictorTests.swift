@@ -14,16 +14,16 @@ struct BuiltinPredictorTests {
     func identity() async throws {
         let samples = Fixtures.samples(10) { .object(["n": .int(Int64($0))]) }
         let results = try await withPool(try builtinPool("identity")) { pool in await pool.predict(samples) }
-        #expect(results.map(\.value) == samples.map(\.input))
+        #expect(results.map(\.value) == samples.map(\.value))
     }
 
     @Test("hash-embed gives a deterministic, L2-normalised 64-dimensional embedding")
     func hashEmbed() async throws {
         let inputs: [JSONValue] = [.string("The quick brown fox"), .object(["text": .string("the QUICK, brown fox!")]), .string(""), .object(["a": .int(1)])]
         let results = try await withPool(try builtinPool("hash-embed")) { pool in
-            await pool.predict(inputs.enumerated().map { PredictorSample(id: "\($0.offset)", input: $0.element) })
+            await pool.predict(inputs.enumerated().map { PredictorSample(id: "\($0.offset)", value: $0.element) })
         }
-        func vector(_ result: Result<JSONValue, PredictionError>) -> [Double] {
+        func vector(_ result: Result<JSONBytes, PredictionError>) -> [Double] {
             guard case .array(let items) = result.value?["embedding"] ?? .null else { return [] }
             return items.map { if case .double(let d) = $0 { d } else { .nan } }
         }

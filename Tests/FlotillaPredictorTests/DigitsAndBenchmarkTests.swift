@@ -19,12 +19,12 @@ struct DigitsModelTests {
         var samples: [PredictorSample] = []
         var labels: [JSONValue] = []
         for line in lines {
-            let record = try FrameJSON.parse(Array(line.utf8))
-            samples.append(PredictorSample(id: record["id"]?.stringValue ?? "", input: .object(["pixels": record["pixels"] ?? .null])))
+            let record = try JSONBytes.validating(Array(line.utf8)).get().value
+            samples.append(PredictorSample(id: record["id"]?.stringValue ?? "", value: .object(["pixels": record["pixels"] ?? .null])))
             labels.append(record["label"] ?? .null)
         }
-        samples.insert(PredictorSample(id: "bad-1", input: .object(["pixels": .array([.int(1)])])), at: 7)
-        samples.insert(PredictorSample(id: "bad-2", input: .string("not an image")), at: 40)
+        samples.insert(PredictorSample(id: "bad-1", value: .object(["pixels": .array([.int(1)])])), at: 7)
+        samples.insert(PredictorSample(id: "bad-2", value: .string("not an image")), at: 40)
         let config = PredictorPoolConfig(
             name: "digits", command: .process(argv: [Self.venvPython, Fixtures.pythonDir + "/examples/digits_predictor.py", "--model", Self.model]),
             batchSize: 64, minProcesses: 2, maxProcesses: 2, autoscale: nil)
@@ -53,7 +53,7 @@ struct PredictorBenchmark {
         let batches = Int(ProcessInfo.processInfo.environment["FLOTILLA_BENCH_BATCHES"] ?? "") ?? 4000
         let batchSize = 32
         let input: JSONValue = .object(["id": .string("digit-00001"), "pixels": .array((0..<64).map { .int(Int64($0 % 17)) })])
-        let batch = (0..<batchSize).map { PredictorSample(id: "s\($0)", input: input) }
+        let batch = (0..<batchSize).map { PredictorSample(id: "s\($0)", value: input) }
         let config = Fixtures.config("identity", script: "identity.py", batchSize: batchSize, processes: 2)
         let clock = ContinuousClock()
         let elapsed = try await withPool(config) { pool in
@@ -71,11 +71,11 @@ struct PredictorBenchmark {
             }
         }
         // The parent's share: encoding the request and decoding the reply, no process involved.
-        let reply = PredictorProtocol.encodeFrame(.object(["type": .string("result"), "seq": .int(1), "outputs": .array(batch.map { .object(["output": $0.input]) })]))
+        let reply = PredictorProtocol.encodeFrame(.object(["type": .string("result"), "seq": .int(1), "outputs": .array(batch.map { .object(["output": $0.input.value]) })]))
         let codec = clock.measure {
             for seq in 0..<batches {
                 _ = PredictorProtocol.predictFrame(seq: Int64(seq), samples: batch)
-                _ = try? ChildMessage(frame: FrameJSON.parse(Array(reply[4...])))
+                _ = try? ChildMessage(payload: Array(reply[4...]))
             }
         }
         print("BENCH parent frame codec alone: \(String(format: "%.0f", Double(batches) / codec.seconds)) batches/s (\(String(format: "%.1f", codec.seconds / Double(batches) * 1e6)) µs per batch)")

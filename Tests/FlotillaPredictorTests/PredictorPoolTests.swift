@@ -13,7 +13,7 @@ struct PredictorPoolTests {
             await pool.predict(samples)
         }
         #expect(results.count == 1000)
-        #expect(results.map(\.value) == samples.map(\.input))
+        #expect(results.map(\.value) == samples.map(\.value))
     }
 
     @Test("the child's maxBatch caps the batch size")
@@ -51,7 +51,7 @@ struct PredictorPoolTests {
         try await withPool(config) { pool in
             let samples = Fixtures.samples(64)
             let results = await pool.predict(samples)
-            #expect(results.map { $0.value?["echo"] } == samples.map(\.input))
+            #expect(results.map { $0.value?["echo"] } == samples.map(\.value))
             let state = await pool.state()
             #expect(state.restarts == 1)
             // The replacement comes up (after the 100 ms backoff) and takes work.
@@ -87,7 +87,7 @@ struct PredictorPoolTests {
             let clock = ContinuousClock()
             let start = clock.now
             let results = await pool.predict(Fixtures.samples(4))
-            #expect(results.map { $0.value?["echo"] } == Fixtures.samples(4).map(\.input))
+            #expect(results.map { $0.value?["echo"] } == Fixtures.samples(4).map(\.value))
             #expect(await pool.state().restarts == 1)
             // Detected from the bytes themselves, not by waiting for the batch timeout.
             #expect(start.duration(to: clock.now) < .seconds(10))
@@ -110,7 +110,7 @@ struct PredictorPoolTests {
         for flag in ["--reject-poison", "--raise-poison"] {
             try await withPool(Fixtures.config(script: "faults.py", [flag])) { pool in
                 var samples = Fixtures.samples(10)
-                samples[4].input = .object(["poison": .bool(true)])
+                samples[4] = PredictorSample(id: samples[4].id, value: .object(["poison": .bool(true)]))
                 let results = await pool.predict(samples)
                 #expect(results.filter { $0.value == nil }.count == 1)
                 #expect(results[4].error?.kind == .model)
@@ -139,10 +139,10 @@ struct PredictorPoolTests {
         let config = Fixtures.config("classify", script: "faults.py", ["--crash-on-marker"], processes: 2, maxAttempts: 2)
         try await withPool(config) { pool in
             var samples = Fixtures.samples(8)
-            samples[5].input = .object(["crash": .bool(true)])
+            samples[5] = PredictorSample(id: samples[5].id, value: .object(["crash": .bool(true)]))
             let results = await pool.predict(samples)
             for (i, result) in results.enumerated() where i != 5 {
-                #expect(result.value?["echo"] == samples[i].input)
+                #expect(result.value?["echo"] == samples[i].value)
             }
             #expect(results[5].error?.message == "predictor 'classify' crashed (signal 9) on this sample (alone, after its batch failed 2 times)")
             // 2 full-batch faults + one per bisection level (8 → 4 → 2 → 1).
@@ -237,7 +237,7 @@ struct PredictorPoolTests {
         try await withPool(config) { pool in
             try await waitUntil { await pool.state().processes == 0 }
             let results = await pool.predict(Fixtures.samples(5))
-            #expect(results.map(\.value) == Fixtures.samples(5).map(\.input))
+            #expect(results.map(\.value) == Fixtures.samples(5).map(\.value))
         }
     }
 

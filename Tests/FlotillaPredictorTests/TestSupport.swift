@@ -47,7 +47,7 @@ enum Fixtures {
     }
 
     static func samples(_ count: Int, _ make: (Int) -> JSONValue = { .int(Int64($0)) }) -> [PredictorSample] {
-        (0..<count).map { PredictorSample(id: "s\($0)", input: make($0)) }
+        (0..<count).map { PredictorSample(id: "s\($0)", value: make($0)) }
     }
 
     /// A fresh file path that does not exist yet (for the fixtures' "once" markers).
@@ -76,7 +76,7 @@ func withPool<T>(_ config: PredictorPoolConfig, logger: Logger = Logger(label: "
 }
 
 extension Result {
-    var value: Success? { if case .success(let v) = self { v } else { nil } }
+    var success: Success? { if case .success(let v) = self { v } else { nil } }
     var error: Failure? { if case .failure(let e) = self { e } else { nil } }
 }
 
@@ -107,5 +107,23 @@ struct CapturingLogHandler: LogHandler {
         for (k, v) in event.metadata ?? [:] { all[k] = v }
         let entry = Entry(message: "\(event.message)", metadata: all.mapValues { "\($0)" })
         store.entries.withLock { $0.append(entry) }
+    }
+}
+
+extension Result where Success == JSONBytes {
+    /// The output as a tree, if the sample succeeded.
+    var value: JSONValue? { success?.value }
+}
+
+extension PredictorSample {
+    /// The input as a tree.
+    var value: JSONValue { input.value }
+}
+
+extension PredictorProcess.Reply {
+    /// The outputs as trees (nil for an error), or nil for a batch error.
+    var values: [JSONValue?]? {
+        guard case .outputs(let outputs) = self else { return nil }
+        return outputs.map(\.value)
     }
 }

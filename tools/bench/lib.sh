@@ -48,3 +48,19 @@ print(json.dumps({"samples": samples, "seconds": (end - start) / 1000.0, "shards
 
 field() { "$PY" -c "import json,sys; print(json.loads(sys.argv[1])[sys.argv[2]])" "$1" "$2"; }
 ratio() { "$PY" -c "import sys; print(f'{float(sys.argv[1]) / float(sys.argv[2]):.2f}')" "$1" "$2"; }
+
+# sample_role ROLE PID...: records each process's CPU seconds and peak RSS (VmHWM, MiB) in
+# $WORK/cpu.ROLE.PID, so a process that exits before the end still counts with its last reading.
+sample_role() {
+  local tick role="$1"; shift; tick="$(getconf CLK_TCK)"
+  for pid in "$@"; do
+    [ -r "/proc/$pid/stat" ] || continue
+    { awk -v t="$tick" '{printf "%s ", ($14 + $15) / t}' "/proc/$pid/stat"
+      awk '/VmHWM/ {print $2 / 1024}' "/proc/$pid/status"; } > "$WORK/cpu.$role.$pid.tmp" 2>/dev/null \
+      && mv "$WORK/cpu.$role.$pid.tmp" "$WORK/cpu.$role.$pid" || true
+  done
+}
+# totals ROLE: summed CPU seconds and the largest peak RSS over the processes sampled as ROLE.
+totals() { cat "$WORK"/cpu."$1".* 2>/dev/null | awk '{cpu += $1; if ($2 > rss) rss = $2} END {printf "%.2f %.0f\n", cpu, rss}'; }
+# sample_while PID FUNCTION: calls FUNCTION (which calls sample_role) every 0.25 s while PID runs.
+sample_while() { while kill -0 "$1" 2>/dev/null; do "$2"; sleep 0.25; done; }

@@ -63,7 +63,7 @@ struct RecordingLogHandler: LogHandler {
 
 extension Sample {
     /// The input value, or nil for an error sample.
-    var value: JSONValue? { try? input.get() }
+    var value: JSONValue? { (try? input.get())?.value }
     /// The error message, or nil for a good sample.
     var errorMessage: String? {
         if case .failure(let error) = input { return error.message }

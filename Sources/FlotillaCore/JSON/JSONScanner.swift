@@ -1,0 +1,432 @@
+/// The one JSON reader (RFC 8259) of Flotilla: a cursor over UTF-8 bytes that validates values
+/// without building anything (`skipValue`), walks objects and arrays member by member, and builds
+/// a ``JSONValue`` tree only when asked (`value`).
+///
+/// Written for the hot path: one pass, no `Any` boxes, no thrown errors per value. Integers that fit
+/// `Int64` stay `.int`. Nesting deeper than `maxDepth` is refused so hostile input cannot exhaust
+/// the stack. The first problem is kept in `failure`, with the cursor at the offending byte.
+/// The caller guarantees valid UTF-8 (``isValidUTF8(_:)``) before decoding strings.
+/// Valid only inside the `withUnsafeBufferPointer` scope that produced `bytes`.
+public struct JSONScanner {
+    /// Deeper nesting is refused.
+    public static let defaultMaxDepth = 512
+
+    public let bytes: UnsafeBufferPointer<UInt8>
+    /// The cursor: the offset of the next unread byte.
+    public var index = 0
+    /// Why the scan stopped, once it failed.
+    public private(set) var failure: String?
+    private let maxDepth: Int
+    private var depth = 0
+
+    public init(_ bytes: UnsafeBufferPointer<UInt8>, maxDepth: Int = JSONScanner.defaultMaxDepth) {
+        self.bytes = bytes
+        self.maxDepth = maxDepth
+    }
+
+    /// Whether the cursor is past the last byte.
+    public var isAtEnd: Bool { index >= bytes.count }
+
+    /// The byte at the cursor, if any.
+    @inline(__always)
+    public var current: UInt8? { index < bytes.count ? bytes[index] : nil }
+
+    /// Records the first failure; always returns false so callers can `return fail(...)`.
+    @discardableResult
+    public mutating func fail(_ message: String) -> Bool {
+        if failure == nil { failure = message }
+        return false
+    }
+
+    @inline(__always)
+    public mutating func skipWhitespace() {
+        while index < bytes.count {
+            switch bytes[index] {
+            case 0x20, 0x09, 0x0A, 0x0D: index += 1
+            default: return
+            }
+        }
+    }
+
+    /// Whether only whitespace is left; records a failure otherwise.
+    public mutating func expectEnd() -> Bool {
+        skipWhitespace()
+        return index == bytes.count || fail("unexpected data after the value")
+    }
+
+    // MARK: Validation without a tree
+
+    /// Validates one value at the cursor (after whitespace) and moves past it.
+    public mutating func skipValue() -> Bool {
+        skipWhitespace()
+        guard index < bytes.count else { return fail("unexpected end of input") }
+        switch bytes[index] {
+        case UInt8(ascii: "{"): return forEachMember { scanner, _ in scanner.skipValue() }
+        case UInt8(ascii: "["): return forEachElement { $0.skipValue() }
+        case UInt8(ascii: "\""): return skipString()
+        case UInt8(ascii: "t"): return literal("true")
+        case UInt8(ascii: "f"): return literal("false")
+        case UInt8(ascii: "n"): return literal("null")
+        case UInt8(ascii: "-"), UInt8(ascii: "0")...UInt8(ascii: "9"): return lexNumber() != nil
+        default: return fail("unexpected character '\(Self.describe(bytes[index]))'")
+        }
+    }
+
+    /// Walks the object at the cursor: for each member, `body` gets the scanner positioned at the
+    /// member's value (after whitespace) and the key, and must consume the value. Duplicate keys
+    /// are passed on as they come.
+    public mutating func forEachMember(_ body: (inout JSONScanner, JSONKey) -> Bool) -> Bool {
+        skipWhitespace()
+        guard index < bytes.count, bytes[index] == UInt8(ascii: "{") else { return fail("expected an object") }
+        guard enter() else { return false }
+        index += 1
+        skipWhitespace()
+        if index < bytes.count && bytes[index] == UInt8(ascii: "}") {
+            index += 1
+            depth -= 1
+            return true
+        }
+        while true {
+            skipWhitespace()
+            guard index < bytes.count, bytes[index] == UInt8(ascii: "\"") else { return fail("expected a string key") }
+            let keyStart = index + 1
+            guard let escaped = skipStringReportingEscapes() else { return false }
+            let key = JSONKey(raw: UnsafeBufferPointer(rebasing: bytes[keyStart..<(index - 1)]), escaped: escaped)
+            skipWhitespace()
+            guard index < bytes.count, bytes[index] == UInt8(ascii: ":") else { return fail("expected ':'") }
+            index += 1
+            skipWhitespace()
+            guard body(&self, key) else { return false }
+            skipWhitespace()
+            guard index < bytes.count else { return fail("unexpected end of input") }
+            if bytes[index] == UInt8(ascii: ",") {
+                index += 1
+            } else if bytes[index] == UInt8(ascii: "}") {
+                index += 1
+                depth -= 1
+                return true
+            } else {
+                return fail("expected ',' or '}'")
+            }
+        }
+    }
+
+    /// Walks the array at the cursor: `body` gets the scanner at each element (after whitespace)
+    /// and must consume it.
+    public mutating func forEachElement(_ body: (inout JSONScanner) -> Bool) -> Bool {
+        skipWhitespace()
+        guard index < bytes.count, bytes[index] == UInt8(ascii: "[") else { return fail("expected an array") }
+        guard enter() else { return false }
+        index += 1
+        skipWhitespace()
+        if index < bytes.count && bytes[index] == UInt8(ascii: "]") {
+            index += 1
+            depth -= 1
+            return true
+        }
+        while true {
+            skipWhitespace()
+            guard body(&self) else { return false }
+            skipWhitespace()
+            guard index < bytes.count else { return fail("unexpected end of input") }
+            if bytes[index] == UInt8(ascii: ",") {
+                index += 1
+            } else if bytes[index] == UInt8(ascii: "]") {
+                index += 1
+                depth -= 1
+                return true
+            } else {
+                return fail("expected ',' or ']'")
+            }
+        }
+    }
+
+    /// Validates the value at the cursor and returns its byte range (without surrounding whitespace).
+    public mutating func skipValueRange() -> Range<Int>? {
+        skipWhitespace()
+        let start = index
+        guard skipValue() else { return nil }
+        return start..<index
+    }
+
+    private mutating func enter() -> Bool {
+        depth += 1
+        return depth <= maxDepth || fail("nested deeper than \(maxDepth) levels")
+    }
+
+    private mutating func literal(_ word: StaticString) -> Bool {
+        let count = word.utf8CodeUnitCount
+        guard index + count <= bytes.count else { return fail("unexpected end of input") }
+        let pointer = word.utf8Start
+        for offset in 0..<count where bytes[index + offset] != pointer[offset] {
+            return fail("invalid literal")
+        }
+        index += count
+        return true
+    }
+
+    private mutating func skipString() -> Bool { skipStringReportingEscapes() != nil }
+
+    /// Moves past the string at the cursor (its opening quote); whether it held escapes, or nil.
+    private mutating func skipStringReportingEscapes() -> Bool? {
+        index += 1
+        var escaped = false
+        while index < bytes.count {
+            let byte = bytes[index]
+            if byte == UInt8(ascii: "\"") {
+                index += 1
+                return escaped
+            }
+            if byte == UInt8(ascii: "\\") {
+                escaped = true
+                guard index + 1 < bytes.count else { break }
+                switch bytes[index + 1] {
+                case UInt8(ascii: "\""), UInt8(ascii: "\\"), UInt8(ascii: "/"), UInt8(ascii: "b"), UInt8(ascii: "f"),
+                     UInt8(ascii: "n"), UInt8(ascii: "r"), UInt8(ascii: "t"):
+                    index += 2
+                case UInt8(ascii: "u"):
+                    index += 2
+                    guard let scalar = hex4() else { return nil }
+                    if (0xD800..<0xDC00).contains(scalar) {
+                        guard index + 1 < bytes.count, bytes[index] == UInt8(ascii: "\\"), bytes[index + 1] == UInt8(ascii: "u") else {
+                            fail("lone surrogate in \\u escape")
+                            return nil
+                        }
+                        index += 2
+                        guard let low = hex4() else { return nil }
+                        guard (0xDC00..<0xE000).contains(low) else {
+                            fail("lone surrogate in \\u escape")
+                            return nil
+                        }
+                    } else if (0xDC00..<0xE000).contains(scalar) {
+                        fail("lone surrogate in \\u escape")
+                        return nil
+                    }
+                default:
+                    index += 1
+                    fail("invalid escape '\\\(Self.describe(bytes[index]))'")
+                    return nil
+                }
+                continue
+            }
+            if byte < 0x20 {
+                fail("control character in string")
+                return nil
+            }
+            index += 1
+        }
+        fail("unterminated string")
+        return nil
+    }
+
+    // MARK: Scalars
+
+    /// The string at the cursor (which must be its opening quote), decoded.
+    public mutating func string() -> String? {
+        guard index < bytes.count, bytes[index] == UInt8(ascii: "\"") else {
+            fail("expected a string")
+            return nil
+        }
+        let start = index + 1
+        guard let escaped = skipStringReportingEscapes() else { return nil }
+        return JSONKey(raw: UnsafeBufferPointer(rebasing: bytes[start..<(index - 1)]), escaped: escaped).string
+    }
+
+    /// The number at the cursor: `.int` when it is an integer that fits `Int64`, else `.double`.
+    public mutating func number() -> JSONValue? {
+        let start = index
+        switch lexNumber() {
+        case nil: return nil
+        case .integer(let value)?: return .int(value)
+        case .other?:
+            let text = String(decoding: UnsafeBufferPointer(rebasing: bytes[start..<index]), as: UTF8.self)
+            guard let double = Double(text) else { return failed("invalid number") }
+            return .double(double)
+        }
+    }
+
+    private enum LexedNumber { case integer(Int64), other }
+
+    /// Moves past a number, checking its syntax; converts only integers (no `strtod` when validating).
+    private mutating func lexNumber() -> LexedNumber? {
+        var negative = false
+        if index < bytes.count && bytes[index] == UInt8(ascii: "-") {
+            negative = true
+            index += 1
+        }
+        guard index < bytes.count, Self.isDigit(bytes[index]) else { return failed("invalid number") }
+        // Accumulated as a negative value so that Int64.min parses.
+        var integer: Int64 = 0
+        var fits = true
+        if bytes[index] == UInt8(ascii: "0") {
+            index += 1
+        } else {
+            while index < bytes.count, Self.isDigit(bytes[index]) {
+                if fits {
+                    let (shifted, overflow1) = integer.multipliedReportingOverflow(by: 10)
+                    let (next, overflow2) = shifted.subtractingReportingOverflow(Int64(bytes[index] - UInt8(ascii: "0")))
+                    if overflow1 || overflow2 { fits = false } else { integer = next }
+                }
+                index += 1
+            }
+        }
+        var isInteger = true
+        if index < bytes.count, bytes[index] == UInt8(ascii: ".") {
+            isInteger = false
+            index += 1
+            guard index < bytes.count, Self.isDigit(bytes[index]) else { return failed("invalid number") }
+            while index < bytes.count, Self.isDigit(bytes[index]) { index += 1 }
+        }
+        if index < bytes.count, bytes[index] == UInt8(ascii: "e") || bytes[index] == UInt8(ascii: "E") {
+            isInteger = false
+            index += 1
+            if index < bytes.count, bytes[index] == UInt8(ascii: "+") || bytes[index] == UInt8(ascii: "-") { index += 1 }
+            guard index < bytes.count, Self.isDigit(bytes[index]) else { return failed("invalid number") }
+            while index < bytes.count, Self.isDigit(bytes[index]) { index += 1 }
+        }
+        if isInteger && fits {
+            if negative { return .integer(integer) }
+            if integer != .min { return .integer(-integer) }
+        }
+        return .other
+    }
+
+    private mutating func hex4() -> UInt32? {
+        guard index + 4 <= bytes.count else {
+            fail("truncated \\u escape")
+            return nil
+        }
+        var value: UInt32 = 0
+        for _ in 0..<4 {
+            guard let digit = Self.hexDigit(bytes[index]) else {
+                fail("invalid hex digit in \\u escape")
+                return nil
+            }
+            value = value << 4 | UInt32(digit)
+            index += 1
+        }
+        return value
+    }
+
+    private mutating func failed<T>(_ message: String) -> T? {
+        fail(message)
+        return nil
+    }
+
+    // MARK: Trees
+
+    /// The value at the cursor as a tree (duplicate keys: the last wins).
+    public mutating func value() -> JSONValue? {
+        skipWhitespace()
+        guard index < bytes.count else { return failed("unexpected end of input") }
+        switch bytes[index] {
+        case UInt8(ascii: "{"):
+            var members: [String: JSONValue] = [:]
+            let ok = forEachMember { scanner, key in
+                guard let member = scanner.value() else { return false }
+                members[key.string] = member
+                return true
+            }
+            return ok ? .object(members) : nil
+        case UInt8(ascii: "["):
+            var elements: [JSONValue] = []
+            let ok = forEachElement { scanner in
+                guard let element = scanner.value() else { return false }
+                elements.append(element)
+                return true
+            }
+            return ok ? .array(elements) : nil
+        case UInt8(ascii: "\""): return string().map(JSONValue.string)
+        case UInt8(ascii: "t"): return literal("true") ? .bool(true) : nil
+        case UInt8(ascii: "f"): return literal("false") ? .bool(false) : nil
+        case UInt8(ascii: "n"): return literal("null") ? .null : nil
+        case UInt8(ascii: "-"), UInt8(ascii: "0")...UInt8(ascii: "9"): return number()
+        default: return failed("unexpected character '\(Self.describe(bytes[index]))'")
+        }
+    }
+
+    // MARK: Helpers
+
+    @inline(__always)
+    static func isDigit(_ byte: UInt8) -> Bool { byte >= UInt8(ascii: "0") && byte <= UInt8(ascii: "9") }
+
+    static func hexDigit(_ byte: UInt8) -> UInt8? {
+        switch byte {
+        case UInt8(ascii: "0")...UInt8(ascii: "9"): byte - UInt8(ascii: "0")
+        case UInt8(ascii: "a")...UInt8(ascii: "f"): byte - UInt8(ascii: "a") + 10
+        case UInt8(ascii: "A")...UInt8(ascii: "F"): byte - UInt8(ascii: "A") + 10
+        default: nil
+        }
+    }
+
+    /// A byte for a message: the character when printable ASCII, else `0xNN`.
+    public static func describe(_ byte: UInt8) -> String {
+        byte >= 0x20 && byte < 0x7F ? String(UnicodeScalar(byte)) : "0x" + String(byte, radix: 16, uppercase: true)
+    }
+}
+
+/// An object key as it appears in the input: compared without decoding unless it holds escapes.
+public struct JSONKey {
+    /// The bytes between the quotes.
+    public let raw: UnsafeBufferPointer<UInt8>
+    /// Whether `raw` holds backslash escapes.
+    public let escaped: Bool
+
+    /// Whether the key is `name` (one byte comparison when it has no escapes).
+    public func matches(_ name: String) -> Bool {
+        if escaped { return string == name }
+        var name = name
+        return name.withUTF8 { $0.count == raw.count && (raw.count == 0 || memcmp($0.baseAddress!, raw.baseAddress!, raw.count) == 0) }
+    }
+
+    /// The decoded key.
+    public var string: String {
+        guard escaped else { return String(decoding: raw, as: UTF8.self) }
+        return String(decoding: JSONKey.unescape(raw), as: UTF8.self)
+    }
+
+    /// The content of a string that the scanner already validated, with escapes decoded.
+    static func unescape(_ raw: UnsafeBufferPointer<UInt8>) -> [UInt8] {
+        var out: [UInt8] = []
+        out.reserveCapacity(raw.count)
+        var index = 0
+        func hex4(_ at: Int) -> UInt32 {
+            (0..<4).reduce(UInt32(0)) { $0 << 4 | UInt32(JSONScanner.hexDigit(raw[at + $1]) ?? 0) }
+        }
+        while index < raw.count {
+            let byte = raw[index]
+            guard byte == UInt8(ascii: "\\") else {
+                out.append(byte)
+                index += 1
+                continue
+            }
+            let kind = raw[index + 1]
+            index += 2
+            switch kind {
+            case UInt8(ascii: "b"): out.append(0x08)
+            case UInt8(ascii: "f"): out.append(0x0C)
+            case UInt8(ascii: "n"): out.append(0x0A)
+            case UInt8(ascii: "r"): out.append(0x0D)
+            case UInt8(ascii: "t"): out.append(0x09)
+            case UInt8(ascii: "u"):
+                var scalar = hex4(index)
+                index += 4
+                if (0xD800..<0xDC00).contains(scalar) {
+                    scalar = 0x10000 + ((scalar - 0xD800) << 10) + (hex4(index + 2) - 0xDC00)
+                    index += 6
+                }
+                out.append(contentsOf: String(Character(Unicode.Scalar(scalar) ?? "\u{FFFD}")).utf8)
+            default: out.append(kind)  // " \ /
+            }
+        }
+        return out
+    }
+}
+
+#if canImport(Glibc)
+import Glibc
+#elseif canImport(Musl)
+import Musl
+#elseif canImport(Darwin)
+import Darwin
+#endif
