@@ -100,6 +100,10 @@ extension ControllerService {
                 let control = ControlRecord(job: options.job, target: worker, command: .abandon, shard: shard, attempt: attempt,
                                             reason: ShardReason.leaseExpired.rawValue, time: now)
                 controls.append(message(control, topic: topics.control, key: worker))
+            case .take(let worker, let shard, let attempt, let partition, let offset):
+                let control = ControlRecord(job: options.job, target: worker, command: .take, shard: shard, attempt: attempt,
+                                            partition: partition, offset: offset, reason: "warm start", time: now)
+                controls.append(message(control, topic: topics.control, key: worker))
             case .replaceWorker(let worker, _):
                 replacements.append(worker)
             case .complete(let summary):

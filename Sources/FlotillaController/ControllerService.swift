@@ -122,28 +122,44 @@ extension ControllerService {
         }
         guard let manifest else { throw FlotillaError(.internal, "manifest vanished") }
         try await createTopics(connection, config: manifest.config)
-
-        let partitions = try await reader.assignAll(admin: connection.admin, timeout: options.manifestTimeout)
         var run = ControllerRun(
             ledger: ShardLedger(job: options.job, settings: LedgerSettings(config: manifest.config)),
             manifest: manifest,
             fleet: Fleet(config: manifest.config.workers, requested: options.workers, arguments: options.workerArguments))
         run.ledger.apply(manifest: manifest)
+        if manifest.status == .submitted || manifest.status == .running {
+            // Workers start now, so their start-up (process, Kafka clients, group join) overlaps the replay.
+            let early = try await maintainFleet(&run, connection, now: Timestamp.now())
+            assert(early.isEmpty, "a fleet that never ran has no exits to report")
+        }
+        let partitions = try await reader.assignAll(admin: connection.admin, timeout: options.manifestTimeout)
         var ended: Set<TopicPartition> = []
         var records = 0
         let started = ContinuousClock.now
+        let startedAt = Timestamp.now()
+        let heartbeats = Set(partitions.filter { $0.topic == connection.topics.heartbeats })
+        var restEndedAt: ContinuousClock.Instant?
         while !partitions.isSubset(of: ended) {
+            // Heartbeats a live fleet keeps sending are not waited for long: one read after the rest
+            // ended (the end-of-partition event waited for a lull, ~1 s per start, measured), and the
+            // tail applies later ones; only fresh heartbeats matter to the rules anyway.
+            if let restEndedAt, ContinuousClock.now - restEndedAt > .milliseconds(100) { break }
             for event in try await reader.poll(timeout: .milliseconds(100)) {
                 switch event {
                 case .message(let message):
                     records += 1
                     apply(message, to: &run, replaying: true)
+                    // A heartbeat sent after the replay began: everything before it was read.
+                    if message.topic == connection.topics.heartbeats, (message.timestamp ?? 0) >= startedAt {
+                        ended.insert(message.topicPartition)
+                    }
                 case .endOfPartition(let partition, _):
                     ended.insert(partition)
                 default:
                     break
                 }
             }
+            if restEndedAt == nil, partitions.subtracting(heartbeats).isSubset(of: ended) { restEndedAt = .now }
         }
         logger.info("replayed the job's topics", metadata: [
             "flotilla.records": "\(records)", "flotilla.seconds": "\((ContinuousClock.now - started).components.seconds)",

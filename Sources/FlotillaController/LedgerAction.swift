@@ -12,6 +12,9 @@ public enum LedgerAction: Sendable, Hashable {
     case deadLetter(shard: String, attempt: Int, reason: String)
     /// Tell `worker` to stop executing (shard, attempt) without acking it.
     case abandon(worker: String, shard: String, attempt: Int)
+    /// Tell `worker` to fetch the record of (shard, attempt) at `partition`@`offset` of the shards
+    /// topic and run it: the warm start of a worker still joining the consumer group.
+    case take(worker: String, shard: String, attempt: Int, partition: Int, offset: Int64)
     /// Kill `worker` and start a fresh one in its place.
     case replaceWorker(worker: String, reason: String)
     /// Every shard is done or dead: publish the final manifest and stop the fleet.
@@ -23,6 +26,7 @@ public enum LedgerAction: Sendable, Hashable {
         case .reEnqueue(let record, _, _): "re-enqueue \(record.shard)#\(record.attempt) (\(record.reason))"
         case .deadLetter(let shard, let attempt, _): "dead-letter \(shard)#\(attempt)"
         case .abandon(let worker, let shard, let attempt): "abandon \(shard)#\(attempt) on \(worker)"
+        case .take(let worker, let shard, let attempt, _, _): "warm-start \(shard)#\(attempt) on \(worker)"
         case .replaceWorker(let worker, _): "replace \(worker)"
         case .complete: "complete"
         }

@@ -21,6 +21,9 @@ public struct LedgerSettings: Sendable, Hashable {
     /// How long the whole fleet must sit idle, and a shard's latest attempt must be old, before the
     /// final reconcile re-publishes shards that no worker holds (their record was lost).
     public var reconcileAfterMs: Int64
+    /// Shards a worker still waiting for its consumer-group assignment may hold from the warm
+    /// start at once (`ShardLedger+WarmStart`).
+    public var warmStartShards: Int
 
     public init(
         maxAttempts: Int = FaultConfig.defaultMaxAttempts,
@@ -31,7 +34,8 @@ public struct LedgerSettings: Sendable, Hashable {
         shardPartitions: Int = 32,
         stealPerIdleWorker: Int = 2,
         speculativeFactor: Double = 3,
-        reconcileAfterMs: Int64? = nil
+        reconcileAfterMs: Int64? = nil,
+        warmStartShards: Int = 32
     ) {
         self.maxAttempts = max(1, maxAttempts)
         self.heartbeatMs = max(1, heartbeatMs)
@@ -44,6 +48,7 @@ public struct LedgerSettings: Sendable, Hashable {
         // The fleet must look idle for as long as it takes to declare a worker lost: a shorter
         // wait would re-publish records that are merely still on their way to a worker.
         self.reconcileAfterMs = reconcileAfterMs ?? max(workerTimeoutMs, 3 * heartbeatMs)
+        self.warmStartShards = max(0, warmStartShards)
     }
 
     /// The settings of a job.

@@ -129,6 +129,7 @@ extension ShardLedger {
             job: job, shards: max(expectedShards ?? 0, shards.count), done: winners.count, dead: dead,
             samples: samples, failedSamples: failedSamples, seconds: seconds, wallSeconds: wallSeconds,
             reEnqueued: reEnqueues.values.reduce(0, +), duplicates: duplicates,
-            workerCPU: WorkerUsage.total(workers.values.compactMap(\.usage)).map(WorkerCPU.init))
+            workerCPU: WorkerUsage.total(workers.values.compactMap(\.usage)).map(WorkerCPU.init),
+            startedAt: start, firstResultAt: winners.map(\.finishedAt).min(), completedAt: isComplete ? now : nil)
     }
 }

@@ -9,7 +9,8 @@ extension ShardLedger {
     /// `worker-lost`, queued ones as `released`, the worker replaced); hung shards (no progress
     /// for `shardTimeout` on a live worker: abandon, re-enqueue as `lease-expired`, replace the
     /// worker); failed attempts (retry while attempts are left, else dead-letter); superseded
-    /// attempts whose successor record is missing (re-published); work stealing and speculative
+    /// attempts whose successor record is missing (re-published); the warm start of workers still
+    /// joining the consumer group (`ShardLedger+WarmStart`); work stealing and speculative
     /// copies (`ShardLedger+Balancing`); the final reconcile; completion.
     public mutating func tick(now: Int64) -> [LedgerAction] {
         var actions: [LedgerAction] = []
@@ -22,6 +23,7 @@ extension ShardLedger {
         }
         checkHung(now: now, plan: &plan, actions: &actions)
         checkFailed(now: now, plan: &plan, actions: &actions)
+        warmStart(now: now, plan: plan, actions: &actions)
         steal(now: now, plan: &plan, actions: &actions)
         speculate(now: now, plan: &plan, actions: &actions)
         reconcile(now: now, plan: &plan, actions: &actions)

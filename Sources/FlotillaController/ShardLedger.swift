@@ -18,6 +18,8 @@ public struct ShardLedger: Sendable, Hashable {
 
     /// Shard ids → what is known of each.
     var shards: [String: ShardEntry] = [:]
+    /// Shards handed out by the warm start: shard → the worker told to take it, and when.
+    var warmTakes: [String: WarmTake] = [:]
     /// Worker ids → their last heartbeat and liveness.
     var workers: [String: WorkerEntry] = [:]
     /// Shards the job has (`JobManifest.shards`), once the manifest is known.
@@ -336,4 +338,11 @@ extension ShardReason {
     var countsAsFailure: Bool {
         self == .workerLost || self == .leaseExpired || self == .retry
     }
+}
+
+/// A shard the warm start told a worker to take.
+struct WarmTake: Sendable, Hashable {
+    var worker: String
+    var attempt: Int
+    var at: Int64
 }

@@ -28,11 +28,16 @@ public struct JobStatusSummary: Sendable, Hashable, Codable {
     /// The fleet's own CPU: the worker processes' CPU summed over every worker that reported it,
     /// against the samples and shards they committed (optional).
     public var workerCPU: WorkerCPU?
+    /// When the first shard execution started, the first shard's results were committed, and the
+    /// controller saw the job complete (epoch ms; optional).
+    public var startedAt: Int64?
+    public var firstResultAt: Int64?
+    public var completedAt: Int64?
 
     public init(
         job: String, shards: Int, done: Int, dead: Int, samples: Int, failedSamples: Int,
         seconds: Double, wallSeconds: Double? = nil, samplesPerSecond: Double? = nil, reEnqueued: Int = 0, duplicates: Int = 0,
-        workerCPU: WorkerCPU? = nil
+        workerCPU: WorkerCPU? = nil, startedAt: Int64? = nil, firstResultAt: Int64? = nil, completedAt: Int64? = nil
     ) {
         self.job = job
         self.shards = shards
@@ -47,6 +52,9 @@ public struct JobStatusSummary: Sendable, Hashable, Codable {
         self.reEnqueued = reEnqueued
         self.duplicates = duplicates
         self.workerCPU = workerCPU
+        self.startedAt = startedAt
+        self.firstResultAt = firstResultAt
+        self.completedAt = completedAt
     }
 }
 

@@ -156,6 +156,7 @@ public struct JobSubmitter: Sendable {
         }
 
         let producer = try connection.producer(maxMessageBytes: config.kafka.maxMessageBytes, logger: logger)
+        await producer.loadMetadata(for: [topics.shards, topics.jobs])
         var messages: [OutgoingMessage] = []
         for (index, shard) in plan.shards.enumerated() where !present.contains(shard.shard) {
             messages.append(.record(shard, topic: topics.shards, key: shard.shard,

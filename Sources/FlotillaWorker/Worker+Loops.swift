@@ -21,9 +21,9 @@ extension Worker {
                     runtime.ledger.apply(control: control)
                 }
             }
-            for command in runtime.ledger.takeCommands() {
-                if command.command == .take { await take(command, runtime) } else { carryOut(command) }
-            }
+            let commands = runtime.ledger.takeCommands()
+            await take(commands.filter { $0.command == .take }, runtime)
+            for command in commands where command.command != .take { carryOut(command) }
             // Drop queued attempts that became stale while waiting.
             state.withLock { state in
                 let stale = state.queue.filter { runtime.ledger.shouldSkip($0.record) != nil }
@@ -54,20 +54,35 @@ extension Worker {
         }
     }
 
-    /// The express lane: fetches the named shard record and puts it at the front of the queue.
-    func take(_ command: ControlRecord, _ runtime: WorkerRuntime) async {
-        guard let partition = command.partition, let offset = command.offset,
-              let message = await runtime.fetchShardRecord(partition: Int32(partition), offset: offset),
-              let record = try? RecordCodec.shared.decode(ShardRecord.self, from: message.value),
-              record.job == options.job, runtime.ledger.shouldSkip(record) == nil else { return }
-        state.withLock { state in
-            let held = state.queue.contains { $0.record.shard == record.shard && $0.record.attempt == record.attempt }
-                || state.running.values.contains { $0.queued.record.shard == record.shard && $0.queued.record.attempt == record.attempt }
-            guard !held else { return }
-            state.queue.insert(QueuedShard(record: record, partition: message.topicPartition, offset: offset, express: true), at: 0)
+    /// The express lane and the warm start: fetches the named shard records (one pass over the
+    /// shards topic) and puts them at the front of the queue, in the order they were sent.
+    func take(_ commands: [ControlRecord], _ runtime: WorkerRuntime) async {
+        let positions = commands.compactMap { command in
+            command.partition.flatMap { partition in command.offset.map { (partition: Int32(partition), offset: $0) } }
         }
+        guard !positions.isEmpty else { return }
+        let messages = await runtime.fetchShardRecords(positions)
+        let order = Dictionary(positions.enumerated().map { ("\($0.element.partition)@\($0.element.offset)", $0.offset) }) { first, _ in first }
+        var taken: [QueuedShard] = []
+        for message in messages.sorted(by: { order["\($0.partition)@\($0.offset)"] ?? 0 < order["\($1.partition)@\($1.offset)"] ?? 0 }) {
+            guard let record = try? RecordCodec.shared.decode(ShardRecord.self, from: message.value),
+                  record.job == options.job, runtime.ledger.shouldSkip(record) == nil else { continue }
+            taken.append(QueuedShard(record: record, partition: message.topicPartition, offset: message.offset, express: true))
+        }
+        let added = state.withLock { state in
+            let fresh = taken.filter { shard in
+                !state.queue.contains { $0.record.shard == shard.record.shard && $0.record.attempt == shard.record.attempt }
+                    && !state.running.values.contains { $0.queued.record.shard == shard.record.shard && $0.queued.record.attempt == shard.record.attempt }
+            }
+            state.queue.insert(contentsOf: fresh, at: 0)
+            return fresh
+        }
+        guard !added.isEmpty else { return }
         schedulerWake.signal()
-        logger.info("took a re-enqueued shard", metadata: [LoggingKeys.shard: "\(record.shard)", "flotilla.attempt": "\(record.attempt)"])
+        heartbeatWake.signal()  // the controller sees them queued here at once
+        logger.info("took shards named by the controller", metadata: [
+            "flotilla.shards": "\(added.map(\.record.shard))", "flotilla.reason": "\(commands.first?.reason ?? "-")",
+        ])
     }
 
     /// Publishes a heartbeat every `faults.heartbeat`: progress, queue, rate, predictor pools.

@@ -75,7 +75,8 @@ public final class Worker: Sendable {
             exit = .failure(FlotillaError(.kafka, "worker failed", underlying: error))
         }
         state.withLock { if $0.stopping == nil { $0.stopping = .finished("failed") } }
-        await runtime.shutdown()
+        // Without partitions there is nothing to hand over, and closing would wait out the join.
+        await runtime.shutdown(leaveGroup: !state.withLock { $0.assigned.isEmpty })
         logger.info("worker stopped", metadata: ["flotilla.shards": "\(state.withLock { $0.shardsDone })"])
         return try exit.get()
     }
@@ -296,6 +297,9 @@ public final class Worker: Sendable {
         }
         intakeWake.signal()
         schedulerWake.signal()  // a copy waiting for this one to be published may now be skipped
+        // Still waiting for a group assignment: work comes from the controller's warm start,
+        // which hands out more as soon as a heartbeat shows these committed.
+        if state.withLock({ $0.assigned.isEmpty }) { heartbeatWake.signal() }
         for shard in batch where shard.ack.status == .done { runtime.ledger.apply(ack: shard.ack) }
         logger.debug("shards published", metadata: ["flotilla.shards": "\(batch.map(\.ack.shard))", "flotilla.samples": "\(samples)"])
     }

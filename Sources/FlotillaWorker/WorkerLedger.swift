@@ -7,6 +7,8 @@ final class WorkerLedger: Sendable {
     private struct State {
         var done: Set<String> = []
         var latestAttempt: [String: Int] = [:]
+        /// Shard → attempt another worker was told to take (warm start, express lane).
+        var takenElsewhere: [String: Int] = [:]
         var commands: [ControlRecord] = []
     }
 
@@ -26,6 +28,8 @@ final class WorkerLedger: Sendable {
         state.withLock { state in
             if state.done.contains(record.shard) { return "already done" }
             if let latest = state.latestAttempt[record.shard], latest > record.attempt { return "superseded by attempt \(latest)" }
+            // The controller recovers it if that worker fails (a new attempt), so this copy is not needed.
+            if state.takenElsewhere[record.shard] == record.attempt { return "taken by another worker" }
             return nil
         }
     }
@@ -41,6 +45,10 @@ final class WorkerLedger: Sendable {
                 state.latestAttempt[shard] = max(state.latestAttempt[shard] ?? 0, attempt)
             }
             let current = control.target == ControlRecord.allWorkers || control.time >= startedAt
+            if control.command == .take, let shard = control.shard, let attempt = control.attempt,
+               !(control.applies(to: workerID) && current) {
+                state.takenElsewhere[shard] = attempt
+            }
             if control.applies(to: workerID), current, control.command != .supersede { state.commands.append(control) }
         }
     }

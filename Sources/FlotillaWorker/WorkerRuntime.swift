@@ -60,13 +60,15 @@ struct WorkerRuntime: Sendable {
         do {
             let (resultProducer, transactional) = try await makeResultProducer(options: options, config: config, client: client, logger: logger)
             let plainProducer = try KafkaProducer(configuration: KafkaProducerConfiguration(client: client), logger: logger)
-            // Commands and acks within half a second; an idle worker's two tails then cost the broker
-            // 4 fetches/s (measured on Tansu: 20 idle workers 19 % of a core at 250 ms, 10 % at 1 s).
+            // Commands (the warm start's takes among them) within a quarter second: the embedded
+            // broker holds an empty fetch for its whole wait. Cost: 20 idle workers 19 % of a broker
+            // core at 250 ms, 10 % at 1 s (measured on Tansu).
             let ledgerReader = try await TopicReader(client: client, topics: [topics.acks, topics.control],
-                                                     fetchWait: .milliseconds(500), logger: logger)
+                                                     fetchWait: .milliseconds(250), logger: logger)
             var expressConfig = KafkaConsumerConfiguration(client: client, groupID: nil)
             expressConfig.fetchWait = .milliseconds(10)  // a take should not wait out an empty fetch
             let expressReader = try KafkaConsumer(configuration: expressConfig, logger: logger)
+            await expressReader.loadMetadata(for: [topics.shards])  // its first take should not wait for it
             let slots = options.sequential ? 1 : (options.slots ?? max(2, config.stages.count + 1))
             return WorkerRuntime(
                 config: config, topics: topics, consumer: consumer, resultProducer: resultProducer, plainProducer: plainProducer,
@@ -130,8 +132,10 @@ struct WorkerRuntime: Sendable {
     }
 
     /// Leaves the group, stops the predictors and flushes what is pending.
-    func shutdown() async {
-        try? await consumer.close()
+    /// Stops everything; `leaveGroup` false skips the consumer's close, which waits for a group
+    /// join in progress to finish (~3 s for a worker stopped before its first assignment).
+    func shutdown(leaveGroup: Bool = true) async {
+        if leaveGroup { try? await consumer.close() }
         for stage in processor.stages { await stage.pool.shutdown() }
         try? await plainProducer.flush(timeout: .seconds(5))
         try? await resultProducer.flush(timeout: .seconds(5))
@@ -139,24 +143,29 @@ struct WorkerRuntime: Sendable {
         try? await expressReader.close()
     }
 
-    /// The shard record at `partition`@`offset` of the shards topic, or nil if it cannot be read soon.
-    func fetchShardRecord(partition: Int32, offset: Int64) async -> KafkaMessage? {
-        let found = await readShardRecord(partition: partition, offset: offset)
+    /// The shard records at these (partition, offset) positions of the shards topic, read in one
+    /// pass; those that cannot be read within 5 s are left out.
+    func fetchShardRecords(_ positions: [(partition: Int32, offset: Int64)]) async -> [KafkaMessage] {
+        let found = await readShardRecords(positions)
         // Unassigned again: an assigned reader keeps fetching (100 fetches/s at its wait).
         try? await expressReader.assign([])
         return found
     }
 
-    private func readShardRecord(partition: Int32, offset: Int64) async -> KafkaMessage? {
+    private func readShardRecords(_ positions: [(partition: Int32, offset: Int64)]) async -> [KafkaMessage] {
+        var wanted = Set(positions.map { TopicPartitionOffset(topics.shards, $0.partition, $0.offset) })
+        let starts = Dictionary(positions.map { ($0.partition, $0.offset) }, uniquingKeysWith: min)
+        var found: [KafkaMessage] = []
         do {
-            try await expressReader.assign([TopicPartitionOffset(topics.shards, partition, offset)])
+            try await expressReader.assign(starts.map { TopicPartitionOffset(topics.shards, $0.key, $0.value) })
             let deadline = ContinuousClock.now + .seconds(5)
-            while ContinuousClock.now < deadline {
-                for case .message(let message) in try await expressReader.poll(timeout: .milliseconds(100)) where message.offset == offset {
-                    return message
+            while !wanted.isEmpty && ContinuousClock.now < deadline {
+                for case .message(let message) in try await expressReader.poll(timeout: .milliseconds(100))
+                where wanted.remove(TopicPartitionOffset(topics.shards, message.partition, message.offset)) != nil {
+                    found.append(message)
                 }
             }
         } catch {}
-        return nil
+        return found
     }
 }

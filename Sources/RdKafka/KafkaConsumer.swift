@@ -172,6 +172,12 @@ public final class KafkaConsumer: Sendable {
     }
 
     /// Leaves the group cleanly (revoking partitions without committing) and stops fetching.
+    /// Loads the metadata of `topics` into this consumer's cache before assigning their partitions
+    /// (see `KafkaClient.loadMetadata`).
+    public func loadMetadata(for topics: [String], timeout: Duration = .seconds(5)) async {
+        await client.loadMetadata(for: topics, timeout: timeout)
+    }
+
     public func close() async throws(KafkaError) {
         let client = client
         let err = await client.blocking { rd_kafka_consumer_close(client.handle) }

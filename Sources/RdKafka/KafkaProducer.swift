@@ -53,6 +53,11 @@ public final class KafkaProducer: Sendable {
         }
     }
 
+    /// Loads the metadata of `topics` into this producer's cache (see `KafkaClient.loadMetadata`).
+    public func loadMetadata(for topics: [String], timeout: Duration = .seconds(5)) async {
+        await client.loadMetadata(for: topics, timeout: timeout)
+    }
+
     /// Produces one record and waits for the broker's acknowledgement.
     @discardableResult
     public func send(_ message: OutgoingMessage) async throws(KafkaError) -> DeliveryReport {

@@ -17,7 +17,7 @@ public final class TopicReader: Sendable {
             guard let count = metadata.topics[topic] else {
                 throw KafkaError(code: 3, name: "UNKNOWN_TOPIC_OR_PART", message: "topic \(topic) does not exist on \(client.bootstrapServers)")
             }
-            partitions += (0..<count).map { TopicPartitionOffset(topic, $0, TopicPartitionOffset.beginning) }
+            partitions += (0..<count).map { TopicPartitionOffset(topic, $0, TopicPartitionOffset.first) }
         }
         var configuration = KafkaConsumerConfiguration(client: client, groupID: nil)
         configuration.isolationLevel = isolation
@@ -25,6 +25,7 @@ public final class TopicReader: Sendable {
         // Tailing readers want new records soon; some brokers hold an empty fetch for the whole wait.
         configuration.fetchWait = fetchWait
         consumer = try KafkaConsumer(configuration: configuration, logger: logger)
+        await consumer.loadMetadata(for: topics)
         try await consumer.assign(partitions)
         progress = EndTracker(Set(partitions.map(\.topicPartition)))
     }
@@ -75,3 +76,4 @@ private final class EndTracker: Sendable {
 
     func reached(_ partition: TopicPartition) { _ = state.withLock { $0.remove(partition) } }
 }
+

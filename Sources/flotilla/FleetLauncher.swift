@@ -27,16 +27,19 @@ enum FleetLauncher {
 
     /// Runs the controller until the job ends or SIGINT/SIGTERM stops it; nil when stopped first.
     static func run(_ service: ControllerService, logger: Logger) async throws -> ControllerOutcome? {
+        // Signals are watched here rather than by the group: the group's own signal sequence took
+        // a second to wind down after the job ended (measured, one run in two).
         let group = ServiceGroup(configuration: .init(
-            services: [.init(service: service, successTerminationBehavior: .gracefullyShutdownGroup)],
-            gracefulShutdownSignals: [.sigterm, .sigint], logger: logger))
+            services: [.init(service: service, successTerminationBehavior: .gracefullyShutdownGroup)], logger: logger))
+        let watcher = SignalWatcher.onTermination { Task { await group.triggerGracefulShutdown() } }
+        defer { watcher.cancel() }
         try await group.run()
         return service.outcome
     }
 
     /// The closing lines: a sentence, and with `json` the one-line JSON summary last. With `json`
     /// the sentence goes to stderr, so that stdout is the JSON object alone (`| jq` works).
-    static func report(_ outcome: ControllerOutcome, command: String, json: Bool) {
+    static func report(_ outcome: ControllerOutcome, command: String, json: Bool, phases: RunPhases? = nil) {
         let summary = outcome.summary
         let say: (String) -> Void = json ? { printError($0) } : { print($0) }
         switch outcome {
@@ -45,10 +48,67 @@ enum FleetLauncher {
         case .cancelled:
             say("\(command): job \(summary.job) was cancelled: \(summary.done)/\(summary.shards) shards done")
         }
+        if let phases, outcome.exitCode == 0 { say("\(command): \(phases.description)") }
         if json {
             let encoder = JSONEncoder()
             encoder.outputFormatting = [.sortedKeys, .withoutEscapingSlashes]
-            if let data = try? encoder.encode(summary) { print(String(decoding: data, as: UTF8.self)) }
+            let line = RunSummaryLine(summary: summary, phases: phases)
+            if let data = try? encoder.encode(line) { print(String(decoding: data, as: UTF8.self)) }
         }
+    }
+}
+
+/// Where the time of `flotilla run` went, in seconds from the command's start: the embedded
+/// broker up, the job submitted, the first shard started, its results committed, the job
+/// complete (every ack read), and the summary printed.
+struct RunPhases: Sendable, Encodable, CustomStringConvertible {
+    let start = Timestamp.now()
+    var brokerReady: Int64?
+    var submitted: Int64?
+    var firstStart: Int64?
+    var firstResult: Int64?
+    var complete: Int64?
+    var end: Int64?
+
+    mutating func finished(_ summary: JobStatusSummary) {
+        firstStart = summary.startedAt
+        firstResult = summary.firstResultAt
+        complete = summary.completedAt
+        end = Timestamp.now()
+    }
+
+    private func seconds(_ time: Int64?) -> Double? { time.map { Double(max(0, $0 - start)) / 1_000 } }
+
+    private enum CodingKeys: String, CodingKey { case broker, submitted, firstStart, firstResult, complete, end }
+
+    func encode(to encoder: any Encoder) throws {
+        var container = encoder.container(keyedBy: CodingKeys.self)
+        try container.encodeIfPresent(seconds(brokerReady), forKey: .broker)
+        try container.encodeIfPresent(seconds(submitted), forKey: .submitted)
+        try container.encodeIfPresent(seconds(firstStart), forKey: .firstStart)
+        try container.encodeIfPresent(seconds(firstResult), forKey: .firstResult)
+        try container.encodeIfPresent(seconds(complete), forKey: .complete)
+        try container.encodeIfPresent(seconds(end), forKey: .end)
+    }
+
+    var description: String {
+        let parts: [(String, Int64?)] = [("broker", brokerReady), ("submitted", submitted), ("first shard", firstStart),
+                                         ("first results", firstResult), ("complete", complete), ("exit", end)]
+        return "time line " + parts.compactMap { name, time in seconds(time).map { String(format: "%@ %.2f s", name, $0) } }
+            .joined(separator: ", ")
+    }
+}
+
+/// The JSON line `flotilla run --json` prints: the summary's fields, plus `phases` when known.
+private struct RunSummaryLine: Encodable {
+    let summary: JobStatusSummary
+    let phases: RunPhases?
+
+    private enum CodingKeys: String, CodingKey { case phases }
+
+    func encode(to encoder: any Encoder) throws {
+        try summary.encode(to: encoder)
+        var container = encoder.container(keyedBy: CodingKeys.self)
+        try container.encodeIfPresent(phases, forKey: .phases)
     }
 }

@@ -47,6 +47,7 @@ struct RunCommand: AsyncParsableCommand {
     func run() async throws {
         try await exitOnFlotillaError {
             let logger = CommandLogging.logger("flotilla.run")
+            var phases = RunPhases()
             let config = try JobSpecLoader.load(path: spec, builtins: Set(BuiltinPredictors.names))
             let logs = try logDirectory(job: config.job)
             var embedded: EmbeddedBroker?
@@ -63,10 +64,12 @@ struct RunCommand: AsyncParsableCommand {
             var kafkaOptions = kafka
             kafkaOptions.brokers = brokers
             let connection = try kafkaOptions.connection()
+            phases.brokerReady = Timestamp.now()
 
             let submitter = JobSubmitter(logger: CommandLogging.kafkaLogger())
             let plan = try await submitter.plan(config)
             _ = try await submitter.submit(plan, to: connection)
+            phases.submitted = Timestamp.now()
             printError("flotilla run: job \(config.job): \(plan.samples) samples in \(plan.shards.count) shards, \(config.stages.count) stage\(config.stages.count == 1 ? "" : "s")")
 
             let backend = try FleetLauncher.localBackend(job: config.job, brokers: brokers, topicPrefix: config.kafka.topicPrefix,
@@ -92,7 +95,8 @@ struct RunCommand: AsyncParsableCommand {
                 printError("flotilla run: stopped before the job finished (worker logs in \(logs))")
                 throw ExitCode(1)
             }
-            FleetLauncher.report(outcome, command: "flotilla run", json: json)
+            phases.finished(outcome.summary)
+            FleetLauncher.report(outcome, command: "flotilla run", json: json, phases: phases)
             if outcome.exitCode != 0 { throw ExitCode(outcome.exitCode) }
         }
     }

@@ -37,7 +37,7 @@ struct ExampleConfigTests {
         #expect(config.stages.map(\.name) == ["classify"])
         #expect(config.stages[0].predictor == .command([
             root + "/.tools/venv/bin/python", root + "/python/examples/digits_predictor.py",
-            "--model", root + "/.tools/models/digits.pickle",
+            "--model", root + "/.tools/models/digits.npz",
         ]))
         #expect(config.stages[0].timeout == .seconds(30))
         #expect(config.workers == FleetConfig(min: 1, max: 2))

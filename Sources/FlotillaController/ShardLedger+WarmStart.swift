@@ -1,0 +1,51 @@
+import FlotillaCore
+
+extension ShardLedger {
+    /// The warm start: a worker that has joined (it heartbeats) but has no consumer-group
+    /// assignment yet is told to take pending shards straight from the shards topic, so it works
+    /// from its first second instead of after the group's join (~3 s: the broker's initial
+    /// rebalance delay, measured on the embedded broker; Apache Kafka's default is the same).
+    ///
+    /// The consumer group stays the balancing mechanism; this only fills the join window. Other
+    /// workers see the `take` on the control topic and skip their group copy of that attempt. If
+    /// the taker fails, its heartbeats (which list the shard once queued) make it worker-lost and
+    /// re-enqueued; a take that never arrived is caught by the final reconcile.
+    ///
+    /// Each joining worker holds at most `warmStartShards` untaken-yet-unfinished warm shards and
+    /// at most its share of what is pending; a shard already delivered to, queued at or running on
+    /// any worker is never picked.
+    mutating func warmStart(now: Int64, plan: TargetPlan, actions: inout [LedgerAction]) {
+        guard settings.warmStartShards > 0 else { return }
+        let joining = workers.values
+            .filter { !$0.lost && !$0.retiring && $0.state == .running && $0.partitions?.isEmpty == true }
+            .map(\.id).sorted()
+        guard !joining.isEmpty else { return }
+        var candidates = shards.keys.sorted().compactMap { id -> (String, Int, Int, Int64)? in
+            guard let entry = shards[id], warmTakes[id] == nil, !entry.isFinished, entry.source != nil,
+                  entry.latestAttempt >= max(0, entry.supersededBelow), !entry.isExecuting(live: plan.live),
+                  !plan.queued.contains(id), let latest = entry.attempts[entry.latestAttempt],
+                  let partition = latest.partition, let offset = latest.offset else { return nil }
+            // Delivered to its partition's owner already: it is that worker's now.
+            if let owner = plan.owner[partition], let position = workers[owner]?.positions[partition], position > offset {
+                return nil
+            }
+            return (id, entry.latestAttempt, partition, offset)
+        }
+        guard !candidates.isEmpty else { return }
+        let share = (candidates.count + joining.count - 1) / joining.count
+        for worker in joining {
+            // Unfinished warm shards it was given lately (an old one that never showed up is the reconcile's).
+            let held = warmTakes.filter { shard, take in
+                take.worker == worker && now - take.at < settings.workerTimeoutMs && !(shards[shard]?.isFinished ?? true)
+            }.count
+            let budget = min(share, settings.warmStartShards - held)
+            guard budget > 0 else { continue }
+            for (shard, attempt, partition, offset) in candidates.prefix(budget) {
+                warmTakes[shard] = WarmTake(worker: worker, attempt: attempt, at: now)
+                actions.append(.take(worker: worker, shard: shard, attempt: attempt, partition: partition, offset: offset))
+            }
+            candidates.removeFirst(min(budget, candidates.count))
+            if candidates.isEmpty { break }
+        }
+    }
+}
