@@ -56,6 +56,10 @@ extension ControllerService {
             let now = Timestamp.now()
             var actions = try await maintainFleet(&run, connection, now: now)
             actions += run.ledger.tick(now: now)
+            if !run.undecodable.isEmpty {
+                try await send(run.undecodable.map { message($0.letter, topic: connection.topics.dlq, key: $0.key) }, connection)
+                run.undecodable = []
+            }
             let completed = try await execute(actions, connection, &run, now: now)
             updateBoard(run, now: now, tickTime: ContinuousClock.now - tickStart)
             if run.heartbeatLagMs > run.ledger.settings.workerTimeoutMs / 2 {
@@ -102,7 +106,7 @@ extension ControllerService {
                 controls.append(message(control, topic: topics.control, key: worker))
             case .take(let worker, let shard, let attempt, let partition, let offset):
                 let control = ControlRecord(job: options.job, target: worker, command: .take, shard: shard, attempt: attempt,
-                                            partition: partition, offset: offset, reason: "warm start", time: now)
+                                            partition: partition, offset: offset, reason: ControlRecord.warmStartReason, time: now)
                 controls.append(message(control, topic: topics.control, key: worker))
             case .replaceWorker(let worker, _):
                 replacements.append(worker)
@@ -282,16 +286,23 @@ extension ControllerService {
         OutgoingMessage.record(record, topic: topic, key: key, partition: partition.map { Int32($0) }, attempt: attempt)
     }
 
-    /// The express lane: tells the live owner of each re-enqueued record's partition to fetch it
-    /// now, so recovered work does not wait behind that partition's backlog. Best effort: the
-    /// record is in the shards topic either way.
+    /// The express lane: tells the live owner of each re-enqueued record's partition (else the
+    /// least busy running worker) to fetch it now, so recovered work does not wait behind that
+    /// partition's backlog. Best effort: the record is in the shards topic either way.
     func sendTakes(for reports: [(OutgoingMessage, DeliveryReport)], _ connection: Connection, _ run: ControllerRun, now: Int64) async throws {
         guard !reports.isEmpty else { return }
         let owners = run.ledger.workerViews(now: now).filter { !$0.lost }
+        // No owner of the partition (a fleet still joining the group, or an orphaned partition):
+        // the least busy running worker, so recovered work never waits for a rebalance.
+        let running = owners.filter { $0.state == WorkerState.running.rawValue }
+        var extra: [String: Int] = [:]
         var takes: [OutgoingMessage] = []
         for (message, report) in reports {
-            guard let owner = owners.first(where: { $0.partitions.contains(Int(report.partition)) }),
+            let fallback = running.min { ($0.inFlight.count + $0.queued + extra[$0.id, default: 0], $0.id)
+                < ($1.inFlight.count + $1.queued + extra[$1.id, default: 0], $1.id) }
+            guard let owner = owners.first(where: { $0.partitions.contains(Int(report.partition)) }) ?? fallback,
                   let record = try? RecordCodec.shared.decode(ShardRecord.self, from: message.value) else { continue }
+            extra[owner.id, default: 0] += 1
             let take = ControlRecord(job: options.job, target: owner.id, command: .take, shard: record.shard, attempt: record.attempt,
                                      partition: Int(report.partition), offset: report.offset, reason: record.reason.rawValue, time: now)
             takes.append(self.message(take, topic: connection.topics.control, key: owner.id))

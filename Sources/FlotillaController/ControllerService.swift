@@ -100,6 +100,8 @@ struct ControllerRun: Sendable {
     var cancelled: String?
     /// The largest send-to-apply delay of heartbeats since the last status snapshot (ms).
     var heartbeatLagMs: Int64 = 0
+    /// Dead letters for undecodable shard records, sent at the next tick.
+    var undecodable: [(key: String, letter: DeadLetterRecord)] = []
 }
 
 extension ControllerService {
@@ -202,6 +204,12 @@ extension ControllerService {
                     if let shard = message.keyString, !shard.isEmpty {
                         run.ledger.applyUndecodableShard(shard, reason: "\(error)")
                     }
+                    // Dead-lettered here, not only by a worker that receives it: with the warm
+                    // start a job can end before any worker reads its partitions (a duplicate
+                    // letter for the same key counts once).
+                    run.undecodable.append((message.keyString ?? "unknown", DeadLetterRecord(
+                        job: options.job, reason: "\(error)", raw: message.value, topic: message.topic,
+                        partition: Int(message.partition), offset: message.offset, from: "controller")))
                     throw error
                 }
             case topics.control:

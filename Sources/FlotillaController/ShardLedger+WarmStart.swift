@@ -12,8 +12,8 @@ extension ShardLedger {
     /// re-enqueued; a take that never arrived is caught by the final reconcile.
     ///
     /// Each joining worker holds at most `warmStartShards` untaken-yet-unfinished warm shards and
-    /// at most its share of what is pending; a shard already delivered to, queued at or running on
-    /// any worker is never picked.
+    /// at most its share of what is pending; only first publications are handed out, and never a
+    /// shard already delivered to, queued at or running on any worker.
     mutating func warmStart(now: Int64, plan: TargetPlan, actions: inout [LedgerAction]) {
         guard settings.warmStartShards > 0 else { return }
         let joining = workers.values
@@ -24,6 +24,9 @@ extension ShardLedger {
             guard let entry = shards[id], warmTakes[id] == nil, !entry.isFinished, entry.source != nil,
                   entry.latestAttempt >= max(0, entry.supersededBelow), !entry.isExecuting(live: plan.live),
                   !plan.queued.contains(id), let latest = entry.attempts[entry.latestAttempt],
+                  // Only first publications: a re-enqueued attempt goes to a working owner's
+                  // partition and its express lane, which beats a worker still starting.
+                  latest.reason == .initial,
                   let partition = latest.partition, let offset = latest.offset else { return nil }
             // Delivered to its partition's owner already: it is that worker's now.
             if let owner = plan.owner[partition], let position = workers[owner]?.positions[partition], position > offset {

@@ -6,6 +6,9 @@ public struct ControlRecord: FlotillaRecord, Hashable {
 
     /// The target meaning every worker.
     public static let allWorkers = "*"
+    /// The `reason` of a `take` from the warm start (ordinary work, queued last), as opposed to
+    /// the express lane for recovered shards (run next, one slot beyond the rest).
+    public static let warmStartReason = "warm start"
     /// The target meaning the controller (`scale`).
     public static let controller = "controller"
 

@@ -36,7 +36,7 @@ public struct RecordCodec: Sendable {
     public func encode<T: FlotillaRecord>(_ record: T) -> [UInt8] {
         if let writable = record as? any JSONWritableRecord {
             var out: [UInt8] = []
-            out.reserveCapacity(256)
+            out.reserveCapacity(writable.estimatedJSONSize)
             writable.writeJSON(into: &out)
             return out
         }
@@ -123,6 +123,8 @@ public struct RecordCodec: Sendable {
 /// for records written once per sample.
 public protocol JSONWritableRecord {
     func writeJSON(into out: inout [UInt8])
+    /// About how many bytes `writeJSON` appends, so the buffer is allocated once.
+    var estimatedJSONSize: Int { get }
 }
 
 /// Writes `"v"` beside the record's own fields, in the same JSON object.

@@ -91,6 +91,14 @@ public struct ResultRecord: FlotillaRecord, Hashable {
 }
 
 extension ResultRecord: JSONWritableRecord {
+    public var estimatedJSONSize: Int {
+        let outcomeSize = switch outcome {
+        case .output(let bytes): bytes.bytes.count
+        case .error(let message): message.utf8.count + 16
+        }
+        return 96 + outcomeSize + id.utf8.count + job.utf8.count + run.utf8.count + shard.utf8.count + (stage?.utf8.count ?? 0)
+    }
+
     /// The same object `Codable` writes (sorted keys, `"v"`), with the output spliced in as bytes:
     /// one result per sample makes this the hottest record.
     public func writeJSON(into out: inout [UInt8]) {

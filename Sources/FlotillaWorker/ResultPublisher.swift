@@ -24,18 +24,18 @@ struct ResultPublisher: Sendable {
     let publishResults: Bool
 
     func publish(_ shards: [FinishedShard], offsets: [TopicPartitionOffset], consumer: KafkaConsumer) async throws(KafkaError) {
-        let results = publishResults ? shards.flatMap(\.results).map(message(for:)) : []
+        let results = publishResults ? resultMessages(shards) : []
         let acks = shards.map { message(for: $0.ack) }
         guard transactional else {
-            try await producer.send(results)
-            try await producer.send(acks)
+            try await producer.deliver(results)
+            try await producer.deliver(acks)
             if !offsets.isEmpty { try await consumer.commit(offsets) }
             return
         }
         do {
             try producer.beginTransaction()
-            try await producer.send(results)
-            try await producer.send(acks)
+            try await producer.deliver(results)
+            try await producer.deliver(acks)
             try await producer.sendOffsetsToTransaction(offsets, groupMetadata: consumer.groupMetadata())
             try await producer.commitTransaction()
         } catch {
@@ -58,8 +58,19 @@ struct ResultPublisher: Sendable {
         }
     }
 
-    private func message(for result: ResultRecord) -> OutgoingMessage {
-        .record(result, topic: topics.results, key: result.id, attempt: result.attempt)
+    /// One message per result; the headers (the same for every result of an attempt) are built
+    /// once per shard and shared, not once per sample.
+    private func resultMessages(_ shards: [FinishedShard]) -> [OutgoingMessage] {
+        var messages: [OutgoingMessage] = []
+        messages.reserveCapacity(shards.reduce(0) { $0 + $1.results.count })
+        for shard in shards {
+            let headers = OutgoingMessage.headers(for: ResultRecord.self, attempt: shard.ack.attempt)
+            for result in shard.results {
+                messages.append(OutgoingMessage(topic: topics.results, key: result.id, value: RecordCodec.shared.encode(result),
+                                                headers: headers))
+            }
+        }
+        return messages
     }
 
     private func message(for ack: AckRecord) -> OutgoingMessage {

@@ -22,7 +22,9 @@ extension Worker {
                 }
             }
             let commands = runtime.ledger.takeCommands()
-            await take(commands.filter { $0.command == .take }, runtime)
+            let takes = commands.filter { $0.command == .take }
+            await take(takes.filter { $0.reason != ControlRecord.warmStartReason }, express: true, runtime)
+            await take(takes.filter { $0.reason == ControlRecord.warmStartReason }, express: false, runtime)
             for command in commands where command.command != .take { carryOut(command) }
             // Drop queued attempts that became stale while waiting.
             state.withLock { state in
@@ -54,9 +56,10 @@ extension Worker {
         }
     }
 
-    /// The express lane and the warm start: fetches the named shard records (one pass over the
-    /// shards topic) and puts them at the front of the queue, in the order they were sent.
-    func take(_ commands: [ControlRecord], _ runtime: WorkerRuntime) async {
+    /// The express lane (`express`: recovered shards, put first and allowed one slot beyond the
+    /// rest) and the warm start (ordinary work, queued last): fetches the named shard records in
+    /// one pass over the shards topic, in the order they were sent.
+    func take(_ commands: [ControlRecord], express: Bool, _ runtime: WorkerRuntime) async {
         let positions = commands.compactMap { command in
             command.partition.flatMap { partition in command.offset.map { (partition: Int32(partition), offset: $0) } }
         }
@@ -67,14 +70,14 @@ extension Worker {
         for message in messages.sorted(by: { order["\($0.partition)@\($0.offset)"] ?? 0 < order["\($1.partition)@\($1.offset)"] ?? 0 }) {
             guard let record = try? RecordCodec.shared.decode(ShardRecord.self, from: message.value),
                   record.job == options.job, runtime.ledger.shouldSkip(record) == nil else { continue }
-            taken.append(QueuedShard(record: record, partition: message.topicPartition, offset: message.offset, express: true))
+            taken.append(QueuedShard(record: record, partition: message.topicPartition, offset: message.offset, express: express))
         }
         let added = state.withLock { state in
             let fresh = taken.filter { shard in
                 !state.queue.contains { $0.record.shard == shard.record.shard && $0.record.attempt == shard.record.attempt }
                     && !state.running.values.contains { $0.queued.record.shard == shard.record.shard && $0.queued.record.attempt == shard.record.attempt }
             }
-            state.queue.insert(contentsOf: fresh, at: 0)
+            if express { state.queue.insert(contentsOf: fresh, at: 0) } else { state.queue.append(contentsOf: fresh) }
             return fresh
         }
         guard !added.isEmpty else { return }

@@ -30,7 +30,12 @@ public final class KafkaProducer: Sendable {
     /// (too large, unknown partition, fatal client error); a full local queue is retried by `send`.
     public func enqueue(_ message: OutgoingMessage,
                         onDelivery: @escaping @Sendable (Result<DeliveryReport, KafkaError>) -> Void = { _ in }) throws(KafkaError) {
-        let box = Unmanaged.passRetained(DeliveryBox(onDelivery)).toOpaque()
+        try enqueue(message, opaque: Unmanaged.passRetained(DeliveryBox(onDelivery)).toOpaque())
+    }
+
+    /// Enqueues with `opaque`, a retained `DeliveryReceiver` released by the delivery callback
+    /// (or here, when the record cannot be enqueued).
+    private func enqueue(_ message: OutgoingMessage, opaque: UnsafeMutableRawPointer) throws(KafkaError) {
         var headers: OpaquePointer?
         if !message.headers.isEmpty {
             headers = rd_kafka_headers_new(message.headers.count)
@@ -43,11 +48,11 @@ public final class KafkaProducer: Sendable {
             key.withUnsafeBytes { keyBytes in
                 flotilla_producev(client.handle, message.topic, message.partition ?? -1,
                                   message.key == nil ? nil : keyBytes.baseAddress, keyBytes.count,
-                                  value.baseAddress, value.count, headers, box)
+                                  value.baseAddress, value.count, headers, opaque)
             }
         }
         if err != RD_KAFKA_RESP_ERR_NO_ERROR {
-            Unmanaged<DeliveryBox>.fromOpaque(box).release()
+            Unmanaged<DeliveryReceiver>.fromOpaque(opaque).release()
             if let headers { rd_kafka_headers_destroy(headers) }
             throw KafkaError(err, "cannot produce to \(message.topic) (\(message.value.count) bytes)")
         }
@@ -72,6 +77,28 @@ public final class KafkaProducer: Sendable {
             try await enqueueRetryingWhenFull(message) { pending.complete(index, $0) }
         }
         return try await pending.wait()
+    }
+
+    /// Produces records in order and waits until every one is acknowledged; fails with the first
+    /// error. The fast path for many records (a shard's results): one shared delivery tracker for
+    /// the batch and no per-record report, where `send` allocates a callback and a report each.
+    public func deliver(_ messages: [OutgoingMessage]) async throws(KafkaError) {
+        guard !messages.isEmpty else { return }
+        let batch = BatchDelivery(count: messages.count)
+        for message in messages {
+            while true {
+                do {
+                    try enqueue(message, opaque: Unmanaged.passRetained(batch).toOpaque())
+                    break
+                } catch where error.code == KafkaError.queueFullCode {
+                    try? await Task.sleep(for: .milliseconds(2))
+                } catch {
+                    // Records already enqueued still report to the batch; it is not waited for.
+                    throw error
+                }
+            }
+        }
+        try await batch.wait()
     }
 
     /// Enqueues, sleeping briefly while librdkafka's local queue is full (back-pressure).
@@ -142,20 +169,67 @@ final class PendingDeliveries: Sendable {
     }
 }
 
-/// The per-record context passed through librdkafka as the message opaque.
-private final class DeliveryBox {
+/// What a delivery report goes to: the per-record context passed through librdkafka as the
+/// message opaque (retained once per record, released by the callback).
+class DeliveryReceiver: @unchecked Sendable {
+    /// One record's outcome; `topic` is read only when needed (it costs a string).
+    func delivered(_ error: KafkaError?, partition: Int32, offset: Int64, topic: () -> String) {}
+}
+
+/// One record's callback.
+private final class DeliveryBox: DeliveryReceiver, @unchecked Sendable {
     let onDelivery: @Sendable (Result<DeliveryReport, KafkaError>) -> Void
     init(_ onDelivery: @escaping @Sendable (Result<DeliveryReport, KafkaError>) -> Void) { self.onDelivery = onDelivery }
+
+    override func delivered(_ error: KafkaError?, partition: Int32, offset: Int64, topic: () -> String) {
+        if let error { onDelivery(.failure(error)) } else { onDelivery(.success(DeliveryReport(topic: topic(), partition: partition, offset: offset))) }
+    }
+}
+
+/// A batch of records (`deliver`): counts outcomes and wakes the waiter when all are in.
+private final class BatchDelivery: DeliveryReceiver, @unchecked Sendable {
+    private struct State {
+        var remaining: Int
+        var firstError: KafkaError?
+        var waiter: CheckedContinuation<Void, Never>?
+    }
+    private let state: Mutex<State>
+
+    init(count: Int) { state = Mutex(State(remaining: count)) }
+
+    override func delivered(_ error: KafkaError?, partition: Int32, offset: Int64, topic: () -> String) {
+        let waiter: CheckedContinuation<Void, Never>? = state.withLock { state in
+            if let error, state.firstError == nil { state.firstError = error }
+            state.remaining -= 1
+            guard state.remaining == 0 else { return nil }
+            defer { state.waiter = nil }
+            return state.waiter
+        }
+        waiter?.resume()
+    }
+
+    func wait() async throws(KafkaError) {
+        await withCheckedContinuation { continuation in
+            let done = state.withLock { state in
+                if state.remaining == 0 { return true }
+                state.waiter = continuation
+                return false
+            }
+            if done { continuation.resume() }
+        }
+        if let error = state.withLock({ $0.firstError }) { throw error }
+    }
 }
 
 private func deliveryCallback(_ rk: OpaquePointer?, _ message: UnsafePointer<rd_kafka_message_t>?, _ opaque: UnsafeMutableRawPointer?) {
     guard let message, let boxPointer = message.pointee._private else { return }
-    let box = Unmanaged<DeliveryBox>.fromOpaque(boxPointer).takeRetainedValue()
-    let topic = message.pointee.rkt.map { String(cString: rd_kafka_topic_name($0)) } ?? ""
+    let receiver = Unmanaged<DeliveryReceiver>.fromOpaque(boxPointer).takeRetainedValue()
+    let topic = { message.pointee.rkt.map { String(cString: rd_kafka_topic_name($0)) } ?? "" }
     if message.pointee.err == RD_KAFKA_RESP_ERR_NO_ERROR {
-        box.onDelivery(.success(DeliveryReport(topic: topic, partition: message.pointee.partition, offset: message.pointee.offset)))
+        receiver.delivered(nil, partition: message.pointee.partition, offset: message.pointee.offset, topic: topic)
     } else {
-        box.onDelivery(.failure(KafkaError(message.pointee.err, "delivery to \(topic) failed")))
+        receiver.delivered(KafkaError(message.pointee.err, "delivery to \(topic()) failed"),
+                           partition: message.pointee.partition, offset: message.pointee.offset, topic: topic)
     }
 }
 
