@@ -6,16 +6,20 @@ extension ShardLedger {
     /// from its first second instead of after the group's join (~3 s: the broker's initial
     /// rebalance delay, measured on the embedded broker; Apache Kafka's default is the same).
     ///
-    /// The consumer group stays the balancing mechanism; this only fills the join window. Other
+    /// The consumer group stays the balancing mechanism; this only fills the join window, while no
+    /// live worker owns a partition yet. Other
     /// workers see the `take` on the control topic and skip their group copy of that attempt. If
     /// the taker fails, its heartbeats (which list the shard once queued) make it worker-lost and
     /// re-enqueued; a take that never arrived is caught by the final reconcile.
     ///
     /// Each joining worker holds at most `warmStartShards` untaken-yet-unfinished warm shards and
     /// at most its share of what is pending; only first publications are handed out, and never a
-    /// shard already delivered to, queued at or running on any worker.
+    /// shard queued at or running on any worker.
     mutating func warmStart(now: Int64, plan: TargetPlan, actions: inout [LedgerAction]) {
-        guard settings.warmStartShards > 0 else { return }
+        // Only while the group has not formed: once any worker owns partitions, its group copies
+        // race the takes, and a late joiner is served by stealing instead (measured: 2 % of
+        // 2 000 shards ran twice with 10 workers when joiners were warm-started throughout).
+        guard settings.warmStartShards > 0, plan.owner.isEmpty else { return }
         let joining = workers.values
             .filter { !$0.lost && !$0.retiring && $0.state == .running && $0.partitions?.isEmpty == true }
             .map(\.id).sorted()
@@ -28,10 +32,6 @@ extension ShardLedger {
                   // partition and its express lane, which beats a worker still starting.
                   latest.reason == .initial,
                   let partition = latest.partition, let offset = latest.offset else { return nil }
-            // Delivered to its partition's owner already: it is that worker's now.
-            if let owner = plan.owner[partition], let position = workers[owner]?.positions[partition], position > offset {
-                return nil
-            }
             return (id, entry.latestAttempt, partition, offset)
         }
         guard !candidates.isEmpty else { return }

@@ -1,0 +1,63 @@
+@testable import FlotillaController
+import FlotillaCore
+import Testing
+
+extension Array where Element == LedgerAction {
+    /// Warm-start takes: (worker, shard id).
+    var takes: [(worker: String, shard: String)] {
+        compactMap { if case .take(let worker, let shard, _, _, _) = $0 { (worker, shard) } else { nil } }
+    }
+}
+
+@Suite("Shard ledger: warm start of joining workers")
+struct ShardLedgerWarmStartTests {
+    @Test("a worker without an assignment is handed pending first publications, its share, at most warmStartShards")
+    func handsOutShares() {
+        var ledger = Fixtures.ledger(shards: 100)
+        ledger.apply(heartbeat: Fixtures.heartbeat("w1", at: 1_000, partitions: []), receivedAt: 1_000)
+        ledger.apply(heartbeat: Fixtures.heartbeat("w2", at: 1_000, partitions: []), receivedAt: 1_000)
+        let takes = ledger.tick(now: 1_000).takes
+        #expect(takes.filter { $0.worker == "w1" }.count == 32)
+        #expect(takes.filter { $0.worker == "w2" }.count == 32)
+        #expect(Set(takes.map(\.shard)).count == 64, "no shard handed out twice")
+        #expect(ledger.tick(now: 1_100).takes.isEmpty, "nothing more while they hold their 32")
+
+        var small = Fixtures.ledger(shards: 10)
+        small.apply(heartbeat: Fixtures.heartbeat("w1", at: 1_000, partitions: []), receivedAt: 1_000)
+        small.apply(heartbeat: Fixtures.heartbeat("w2", at: 1_000, partitions: []), receivedAt: 1_000)
+        let shares = small.tick(now: 1_000).takes
+        #expect(shares.filter { $0.worker == "w1" }.count == 5 && shares.filter { $0.worker == "w2" }.count == 5)
+    }
+
+    @Test("more once the warm shards are committed; assigned workers get none")
+    func refillsAndStops() {
+        var ledger = Fixtures.ledger(shards: 40)
+        ledger.apply(heartbeat: Fixtures.heartbeat("w1", at: 1_000, partitions: []), receivedAt: 1_000)
+        let first = ledger.tick(now: 1_000).takes
+        #expect(first.count == 32)
+        var beat = Fixtures.heartbeat("w1", at: 2_000, partitions: [])
+        beat.committed = first.prefix(10).map { CommittedShard(shard: $0.shard, attempt: 0, run: "r-\($0.shard)", samples: 2) }
+        ledger.apply(heartbeat: beat, receivedAt: 2_000)
+        #expect(ledger.tick(now: 2_000).takes.count == 8, "the 8 shards left")
+
+        var assigned = Fixtures.ledger(shards: 10)
+        assigned.apply(heartbeat: Fixtures.heartbeat("w1", at: 1_000, partitions: [0, 1, 2, 3, 4, 5, 6, 7]), receivedAt: 1_000)
+        #expect(assigned.tick(now: 1_000).takes.isEmpty)
+        // A late joiner once the group has formed: served by stealing, not the warm start.
+        assigned.apply(heartbeat: Fixtures.heartbeat("w2", at: 1_000, partitions: []), receivedAt: 1_000)
+        #expect(assigned.tick(now: 1_000).takes.isEmpty)
+    }
+
+    @Test("never a shard that is queued, running elsewhere, or re-enqueued")
+    func skipsHeldWork() {
+        var ledger = Fixtures.ledger(shards: 6)
+        // w2, also still joining, runs shard 0 and queues shard 1 (from an earlier warm start).
+        ledger.apply(heartbeat: Fixtures.heartbeat("w2", at: 1_000, running: [(0, 0, 1)], queued: [1, 2], partitions: []), receivedAt: 1_000)
+        // Shard 3's latest attempt is a re-enqueue.
+        ledger.apply(shard: Fixtures.shard(3, attempt: 1, reason: .stolen, at: 500), partition: 3, offset: 10)
+        ledger.apply(heartbeat: Fixtures.heartbeat("w1", at: 1_000, partitions: []), receivedAt: 1_000)
+        let taken = Set(ledger.tick(now: 1_000).takes.filter { $0.worker == "w1" }.map(\.shard))
+        #expect(taken.isSubset(of: [Fixtures.id(4), Fixtures.id(5)]) && !taken.isEmpty)
+        #expect(!taken.contains(Fixtures.id(3)))
+    }
+}
