@@ -104,19 +104,16 @@ extension ResultRecord: JSONWritableRecord {
     public func writeJSON(into out: inout [UInt8]) {
         JSONWriter.raw(#"{"attempt":"#, into: &out)
         JSONWriter.write(attempt, into: &out)
-        switch outcome {
-        case .error(let message):
+        // Keys in sorted order: attempt, error, id, job, output, run, shard, stage, v.
+        if case .error(let message) = outcome {
             JSONWriter.raw(#","error":"#, into: &out)
             JSONWriter.write(message, into: &out)
-            JSONWriter.raw(#","id":"#, into: &out)
-            JSONWriter.write(id, into: &out)
-            JSONWriter.raw(#","job":"#, into: &out)
-            JSONWriter.write(job, into: &out)
-        case .output(let bytes):
-            JSONWriter.raw(#","id":"#, into: &out)
-            JSONWriter.write(id, into: &out)
-            JSONWriter.raw(#","job":"#, into: &out)
-            JSONWriter.write(job, into: &out)
+        }
+        JSONWriter.raw(#","id":"#, into: &out)
+        JSONWriter.write(id, into: &out)
+        JSONWriter.raw(#","job":"#, into: &out)
+        JSONWriter.write(job, into: &out)
+        if case .output(let bytes) = outcome {
             JSONWriter.raw(#","output":"#, into: &out)
             out.append(contentsOf: bytes.bytes)
         }

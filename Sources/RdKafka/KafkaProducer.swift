@@ -98,7 +98,7 @@ public final class KafkaProducer: Sendable {
                 }
             }
         }
-        try await batch.wait()
+        try await batch.countdown.wait()
     }
 
     /// Enqueues, sleeping briefly while librdkafka's local queue is full (back-pressure).
@@ -125,79 +125,19 @@ public final class KafkaProducer: Sendable {
     public var fatalError: KafkaError? { client.fatalError }
 }
 
-/// Collects the delivery results of a group of records and wakes one waiter when all are in.
-final class PendingDeliveries: Sendable {
-    private struct State {
-        var reports: [DeliveryReport?]
-        var remaining: Int
-        var firstError: KafkaError?
-        var waiter: CheckedContinuation<Void, Never>?
-    }
-
-    private let state: Mutex<State>
-
-    init(count: Int) {
-        state = Mutex(State(reports: Array(repeating: nil, count: count), remaining: count))
-    }
-
-    func complete(_ index: Int, _ result: Result<DeliveryReport, KafkaError>) {
-        let waiter: CheckedContinuation<Void, Never>? = state.withLock { state in
-            switch result {
-            case .success(let report): state.reports[index] = report
-            case .failure(let error): if state.firstError == nil { state.firstError = error }
-            }
-            state.remaining -= 1
-            guard state.remaining == 0 else { return nil }
-            defer { state.waiter = nil }
-            return state.waiter
-        }
-        waiter?.resume()
-    }
-
-    func wait() async throws(KafkaError) -> [DeliveryReport] {
-        await withCheckedContinuation { continuation in
-            let done = state.withLock { state in
-                if state.remaining == 0 { return true }
-                state.waiter = continuation
-                return false
-            }
-            if done { continuation.resume() }
-        }
-        let (reports, error) = state.withLock { ($0.reports, $0.firstError) }
-        if let error { throw error }
-        return reports.map { $0! }
-    }
-}
-
-/// What a delivery report goes to: the per-record context passed through librdkafka as the
-/// message opaque (retained once per record, released by the callback).
-class DeliveryReceiver: @unchecked Sendable {
-    /// One record's outcome; `topic` is read only when needed (it costs a string).
-    func delivered(_ error: KafkaError?, partition: Int32, offset: Int64, topic: () -> String) {}
-}
-
-/// One record's callback.
-private final class DeliveryBox: DeliveryReceiver, @unchecked Sendable {
-    let onDelivery: @Sendable (Result<DeliveryReport, KafkaError>) -> Void
-    init(_ onDelivery: @escaping @Sendable (Result<DeliveryReport, KafkaError>) -> Void) { self.onDelivery = onDelivery }
-
-    override func delivered(_ error: KafkaError?, partition: Int32, offset: Int64, topic: () -> String) {
-        if let error { onDelivery(.failure(error)) } else { onDelivery(.success(DeliveryReport(topic: topic(), partition: partition, offset: offset))) }
-    }
-}
-
-/// A batch of records (`deliver`): counts outcomes and wakes the waiter when all are in.
-private final class BatchDelivery: DeliveryReceiver, @unchecked Sendable {
+/// Counts a group of records' deliveries and wakes one waiter when all are in (first error kept).
+final class DeliveryCountdown: Sendable {
     private struct State {
         var remaining: Int
         var firstError: KafkaError?
         var waiter: CheckedContinuation<Void, Never>?
     }
+
     private let state: Mutex<State>
 
     init(count: Int) { state = Mutex(State(remaining: count)) }
 
-    override func delivered(_ error: KafkaError?, partition: Int32, offset: Int64, topic: () -> String) {
+    func complete(_ error: KafkaError?) {
         let waiter: CheckedContinuation<Void, Never>? = state.withLock { state in
             if let error, state.firstError == nil { state.firstError = error }
             state.remaining -= 1
@@ -218,6 +158,60 @@ private final class BatchDelivery: DeliveryReceiver, @unchecked Sendable {
             if done { continuation.resume() }
         }
         if let error = state.withLock({ $0.firstError }) { throw error }
+    }
+}
+
+/// Collects the delivery reports of a group of records, in the records' order.
+final class PendingDeliveries: Sendable {
+    private let reports: Mutex<[DeliveryReport?]>
+    private let countdown: DeliveryCountdown
+
+    init(count: Int) {
+        reports = Mutex(Array(repeating: nil, count: count))
+        countdown = DeliveryCountdown(count: count)
+    }
+
+    func complete(_ index: Int, _ result: Result<DeliveryReport, KafkaError>) {
+        switch result {
+        case .success(let report):
+            reports.withLock { $0[index] = report }
+            countdown.complete(nil)
+        case .failure(let error):
+            countdown.complete(error)
+        }
+    }
+
+    func wait() async throws(KafkaError) -> [DeliveryReport] {
+        try await countdown.wait()
+        return reports.withLock { $0.map { $0! } }
+    }
+}
+
+/// What a delivery report goes to: the per-record context passed through librdkafka as the
+/// message opaque (retained once per record, released by the callback).
+class DeliveryReceiver: @unchecked Sendable {
+    /// One record's outcome; `topic` is read only when needed (it costs a string).
+    func delivered(_ error: KafkaError?, partition: Int32, offset: Int64, topic: () -> String) {}
+}
+
+/// One record's callback.
+private final class DeliveryBox: DeliveryReceiver, @unchecked Sendable {
+    let onDelivery: @Sendable (Result<DeliveryReport, KafkaError>) -> Void
+    init(_ onDelivery: @escaping @Sendable (Result<DeliveryReport, KafkaError>) -> Void) { self.onDelivery = onDelivery }
+
+    override func delivered(_ error: KafkaError?, partition: Int32, offset: Int64, topic: () -> String) {
+        if let error { onDelivery(.failure(error)) } else { onDelivery(.success(DeliveryReport(topic: topic(), partition: partition, offset: offset))) }
+    }
+}
+
+/// A batch of records (`deliver`): one receiver for all of them.
+private final class BatchDelivery: DeliveryReceiver, @unchecked Sendable {
+    let countdown: DeliveryCountdown
+
+    init(count: Int) { countdown = DeliveryCountdown(count: count) }
+
+    override func delivered(_ error: KafkaError?, partition: Int32, offset: Int64, topic: () -> String) {
+        countdown.complete(error)
     }
 }
 

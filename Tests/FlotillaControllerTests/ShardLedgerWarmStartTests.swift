@@ -11,34 +11,41 @@ extension Array where Element == LedgerAction {
 
 @Suite("Shard ledger: warm start of joining workers")
 struct ShardLedgerWarmStartTests {
-    @Test("a worker without an assignment is handed pending first publications, its share, at most warmStartShards")
+    @Test("a worker without an assignment is handed pending first publications: 4, then 2 more per finished one")
     func handsOutShares() {
         var ledger = Fixtures.ledger(shards: 100)
         ledger.apply(heartbeat: Fixtures.heartbeat("w1", at: 1_000, partitions: []), receivedAt: 1_000)
         ledger.apply(heartbeat: Fixtures.heartbeat("w2", at: 1_000, partitions: []), receivedAt: 1_000)
         let takes = ledger.tick(now: 1_000).takes
-        #expect(takes.filter { $0.worker == "w1" }.count == 32)
-        #expect(takes.filter { $0.worker == "w2" }.count == 32)
-        #expect(Set(takes.map(\.shard)).count == 64, "no shard handed out twice")
-        #expect(ledger.tick(now: 1_100).takes.isEmpty, "nothing more while they hold their 32")
+        #expect(takes.filter { $0.worker == "w1" }.count == 4)
+        #expect(takes.filter { $0.worker == "w2" }.count == 4)
+        #expect(Set(takes.map(\.shard)).count == 8, "no shard handed out twice")
+        #expect(ledger.tick(now: 1_100).takes.isEmpty, "nothing more while they hold their 4")
+        // w1 finishes its 4: it may now hold 4 + 2 × 4 = 12; w2, still busy, gets nothing.
+        var beat = Fixtures.heartbeat("w1", at: 1_200, partitions: [])
+        beat.committed = takes.filter { $0.worker == "w1" }.map { CommittedShard(shard: $0.shard, attempt: 0, run: "r-\($0.shard)", samples: 2) }
+        ledger.apply(heartbeat: beat, receivedAt: 1_200)
+        let more = ledger.tick(now: 1_200).takes
+        #expect(more.count == 12 && more.allSatisfy { $0.worker == "w1" })
 
-        var small = Fixtures.ledger(shards: 10)
+        var small = Fixtures.ledger(shards: 6)
         small.apply(heartbeat: Fixtures.heartbeat("w1", at: 1_000, partitions: []), receivedAt: 1_000)
         small.apply(heartbeat: Fixtures.heartbeat("w2", at: 1_000, partitions: []), receivedAt: 1_000)
         let shares = small.tick(now: 1_000).takes
-        #expect(shares.filter { $0.worker == "w1" }.count == 5 && shares.filter { $0.worker == "w2" }.count == 5)
+        #expect(shares.filter { $0.worker == "w1" }.count == 3 && shares.filter { $0.worker == "w2" }.count == 3, "each its share")
     }
 
     @Test("more once the warm shards are committed; assigned workers get none")
     func refillsAndStops() {
         var ledger = Fixtures.ledger(shards: 40)
-        ledger.apply(heartbeat: Fixtures.heartbeat("w1", at: 1_000, partitions: []), receivedAt: 1_000)
-        let first = ledger.tick(now: 1_000).takes
-        #expect(first.count == 32)
-        var beat = Fixtures.heartbeat("w1", at: 2_000, partitions: [])
-        beat.committed = first.prefix(10).map { CommittedShard(shard: $0.shard, attempt: 0, run: "r-\($0.shard)", samples: 2) }
-        ledger.apply(heartbeat: beat, receivedAt: 2_000)
-        #expect(ledger.tick(now: 2_000).takes.count == 8, "the 8 shards left")
+        var taken: [(worker: String, shard: String)] = []
+        for round in 0..<4 {
+            var beat = Fixtures.heartbeat("w1", at: 1_000 + Int64(round), partitions: [])
+            beat.committed = taken.map { CommittedShard(shard: $0.shard, attempt: 0, run: "r-\($0.shard)", samples: 2) }
+            ledger.apply(heartbeat: beat, receivedAt: 1_000 + Int64(round))
+            taken = ledger.tick(now: 1_000 + Int64(round)).takes
+            #expect(taken.count == [4, 12, 24, 0][round], "round \(round): at most warmStartShards (32), and 40 in all")
+        }
 
         var assigned = Fixtures.ledger(shards: 10)
         assigned.apply(heartbeat: Fixtures.heartbeat("w1", at: 1_000, partitions: [0, 1, 2, 3, 4, 5, 6, 7]), receivedAt: 1_000)
