@@ -66,8 +66,12 @@ struct ResultPublisher: Sendable {
         for shard in shards {
             let headers = OutgoingMessage.headers(for: ResultRecord.self, attempt: shard.ack.attempt)
             for result in shard.results {
-                messages.append(OutgoingMessage(topic: topics.results, key: result.id, value: RecordCodec.shared.encode(result),
-                                                headers: headers))
+                // Written directly, not through `RecordCodec.encode`: its cast to the writable
+                // protocol cost a third as much as writing the record (measured).
+                var value: [UInt8] = []
+                value.reserveCapacity(result.estimatedJSONSize)
+                result.writeJSON(into: &value)
+                messages.append(OutgoingMessage(topic: topics.results, key: result.id, value: value, headers: headers))
             }
         }
         return messages
