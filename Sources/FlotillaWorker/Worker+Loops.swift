@@ -65,9 +65,10 @@ extension Worker {
         }
         guard !positions.isEmpty else { return }
         let messages = await runtime.fetchShardRecords(positions)
-        let order = Dictionary(positions.enumerated().map { ("\($0.element.partition)@\($0.element.offset)", $0.offset) }) { first, _ in first }
+        let place = { (partition: Int32, offset: Int64) in TopicPartitionOffset(runtime.topics.shards, partition, offset) }
+        let order = Dictionary(positions.enumerated().map { (place($0.element.partition, $0.element.offset), $0.offset) }) { first, _ in first }
         var taken: [QueuedShard] = []
-        for message in messages.sorted(by: { order["\($0.partition)@\($0.offset)"] ?? 0 < order["\($1.partition)@\($1.offset)"] ?? 0 }) {
+        for message in messages.sorted(by: { order[place($0.partition, $0.offset)] ?? 0 < order[place($1.partition, $1.offset)] ?? 0 }) {
             guard let record = try? RecordCodec.shared.decode(ShardRecord.self, from: message.value),
                   record.job == options.job, runtime.ledger.shouldSkip(record) == nil else { continue }
             taken.append(QueuedShard(record: record, partition: message.topicPartition, offset: message.offset, express: express))
