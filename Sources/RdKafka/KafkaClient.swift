@@ -68,7 +68,6 @@ final class KafkaClient: @unchecked Sendable {
         }
     }
 
-    /// A timeout as librdkafka wants it.
     /// Loads the metadata of `topics` into this client's cache, so the first record produced to
     /// (or the first fetch from) a topic it has not used yet does not wait for librdkafka's
     /// metadata retry: 1-2 s for a topic created a moment before, ~1 s for a partition newly
@@ -87,6 +86,7 @@ final class KafkaClient: @unchecked Sendable {
         }
     }
 
+    /// A timeout as librdkafka wants it.
     static func timeoutMs(_ duration: Duration) -> Int32 { Int32(clamping: duration.milliseconds) }
 
     /// The fatal error that put this client out of action, if any.
