@@ -56,8 +56,9 @@ sample_role() {
   for pid in "$@"; do
     [ -r "/proc/$pid/stat" ] || continue
     { awk -v t="$tick" '{printf "%s ", ($14 + $15) / t}' "/proc/$pid/stat"
-      awk '/VmHWM/ {print $2 / 1024}' "/proc/$pid/status"; } > "$WORK/cpu.$role.$pid.tmp" 2>/dev/null \
-      && mv "$WORK/cpu.$role.$pid.tmp" "$WORK/cpu.$role.$pid" || true
+      awk '/VmHWM/ {print $2 / 1024}' "/proc/$pid/status"; } > "$WORK/cpu.$role.$pid.tmp" 2>/dev/null || true
+    # A process that exited between the two reads leaves half a line: keep the previous reading.
+    if [ "$(wc -w < "$WORK/cpu.$role.$pid.tmp")" = 2 ]; then mv "$WORK/cpu.$role.$pid.tmp" "$WORK/cpu.$role.$pid"; fi
   done
 }
 # totals ROLE: summed CPU seconds and the largest peak RSS over the processes sampled as ROLE.
