@@ -7,14 +7,14 @@ extension ShardLedger {
     /// rebalance delay, measured on the embedded broker; Apache Kafka's default is the same).
     ///
     /// The consumer group stays the balancing mechanism; this only fills the join window, while no
-    /// live worker owns a partition yet. Other
-    /// workers see the `take` on the control topic and skip their group copy of that attempt. If
-    /// the taker fails, its heartbeats (which list the shard once queued) make it worker-lost and
-    /// re-enqueued; a take that never arrived is caught by the final reconcile.
+    /// live worker owns a partition yet. Other workers see the `take` on the control topic and
+    /// skip their group copy of that attempt. If the taker fails, its heartbeats (which list the
+    /// shard once queued) make it worker-lost and re-enqueued; a take that never arrived is caught
+    /// by the final reconcile.
     ///
     /// Each joining worker holds at most 4 unfinished warm shards, 2 more for each it finished,
-    /// never more than `warmStartShards` nor its share of what is pending; only first publications are handed out, and never a
-    /// shard queued at or running on any worker.
+    /// never more than `warmStartShards` nor its share of what is pending; only first publications
+    /// are handed out, and never a shard queued at or running on any worker.
     mutating func warmStart(now: Int64, plan: TargetPlan, actions: inout [LedgerAction]) {
         // Only while the group has not formed: once any worker owns partitions, its group copies
         // race the takes, and a late joiner is served by stealing instead (measured: 2 % of
