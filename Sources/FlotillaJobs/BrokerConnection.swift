@@ -52,14 +52,26 @@ public struct BrokerConnection: Sendable, Hashable {
         }
     }
 
-    /// The cluster's metadata, proving the brokers answer; fails within `timeout` when they do not.
+    /// The cluster's metadata, proving the brokers answer; fails within `timeout` when they do not,
+    /// and within about a second when every try is refused or the host name does not resolve (that
+    /// is known at once; waiting out the timeout only made a typo cost 10 s).
     func metadata(_ admin: KafkaAdmin) async throws(FlotillaError) -> ClusterMetadata {
-        do {
-            return try await admin.metadata(timeout: timeout)
-        } catch {
-            throw FlotillaError(
-                .kafka,
-                "\(error.message); is the broker running and --brokers right?")
+        let started = ContinuousClock.now
+        var hopelessSince: ContinuousClock.Instant?
+        while true {
+            let left = timeout - (ContinuousClock.now - started)
+            do {
+                return try await admin.metadata(timeout: max(.milliseconds(50), min(.milliseconds(500), left)))
+            } catch {
+                let hopeless = error.message.contains("Connection refused") || error.message.contains("resolve")
+                hopelessSince = hopeless ? (hopelessSince ?? .now) : nil
+                let givingUp = hopelessSince.map { ContinuousClock.now - $0 >= .seconds(1) } ?? false
+                guard givingUp || ContinuousClock.now - started >= timeout else { continue }
+                let why = error.message.range(of: "(last client error: ").map { String(error.message[$0.upperBound...].dropLast()) }
+                throw FlotillaError(
+                    .kafka,
+                    "cannot reach Kafka at \(bootstrapServers)\(why.map { ": \($0)" } ?? " within \(timeout)"); is the broker running and --brokers right?")
+            }
         }
     }
 

@@ -118,6 +118,12 @@ struct SubmitCommandTests {
         #expect(unreachable.stderr.contains("127.0.0.1:\(port)"))
         #expect(unreachable.stderr.contains("is the broker running"))
         #expect(ContinuousClock.now - started < .seconds(10))
+        // Refused outright: answered in about a second, not after the whole timeout.
+        let refusedAt = ContinuousClock.now
+        let refused = try JobsTest.flotilla(["status", "some-job", "--brokers", "127.0.0.1:\(port)", "--timeout", "10"])
+        #expect(refused.status == 1)
+        #expect(refused.stderr.contains("Connection refused"), "\(refused.stderr)")
+        #expect(ContinuousClock.now - refusedAt < .seconds(4))
 
         let statusNoBrokers = try JobsTest.flotilla(["status", "some-job"])
         #expect(statusNoBrokers.status == 2)
