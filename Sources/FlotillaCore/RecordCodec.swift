@@ -34,12 +34,7 @@ public struct RecordCodec: Sendable {
 
     /// The record as JSON bytes with `"v": 1`.
     public func encode<T: FlotillaRecord>(_ record: T) -> [UInt8] {
-        if let writable = record as? any JSONWritableRecord {
-            var out: [UInt8] = []
-            out.reserveCapacity(writable.estimatedJSONSize)
-            writable.writeJSON(into: &out)
-            return out
-        }
+        if let writable = record as? any JSONWritableRecord { return Self.written(writable) }
         let versioned = VersionedRecord(record: record)
         do {
             return Array(try encoder.value.encode(versioned))
@@ -47,6 +42,19 @@ public struct RecordCodec: Sendable {
             // Only non-finite numbers make a record unencodable; write them as strings.
             return Array((try? fallbackEncoder.value.encode(versioned)) ?? Data("{\"v\":\(Self.version)}".utf8))
         }
+    }
+
+    /// A record that writes its own JSON, known statically: no cast (the cast cost a third as
+    /// much as writing a result record, measured), so the hot path of one record per sample.
+    public func encode<T: FlotillaRecord & JSONWritableRecord>(_ record: T) -> [UInt8] {
+        Self.written(record)
+    }
+
+    private static func written(_ record: some JSONWritableRecord) -> [UInt8] {
+        var out: [UInt8] = []
+        out.reserveCapacity(record.estimatedJSONSize)
+        record.writeJSON(into: &out)
+        return out
     }
 
     /// Decodes a record of type `T`, checking its version.

@@ -64,20 +64,14 @@ extension Worker {
             command.partition.flatMap { partition in command.offset.map { (partition: Int32(partition), offset: $0) } }
         }
         guard !positions.isEmpty else { return }
-        let messages = await runtime.fetchShardRecords(positions)
-        let place = { (partition: Int32, offset: Int64) in TopicPartitionOffset(runtime.topics.shards, partition, offset) }
-        let order = Dictionary(positions.enumerated().map { (place($0.element.partition, $0.element.offset), $0.offset) }) { first, _ in first }
         var taken: [QueuedShard] = []
-        for message in messages.sorted(by: { order[place($0.partition, $0.offset)] ?? 0 < order[place($1.partition, $1.offset)] ?? 0 }) {
+        for message in await runtime.fetchShardRecords(positions) {
             guard let record = try? RecordCodec.shared.decode(ShardRecord.self, from: message.value),
                   record.job == options.job, runtime.ledger.shouldSkip(record) == nil else { continue }
             taken.append(QueuedShard(record: record, partition: message.topicPartition, offset: message.offset, express: express))
         }
         let added = state.withLock { state in
-            let fresh = taken.filter { shard in
-                !state.queue.contains { $0.record.shard == shard.record.shard && $0.record.attempt == shard.record.attempt }
-                    && !state.running.values.contains { $0.queued.record.shard == shard.record.shard && $0.queued.record.attempt == shard.record.attempt }
-            }
+            let fresh = taken.filter { !state.isQueued($0.record) && !state.isRunning($0.record) }
             if express { state.queue.insert(contentsOf: fresh, at: 0) } else { state.queue.append(contentsOf: fresh) }
             return fresh
         }

@@ -236,11 +236,7 @@ public final class Worker: Sendable {
 
     /// Whether another copy of the same attempt runs or waits to be published here.
     private func holdsCopy(of shard: QueuedShard) -> Bool {
-        state.withLock { state in
-            let record = shard.record
-            return state.running.values.contains { $0.queued.record.shard == record.shard && $0.queued.record.attempt == record.attempt }
-                || (state.finished + state.publishing).contains { $0.ack.shard == record.shard && $0.ack.attempt == record.attempt }
-        }
+        state.withLock { $0.isRunning(shard.record) || $0.isUnpublished(shard.record) }
     }
 
     private func isAbandoned(_ run: String) -> Bool {

@@ -144,7 +144,7 @@ struct WorkerRuntime: Sendable {
     }
 
     /// The shard records at these (partition, offset) positions of the shards topic, read in one
-    /// pass; those that cannot be read within 5 s are left out.
+    /// pass, in the order asked; those that cannot be read within 5 s are left out.
     func fetchShardRecords(_ positions: [(partition: Int32, offset: Int64)]) async -> [KafkaMessage] {
         let found = await readShardRecords(positions)
         // Unassigned again: an assigned reader keeps fetching (100 fetches/s at its wait).
@@ -153,19 +153,20 @@ struct WorkerRuntime: Sendable {
     }
 
     private func readShardRecords(_ positions: [(partition: Int32, offset: Int64)]) async -> [KafkaMessage] {
-        var wanted = Set(positions.map { TopicPartitionOffset(topics.shards, $0.partition, $0.offset) })
+        let places = positions.map { TopicPartitionOffset(topics.shards, $0.partition, $0.offset) }
+        var wanted = Set(places)
         let starts = Dictionary(positions.map { ($0.partition, $0.offset) }, uniquingKeysWith: min)
-        var found: [KafkaMessage] = []
+        var found: [TopicPartitionOffset: KafkaMessage] = [:]
         do {
             try await expressReader.assign(starts.map { TopicPartitionOffset(topics.shards, $0.key, $0.value) })
             let deadline = ContinuousClock.now + .seconds(5)
             while !wanted.isEmpty && ContinuousClock.now < deadline {
-                for case .message(let message) in try await expressReader.poll(timeout: .milliseconds(100))
-                where wanted.remove(TopicPartitionOffset(topics.shards, message.partition, message.offset)) != nil {
-                    found.append(message)
+                for case .message(let message) in try await expressReader.poll(timeout: .milliseconds(100)) {
+                    let place = TopicPartitionOffset(topics.shards, message.partition, message.offset)
+                    if wanted.remove(place) != nil { found[place] = message }
                 }
             }
         } catch {}
-        return found
+        return places.compactMap { found[$0] }
     }
 }

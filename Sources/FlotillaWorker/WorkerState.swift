@@ -51,6 +51,21 @@ struct WorkerState: Sendable {
         assigned.subtract(lost)
     }
 
+    /// Whether this attempt of the record's shard waits in the queue.
+    func isQueued(_ record: ShardRecord) -> Bool {
+        queue.contains { $0.record.shard == record.shard && $0.record.attempt == record.attempt }
+    }
+
+    /// Whether this attempt of the record's shard runs here now.
+    func isRunning(_ record: ShardRecord) -> Bool {
+        running.values.contains { $0.queued.record.shard == record.shard && $0.queued.record.attempt == record.attempt }
+    }
+
+    /// Whether this attempt of the record's shard finished here and waits to be published.
+    func isUnpublished(_ record: ShardRecord) -> Bool {
+        (finished + publishing).contains { $0.ack.shard == record.shard && $0.ack.attempt == record.attempt }
+    }
+
     /// Marks a record finished without publishing anything for it.
     mutating func release(_ shard: QueuedShard) {
         offsets.finished(shard.partition, shard.offset)

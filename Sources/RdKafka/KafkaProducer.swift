@@ -74,7 +74,7 @@ public final class KafkaProducer: Sendable {
     public func send(_ messages: [OutgoingMessage]) async throws(KafkaError) -> [DeliveryReport] {
         let pending = PendingDeliveries(count: messages.count)
         for (index, message) in messages.enumerated() {
-            try await enqueueRetryingWhenFull(message) { pending.complete(index, $0) }
+            try await enqueueRetryingWhenFull(message, to: DeliveryBox { pending.complete(index, $0) })
         }
         return try await pending.wait()
     }
@@ -85,28 +85,17 @@ public final class KafkaProducer: Sendable {
     public func deliver(_ messages: [OutgoingMessage]) async throws(KafkaError) {
         guard !messages.isEmpty else { return }
         let batch = BatchDelivery(count: messages.count)
-        for message in messages {
-            while true {
-                do {
-                    try enqueue(message, opaque: Unmanaged.passRetained(batch).toOpaque())
-                    break
-                } catch where error.code == KafkaError.queueFullCode {
-                    try? await Task.sleep(for: .milliseconds(2))
-                } catch {
-                    // Records already enqueued still report to the batch; it is not waited for.
-                    throw error
-                }
-            }
-        }
+        // A record that cannot be enqueued throws; those already enqueued still report to the
+        // batch, which is then not waited for.
+        for message in messages { try await enqueueRetryingWhenFull(message, to: batch) }
         try await batch.countdown.wait()
     }
 
-    /// Enqueues, sleeping briefly while librdkafka's local queue is full (back-pressure).
-    func enqueueRetryingWhenFull(_ message: OutgoingMessage,
-                                 onDelivery: @escaping @Sendable (Result<DeliveryReport, KafkaError>) -> Void) async throws(KafkaError) {
+    /// Enqueues for `receiver`, sleeping briefly while librdkafka's local queue is full (back-pressure).
+    private func enqueueRetryingWhenFull(_ message: OutgoingMessage, to receiver: DeliveryReceiver) async throws(KafkaError) {
         while true {
             do {
-                try enqueue(message, onDelivery: onDelivery)
+                try enqueue(message, opaque: Unmanaged.passRetained(receiver).toOpaque())
                 return
             } catch where error.code == KafkaError.queueFullCode {
                 try? await Task.sleep(for: .milliseconds(2))

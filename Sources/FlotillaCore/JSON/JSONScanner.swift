@@ -101,16 +101,8 @@ public struct JSONScanner {
     /// member's value (after whitespace) and the key, and must consume the value. Duplicate keys
     /// are passed on as they come.
     public mutating func forEachMember(_ body: (inout JSONScanner, JSONKey) -> Bool) -> Bool {
-        skipWhitespace()
-        guard index < bytes.count, bytes[index] == UInt8(ascii: "{") else { return fail("expected an object") }
-        guard enter() else { return false }
-        index += 1
-        skipWhitespace()
-        if index < bytes.count && bytes[index] == UInt8(ascii: "}") {
-            index += 1
-            depth -= 1
-            return true
-        }
+        guard let empty = open(UInt8(ascii: "{"), UInt8(ascii: "}"), expected: "expected an object") else { return false }
+        if empty { return true }
         while true {
             skipWhitespace()
             guard index < bytes.count, bytes[index] == UInt8(ascii: "\"") else { return fail("expected a string key") }
@@ -122,48 +114,49 @@ public struct JSONScanner {
             index += 1
             skipWhitespace()
             guard body(&self, key) else { return false }
-            skipWhitespace()
-            guard index < bytes.count else { return fail("unexpected end of input") }
-            if bytes[index] == UInt8(ascii: ",") {
-                index += 1
-            } else if bytes[index] == UInt8(ascii: "}") {
-                index += 1
-                depth -= 1
-                return true
-            } else {
-                return fail("expected ',' or '}'")
-            }
+            guard let closed = next(UInt8(ascii: "}"), expected: "expected ',' or '}'") else { return false }
+            if closed { return true }
         }
     }
 
     /// Walks the array at the cursor: `body` gets the scanner at each element (after whitespace)
     /// and must consume it.
     public mutating func forEachElement(_ body: (inout JSONScanner) -> Bool) -> Bool {
-        skipWhitespace()
-        guard index < bytes.count, bytes[index] == UInt8(ascii: "[") else { return fail("expected an array") }
-        guard enter() else { return false }
-        index += 1
-        skipWhitespace()
-        if index < bytes.count && bytes[index] == UInt8(ascii: "]") {
-            index += 1
-            depth -= 1
-            return true
-        }
+        guard let empty = open(UInt8(ascii: "["), UInt8(ascii: "]"), expected: "expected an array") else { return false }
+        if empty { return true }
         while true {
             skipWhitespace()
             guard body(&self) else { return false }
-            skipWhitespace()
-            guard index < bytes.count else { return fail("unexpected end of input") }
-            if bytes[index] == UInt8(ascii: ",") {
-                index += 1
-            } else if bytes[index] == UInt8(ascii: "]") {
-                index += 1
-                depth -= 1
-                return true
-            } else {
-                return fail("expected ',' or ']'")
-            }
+            guard let closed = next(UInt8(ascii: "]"), expected: "expected ',' or ']'") else { return false }
+            if closed { return true }
         }
+    }
+
+    /// Enters the object or array at the cursor: whether it is empty (and already left), nil on failure.
+    private mutating func open(_ opener: UInt8, _ closer: UInt8, expected: String) -> Bool? {
+        skipWhitespace()
+        guard index < bytes.count, bytes[index] == opener else { return failed(expected) }
+        guard enter() else { return nil }
+        index += 1
+        skipWhitespace()
+        guard index < bytes.count && bytes[index] == closer else { return false }
+        index += 1
+        depth -= 1
+        return true
+    }
+
+    /// After an item: true when the container closed (and was left), false at a comma, nil on failure.
+    private mutating func next(_ closer: UInt8, expected: String) -> Bool? {
+        skipWhitespace()
+        guard index < bytes.count else { return failed("unexpected end of input") }
+        if bytes[index] == UInt8(ascii: ",") {
+            index += 1
+            return false
+        }
+        guard bytes[index] == closer else { return failed(expected) }
+        index += 1
+        depth -= 1
+        return true
     }
 
     /// Validates the value at the cursor and returns its byte range (without surrounding whitespace).
