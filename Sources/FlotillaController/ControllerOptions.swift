@@ -49,18 +49,22 @@ public enum ControllerOutcome: Sendable, Hashable {
     case completed(JobStatusSummary)
     /// The job was cancelled (`flotilla cancel`).
     case cancelled(JobStatusSummary)
+    /// The controller stopped the job: `summary.failure` says why.
+    case failed(JobStatusSummary)
 
     public var summary: JobStatusSummary {
         switch self {
-        case .completed(let summary), .cancelled(let summary): summary
+        case .completed(let summary), .cancelled(let summary), .failed(let summary): summary
         }
     }
 
-    /// The documented exit status: 0 every shard done, 3 some dead-lettered, 1 cancelled.
+    /// The documented exit status: 0 every shard done, 3 some dead-lettered, 1 cancelled,
+    /// 2 a predictor that cannot start, 4 more failed samples than `faults.maxErrorRate` allows.
     public var exitCode: Int32 {
         switch self {
-        case .completed(let summary): summary.dead > 0 ? 3 : 0
+        case .completed(let summary): summary.failure?.exitCode ?? (summary.dead > 0 ? 3 : 0)
         case .cancelled: 1
+        case .failed(let summary): summary.failure?.exitCode ?? 1
         }
     }
 }

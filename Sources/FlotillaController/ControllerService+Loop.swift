@@ -14,8 +14,8 @@ extension ControllerService {
         case .cancelled:
             board.update { $0.state = "cancelled" }
             return .cancelled(run.manifest.summary ?? run.ledger.summary(now: Timestamp.now()))
-        case .submitted, .running:
-            break
+        case .submitted, .running, .failed:
+            break  // a failed job is tried again by a new controller (its cause may be mended)
         }
         if run.manifest.status != .running {
             var manifest = run.manifest
@@ -68,6 +68,9 @@ extension ControllerService {
             run.heartbeatLagMs = 0
             if let completed {
                 return try await finishCompleted(completed, connection, &run)
+            }
+            if let failure = run.fleet.cannotStart ?? run.ledger.errorBudgetFailure {
+                return try await finishFailed(failure, connection, &run)
             }
         }
     }
@@ -155,6 +158,7 @@ extension ControllerService {
                 continue
             }
             logger.warning("worker exited", metadata: ["flotilla.worker": "\(pod.id)", "flotilla.status": "\(pod.exitStatus.map(String.init) ?? "?")"])
+            if !pod.stopRequested { run.fleet.exited(pod.id, status: pod.exitStatus, now: now) }
             actions += run.ledger.workerGone(pod.id, now: now)
             run.fleet.update(pod.id) { slot in
                 slot.running = false
@@ -207,20 +211,35 @@ extension ControllerService {
     // MARK: - Endings
 
     func finishCompleted(_ summary: JobStatusSummary, _ connection: Connection, _ run: inout ControllerRun) async throws -> ControllerOutcome {
-        var manifest = run.manifest
-        manifest.status = .done
-        manifest.summary = summary
-        manifest.updatedAt = Timestamp.now()
-        let stop = ControlRecord(job: options.job, target: ControlRecord.allWorkers, command: .stop, reason: "job complete")
-        try await send([message(manifest, topic: connection.topics.jobs, key: options.job)], connection)
-        try await send([message(stop, topic: connection.topics.control, key: ControlRecord.allWorkers)], connection)
-        run.manifest = manifest
+        try await end(as: .done, summary, reason: "job complete", connection, &run)
         logger.info("job complete", metadata: [
             "flotilla.done": "\(summary.done)", "flotilla.dead": "\(summary.dead)", "flotilla.samples": "\(summary.samples)",
         ])
-        await stopFleet(&run)
-        board.update { $0.state = "done" }
         return .completed(summary)
+    }
+
+    /// Stops a job that cannot succeed: a predictor that cannot start, or the error budget spent.
+    func finishFailed(_ failure: JobFailure, _ connection: Connection, _ run: inout ControllerRun) async throws -> ControllerOutcome {
+        var summary = run.ledger.summary(now: Timestamp.now())
+        summary.failure = failure
+        logger.error("job failed", metadata: ["flotilla.reason": "\(failure.kind.rawValue)", "flotilla.error": "\(failure.message)"])
+        try await end(as: .failed, summary, reason: "job failed: \(failure.kind.rawValue)", connection, &run)
+        return .failed(summary)
+    }
+
+    /// The final manifest, a stop to every worker, the fleet stopped.
+    private func end(as status: JobStatus, _ summary: JobStatusSummary, reason: String, _ connection: Connection,
+                     _ run: inout ControllerRun) async throws {
+        var manifest = run.manifest
+        manifest.status = status
+        manifest.summary = summary
+        manifest.updatedAt = Timestamp.now()
+        let stop = ControlRecord(job: options.job, target: ControlRecord.allWorkers, command: .stop, reason: reason)
+        try await send([message(manifest, topic: connection.topics.jobs, key: options.job)], connection)
+        try await send([message(stop, topic: connection.topics.control, key: ControlRecord.allWorkers)], connection)
+        run.manifest = manifest
+        await stopFleet(&run)
+        board.update { $0.state = status.rawValue }
     }
 
     func finishCancelled(reason: String, _ connection: Connection, _ run: inout ControllerRun) async throws -> ControllerOutcome {
@@ -261,6 +280,7 @@ extension ControllerService {
             status.shards = Dictionary(uniqueKeysWithValues: counts.map { ($0.key.rawValue, $0.value) })
             status.totalShards = counts.values.reduce(0, +)
             status.samplesDone = samples
+            status.totalSamples = ledger.expectedSamples
             status.workers = ledger.workerViews(now: now)
             status.reEnqueues = ledger.reEnqueues
             status.duplicates = ledger.duplicates
@@ -269,6 +289,8 @@ extension ControllerService {
             status.updatedAt = now
             status.heartbeatLagMs = run.heartbeatLagMs
             status.tickMs = Double(tickTime.milliseconds)
+            status.lastWorkerError = fleet.lastError.map { "\($0.worker): \($0.message)" }
+            status.lastWorkerErrorAgoMs = fleet.lastError.map { max(0, now - $0.time) }
             // Rate over the live workers' own measure: it moves within a heartbeat, not per shard.
             let rate = status.workers.filter { !$0.lost }.reduce(0) { $0 + $1.samplesPerSecond }
             status.samplesPerSecond = rate

@@ -109,17 +109,26 @@ extension ControllerService {
     func replay(_ connection: Connection) async throws -> ControllerRun {
         board.update { $0.state = "replaying" }
         let reader = connection.reader
-        _ = try await reader.assignAll(admin: connection.admin, only: [connection.topics.jobs], timeout: options.manifestTimeout)
+        let notFound = FlotillaError(.invalidInput, "job '\(options.job)' not found on \(connection.topics.jobs) at \(options.brokers); submit it first (flotilla submit JOB.yaml --brokers \(options.brokers))")
+        // A submitted job's manifest is in the topic before `submit` returns: an unknown job is
+        // answered as soon as the jobs topic is read to its end, not after a timeout.
+        let jobsPartitions = try await assignJobsTopic(connection, notFound: notFound)
         var manifest: JobManifest?
+        var jobsEnded: Set<TopicPartition> = []
         let deadline = ContinuousClock.now + options.manifestTimeout
         while manifest == nil {
-            if ContinuousClock.now >= deadline {
-                throw FlotillaError(.invalidInput, "job '\(options.job)' not found on \(connection.topics.jobs) at \(options.brokers); submit it first")
-            }
+            if ContinuousClock.now >= deadline || jobsPartitions.isSubset(of: jobsEnded) { throw notFound }
             for event in try await reader.poll(timeout: .milliseconds(100)) {
-                guard case .message(let message) = event, message.keyString == options.job,
-                      let record = try? RecordCodec.shared.decode(JobManifest.self, from: message.value) else { continue }
-                manifest = record
+                switch event {
+                case .message(let message):
+                    guard message.keyString == options.job,
+                          let record = try? RecordCodec.shared.decode(JobManifest.self, from: message.value) else { continue }
+                    manifest = record
+                case .endOfPartition(let partition, _):
+                    jobsEnded.insert(partition)
+                default:
+                    break
+                }
             }
         }
         guard let manifest else { throw FlotillaError(.internal, "manifest vanished") }
@@ -129,7 +138,7 @@ extension ControllerService {
             manifest: manifest,
             fleet: Fleet(config: manifest.config.workers, requested: options.workers, arguments: options.workerArguments))
         run.ledger.apply(manifest: manifest)
-        if manifest.status == .submitted || manifest.status == .running {
+        if [.submitted, .running, .failed].contains(manifest.status) {
             // Workers start now, so their start-up (process, Kafka clients, group join) overlaps the replay.
             let early = try await maintainFleet(&run, connection, now: Timestamp.now())
             assert(early.isEmpty, "a fleet that never ran has no exits to report")
@@ -168,6 +177,17 @@ extension ControllerService {
             "flotilla.done": "\(run.ledger.summary(now: Timestamp.now()).done)",
         ])
         return run
+    }
+
+    /// The shared jobs topic; its absence means no job was ever submitted with this prefix.
+    private func assignJobsTopic(_ connection: Connection, notFound: FlotillaError) async throws -> Set<TopicPartition> {
+        let result: Result<Set<TopicPartition>, FlotillaError>
+        do {
+            result = .success(try await connection.reader.assignAll(admin: connection.admin, only: [connection.topics.jobs], timeout: .zero))
+        } catch {
+            result = .failure(error.code == .invalidInput ? notFound : error)
+        }
+        return try result.get()
     }
 
     /// The per-job topics, when `flotilla submit` has not created them (harmless when it has).
@@ -229,7 +249,15 @@ extension ControllerService {
                 let heartbeat = try codec.decode(HeartbeatRecord.self, from: message.value)
                 // Replayed heartbeats count from when they were sent, so a long-dead worker is lost at once.
                 run.ledger.apply(heartbeat: heartbeat, receivedAt: replaying ? min(heartbeat.time, now) : now)
-                if !replaying { run.heartbeatLagMs = max(run.heartbeatLagMs, now - heartbeat.time) }
+                if !replaying {
+                    run.heartbeatLagMs = max(run.heartbeatLagMs, now - heartbeat.time)
+                    if let failure = heartbeat.failure {
+                        logger.error("worker cannot start", metadata: ["flotilla.worker": "\(heartbeat.worker)", "flotilla.error": "\(failure.message)"])
+                        run.fleet.failed(heartbeat.worker, failure, now: now)
+                    } else if heartbeat.state == .running {
+                        run.fleet.running()
+                    }
+                }
             case topics.dlq:
                 run.ledger.apply(deadLetter: try codec.decode(DeadLetterRecord.self, from: message.value))
             default:

@@ -5,13 +5,15 @@ import Synchronization
 /// What `/status` serves: a snapshot of the controller, refreshed every tick.
 public struct ControllerStatus: Sendable, Hashable, Codable {
     public var job: String
-    /// starting, replaying, running, done, cancelled.
+    /// starting, replaying, running, done, cancelled, failed.
     public var state: String
     /// Shards by phase (pending, queued, in-flight, failed, done, dead) and their total.
     public var shards: [String: Int]
     public var totalShards: Int
     /// Samples in done shards.
     public var samplesDone: Int
+    /// Samples the job has, when known at submission.
+    public var totalSamples: Int?
     /// Samples finished per second now: the sum of the live workers' own measures.
     public var samplesPerSecond: Double
     /// Seconds left at that rate; nil while unknown.
@@ -33,6 +35,9 @@ public struct ControllerStatus: Sendable, Hashable, Codable {
     public var heartbeatLagMs: Int64 = 0
     /// How long the last tick took, in whole ms: the ledger's rules, publishing their actions, fleet upkeep.
     public var tickMs: Double = 0
+    /// The latest error a worker reported (or its unexpected exit), "w1: message", and how long ago.
+    public var lastWorkerError: String?
+    public var lastWorkerErrorAgoMs: Int64?
 
     public init(job: String, state: String = "starting") {
         self.job = job

@@ -14,6 +14,23 @@ struct Fleet: Sendable {
     /// Workers restarted or replaced.
     var restarts = 0
     let arguments: [String: [String]]
+    /// Permanent start failures reported in a row, with no worker running between them.
+    private(set) var startFailures = 0
+    /// The latest error a worker reported, or its unexpected exit: what the operator sees while
+    /// the fleet retries.
+    private(set) var lastError: WorkerError?
+    /// The latest failure a worker reported itself (its exit, seen after, says less).
+    private(set) var lastReport: WorkerError?
+
+    struct WorkerError: Sendable, Hashable {
+        var worker: String
+        var message: String
+        var time: Int64
+    }
+
+    /// Permanent start failures in a row that fail the job: one is a fact about one machine, a
+    /// few in a row on fresh processes with nothing running are a fact about the job.
+    static let startFailureLimit = 3
 
     struct Slot: Sendable {
         var id: String
@@ -31,9 +48,12 @@ struct Fleet: Sendable {
     /// A process that exits within this long of its start counts as a quick exit.
     static let quickExitMs: Int64 = 10_000
 
+    /// `requested` (the command line's `--workers`) sets the size, widening the spec's range to
+    /// include it: the operator's explicit number wins over the spec.
     init(config: FleetConfig, requested: Int?, arguments: [String: [String]]) {
-        min = Swift.max(1, config.min)
-        max = Swift.max(min, config.max)
+        let requested = requested.map { Swift.max(1, $0) }
+        min = Swift.min(Swift.max(1, config.min), requested ?? .max)
+        max = Swift.max(min, config.max, requested ?? 0)
         desired = Swift.min(max, Swift.max(min, requested ?? config.min))
         self.arguments = arguments
     }
@@ -68,6 +88,32 @@ struct Fleet: Sendable {
     static func backoffMs(quickExits: Int) -> Int64 {
         guard quickExits > 0 else { return 0 }
         return Swift.min(30_000, 500 << Int64(Swift.min(quickExits - 1, 10)))
+    }
+
+    /// A worker's report that it cannot start.
+    mutating func failed(_ worker: String, _ failure: WorkerFailure, now: Int64) {
+        lastError = WorkerError(worker: worker, message: failure.message, time: now)
+        lastReport = lastError
+        if failure.permanent { startFailures += 1 }
+    }
+
+    /// A worker exited unexpectedly; `status` is its exit code or 128 + signal.
+    mutating func exited(_ worker: String, status: Int32?, now: Int64) {
+        // Its own report, when it sent one just before, says more than the status.
+        if let lastReport, lastReport.worker == worker, now - lastReport.time < 10_000 { return }
+        lastError = WorkerError(worker: worker, message: "worker \(worker) exited with status \(status.map(String.init) ?? "unknown")",
+                                time: now)
+    }
+
+    /// A worker runs well: earlier start failures were not the job's fault.
+    mutating func running() {
+        startFailures = 0
+    }
+
+    /// Why the job cannot run, once `startFailureLimit` permanent start failures came in a row.
+    var cannotStart: JobFailure? {
+        guard startFailures >= Self.startFailureLimit, let lastReport else { return nil }
+        return JobFailure(kind: .predictorStart, message: "\(startFailures) workers in a row could not start; the last one (\(lastReport.worker)) said: \(lastReport.message)")
     }
 
     /// "w2" before "w10".

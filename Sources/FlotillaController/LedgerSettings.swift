@@ -24,6 +24,8 @@ public struct LedgerSettings: Sendable, Hashable {
     /// Shards a worker still waiting for its consumer-group assignment may hold from the warm
     /// start at once (`ShardLedger+WarmStart`).
     public var warmStartShards: Int
+    /// The fraction of failed samples above which the job fails (`faults.maxErrorRate`).
+    public var maxErrorRate: Double
 
     public init(
         maxAttempts: Int = FaultConfig.defaultMaxAttempts,
@@ -35,7 +37,8 @@ public struct LedgerSettings: Sendable, Hashable {
         stealPerIdleWorker: Int = 2,
         speculativeFactor: Double = 3,
         reconcileAfterMs: Int64? = nil,
-        warmStartShards: Int = 32
+        warmStartShards: Int = 32,
+        maxErrorRate: Double = FaultConfig.defaultMaxErrorRate
     ) {
         self.maxAttempts = max(1, maxAttempts)
         self.heartbeatMs = max(1, heartbeatMs)
@@ -49,6 +52,7 @@ public struct LedgerSettings: Sendable, Hashable {
         // wait would re-publish records that are merely still on their way to a worker.
         self.reconcileAfterMs = reconcileAfterMs ?? max(workerTimeoutMs, 3 * heartbeatMs)
         self.warmStartShards = max(0, warmStartShards)
+        self.maxErrorRate = maxErrorRate
     }
 
     /// The settings of a job.
@@ -59,7 +63,8 @@ public struct LedgerSettings: Sendable, Hashable {
             workerTimeoutMs: config.faults.workerTimeout.milliseconds,
             shardTimeoutMs: config.faults.shardTimeout.milliseconds,
             speculative: config.faults.speculative,
-            shardPartitions: config.shardPartitions)
+            shardPartitions: config.shardPartitions,
+            maxErrorRate: config.faults.maxErrorRate)
     }
 }
 

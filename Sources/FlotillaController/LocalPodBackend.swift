@@ -17,7 +17,7 @@ import Synchronization
 public final class LocalPodBackend: PodBackend {
     /// The program to start, an absolute path (the `flotilla` binary).
     public let executable: String
-    /// Arguments before `--worker-id`, e.g. `["worker", "--job", ID, "--brokers", B]`.
+    /// Arguments before `--worker-id`, e.g. `["worker", ID, "--brokers", B]`.
     public let baseArguments: [String]
     /// Where each worker's log goes.
     public let logDirectory: String

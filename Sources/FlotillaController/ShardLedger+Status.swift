@@ -87,7 +87,30 @@ extension ShardLedger {
 
     /// Samples in done shards (their winning acks, or what their workers reported committed).
     public var samplesDone: Int {
-        shards.values.reduce(0) { $0 + ($1.winner?.samples ?? $1.committedRuns.values.max() ?? 0) }
+        shards.values.reduce(0) { $0 + $1.doneSamples.samples }
+    }
+
+    /// Error results in done shards, counted like `samplesDone`.
+    public var failedSamplesDone: Int {
+        shards.values.reduce(0) { $0 + $1.doneSamples.errors }
+    }
+
+    /// Why the job must stop or end as failed under `faults.maxErrorRate`: judged once
+    /// `FaultConfig.errorBudgetSamples` samples are done, or the whole job when it is smaller.
+    public var errorBudgetFailure: JobFailure? {
+        guard settings.maxErrorRate < 1 else { return nil }
+        let failed = failedSamplesDone
+        guard failed > 0 else { return nil }  // the common case costs one pass over the shards
+        let done = samplesDone
+        let judged = isComplete || done >= min(FaultConfig.errorBudgetSamples, expectedSamples ?? .max)
+        guard judged, done > 0, Double(failed) > settings.maxErrorRate * Double(done) else { return nil }
+        let percent = { (value: Double) in String(format: "%.0f %%", value * 100) }
+        return JobFailure(kind: .errorBudget, message: "\(failed) of \(done) samples failed (\(percent(Double(failed) / Double(done)))), more than faults.maxErrorRate allows (\(percent(settings.maxErrorRate)))")
+    }
+
+    /// The most common errors of the done shards (their acks), most common first.
+    public var topErrors: [ErrorCount] {
+        ErrorCount.top(shards.values.lazy.compactMap(\.winner?.errors).joined().map { ($0.message, $0.count) }, limit: 5)
     }
 
     /// Samples of shards not done yet, where their records say (nil when some shard's size is unknown).
@@ -130,6 +153,7 @@ extension ShardLedger {
             samples: samples, failedSamples: failedSamples, seconds: seconds, wallSeconds: wallSeconds,
             reEnqueued: reEnqueues.values.reduce(0, +), duplicates: duplicates,
             workerCPU: WorkerUsage.total(workers.values.compactMap(\.usage)).map(WorkerCPU.init),
-            startedAt: start, firstResultAt: winners.map(\.finishedAt).min(), completedAt: isComplete ? now : nil)
+            startedAt: start, firstResultAt: winners.map(\.finishedAt).min(), completedAt: isComplete ? now : nil,
+            failure: errorBudgetFailure, topErrors: failedSamples > 0 ? topErrors : nil)
     }
 }

@@ -24,6 +24,8 @@ public struct ShardLedger: Sendable, Hashable {
     var workers: [String: WorkerEntry] = [:]
     /// Shards the job has (`JobManifest.shards`), once the manifest is known.
     public private(set) var expectedShards: Int?
+    /// Samples the job has (`JobManifest.samples`), once the manifest is known.
+    public private(set) var expectedSamples: Int?
     /// When the job was submitted (manifest `createdAt`).
     public private(set) var createdAt: Int64?
     /// Whether `complete` was emitted.
@@ -43,6 +45,7 @@ public struct ShardLedger: Sendable, Hashable {
     /// The job's manifest: how many shards to expect and when the job started.
     public mutating func apply(manifest: JobManifest) {
         expectedShards = manifest.shards
+        expectedSamples = manifest.samples
         createdAt = manifest.createdAt
     }
 
@@ -145,7 +148,7 @@ public struct ShardLedger: Sendable, Hashable {
         // Committed executions are done now, whenever their acks become visible.
         for committed in heartbeat.committed ?? [] {
             var entry = shards[committed.shard] ?? ShardEntry(id: committed.shard)
-            entry.committedRuns[committed.run] = committed.samples
+            entry.committedRuns[committed.run] = committed
             entry.executions[committed.run] = nil
             shards[committed.shard] = entry
         }
@@ -231,9 +234,9 @@ struct ShardEntry: Sendable, Hashable {
     var failedRuns: Set<String> = []
     /// The winning done ack.
     var winner: AckRecord?
-    /// Runs their workers reported committed done (run → samples), before or after their acks
-    /// are visible in the acks topic.
-    var committedRuns: [String: Int] = [:]
+    /// Runs their workers reported committed done, before or after their acks are visible in
+    /// the acks topic.
+    var committedRuns: [String: CommittedShard] = [:]
     /// Why it was dead-lettered.
     var dead: String?
     /// Live executions, by run id.
@@ -245,6 +248,12 @@ struct ShardEntry: Sendable, Hashable {
     var latestAttempt: Int { attempts.keys.max() ?? -1 }
     /// Done: acked, or committed by its worker (the ack may not be visible yet).
     var isDone: Bool { winner != nil || !committedRuns.isEmpty }
+    /// Samples and error results of the done execution: its ack's, else what its worker reported.
+    var doneSamples: (samples: Int, errors: Int) {
+        if let winner { return (winner.samples, winner.errorSamples) }
+        guard let committed = committedRuns.values.max(by: { $0.samples < $1.samples }) else { return (0, 0) }
+        return (committed.samples, committed.errorSamples ?? 0)
+    }
     /// Nothing more to run: done or dead. Every re-enqueue rule skips finished shards.
     var isFinished: Bool { isDone || dead != nil }
     /// Settled in the topics: its winning ack or its dead letter has been read (completion waits for this).

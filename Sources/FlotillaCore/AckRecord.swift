@@ -20,13 +20,15 @@ public struct AckRecord: FlotillaRecord, Hashable {
     public var status: AckStatus
     /// Why the execution failed (status `failed` only).
     public var error: String?
+    /// The most common error messages of its error results, with counts (at most 3; optional).
+    public var errors: [ErrorCount]?
     /// Execution start and end (epoch ms).
     public var startedAt: Int64
     public var finishedAt: Int64
 
     public init(
         job: String, shard: String, attempt: Int, run: String, worker: String, samples: Int,
-        errorSamples: Int = 0, status: AckStatus = .done, error: String? = nil,
+        errorSamples: Int = 0, status: AckStatus = .done, error: String? = nil, errors: [ErrorCount]? = nil,
         startedAt: Int64, finishedAt: Int64 = Timestamp.now()
     ) {
         self.job = job
@@ -38,6 +40,7 @@ public struct AckRecord: FlotillaRecord, Hashable {
         self.errorSamples = errorSamples
         self.status = status
         self.error = error
+        self.errors = errors
         self.startedAt = startedAt
         self.finishedAt = finishedAt
     }

@@ -37,13 +37,15 @@ public struct HeartbeatRecord: FlotillaRecord, Hashable {
     public var positions: [PartitionPosition]?
     /// What the worker process has cost so far. Optional (v1).
     public var usage: WorkerUsage?
+    /// Set in the last heartbeat of a worker that could not start (optional).
+    public var failure: WorkerFailure?
 
     public init(
         job: String, worker: String, host: String, pid: Int, time: Int64 = Timestamp.now(),
         state: WorkerState = .running, inFlight: [InFlightShard] = [], queued: [String] = [],
         idle: Bool? = nil, samplesPerSecond: Double = 0, predictors: [PredictorStatus] = [],
         partitions: [Int]? = nil, committed: [CommittedShard]? = nil, positions: [PartitionPosition]? = nil,
-        usage: WorkerUsage? = nil
+        usage: WorkerUsage? = nil, failure: WorkerFailure? = nil
     ) {
         self.job = job
         self.worker = worker
@@ -60,6 +62,7 @@ public struct HeartbeatRecord: FlotillaRecord, Hashable {
         self.committed = committed
         self.positions = positions
         self.usage = usage
+        self.failure = failure
     }
 }
 
@@ -99,12 +102,15 @@ public struct CommittedShard: Sendable, Hashable, Codable {
     public var attempt: Int
     public var run: String
     public var samples: Int
+    /// Of them, error results (optional: absent from older workers).
+    public var errorSamples: Int?
 
-    public init(shard: String, attempt: Int, run: String, samples: Int) {
+    public init(shard: String, attempt: Int, run: String, samples: Int, errorSamples: Int? = nil) {
         self.shard = shard
         self.attempt = attempt
         self.run = run
         self.samples = samples
+        self.errorSamples = errorSamples
     }
 }
 

@@ -45,4 +45,7 @@ public enum JobStatus: String, Sendable, Hashable, Codable, CaseIterable {
     case done
     /// Cancelled by `flotilla cancel`; workers stop and the remaining shards are not run.
     case cancelled
+    /// Stopped by its controller: a predictor that cannot start, or the error budget spent;
+    /// `summary.failure` says why. A new controller for the job tries it again.
+    case failed
 }

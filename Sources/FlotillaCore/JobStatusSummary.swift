@@ -33,11 +33,16 @@ public struct JobStatusSummary: Sendable, Hashable, Codable {
     public var startedAt: Int64?
     public var firstResultAt: Int64?
     public var completedAt: Int64?
+    /// Why the job failed or ended above its error budget (optional).
+    public var failure: JobFailure?
+    /// The most common error results, most common first (optional).
+    public var topErrors: [ErrorCount]?
 
     public init(
         job: String, shards: Int, done: Int, dead: Int, samples: Int, failedSamples: Int,
         seconds: Double, wallSeconds: Double? = nil, samplesPerSecond: Double? = nil, reEnqueued: Int = 0, duplicates: Int = 0,
-        workerCPU: WorkerCPU? = nil, startedAt: Int64? = nil, firstResultAt: Int64? = nil, completedAt: Int64? = nil
+        workerCPU: WorkerCPU? = nil, startedAt: Int64? = nil, firstResultAt: Int64? = nil, completedAt: Int64? = nil,
+        failure: JobFailure? = nil, topErrors: [ErrorCount]? = nil
     ) {
         self.job = job
         self.shards = shards
@@ -55,6 +60,8 @@ public struct JobStatusSummary: Sendable, Hashable, Codable {
         self.startedAt = startedAt
         self.firstResultAt = firstResultAt
         self.completedAt = completedAt
+        self.failure = failure
+        self.topErrors = topErrors
     }
 }
 

@@ -130,3 +130,12 @@ extension ResultRecord: JSONWritableRecord {
         out.append(UInt8(ascii: "}"))
     }
 }
+
+extension ResultRecord {
+    /// The most common error messages among `results`, for an ack (at most 3).
+    public static func topErrors(_ results: [ResultRecord]) -> [ErrorCount] {
+        ErrorCount.top(results.lazy.compactMap { result -> (String, Int)? in
+            if case .error(let message) = result.outcome { (message, 1) } else { nil }
+        }, limit: 3)
+    }
+}

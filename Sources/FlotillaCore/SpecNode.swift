@@ -131,6 +131,15 @@ struct SpecNode {
         return number
     }
 
+    /// A number, integer or not (`0.5`, `1`).
+    func number() throws(FlotillaError) -> Double {
+        let value = try scalarString(expected: "a number")
+        guard tagName == Tag.Name.int.rawValue || tagName == Tag.Name.float.rawValue, let number = Double(value), number.isFinite else {
+            throw error("must be a number, not '\(value)'")
+        }
+        return number
+    }
+
     func bool() throws(FlotillaError) -> Bool {
         let value = try scalarString(expected: "true or false")
         guard tagName == Tag.Name.bool.rawValue, let flag = node.bool else {

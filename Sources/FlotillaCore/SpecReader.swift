@@ -156,7 +156,7 @@ struct SpecReader {
     }
 
     func readFaults(_ node: SpecNode) throws(FlotillaError) -> FaultConfig {
-        let map = try node.mapping(allowed: ["maxAttempts", "heartbeat", "workerTimeout", "shardTimeout", "speculative"])
+        let map = try node.mapping(allowed: ["maxAttempts", "heartbeat", "workerTimeout", "shardTimeout", "speculative", "maxErrorRate"])
         var config = FaultConfig()
         if let attempts = map["maxAttempts"] {
             config.maxAttempts = try positive(attempts)
@@ -166,6 +166,10 @@ struct SpecReader {
         if let timeout = map["workerTimeout"] { config.workerTimeout = try positive(duration: timeout) }
         if let timeout = map["shardTimeout"] { config.shardTimeout = try positive(duration: timeout) }
         if let speculative = map["speculative"] { config.speculative = try speculative.bool() }
+        if let rate = map["maxErrorRate"] {
+            config.maxErrorRate = try rate.number()
+            if !(0...1).contains(config.maxErrorRate) { throw rate.error("must be between 0 and 1 (a fraction of the samples)") }
+        }
         let heartbeat = SpecDuration.format(config.heartbeat)
         if config.workerTimeout <= config.heartbeat {
             throw (map["workerTimeout"] ?? map["heartbeat"] ?? node).plainError(

@@ -32,7 +32,7 @@ public struct JobControl: Sendable {
         switch status.state {
         case .cancelled: return .alreadyCancelled
         case .done: return .alreadyDone
-        case .submitted, .running: break
+        case .submitted, .running, .failed: break
         }
         let producer = try connection.producer(maxMessageBytes: status.manifest.config.kafka.maxMessageBytes, logger: logger)
         let command = ControlRecord(job: topics.job, target: ControlRecord.allWorkers, command: .cancel, reason: reason)

@@ -133,11 +133,11 @@ public struct JobStatusReport: Sendable, Hashable {
         self.anyActivity = anyActivity
     }
 
-    /// The job's state: the manifest's when it is final (done, cancelled); done once every shard is
+    /// The job's state: the manifest's when it is final (done, cancelled, failed); done once every shard is
     /// done or dead-lettered; running once a controller took it or any shard moved; else submitted.
     public var state: JobStatus {
         switch manifest.status {
-        case .cancelled, .done: return manifest.status
+        case .cancelled, .done, .failed: return manifest.status
         case .running, .submitted:
             if manifest.shards > 0 && counts.done + counts.dead >= manifest.shards { return .done }
             if manifest.status == .running || anyActivity { return .running }
@@ -146,7 +146,8 @@ public struct JobStatusReport: Sendable, Hashable {
     }
 
     /// Whether the state will not change any more.
-    public var isFinal: Bool { state == .done || state == .cancelled }
+    /// (A failed job changes only when a new controller tries it again.)
+    public var isFinal: Bool { state == .done || state == .cancelled || state == .failed }
 
     /// Shards neither done nor dead-lettered.
     public var pendingShards: Int { max(0, counts.shards - counts.done - counts.dead) }

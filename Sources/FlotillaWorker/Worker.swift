@@ -54,7 +54,13 @@ public final class Worker: Sendable {
         let manifest = try await ManifestLoader.load(job: options.job, prefix: options.topicPrefix, client: client, logger: logger)
         let config = manifest.config
         client.properties = config.kafka.properties.merging(options.kafkaProperties) { $1 }
-        let runtime = try await WorkerRuntime.start(options: options, config: config, client: client, logger: logger)
+        let runtime: WorkerRuntime
+        do {
+            runtime = try await WorkerRuntime.start(options: options, config: config, client: client, logger: logger)
+        } catch {
+            await reportStartFailure(error, client: client)
+            throw error
+        }
         logger.info("worker started", metadata: [
             "flotilla.slots": "\(runtime.slots)", "flotilla.delivery": "\(runtime.publisher.transactional ? "exactly-once" : "at-least-once")",
         ])
@@ -215,7 +221,8 @@ public final class Worker: Sendable {
             results = outcome.results
             if let directory = runtime.outputDirectory { try ShardFileWriter.write(results, shard: record.shard, directory: directory) }
             ack = AckRecord(job: options.job, shard: record.shard, attempt: record.attempt, run: run, worker: options.workerID,
-                            samples: results.count, errorSamples: outcome.errorSamples, status: .done, startedAt: startedAt)
+                            samples: results.count, errorSamples: outcome.errorSamples, status: .done,
+                            errors: outcome.errorSamples == 0 ? nil : ResultRecord.topErrors(results), startedAt: startedAt)
         } catch {
             if abandoned() {
                 logger.info("shard abandoned")
@@ -288,7 +295,8 @@ public final class Worker: Sendable {
             state.samplesDone += samples
             state.publishing = []
             state.committed += batch.filter { $0.ack.status == .done }.map {
-                CommittedShard(shard: $0.ack.shard, attempt: $0.ack.attempt, run: $0.ack.run, samples: $0.ack.samples)
+                CommittedShard(shard: $0.ack.shard, attempt: $0.ack.attempt, run: $0.ack.run, samples: $0.ack.samples,
+                               errorSamples: $0.ack.errorSamples)
             }
         }
         intakeWake.signal()

@@ -47,11 +47,15 @@ struct WorkerRuntime: Sendable {
             throw FlotillaError(.kafka, "cannot join the worker group of job '\(config.job)'", underlying: error)
         }
         var pools: [(config: StageConfig, pool: PredictorPool)] = []
-        do {
+        do throws(FlotillaError) {
             for stage in config.stages {
                 let pool = try PredictorPool(config: poolConfig(stage, config: config, slowdown: options.slowdown), logger: logger)
-                try await pool.start()
                 pools.append((stage, pool))
+                do {
+                    try await pool.start()
+                } catch {
+                    throw FlotillaError(error.code, "stage '\(stage.name)' cannot start: \(error.message)")
+                }
             }
         } catch {
             for (_, pool) in pools { await pool.shutdown() }

@@ -8,7 +8,12 @@ struct BrokerCommand: AsyncParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "broker",
         abstract: "Run the embedded Kafka-compatible broker (Tansu) in the foreground on 127.0.0.1.",
-        discussion: "Everything is kept in memory: stopping the broker loses all topics. Stop with Ctrl-C or SIGTERM."
+        discussion: """
+            Everything is kept in memory: stopping the broker loses all topics. Stop with Ctrl-C or \
+            SIGTERM.
+
+            Example: flotilla broker --port 9092
+            """
     )
 
     @Option(help: "TCP port to listen on (127.0.0.1).")

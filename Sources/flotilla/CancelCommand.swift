@@ -7,7 +7,12 @@ struct CancelCommand: AsyncParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "cancel",
         abstract: "Cancel a job: tell every worker to stop and mark the job cancelled.",
-        discussion: "Publishes a cancel command (target \"*\") and a cancelled manifest. A done or cancelled job is left as it is."
+        discussion: """
+            Publishes a cancel command (target "*") and a cancelled manifest. A done or cancelled job \
+            is left as it is.
+
+            Example: flotilla cancel myjob --brokers 127.0.0.1:9092
+            """
     )
 
     @Argument(help: "The job id.")

@@ -19,7 +19,7 @@ enum FleetLauncher {
     /// Workers as child processes of this executable, logging to `logDirectory`.
     static func localBackend(job: String, brokers: String, topicPrefix: String, kafkaProperties: [String: String],
                              logDirectory: String, logger: Logger) throws(FlotillaError) -> LocalPodBackend {
-        var arguments = ["worker", "--job", job, "--brokers", brokers, "--prefix", topicPrefix]
+        var arguments = ["worker", job, "--brokers", brokers, "--prefix", topicPrefix]
         for (key, value) in kafkaProperties.sorted(by: { $0.key < $1.key }) { arguments += ["--kafka-property", "\(key)=\(value)"] }
         return try LocalPodBackend(executable: LocalPodBackend.currentExecutable, baseArguments: arguments,
                                    logDirectory: logDirectory, logger: logger)
@@ -37,25 +37,59 @@ enum FleetLauncher {
         return service.outcome
     }
 
-    /// The closing lines: a sentence, and with `json` the one-line JSON summary last. With `json`
-    /// the sentence goes to stderr, so that stdout is the JSON object alone (`| jq` works).
-    static func report(_ outcome: ControllerOutcome, command: String, json: Bool, phases: RunPhases? = nil) {
+    /// Runs the controller with live progress on stderr until the job ends or a signal stops it.
+    static func runWithProgress(_ service: ControllerService, totalSamples: Int?, logger: Logger) async throws -> ControllerOutcome? {
+        let progress = ProgressDisplay(board: service.board, totalSamples: totalSamples)
+        let outcome = try await withThrowingTaskGroup(of: ControllerOutcome??.self) { group in
+            group.addTask { try await run(service, logger: logger) }
+            group.addTask { await progress.run(); return nil }
+            defer { group.cancelAll() }
+            while let result = try await group.next() {
+                if let outcome = result { return outcome }
+            }
+            return nil
+        }
+        progress.draw(final: true)
+        return outcome
+    }
+
+    /// The closing lines: a sentence, the most common errors, why the job failed, and with
+    /// `json` the one-line JSON summary last. With `json` the human lines go to stderr, so that
+    /// stdout is the JSON object alone (`| jq` works).
+    static func report(_ outcome: ControllerOutcome, command: String, json: Bool, phases: RunPhases? = nil,
+                       extra: [String: String] = [:]) {
         let summary = outcome.summary
         let say: (String) -> Void = json ? { printError($0) } : { print($0) }
+        let counts = "\(summary.done)/\(plural(summary.shards, "shard")) done, \(summary.dead) dead-lettered"
         switch outcome {
         case .completed:
-            say("\(command): job \(summary.job) finished: \(summary.done)/\(summary.shards) shards done, \(summary.dead) dead-lettered, \(summary.samples) samples (\(summary.failedSamples) failed) in \(String(format: "%.1f", summary.seconds)) s of processing (\(String(format: "%.1f", summary.wallSeconds ?? summary.seconds)) s since submit), \(String(format: "%.0f", summary.samplesPerSecond)) samples/s\(summary.workerCPU?.microsPerSample.map { String(format: "; worker CPU %.1f µs/sample", $0) } ?? "")")
+            let seconds = String(format: "%.1f", summary.seconds), wall = String(format: "%.1f", summary.wallSeconds ?? summary.seconds)
+            let cpu = summary.workerCPU?.microsPerSample.map { String(format: "; worker CPU %.1f µs/sample", $0) } ?? ""
+            say("\(command): job \(summary.job) finished: \(counts), \(plural(summary.samples, "sample")) (\(summary.failedSamples) failed) in \(seconds) s of processing (\(wall) s since submit), \(String(format: "%.0f", summary.samplesPerSecond)) samples/s\(cpu)")
         case .cancelled:
-            say("\(command): job \(summary.job) was cancelled: \(summary.done)/\(summary.shards) shards done")
+            say("\(command): job \(summary.job) was cancelled: \(counts)")
+        case .failed:
+            say("\(command): job \(summary.job) FAILED after \(counts), \(plural(summary.samples, "sample")) (\(summary.failedSamples) failed)")
+        }
+        if let errors = summary.topErrors, !errors.isEmpty {
+            say("most common errors:\n" + errors.map { "  \($0.count) × \($0.message)" }.joined(separator: "\n"))
+        }
+        if let failure = summary.failure {
+            say("\(command): \(failure.message) (exit \(failure.exitCode))")
         }
         if let phases, outcome.exitCode == 0 { say("\(command): \(phases.description)") }
         if json {
             let encoder = JSONEncoder()
             encoder.outputFormatting = [.sortedKeys, .withoutEscapingSlashes]
-            let line = RunSummaryLine(summary: summary, phases: phases)
+            let line = RunSummaryLine(summary: summary, phases: phases, extra: extra)
             if let data = try? encoder.encode(line) { print(String(decoding: data, as: UTF8.self)) }
         }
     }
+}
+
+/// "1 shard", "2 shards".
+func plural(_ count: Int, _ word: String) -> String {
+    "\(count) \(word)\(count == 1 ? "" : "s")"
 }
 
 /// Where the time of `flotilla run` went, in seconds from the command's start: the embedded
@@ -99,16 +133,24 @@ struct RunPhases: Sendable, Encodable, CustomStringConvertible {
     }
 }
 
-/// The JSON line `flotilla run --json` prints: the summary's fields, plus `phases` when known.
+/// The JSON line `flotilla run --json` prints: the summary's fields, plus `phases` when known
+/// and `extra` strings (e.g. `results`, the file the results were written to).
 private struct RunSummaryLine: Encodable {
     let summary: JobStatusSummary
     let phases: RunPhases?
+    let extra: [String: String]
 
-    private enum CodingKeys: String, CodingKey { case phases }
+    private struct Key: CodingKey {
+        var stringValue: String
+        var intValue: Int? { nil }
+        init(stringValue: String) { self.stringValue = stringValue }
+        init?(intValue: Int) { nil }
+    }
 
     func encode(to encoder: any Encoder) throws {
         try summary.encode(to: encoder)
-        var container = encoder.container(keyedBy: CodingKeys.self)
-        try container.encodeIfPresent(phases, forKey: .phases)
+        var container = encoder.container(keyedBy: Key.self)
+        try container.encodeIfPresent(phases, forKey: Key(stringValue: "phases"))
+        for (key, value) in extra { try container.encode(value, forKey: Key(stringValue: key)) }
     }
 }

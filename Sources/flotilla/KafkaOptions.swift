@@ -4,10 +4,9 @@ import FlotillaJobs
 import Foundation
 import Logging
 
-/// The broker options shared by submit, status, results, cancel and scale.
+/// The broker options shared by every command that talks to Kafka.
 struct KafkaOptions: ParsableArguments {
-    @Option(help: ArgumentHelp("Kafka bootstrap servers, host:port[,host:port...].",
-                               discussion: "submit falls back to kafka.brokers from the job spec."))
+    @Option(help: "Kafka bootstrap servers, host:port[,host:port...].")
     var brokers: String?
 
     @Option(name: .customLong("kafka-property"), parsing: .singleValue,

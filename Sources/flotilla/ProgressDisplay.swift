@@ -1,11 +1,24 @@
 import FlotillaController
+import FlotillaCore
 import Foundation
+import Synchronization
 
-/// Live progress of a job on stderr: a redrawn bar on a terminal, a plain line every few seconds otherwise.
-struct ProgressDisplay: Sendable {
+/// Live progress of a job on stderr: a redrawn bar on a terminal, a plain line every few seconds
+/// otherwise. Each line has the elapsed time and a rate smoothed over the last seconds; while no
+/// worker is alive it shows the last worker error, so a fleet that cannot start says why.
+final class ProgressDisplay: Sendable {
     let board: StatusBoard
-    let totalSamples: Int
+    let totalSamples: Int?
     let isTerminal = isatty(STDERR_FILENO) == 1
+    private let started = ContinuousClock.now
+    /// Recent (time, samples done) readings: the rate is taken over this window.
+    private let readings = Mutex<[(at: ContinuousClock.Instant, done: Int)]>([])
+    private static let window: Duration = .seconds(10)
+
+    init(board: StatusBoard, totalSamples: Int?) {
+        self.board = board
+        self.totalSamples = totalSamples
+    }
 
     /// Draws until the calling task is cancelled.
     func run() async {
@@ -19,20 +32,60 @@ struct ProgressDisplay: Sendable {
 
     func draw(final: Bool) {
         let status = board.status
-        let done = min(status.samplesDone, totalSamples)
-        let fraction = totalSamples == 0 ? 1 : Double(done) / Double(totalSamples)
+        let total = totalSamples ?? status.totalSamples
+        let done = total.map { min(status.samplesDone, $0) } ?? status.samplesDone
+        let elapsed = ContinuousClock.now - started
+        let rate = final ? Double(done) / max(0.001, elapsed.seconds) : smoothedRate(done: done)
         let alive = status.workers.filter { !$0.lost }.count
-        let retries = status.reEnqueues.values.reduce(0, +)
+        let balanced = (status.reEnqueues["stolen"] ?? 0) + (status.reEnqueues["speculative"] ?? 0)
+        let reEnqueued = status.reEnqueues.values.reduce(0, +) - balanced
         let dead = status.shards["dead"] ?? 0
-        let eta = status.etaSeconds.map { String(format: "%.0fs", $0) } ?? "-"
-        let text = "\(done)/\(totalSamples) samples  \(String(format: "%.0f", status.samplesPerSecond))/s  ETA \(eta)  workers \(alive)  retries \(retries)  dead \(dead)"
+        let eta = total.flatMap { total in rate > 0 ? String(format: "%.0fs", Double(total - done) / rate) : nil } ?? "-"
+        var text = "\(done)/\(total.map(String.init) ?? "?") samples  \(Self.format(elapsed))  \(String(format: "%.0f", rate))/s"
+        if !final { text += "  ETA \(eta)" }
+        text += "  workers \(alive)  re-enqueued \(reEnqueued)"
+        if balanced > 0 { text += " (+\(balanced) balancing)" }
+        text += "  dead \(dead)"
+        if alive == 0, !final, let error = status.lastWorkerError {
+            text += "\n  last worker error (\(Self.format(.milliseconds(status.lastWorkerErrorAgoMs ?? 0))) ago): \(error)"
+        }
         if isTerminal {
+            let fraction = total.map { $0 == 0 ? 1 : Double(done) / Double($0) } ?? 0
             let width = 24
             let filled = Int(fraction * Double(width))
             let bar = String(repeating: "█", count: filled) + String(repeating: "░", count: width - filled)
-            FileHandle.standardError.write(Data("\r\u{1B}[2K\(bar) \(String(format: "%3.0f", fraction * 100))%  \(text)\(final ? "\n" : "")".utf8))
+            // The error line is printed once under the bar, then the bar is redrawn in place.
+            let lines = text.split(separator: "\n", maxSplits: 1)
+            var output = "\r\u{1B}[2K\(bar) \(String(format: "%3.0f", fraction * 100))%  \(lines[0])"
+            if lines.count > 1 { output += "\n\(lines[1])\n" }
+            FileHandle.standardError.write(Data((output + (final ? "\n" : "")).utf8))
         } else {
             FileHandle.standardError.write(Data("progress: \(text)\n".utf8))
         }
     }
+
+    /// Samples per second over the last `window`: steadier than the workers' instant rates.
+    private func smoothedRate(done: Int) -> Double {
+        let now = ContinuousClock.now
+        return readings.withLock { readings in
+            readings.append((now, done))
+            readings.removeAll { now - $0.at > Self.window }
+            guard let first = readings.first, now - first.at > .milliseconds(500) else { return 0 }
+            return Double(done - first.done) / (now - first.at).seconds
+        }
+    }
+
+    /// "9.8s", "2m05s", "1h02m".
+    static func format(_ duration: Duration) -> String {
+        let seconds = duration.seconds
+        if seconds < 60 { return String(format: "%.1fs", seconds) }
+        let whole = Int(seconds)
+        if whole < 3600 { return String(format: "%dm%02ds", whole / 60, whole % 60) }
+        return String(format: "%dh%02dm", whole / 3600, whole / 60 % 60)
+    }
+}
+
+extension Duration {
+    /// The duration in seconds, fractional.
+    var seconds: Double { Double(components.seconds) + Double(components.attoseconds) / 1e18 }
 }

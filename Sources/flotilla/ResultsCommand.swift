@@ -9,9 +9,12 @@ struct ResultsCommand: AsyncParsableCommand {
         commandName: "results",
         abstract: "Write a job's results as JSON lines, exactly one per input sample of every done shard.",
         discussion: """
-            Each line is {"id":...,"output":...,"shard":...} or {"id":...,"error":...,"shard":...}. \
+            Each line is {"id":...,"output":...,"shard":...} or {"error":...,"id":...,"shard":...,"stage":...} \
+            (keys sorted). \
             A summary goes to stderr. Exit 0 when every shard is done, 3 when the output is partial \
             (shards dead-lettered or not done yet). See docs/OPERATIONS.md.
+
+            Example: flotilla results myjob --brokers 127.0.0.1:9092 --out results.jsonl
             """
     )
 
@@ -69,7 +72,7 @@ struct ResultsCommand: AsyncParsableCommand {
     }
 }
 
-/// One output line: `id`, then `output` or `error` (plus `stage`), then `shard`.
+/// One output line: `id`, `output` or `error` (plus `stage`), and `shard`, keys sorted.
 struct ResultLine: Encodable {
     let record: ResultRecord
 
@@ -91,7 +94,8 @@ struct ResultLine: Encodable {
 
     private static let encoder: JSONEncoder = {
         let encoder = JSONEncoder()
-        encoder.outputFormatting = [.withoutEscapingSlashes]
+        // Sorted keys: the same line for the same result on every read (and in every output object).
+        encoder.outputFormatting = [.sortedKeys, .withoutEscapingSlashes]
         // Non-finite outputs cannot be JSON numbers; write them as strings rather than fail.
         encoder.nonConformingFloatEncodingStrategy = .convertToString(positiveInfinity: "Infinity", negativeInfinity: "-Infinity", nan: "NaN")
         return encoder
@@ -104,6 +108,25 @@ struct ResultLine: Encodable {
             return data
         } catch {
             throw FlotillaError(.internal, "cannot encode the result of sample '\(record.id)'", underlying: error)
+        }
+    }
+}
+
+/// `flotilla run`'s results file: the job's results read through the reader rule, written
+/// through a temporary file renamed into place.
+enum ResultsFile {
+    /// Writes the file; returns what it holds, for the run's closing lines.
+    static func write(job: String, prefix: String, connection: BrokerConnection, to path: String) async throws(FlotillaError) -> String {
+        let reader = ResultsReader(connection: connection, prefix: prefix, job: job, logger: CommandLogging.kafkaLogger())
+        let writer = try LineWriter(path: path)
+        do {
+            let summary = try await reader.read { result throws(FlotillaError) in try writer.write(ResultLine(result).json()) }
+            try writer.finish()
+            let partial = summary.isComplete ? "" : " (partial: \(summary.shardsDone) of \(plural(summary.shards, "shard")) done)"
+            return "\(plural(summary.samples, "line")) (\(summary.errors) errors) in \(path)\(partial)"
+        } catch {
+            writer.discard()
+            throw error
         }
     }
 }

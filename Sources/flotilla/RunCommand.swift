@@ -13,27 +13,42 @@ struct RunCommand: AsyncParsableCommand {
         commandName: "run",
         abstract: "Run a job start to finish: embedded broker (unless --brokers), submit, controller, local workers.",
         discussion: """
-            Shows live progress, then a summary; with --json the last line is one JSON object. \
-            Exit status: 0 every shard done, 3 some shards dead-lettered, 2 bad input or configuration, \
-            1 anything else. Ctrl-C stops the fleet cleanly.
+            Shows live progress, then a summary; with --json stdout is one JSON object and the human \
+            lines go to stderr. With the embedded broker the results are written to \
+            JOB.results.jsonl in the current folder (or --out), since the broker ends with the run. \
+            Exit status: 0 every shard done, 3 some shards dead-lettered, 4 more failed samples than \
+            faults.maxErrorRate allows, 2 bad input or configuration (a predictor that cannot start \
+            included), 1 anything else. Ctrl-C stops the fleet cleanly and keeps the results so far.
+
+            Examples: flotilla run config/examples/quickstart.yaml --out predictions.jsonl
+                      flotilla run job.yaml --brokers 127.0.0.1:9092 --resume   (after an interruption)
             """
     )
 
     @Argument(help: "The job spec (YAML).", completion: .file(extensions: ["yaml", "yml"]))
     var spec: String
 
-    @Option(help: "Workers to run (default: the job's workers.min), within workers.min...workers.max.")
+    @Option(help: "Workers to run (default: the job's workers.min); widens workers.min...workers.max to include it.")
     var workers: Int?
 
     @OptionGroup var kafka: KafkaOptions
 
-    @Flag(help: "Print the final summary as one JSON object on the last line.")
+    @Flag(help: "Print the final summary as one JSON object on stdout (human lines go to stderr).")
     var json = false
+
+    @Flag(help: "Carry on a job submitted before (with --brokers): publish nothing new, run what is not done.")
+    var resume = false
+
+    @Option(help: "Write the results here as JSON lines, one per sample (default with the embedded broker: JOB.results.jsonl).")
+    var out: String?
+
+    @Flag(name: .customLong("no-out"), help: "Write no results file (with the embedded broker they are gone when the run ends).")
+    var noOut = false
 
     @Option(name: .customLong("http-port"), help: "Serve /status, /metrics and /healthz on 127.0.0.1 at this port (0: any free port).")
     var httpPort: Int?
 
-    @Option(name: .customLong("log-dir"), help: "Folder for the broker's and workers' logs (default: a new temporary folder).")
+    @Option(name: .customLong("log-dir"), help: "Folder for the broker's and workers' logs (default: a temporary folder, removed after a successful run).")
     var logDir: String?
 
     @Option(name: .customLong("worker-arg"), help: ArgumentHelp("An extra argument for one worker, W=ARG (benchmarks: w1=--sequential).", visibility: .hidden))
@@ -42,6 +57,7 @@ struct RunCommand: AsyncParsableCommand {
     func validate() throws {
         if let workers, workers < 1 { throw ValidationError("--workers must be at least 1") }
         if let httpPort, !(0...65535).contains(httpPort) { throw ValidationError("--http-port must be between 0 and 65535") }
+        if out != nil && noOut { throw ValidationError("--out and --no-out contradict each other; give one") }
     }
 
     func run() async throws {
@@ -55,12 +71,13 @@ struct RunCommand: AsyncParsableCommand {
             if let given = kafka.brokers ?? config.kafka.brokers {
                 brokers = given
             } else {
-                let broker = try await EmbeddedBroker(logFile: "\(logs)/broker.log")
+                let broker = try await EmbeddedBroker(logFile: "\(logs.path)/broker.log")
                 embedded = broker
                 brokers = broker.bootstrapServers
-                printError("flotilla run: embedded broker on \(brokers) (logs in \(logs))")
+                printError("flotilla run: embedded broker on \(brokers)")
             }
             defer { embedded?.stop() }
+            let resultsFile = noOut ? nil : out ?? (embedded == nil ? nil : "\(config.job).results.jsonl")
             var kafkaOptions = kafka
             kafkaOptions.brokers = brokers
             let connection = try kafkaOptions.connection()
@@ -68,46 +85,50 @@ struct RunCommand: AsyncParsableCommand {
 
             let submitter = JobSubmitter(logger: CommandLogging.kafkaLogger())
             let plan = try await submitter.plan(config)
-            _ = try await submitter.submit(plan, to: connection)
+            _ = try await submitter.submit(plan, to: connection, resume: resume)
             phases.submitted = Timestamp.now()
-            printError("flotilla run: job \(config.job): \(plan.samples) samples in \(plan.shards.count) shards, \(config.stages.count) stage\(config.stages.count == 1 ? "" : "s")")
+            printError("flotilla run: job \(config.job): \(plural(plan.samples, "sample")) in \(plural(plan.shards.count, "shard")), \(plural(config.stages.count, "stage"))")
 
             let backend = try FleetLauncher.localBackend(job: config.job, brokers: brokers, topicPrefix: config.kafka.topicPrefix,
-                                                         kafkaProperties: connection.properties, logDirectory: logs, logger: logger)
+                                                         kafkaProperties: connection.properties, logDirectory: logs.path, logger: logger)
             let options = ControllerOptions(job: config.job, brokers: brokers, topicPrefix: config.kafka.topicPrefix, workers: workers,
                                             workerArguments: FleetLauncher.workerArguments(workerArgs), httpPort: httpPort,
                                             kafkaProperties: connection.properties)
             let service = ControllerService(options: options, backend: backend, logger: CommandLogging.kafkaLogger()) { address in
                 printError("flotilla run: status at \(address)/status")
             }
-            let progress = ProgressDisplay(board: service.board, totalSamples: plan.samples)
-            let outcome = try await withThrowingTaskGroup(of: ControllerOutcome??.self) { group in
-                group.addTask { try await FleetLauncher.run(service, logger: logger) }
-                group.addTask { await progress.run(); return nil }
-                defer { group.cancelAll() }
-                while let result = try await group.next() {
-                    if let outcome = result { return outcome }
-                }
-                return nil
+            let outcome = try await FleetLauncher.runWithProgress(service, totalSamples: plan.samples, logger: logger)
+            var extra: [String: String] = [:]
+            // A job that never finished a shard has nothing to write.
+            if let resultsFile, (outcome?.summary.done ?? 1) > 0 || service.board.status.samplesDone > 0 {
+                let written = try await ResultsFile.write(job: config.job, prefix: config.kafka.topicPrefix, connection: connection, to: resultsFile)
+                printError("flotilla run: results: \(written)")
+                extra["results"] = resultsFile
+            } else if embedded == nil {
+                printError("flotilla run: results stay in Kafka: flotilla results \(config.job) --brokers \(brokers)\(config.kafka.topicPrefix == KafkaConfig.defaultTopicPrefix ? "" : " --prefix \(config.kafka.topicPrefix)")")
             }
-            progress.draw(final: true)
             guard let outcome else {
-                printError("flotilla run: stopped before the job finished (worker logs in \(logs))")
+                printError("flotilla run: stopped before the job finished (logs in \(logs.path))")
                 throw ExitCode(1)
             }
             phases.finished(outcome.summary)
-            FleetLauncher.report(outcome, command: "flotilla run", json: json, phases: phases)
-            if outcome.exitCode != 0 { throw ExitCode(outcome.exitCode) }
+            FleetLauncher.report(outcome, command: "flotilla run", json: json, phases: phases, extra: extra)
+            if outcome.exitCode != 0 {
+                printError("flotilla run: logs in \(logs.path)")
+                throw ExitCode(outcome.exitCode)
+            }
+            // Nothing to look into after a clean run: a temporary log folder goes (one given with --log-dir stays).
+            if logs.temporary { embedded?.stop(); try? FileManager.default.removeItem(atPath: logs.path) }
         }
     }
 
-    private func logDirectory(job: String) throws(FlotillaError) -> String {
+    private func logDirectory(job: String) throws(FlotillaError) -> (path: String, temporary: Bool) {
         let folder = logDir ?? FileManager.default.temporaryDirectory.appendingPathComponent("flotilla-run-\(job)-\(getpid())").path
         do {
             try FileManager.default.createDirectory(atPath: folder, withIntermediateDirectories: true)
         } catch {
             throw FlotillaError(.invalidConfiguration, "cannot create the log folder \(folder)", underlying: error)
         }
-        return folder
+        return (folder, logDir == nil)
     }
 }

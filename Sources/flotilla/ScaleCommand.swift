@@ -7,7 +7,12 @@ struct ScaleCommand: AsyncParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "scale",
         abstract: "Ask a job's controller to run N workers (clamped to the spec's workers.min...workers.max).",
-        discussion: "Publishes a scale command for the controller on the job's control topic; the controller acts on it."
+        discussion: """
+            Publishes a scale command for the controller on the job's control topic; the controller \
+            acts on it.
+
+            Example: flotilla scale myjob 8 --brokers 127.0.0.1:9092
+            """
     )
 
     @Argument(help: "The job id.")

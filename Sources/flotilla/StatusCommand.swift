@@ -12,6 +12,8 @@ struct StatusCommand: AsyncParsableCommand {
         discussion: """
             With --watch, refreshes every 2 s until the job is done or cancelled, or Ctrl-C. \
             Exit 0, or 3 when the job is done with dead-lettered shards. See docs/OPERATIONS.md.
+
+            Example: flotilla status myjob --brokers 127.0.0.1:9092 --watch
             """
     )
 

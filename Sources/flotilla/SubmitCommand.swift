@@ -11,7 +11,10 @@ struct SubmitCommand: AsyncParsableCommand {
         discussion: """
             Prints a short plan and the job id as the last line. A job id that already has a manifest \
             is refused (exit 2) unless --resume is given, which publishes nothing new for it (or \
-            finishes a submission that stopped before its manifest). See docs/OPERATIONS.md.
+            finishes a submission that stopped before its manifest). Without --brokers, the spec's \
+            kafka.brokers is used. See docs/OPERATIONS.md.
+
+            Example: flotilla submit config/examples/quickstart.yaml --brokers 127.0.0.1:9092
             """
     )
 

@@ -11,11 +11,14 @@ struct WorkerCommand: AsyncParsableCommand {
         discussion: """
             SIGTERM or SIGINT drains the worker: it finishes the shards it is running, takes no new \
             ones, commits and exits 0. A fatal Kafka error exits 1 after flushing, for a supervisor \
-            to replace the worker.
+            to replace the worker. Usually started by `flotilla controller` (backend local); start \
+            it yourself with `--backend external`, one per host or pod.
+
+            Example: flotilla worker myjob --brokers 127.0.0.1:9092 --worker-id w7
             """
     )
 
-    @Option(help: "The job id (as printed by `flotilla submit`).")
+    @Argument(help: "The job id (the last line `flotilla submit` printed).")
     var job: String
 
     @OptionGroup var kafka: KafkaOptions

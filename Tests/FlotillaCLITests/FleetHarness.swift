@@ -49,7 +49,7 @@ final class FleetHarness: @unchecked Sendable {
 
     deinit {
         if let controller, controller.isRunning { kill(controller.processIdentifier, SIGKILL) }
-        _ = try? CommandRunner.run(["pkill", "-9", "-f", "worker --job \(job) "])
+        _ = try? CommandRunner.run(["pkill", "-9", "-f", "worker \(job) --brokers"])
     }
 
     var brokers: String { fixture.bootstrapServers }
@@ -62,7 +62,7 @@ final class FleetHarness: @unchecked Sendable {
     func startController(workers: Int, extra: [String] = []) throws {
         let process = Process()
         process.executableURL = URL(fileURLWithPath: CommandRunner.flotillaExecutable)
-        process.arguments = ["controller", "--job", job, "--brokers", brokers, "--workers", String(workers), "--json",
+        process.arguments = ["controller", job, "--brokers", brokers, "--workers", String(workers), "--json",
                              "--log-dir", "\(folder)/logs"] + extra
         FileManager.default.createFile(atPath: "\(folder)/controller.out", contents: nil)
         let output = FileHandle(forWritingAtPath: "\(folder)/controller.out")!
@@ -91,7 +91,7 @@ final class FleetHarness: @unchecked Sendable {
 
     /// Process ids of this job's worker processes.
     func workerPIDs() throws -> [Int32] {
-        let result = try CommandRunner.run(["pgrep", "-f", "worker --job \(job) "])
+        let result = try CommandRunner.run(["pgrep", "-f", "worker \(job) --brokers"])
         return result.stdout.split(separator: "\n").compactMap { Int32($0) }
     }
 

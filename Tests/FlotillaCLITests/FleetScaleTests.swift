@@ -50,7 +50,8 @@ struct FleetScaleTests {
             workers: { min: 2, max: 2 }
             """.write(toFile: "\(folder)/job.yaml", atomically: true, encoding: .utf8)
         let started = ContinuousClock.now
-        let run = try CommandRunner.run([CommandRunner.flotillaExecutable, "run", "\(folder)/job.yaml", "--json", "--log-dir", "\(folder)/logs"])
+        let run = try CommandRunner.run([CommandRunner.flotillaExecutable, "run", "\(folder)/job.yaml", "--json", "--log-dir", "\(folder)/logs"],
+                                        directory: folder)
         let wall = ContinuousClock.now - started
         #expect(run.status == 0, "stderr: \(run.stderr)")
         let stdout = run.stdout.split(separator: "\n")

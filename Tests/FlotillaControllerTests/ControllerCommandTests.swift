@@ -14,7 +14,7 @@ struct ControllerCommandTests {
         let fixture = try await BrokerFixture()
         let harness = try await JobHarness(fixture: fixture, shards: 3, faults: Self.faults)
         for index in 0..<3 { try await harness.ack(index, worker: "w1") }
-        let output = try CommandRunner.run([CommandRunner.flotillaExecutable, "controller", "--job", harness.job,
+        let output = try CommandRunner.run([CommandRunner.flotillaExecutable, "controller", harness.job,
                                             "--brokers", fixture.bootstrapServers, "--backend", "external", "--json"])
         #expect(output.status == 0, "stderr: \(output.stderr)")
         #expect(output.stderr.contains("status at http://127.0.0.1:"))
@@ -30,7 +30,7 @@ struct ControllerCommandTests {
         let harness = try await JobHarness(fixture: fixture, shards: 2, faults: Self.faults)
         try await harness.ack(0, worker: "w1")
         try await harness.ack(1, worker: "w1", status: .failed, error: "bad input")
-        let output = try CommandRunner.run([CommandRunner.flotillaExecutable, "controller", "--job", harness.job,
+        let output = try CommandRunner.run([CommandRunner.flotillaExecutable, "controller", harness.job,
                                             "--brokers", fixture.bootstrapServers, "--backend", "external"])
         #expect(output.status == 3, "stderr: \(output.stderr)")
         #expect(output.stdout.contains("1 dead-lettered"))
@@ -38,11 +38,11 @@ struct ControllerCommandTests {
 
     @Test("Bad input exits 2 with a message naming the problem")
     func badInput() throws {
-        let kubernetes = try CommandRunner.run([CommandRunner.flotillaExecutable, "controller", "--job", "j1",
+        let kubernetes = try CommandRunner.run([CommandRunner.flotillaExecutable, "controller", "j1",
                                                 "--brokers", "127.0.0.1:1", "--backend", "kubernetes"])
         #expect(kubernetes.status == 2)
         #expect(kubernetes.stderr.contains("kubernetes backend is not implemented"))
-        let backend = try CommandRunner.run([CommandRunner.flotillaExecutable, "controller", "--job", "j1",
+        let backend = try CommandRunner.run([CommandRunner.flotillaExecutable, "controller", "j1",
                                              "--brokers", "127.0.0.1:1", "--backend", "mesos"])
         #expect(backend.status == 64 || backend.status == 2)
         #expect(backend.stderr.contains("--backend must be local, external or kubernetes"))

@@ -19,7 +19,7 @@ struct LocalPodBackendTests {
         let path = "\(folder)/worker.sh"
         try ("#!/bin/sh\n" + script).write(toFile: path, atomically: true, encoding: .utf8)
         chmod(path, 0o755)
-        let backend = try LocalPodBackend(executable: path, baseArguments: ["worker", "--job", "j1"], logDirectory: "\(folder)/logs", logger: logger)
+        let backend = try LocalPodBackend(executable: path, baseArguments: ["worker", "j1"], logDirectory: "\(folder)/logs", logger: logger)
         return (backend, folder)
     }
 
@@ -53,7 +53,7 @@ struct LocalPodBackendTests {
         let two = try await backend.start(worker: "w2", extraArguments: ["--slowdown", "3"])
         #expect(await backend.list().map(\.id) == ["w1", "w2"])
         #expect(isAlive(one.pid!) && isAlive(two.pid!))
-        #expect(await waitForLog(backend, "w1", containing: "started").contains("started worker --job j1 --worker-id w1"))
+        #expect(await waitForLog(backend, "w1", containing: "started").contains("started worker j1 --worker-id w1"))
         #expect(await waitForLog(backend, "w2", containing: "started").contains("--worker-id w2 --slowdown 3"))
         await #expect(throws: FlotillaError.self) { _ = try await backend.start(worker: "w1", extraArguments: []) }
 

@@ -132,7 +132,7 @@ struct SubmitCommandTests {
     @Test("A --brokers value that is not host:port is refused at once (exit 2), naming the value, for every command")
     func badBrokersSyntax() throws {
         for arguments in [["submit", Self.quickstart], ["status", "some-job"], ["results", "some-job"],
-                          ["controller", "--job", "some-job"], ["worker", "--job", "some-job"]] {
+                          ["controller", "some-job"], ["worker", "some-job"]] {
             for brokers in ["http://127.0.0.1:9092", "127.0.0.1", "127.0.0.1:99999"] {
                 let started = ContinuousClock.now
                 let run = try JobsTest.flotilla(arguments + ["--brokers", brokers])
