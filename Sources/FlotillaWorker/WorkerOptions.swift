@@ -33,9 +33,17 @@ public struct WorkerOptions: Sendable {
 }
 
 /// How a worker ended.
-public enum WorkerExit: Sendable, Equatable {
+public enum WorkerExit: Sendable, Equatable, CustomStringConvertible {
     /// Drained, stopped or the job finished: exit 0.
     case finished(String)
     /// The job was cancelled: exit 0.
     case cancelled
+
+    /// "finished (drained)", "the job was cancelled".
+    public var description: String {
+        switch self {
+        case .finished(let how): "finished (\(how))"
+        case .cancelled: "the job was cancelled"
+        }
+    }
 }

@@ -27,7 +27,7 @@ struct CancelCommand: AsyncParsableCommand {
                                      job: try validatedJobID(job), logger: CommandLogging.kafkaLogger())
             switch try await control.cancel() {
             case .cancelled(let counts):
-                print("job \(job) cancelled: \(counts.done) of \(counts.shards) shards were done (\(counts.samples) samples); workers stop")
+                print("job \(job) cancelled: \(counts.done) of \(plural(counts.shards, "shard")) were done (\(plural(counts.samples, "sample"))); workers stop")
             case .alreadyCancelled:
                 print("job \(job) was already cancelled; nothing published")
             case .alreadyDone:

@@ -49,7 +49,7 @@ struct ResultsCommand: AsyncParsableCommand {
     }
 
     private func describe(_ summary: ResultsSummary) -> String {
-        var text = "results of \(summary.job): \(summary.samples) samples (\(summary.errors) errors) from \(summary.shardsDone) of \(summary.shards) shards done"
+        var text = "results of \(summary.job): \(plural(summary.samples, "sample")) (\(summary.errors) errors) from \(summary.shardsDone) of \(plural(summary.shards, "shard")) done"
         if let out { text += "; written to \(out)" }
         if summary.isComplete { return text }
         var problems: [String] = []

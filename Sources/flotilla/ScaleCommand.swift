@@ -29,10 +29,10 @@ struct ScaleCommand: AsyncParsableCommand {
             let control = JobControl(connection: try kafka.connection(), prefix: try topic.validated(),
                                      job: try validatedJobID(job), logger: CommandLogging.kafkaLogger())
             let (record, range) = try await control.scale(workers: workers)
-            print("asked the controller of \(job) for \(workers) workers (\(control.topics.control), target \(record.target))")
+            print("asked the controller of \(job) for \(plural(workers, "worker")) (\(control.topics.control), target \(record.target))")
             if !range.contains(workers) {
                 let clamped = min(max(workers, range.lowerBound), range.upperBound)
-                printError("warning: the job's spec allows \(range.lowerBound)...\(range.upperBound) workers; the controller will run \(clamped)")
+                printError("warning: the job's spec allows \(range.lowerBound)...\(plural(range.upperBound, "worker")); the controller will run \(clamped)")
             }
         }
     }

@@ -72,7 +72,7 @@ struct StatusCommand: AsyncParsableCommand {
             print("  worker CPU: \(String(format: "%.1f", cpu.seconds)) s, \(String(format: "%.1f", perSample)) µs/sample, \(String(format: "%.2f", cpu.millisPerShard ?? 0)) ms/shard")
         }
         if let summary = report.manifest.summary {
-            print("  final summary (\(report.manifest.status.rawValue)): \(summary.done) of \(summary.shards) shards done, \(summary.dead) dead, \(summary.samples) samples (\(summary.failedSamples) errors) in \(String(format: "%.1f", summary.seconds)) s")
+            print("  final summary (\(report.manifest.status.rawValue)): \(summary.done) of \(plural(summary.shards, "shard")) done, \(summary.dead) dead, \(plural(summary.samples, "sample")) (\(summary.failedSamples) errors) in \(String(format: "%.1f", summary.seconds)) s")
         }
     }
 }

@@ -66,7 +66,7 @@ struct SubmitCommand: AsyncParsableCommand {
                 print("job \(plan.job) was already submitted; --resume: nothing published")
             } else {
                 let resumed = report.shardsAlreadyPresent > 0 ? " (\(report.shardsAlreadyPresent) were already there)" : ""
-                print("published \(report.shardsPublished) shards\(resumed) over \(report.shardPartitions) partitions and the manifest to \(connection.bootstrapServers) in \(String(format: "%.2f", report.seconds)) s")
+                print("published \(plural(report.shardsPublished, "shard"))\(resumed) over \(plural(report.shardPartitions, "partition")) and the manifest to \(connection.bootstrapServers) in \(String(format: "%.2f", report.seconds)) s")
             }
             print(plan.job)
         }
@@ -74,13 +74,13 @@ struct SubmitCommand: AsyncParsableCommand {
 
     private func printSummary(_ plan: SubmitPlan) {
         let config = plan.config
-        print("job \(plan.job): \(plan.inputs.count) input\(plan.inputs.count == 1 ? "" : "s"), \(plan.samples) samples, \(plan.shards.count) shards (up to \(config.shard.samples) samples each)")
+        print("job \(plan.job): \(plan.inputs.count) input\(plan.inputs.count == 1 ? "" : "s"), \(plural(plan.samples, "sample")), \(plural(plan.shards.count, "shard")) (up to \(plural(config.shard.samples, "sample")) each)")
         for input in plan.inputs {
             let bytes = input.bytes.map { ", \($0) bytes" } ?? ""
-            print("  input \(input.position): \(input.kind) \(input.location): \(input.samples) samples, \(input.shards) shards\(bytes)")
+            print("  input \(input.position): \(input.kind) \(input.location): \(plural(input.samples, "sample")), \(plural(input.shards, "shard"))\(bytes)")
         }
         let topics = plan.topics
-        print("topics: \(topics.shards) and \(topics.results) (\(config.shardPartitions) partitions), \(topics.acks), \(topics.heartbeats), \(topics.control), \(topics.dlq); manifest on \(topics.jobs)")
+        print("topics: \(topics.shards) and \(topics.results) (\(plural(config.shardPartitions, "partition"))), \(topics.acks), \(topics.heartbeats), \(topics.control), \(topics.dlq); manifest on \(topics.jobs)")
     }
 
     private func jsonLine(plan: SubmitPlan, report: SubmitReport?) throws(FlotillaError) -> String {

@@ -118,6 +118,55 @@ struct FirstHourTests {
         }
     }
 
+    @Test("Ctrl-C: the fleet stops, the results so far are written and named, exit 1")
+    func interrupt() async throws {
+        let (folder, spec, job) = try job("interrupt", samples: 1_000, predictor: "predictor: [python3, slow.py]", workers: 1)
+        try """
+            import time
+            from flotilla_predictor import serve
+            def predict(inputs):
+                with open("batches.log", "a") as log: log.write("b\\n")
+                time.sleep(0.02 * len(inputs))
+                return inputs
+            serve(predict)
+            """.write(toFile: "\(folder)/slow.py", atomically: true, encoding: .utf8)
+        let process = Process()
+        process.executableURL = URL(fileURLWithPath: CommandRunner.flotillaExecutable)
+        process.arguments = ["run", spec]
+        process.currentDirectoryURL = URL(fileURLWithPath: folder)
+        let stderr = Pipe()
+        process.standardError = stderr
+        process.standardOutput = FileHandle.nullDevice
+        try process.run()
+        let deadline = ContinuousClock.now + .seconds(60)
+        while ((try? String(contentsOfFile: "\(folder)/batches.log", encoding: .utf8))?.count ?? 0) < 10, ContinuousClock.now < deadline {
+            try await Task.sleep(for: .milliseconds(100))
+        }
+        kill(process.processIdentifier, SIGINT)
+        let output = String(decoding: stderr.fileHandleForReading.readDataToEndOfFile(), as: UTF8.self)
+        process.waitUntilExit()
+        #expect(process.terminationStatus == 1, "\(output)")
+        #expect(output.contains("stopped before the job finished"), "\(output)")
+        #expect(output.contains("in \(job).results.jsonl (partial"), "\(output)")
+        let lines = try String(contentsOfFile: "\(folder)/\(job).results.jsonl", encoding: .utf8).split(separator: "\n")
+        #expect(lines.count < 1_000)
+    }
+
+    @Test("run --resume carries on a job submitted before; without it, the refusal names --resume")
+    func resume() async throws {
+        let fixture = try await BrokerFixture()
+        let (folder, spec, _) = try job("resume", predictor: "builtin: identity", workers: 1)
+        let submit = try CommandRunner.run([CommandRunner.flotillaExecutable, "submit", spec, "--brokers", fixture.bootstrapServers])
+        #expect(submit.status == 0, "\(submit.stderr)")
+        let (again, _) = try run(spec, in: folder, ["--brokers", fixture.bootstrapServers])
+        #expect(again.status == 2 && again.stderr.contains("--resume"), "\(again.stderr)")
+        let (resumed, _) = try run(spec, in: folder, ["--brokers", fixture.bootstrapServers, "--resume", "--json"])
+        #expect(resumed.status == 0, "\(resumed.stderr)")
+        let summary = try JSONDecoder().decode(JobStatusSummary.self, from: Data(resumed.stdout.utf8))
+        #expect(summary.done == 10 && summary.samples == 200)
+        #expect(resumed.stderr.contains("results stay in Kafka: flotilla results"), "\(resumed.stderr)")
+    }
+
     @Test("Every command's --help has an example; one option vocabulary (positional job id, --prefix, --kafka-property, --timeout)")
     func helpAndVocabulary() throws {
         for command in ["run", "submit", "status", "results", "cancel", "scale", "controller", "worker", "broker"] {
