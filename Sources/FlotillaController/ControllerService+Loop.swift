@@ -212,6 +212,8 @@ extension ControllerService {
 
     func finishCompleted(_ summary: JobStatusSummary, _ connection: Connection, _ run: inout ControllerRun) async throws -> ControllerOutcome {
         try await end(as: .done, summary, reason: "job complete", connection, &run)
+        // Every winner is in place (completion waits for the acks): what is left never won.
+        if let directory = run.manifest.config.outputs.directory { OutputDirectory(directory).removePending() }
         logger.info("job complete", metadata: [
             "flotilla.done": "\(summary.done)", "flotilla.dead": "\(summary.dead)", "flotilla.samples": "\(summary.samples)",
         ])

@@ -179,6 +179,16 @@ extension ControllerService {
         return run
     }
 
+    /// `outputs.directory` exactly once (see `OutputDirectory.settle`).
+    func settleOutputFile(of ack: AckRecord, in directory: OutputDirectory, winner: String?) {
+        do {
+            try directory.settle(shard: ack.shard, run: ack.run, winner: winner)
+        } catch {
+            // A folder this controller cannot see, or a file gone: the shard's file is missing.
+            logger.error("cannot move a shard's output file into place", metadata: ["flotilla.shard": "\(ack.shard)", "flotilla.error": "\(error)"])
+        }
+    }
+
     /// The shared jobs topic; its absence means no job was ever submitted with this prefix.
     private func assignJobsTopic(_ connection: Connection, notFound: FlotillaError) async throws -> Set<TopicPartition> {
         let result: Result<Set<TopicPartition>, FlotillaError>
@@ -244,7 +254,11 @@ extension ControllerService {
                     break
                 }
             case topics.acks:
-                run.ledger.apply(ack: try codec.decode(AckRecord.self, from: message.value))
+                let ack = try codec.decode(AckRecord.self, from: message.value)
+                run.ledger.apply(ack: ack)
+                if ack.status == .done, let directory = run.manifest.config.outputs.directory {
+                    settleOutputFile(of: ack, in: OutputDirectory(directory), winner: run.ledger.winningRun(of: ack.shard))
+                }
             case topics.heartbeats:
                 let heartbeat = try codec.decode(HeartbeatRecord.self, from: message.value)
                 // Replayed heartbeats count from when they were sent, so a long-dead worker is lost at once.

@@ -85,6 +85,11 @@ extension ShardLedger {
         shards.values.reduce(0) { $0 + max(0, $1.doneRuns.count - 1) }
     }
 
+    /// The run id of the shard's winning done ack, once read.
+    public func winningRun(of shard: String) -> String? {
+        shards[shard]?.winner?.run
+    }
+
     /// Samples in done shards (their winning acks, or what their workers reported committed).
     public var samplesDone: Int {
         shards.values.reduce(0) { $0 + $1.doneSamples.samples }

@@ -46,6 +46,10 @@ public struct AckRecord: FlotillaRecord, Hashable {
     }
 }
 
+extension AckRecord {
+    public var problem: String? { ShardRecord.shardIDProblem(shard) }
+}
+
 /// How an execution of a shard ended.
 public enum AckStatus: String, Sendable, Hashable, Codable, CaseIterable {
     /// Every sample has a result (output or error) in the same transaction.

@@ -7,6 +7,13 @@ public protocol FlotillaRecord: Codable, Sendable {
     static var recordType: String { get }
     /// The name used in error messages: "shard record".
     static var recordName: String { get }
+    /// What makes a decoded record unusable (e.g. a shard id that is not `s` + digits), checked by
+    /// `RecordCodec.decode`; nil when it is fine.
+    var problem: String? { get }
+}
+
+extension FlotillaRecord {
+    public var problem: String? { nil }
 }
 
 /// Kafka header names Flotilla sets on every record it produces. Values are UTF-8 text.

@@ -63,11 +63,20 @@ public struct ShardConfig: Sendable, Hashable, Codable {
     /// Samples per shard (the last shard of an input may hold fewer). Default 100; must be > 0.
     public var samples: Int
     /// Largest accepted sample (one line or inline value), in bytes; a larger one becomes an error
-    /// result. Default 1 MiB; must be > 0.
+    /// result. Default `kafka.maxMessageBytes` less `recordEnvelopeBytes`, so that a result as
+    /// large as its input still fits in a record; must be > 0.
     public var maxSampleBytes: Int
 
     public static let defaultSamples = 100
-    public static let defaultMaxSampleBytes = 1_048_576
+    /// Room a result record needs around its output: the ids, the run, the keys, Kafka's headers
+    /// and batch framing.
+    public static let recordEnvelopeBytes = 4_096
+    public static let defaultMaxSampleBytes = defaultMaxSampleBytes(maxMessageBytes: KafkaConfig.defaultMaxMessageBytes)
+
+    /// The default sample limit for records of at most `maxMessageBytes`.
+    public static func defaultMaxSampleBytes(maxMessageBytes: Int) -> Int {
+        max(1, maxMessageBytes - recordEnvelopeBytes)
+    }
 
     public init(samples: Int = ShardConfig.defaultSamples, maxSampleBytes: Int = ShardConfig.defaultMaxSampleBytes) {
         self.samples = samples

@@ -69,7 +69,9 @@ public struct RecordCodec: Sendable {
             throw FlotillaError(.codec, "\(name): not JSON: the record is empty")
         }
         do {
-            return try decoder.value.decode(VersionedDecoding<T>.self, from: data).record
+            let record = try decoder.value.decode(VersionedDecoding<T>.self, from: data).record
+            if let problem = record.problem { throw VersionProblem(message: problem) }
+            return record
         } catch let error as VersionProblem {
             throw FlotillaError(.codec, "\(name): \(error.message)")
         } catch let error as DecodingError {

@@ -139,3 +139,7 @@ extension ResultRecord {
         }, limit: 3)
     }
 }
+
+extension ResultRecord {
+    public var problem: String? { ShardRecord.shardIDProblem(shard) }
+}

@@ -32,6 +32,21 @@ public struct ShardRecord: FlotillaRecord, Hashable {
         self.createdAt = createdAt
     }
 
+    /// Whether `id` is a shard id: "s" and at least six ASCII digits. Ids reach file names
+    /// (`outputs.directory`), so nothing else is accepted.
+    public static func isValidShardID(_ id: String) -> Bool {
+        let utf8 = id.utf8
+        return utf8.count >= 7 && utf8.count <= 20 && utf8.first == UInt8(ascii: "s")
+            && utf8.dropFirst().allSatisfy { (UInt8(ascii: "0")...UInt8(ascii: "9")).contains($0) }
+    }
+
+    /// The problem of a record naming shard `id`, nil when the id is valid.
+    static func shardIDProblem(_ id: String) -> String? {
+        isValidShardID(id) ? nil : "invalid shard id '\(id.prefix(80))': a shard id is 's' followed by 6 to 19 digits"
+    }
+
+    public var problem: String? { Self.shardIDProblem(shard) }
+
     /// The id of the shard at 0-based position `index` in the job: "s000000", "s000001", ...
     /// (at least six digits, so ids sort in order up to a million shards).
     public static func shardID(index: Int) -> String {

@@ -26,13 +26,17 @@ struct SpecReader {
         }
 
         let inputs = try readInputs(spec.required("inputs"))
-        let shard = try spec["shard"].map(readShard) ?? ShardConfig()
+        var shard = try spec["shard"].map(readShard) ?? ShardConfig()
         let stages = try readStages(spec.required("stages"))
         let outputs = try spec["outputs"].map(readOutputs) ?? OutputConfig()
         let workers = try spec["workers"].map(readWorkers) ?? FleetConfig()
         let faults = try spec["faults"].map(readFaults) ?? FaultConfig()
         let delivery = try spec["delivery"].map(readDelivery) ?? .exactlyOnce
         let kafka = try spec["kafka"].map(readKafka) ?? KafkaConfig()
+        // Coherent limits: unless set, a sample may be as large as a result record can carry.
+        if try spec["shard"]?.mapping(allowed: ["samples", "maxSampleBytes"])["maxSampleBytes"] == nil {
+            shard.maxSampleBytes = ShardConfig.defaultMaxSampleBytes(maxMessageBytes: kafka.maxMessageBytes)
+        }
 
         return JobConfig(
             job: job, inputs: inputs, shard: shard, stages: stages, outputs: outputs,

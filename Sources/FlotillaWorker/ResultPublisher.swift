@@ -78,27 +78,30 @@ struct ResultPublisher: Sendable {
     }
 }
 
-/// Writes a shard's results as JSON lines under the output directory: to a temporary name, then
-/// renamed into place, so a retried shard replaces its file rather than duplicating lines.
+extension ResultRecord {
+    /// Kafka's framing of one result beyond its JSON and key: headers, record and batch overhead.
+    static let framingBytes = 512
+
+    /// An error result in place of this one when its record would not fit in `maxMessageBytes`
+    /// (the producer would reject it, and with it the whole transaction); nil when it fits.
+    func oversized(maxMessageBytes: Int) -> ResultRecord? {
+        let size = estimatedJSONSize + id.utf8.count + Self.framingBytes
+        guard size > maxMessageBytes, case .output = outcome else { return nil }
+        return ResultRecord(job: job, id: id, shard: shard, attempt: attempt, run: run, outcome: .error(
+            "the result is about \(size) bytes, over the \(maxMessageBytes)-byte record limit (kafka.maxMessageBytes); make the output smaller or raise the limit"),
+            stage: stage)
+    }
+}
+
+/// Writes an execution's results as JSON lines under `outputs.directory` (see `OutputDirectory`:
+/// the controller keeps the winner's file).
 enum ShardFileWriter {
-    static func write(_ results: [ResultRecord], shard: String, directory: String) throws(FlotillaError) {
+    static func write(_ results: [ResultRecord], shard: String, run: String, directory: String) throws(FlotillaError) {
         var data = Data()
         for result in results {
             data.append(contentsOf: RecordCodec.shared.encode(result))
             data.append(0x0A)
         }
-        let final = URL(fileURLWithPath: directory).appendingPathComponent("\(shard).jsonl")
-        let temporary = URL(fileURLWithPath: directory).appendingPathComponent(".\(shard).jsonl.\(getpid()).tmp")
-        do {
-            try FileManager.default.createDirectory(atPath: directory, withIntermediateDirectories: true)
-            try data.write(to: temporary)
-            if rename(temporary.path, final.path) != 0 {
-                throw FlotillaError(.internal, "rename \(temporary.path) → \(final.path): \(String(cString: strerror(errno)))")
-            }
-        } catch let error as FlotillaError {
-            throw error
-        } catch {
-            throw FlotillaError(.internal, "cannot write results of \(shard) under \(directory)", underlying: error)
-        }
+        try OutputDirectory(directory).writePending(data, shard: shard, run: run)
     }
 }

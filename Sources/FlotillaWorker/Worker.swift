@@ -219,10 +219,18 @@ public final class Worker: Sendable {
                 recordProgress(run: run, done: done)
             }
             results = outcome.results
-            if let directory = runtime.outputDirectory { try ShardFileWriter.write(results, shard: record.shard, directory: directory) }
+            var errorSamples = outcome.errorSamples
+            let limit = runtime.config.kafka.maxMessageBytes
+            for index in results.indices where runtime.config.outputs.results {
+                guard let replacement = results[index].oversized(maxMessageBytes: limit) else { continue }
+                logger.warning("result over the record limit", metadata: ["flotilla.id": "\(results[index].id)", "flotilla.limit": "\(limit)"])
+                results[index] = replacement
+                errorSamples += 1
+            }
+            if let directory = runtime.outputDirectory { try ShardFileWriter.write(results, shard: record.shard, run: run, directory: directory) }
             ack = AckRecord(job: options.job, shard: record.shard, attempt: record.attempt, run: run, worker: options.workerID,
-                            samples: results.count, errorSamples: outcome.errorSamples, status: .done,
-                            errors: outcome.errorSamples == 0 ? nil : ResultRecord.topErrors(results), startedAt: startedAt)
+                            samples: results.count, errorSamples: errorSamples, status: .done,
+                            errors: errorSamples == 0 ? nil : ResultRecord.topErrors(results), startedAt: startedAt)
         } catch {
             if abandoned() {
                 logger.info("shard abandoned")
@@ -284,8 +292,7 @@ public final class Worker: Sendable {
     }
 
     private func publish(_ batch: [FinishedShard], _ runtime: WorkerRuntime) async throws {
-        let offsets = state.withLock { $0.offsets.commitOffsets(assumingFinished: batch.map { ($0.partition, $0.offset) }, advance: false) }
-        try await commitWithRetry("publish results") { try await runtime.publisher.publish(batch, offsets: offsets, consumer: runtime.consumer) }
+        let batch = try await publishIsolatingRejects(batch, runtime)
         let samples = batch.reduce(0) { $0 + $1.results.count }
         state.withLock { state in
             for shard in batch { state.offsets.finished(shard.partition, shard.offset) }
@@ -308,6 +315,33 @@ public final class Worker: Sendable {
         logger.debug("shards published", metadata: ["flotilla.shards": "\(batch.map(\.ack.shard))", "flotilla.samples": "\(samples)"])
     }
 
+    /// Publishes `batch`; when the broker rejects its records (too large, invalid), publishes its
+    /// shards one by one and turns each rejected one into a failed ack, so that the controller
+    /// charges that shard an attempt (and dead-letters it after maxAttempts) while the others
+    /// are published. Returns what was published.
+    private func publishIsolatingRejects(_ batch: [FinishedShard], _ runtime: WorkerRuntime) async throws -> [FinishedShard] {
+        do {
+            let offsets = state.withLock { $0.offsets.commitOffsets(assumingFinished: batch.map { ($0.partition, $0.offset) }, advance: false) }
+            try await commitWithRetry("publish results") { try await runtime.publisher.publish(batch, offsets: offsets, consumer: runtime.consumer) }
+            return batch
+        } catch let rejection as RecordsRejected {
+            guard batch.count == 1, var failed = batch.first else {
+                var published: [FinishedShard] = []
+                for shard in batch { published += try await publishIsolatingRejects([shard], runtime) }
+                return published
+            }
+            guard failed.ack.status == .done else { throw rejection.error }  // a bare ack rejected: nothing smaller to send
+            logger.error("the broker rejected a shard's results", metadata: [LoggingKeys.shard: "\(failed.ack.shard)", "flotilla.error": "\(rejection.error)"])
+            failed.results = []
+            failed.ack.status = .failed
+            failed.ack.samples = 0
+            failed.ack.errorSamples = 0
+            failed.ack.errors = nil
+            failed.ack.error = "the broker rejected this shard's results: \(rejection.error)"
+            return try await publishIsolatingRejects([failed], runtime)
+        }
+    }
+
     /// Retries retriable and abortable Kafka failures a few times; a fatal one ends the worker.
     private func commitWithRetry(_ what: String, _ body: () async throws -> Void) async throws {
         var attempt = 0
@@ -315,6 +349,7 @@ public final class Worker: Sendable {
             do {
                 return try await body()
             } catch let error as KafkaError {
+                if error.rejectsRecords && !error.isFatal { throw RecordsRejected(error: error) }
                 attempt += 1
                 if error.isFatal || attempt >= 5 {
                     throw FlotillaError(.kafka, "\(what) failed\(error.isFatal ? " (fatal)" : " \(attempt) times"); exiting so a supervisor replaces this worker", underlying: error)
@@ -324,6 +359,11 @@ public final class Worker: Sendable {
             }
         }
     }
+}
+
+/// The broker refused records as they are: retrying the same ones cannot help.
+struct RecordsRejected: Error {
+    var error: KafkaError
 }
 
 /// Metadata keys shared by every Flotilla log line.

@@ -27,6 +27,13 @@ public struct KafkaError: Error, Sendable, CustomStringConvertible {
 
     public var description: String { message }
 
+    /// The broker or the client refuses these records as they are (too large, invalid): sending
+    /// them again fails the same way, so the caller must change what it sends.
+    public var rejectsRecords: Bool {
+        ["MSG_SIZE_TOO_LARGE", "RECORD_LIST_TOO_LARGE", "INVALID_RECORD", "INVALID_MSG", "INVALID_MSG_SIZE",
+         "MESSAGE_TOO_LARGE", "POLICY_VIOLATION"].contains(name)
+    }
+
     /// An error for a librdkafka response code, prefixed with what was being done.
     init(_ err: rd_kafka_resp_err_t, _ context: String) {
         let text = String(cString: rd_kafka_err2str(err))

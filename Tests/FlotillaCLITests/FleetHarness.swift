@@ -20,7 +20,7 @@ final class FleetHarness: @unchecked Sendable {
     ///   - stage: the predictor argv (YAML list) of the single stage, or `builtin: NAME`.
     ///   - maxWorkers: `workers.max` (it also sets the shards topic's partition count).
     init(samples count: Int, samplesPerShard: Int, stage: String, extraInputs: String = "", faults: String = "",
-         maxWorkers: Int = 4) async throws {
+         maxWorkers: Int = 4, outputs: String = "") async throws {
         fixture = try await BrokerFixture()
         folder = FileManager.default.temporaryDirectory.appendingPathComponent("flotilla-fleet-\(UUID().uuidString.prefix(8))").path
         try FileManager.default.createDirectory(atPath: folder, withIntermediateDirectories: true)
@@ -41,6 +41,7 @@ final class FleetHarness: @unchecked Sendable {
                 batch: 10
                 timeout: 5s
                 env: { PYTHONPATH: \(CommandRunner.repositoryRoot)/python }
+            \(outputs)
             workers: { min: 1, max: \(maxWorkers) }
             faults: { maxAttempts: 3, heartbeat: 500ms, workerTimeout: 3s, shardTimeout: 30s\(faults) }
             """
@@ -143,6 +144,13 @@ final class FleetHarness: @unchecked Sendable {
         defer { Task { await reader.close() } }
         let records = try await reader.readToEnd().compactMap { try? RecordCodec.shared.decode(ShardRecord.self, from: $0.value) }
         return Dictionary(grouping: records.filter { $0.attempt > 0 }, by: \.reason.rawValue).mapValues(\.count)
+    }
+
+    /// The job's acks, in topic order.
+    func acks() async throws -> [AckRecord] {
+        let reader = try await TopicReader(client: fixture.client, topics: [TopicNames(job: job).acks], logger: fixture.logger)
+        defer { Task { await reader.close() } }
+        return try await reader.readToEnd().compactMap { try? RecordCodec.shared.decode(AckRecord.self, from: $0.value) }
     }
 
     /// The job's dead-letter records.

@@ -54,13 +54,13 @@ struct RecordCodecTests {
             queued: ["s000006"], samplesPerSecond: 123.5,
             predictors: [PredictorStatus(stage: "classify", processes: 2, busy: 1, restarts: 3)], partitions: [0, 7]))
         try roundTrip(HeartbeatRecord(job: "j1", worker: "w-2", host: "h", pid: 1, time: 1))
-        try roundTrip(ResultRecord(job: "j1", id: "a", shard: "s1", attempt: 0, run: "r", outcome: .output(JSONBytes(.object(["label": .int(3)])))))
-        try roundTrip(ResultRecord(job: "j1", id: "b", shard: "s1", attempt: 0, run: "r", outcome: .output(.null)))
-        try roundTrip(ResultRecord(job: "j1", id: "c", shard: "s1", attempt: 0, run: "r", outcome: .error("bad input"), stage: "classify"))
+        try roundTrip(ResultRecord(job: "j1", id: "a", shard: "s000001", attempt: 0, run: "r", outcome: .output(JSONBytes(.object(["label": .int(3)])))))
+        try roundTrip(ResultRecord(job: "j1", id: "b", shard: "s000001", attempt: 0, run: "r", outcome: .output(.null)))
+        try roundTrip(ResultRecord(job: "j1", id: "c", shard: "s000001", attempt: 0, run: "r", outcome: .error("bad input"), stage: "classify"))
         try roundTrip(ControlRecord(job: "j1", target: "*", command: .cancel, reason: "cancelled by user", time: 3))
         try roundTrip(ControlRecord(job: "j1", target: "w-2", command: .supersede, shard: "s000009", attempt: 2, time: 4))
         try roundTrip(ControlRecord(job: "j1", target: "controller", command: .scale, workers: 3, time: 4))
-        try roundTrip(DeadLetterRecord(job: "j1", shard: "s1", attempt: 2, reason: "failed 3 attempts", raw: Array("{\"a\":1}".utf8),
+        try roundTrip(DeadLetterRecord(job: "j1", shard: "s000001", attempt: 2, reason: "failed 3 attempts", raw: Array("{\"a\":1}".utf8),
                                        topic: "flotilla.j1.shards", partition: 3, offset: 42, from: "controller", time: 8))
         let summary = JobStatusSummary(job: "j1", shards: 18, done: 17, dead: 1, samples: 1700, failedSamples: 2, seconds: 4,
                                        reEnqueued: 2, duplicates: 1)
@@ -74,8 +74,8 @@ struct RecordCodecTests {
         let ack = AckRecord(job: "j", shard: "s000001", attempt: 0, run: "r", worker: "w", samples: 2, startedAt: 1, finishedAt: 2)
         #expect(text(codec.encode(ack))
             == #"{"attempt":0,"errorSamples":0,"finishedAt":2,"job":"j","run":"r","samples":2,"shard":"s000001","startedAt":1,"status":"done","v":1,"worker":"w"}"#)
-        let result = ResultRecord(job: "j", id: "a/b", shard: "s", attempt: 1, run: "r", outcome: .output(JSONBytes(.array([.int(1), .double(0.5)]))))
-        #expect(text(codec.encode(result)) == #"{"attempt":1,"id":"a/b","job":"j","output":[1,0.5],"run":"r","shard":"s","v":1}"#)
+        let result = ResultRecord(job: "j", id: "a/b", shard: "s000000", attempt: 1, run: "r", outcome: .output(JSONBytes(.array([.int(1), .double(0.5)]))))
+        #expect(text(codec.encode(result)) == #"{"attempt":1,"id":"a/b","job":"j","output":[1,0.5],"run":"r","shard":"s000000","v":1}"#)
         let inline = ShardRecord(job: "j", shard: "s000000", source: .inline([InlineSample(id: "a", input: .int(1))]), samples: 1, createdAt: 5)
         #expect(text(codec.encode(inline))
             == #"{"attempt":0,"createdAt":5,"job":"j","reason":"initial","samples":1,"shard":"s000000","source":{"kind":"inline","samples":[{"id":"a","input":1}]},"v":1}"#)
@@ -110,30 +110,30 @@ struct RecordCodecTests {
             #expect(error.message.hasPrefix("heartbeat record: not JSON: "))
         }
         #expect(decodeError(AckRecord.self, #"{"v":1,"job":"j"}"#) == "ack record: missing field 'shard'")
-        #expect(decodeError(AckRecord.self, #"{"v":1,"job":"j","shard":"s","attempt":"zero"}"#)
+        #expect(decodeError(AckRecord.self, #"{"v":1,"job":"j","shard":"s000000","attempt":"zero"}"#)
             == "ack record: field 'attempt' has the wrong type (expected an integer)")
         #expect(decodeError(AckRecord.self, #"{"v":1,"job":null}"#) == "ack record: field 'job' is null (expected a string)")
-        let ack = text(codec.encode(AckRecord(job: "j", shard: "s", attempt: 0, run: "r", worker: "w", samples: 1, startedAt: 1, finishedAt: 1)))
+        let ack = text(codec.encode(AckRecord(job: "j", shard: "s000000", attempt: 0, run: "r", worker: "w", samples: 1, startedAt: 1, finishedAt: 1)))
         #expect(decodeError(AckRecord.self, ack.replacingOccurrences(of: "\"done\"", with: "\"maybe\""))?.hasPrefix("ack record: field 'status': ") == true)
         #expect(decodeError(HeartbeatRecord.self,
-            #"{"v":1,"job":"j","worker":"w","host":"h","pid":1,"time":1,"state":"running","inFlight":[{"shard":"s"}],"queued":[],"idle":true,"samplesPerSecond":0,"predictors":[]}"#)
+            #"{"v":1,"job":"j","worker":"w","host":"h","pid":1,"time":1,"state":"running","inFlight":[{"shard":"s000000"}],"queued":[],"idle":true,"samplesPerSecond":0,"predictors":[]}"#)
             == "heartbeat record: missing field 'inFlight[0].attempt'")
     }
 
     @Test("a result has exactly one of output and error")
     func resultOutcome() {
-        #expect(decodeError(ResultRecord.self, #"{"v":1,"job":"j","id":"a","shard":"s","attempt":0,"run":"r"}"#)
+        #expect(decodeError(ResultRecord.self, #"{"v":1,"job":"j","id":"a","shard":"s000000","attempt":0,"run":"r"}"#)
             == "result record: missing field 'output'")
-        #expect(decodeError(ResultRecord.self, #"{"v":1,"job":"j","id":"a","shard":"s","attempt":0,"run":"r","output":1,"error":"x"}"#)?
+        #expect(decodeError(ResultRecord.self, #"{"v":1,"job":"j","id":"a","shard":"s000000","attempt":0,"run":"r","output":1,"error":"x"}"#)?
             .hasPrefix("result record: field 'error': has both output and error") == true)
-        let nullOutput = try? codec.decode(ResultRecord.self, from: Array(#"{"v":1,"job":"j","id":"a","shard":"s","attempt":0,"run":"r","output":null}"#.utf8))
+        let nullOutput = try? codec.decode(ResultRecord.self, from: Array(#"{"v":1,"job":"j","id":"a","shard":"s000000","attempt":0,"run":"r","output":null}"#.utf8))
         #expect(nullOutput?.outcome == .output(.null))
         #expect(nullOutput?.error == nil)
     }
 
     @Test("non-finite numbers do not break encoding")
     func nonFinite() throws {
-        let result = ResultRecord(job: "j", id: "a", shard: "s", attempt: 0, run: "r", outcome: .output(JSONBytes(.array([.double(.nan), .double(1)]))))
+        let result = ResultRecord(job: "j", id: "a", shard: "s000000", attempt: 0, run: "r", outcome: .output(JSONBytes(.array([.double(.nan), .double(1)]))))
         let json = text(codec.encode(result))
         #expect(json.contains(#""output":["NaN",1.0]"#))
         #expect(try codec.decode(ResultRecord.self, from: codec.encode(result)).output == .array([.string("NaN"), .int(1)]))
@@ -205,5 +205,39 @@ struct RecordCodecTests {
         print("result records: encode \(Int(encodeRate))/s, decode \(Int(decodeRate))/s (inside swift test, whose throw hooks slow decoding of JSON values)")
         #expect(encodeRate > 1_000)
         #expect(decodeRate > 1_000)
+    }
+}
+
+@Suite("outputs.directory")
+struct OutputDirectoryTests {
+    @Test("Two done executions of a shard: the winner's file is moved into place, the loser's deleted, whatever order they finish")
+    func settle() throws {
+        let folder = FileManager.default.temporaryDirectory.appendingPathComponent("flotilla-outdir-\(UUID().uuidString.prefix(8))").path
+        let directory = OutputDirectory(folder)
+        let winner = "0b7e4c2a-1f93-4d58-a6e2-7c9d3b1f5e40", loser = "3f9c2d1e-8a47-4b6e-9d0c-5e1f7a2b4c68"
+        try directory.writePending(Data("loser\n".utf8), shard: "s000001", run: loser)
+        try directory.writePending(Data("winner\n".utf8), shard: "s000001", run: winner)
+        try directory.settle(shard: "s000001", run: winner, winner: winner)
+        try directory.settle(shard: "s000001", run: loser, winner: winner)
+        #expect(try String(contentsOfFile: "\(folder)/s000001.jsonl", encoding: .utf8) == "winner\n")
+        #expect(try FileManager.default.contentsOfDirectory(atPath: "\(folder)/.pending").isEmpty)
+        // A controller replaying the same acks finds the file in place: fine.
+        try directory.settle(shard: "s000001", run: winner, winner: winner)
+        directory.removePending()
+        #expect(try FileManager.default.contentsOfDirectory(atPath: folder) == ["s000001.jsonl"])
+    }
+
+    @Test("Shard ids and run ids that are not ids never reach a path")
+    func hostileIDs() {
+        let directory = OutputDirectory("/tmp/x")
+        for shard in ["/../../tmp/x", "s1", "s000001/..", "s00000a", "", "s" + String(repeating: "1", count: 30)] {
+            #expect(throws: FlotillaError.self) { try directory.finalPath(shard: shard) }
+            #expect(!ShardRecord.isValidShardID(shard))
+        }
+        #expect(throws: FlotillaError.self) { try directory.pendingPath(shard: "s000001", run: "../../x") }
+        #expect(ShardRecord.isValidShardID("s000001") && ShardRecord.isValidShardID("s1234567"))
+        let record = ShardRecord(job: "j", shard: "/../x", source: .inline([]), samples: 0)
+        let error = #expect(throws: FlotillaError.self) { try RecordCodec.shared.decode(ShardRecord.self, from: RecordCodec.shared.encode(record)) }
+        #expect(error?.message.contains("invalid shard id '/../x'") == true)
     }
 }

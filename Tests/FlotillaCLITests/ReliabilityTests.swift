@@ -1,0 +1,101 @@
+import FlotillaCore
+import FlotillaTestSupport
+import Foundation
+import Testing
+
+/// Failure modes outside the fault suite (issue "Reliability"), through the real executable.
+@Suite("Reliability", .serialized, .timeLimit(.minutes(5)))
+struct ReliabilityTests {
+    /// A folder with `in.jsonl` and a spec of one identity stage; `shard` is the spec's shard mapping.
+    private func identityJob(_ name: String, lines: [String], shard: String = "{ samples: 10 }",
+                             extra: String = "") throws -> (folder: String, spec: String) {
+        let folder = FileManager.default.temporaryDirectory.appendingPathComponent("flotilla-rel-\(UUID().uuidString.prefix(8))").path
+        try FileManager.default.createDirectory(atPath: folder, withIntermediateDirectories: true)
+        try (lines.joined(separator: "\n") + "\n").write(toFile: "\(folder)/in.jsonl", atomically: true, encoding: .utf8)
+        try """
+            job: \(name)-\(UUID().uuidString.prefix(6).lowercased())
+            inputs: [{file: in.jsonl}]
+            shard: \(shard)
+            stages: [{name: echo, builtin: identity}]
+            workers: 1
+            \(extra)
+            """.write(toFile: "\(folder)/job.yaml", atomically: true, encoding: .utf8)
+        return (folder, "\(folder)/job.yaml")
+    }
+
+    private func results(_ path: String) throws -> [String: [String: Any]] {
+        let lines = try String(contentsOfFile: path, encoding: .utf8).split(separator: "\n")
+        var byID: [String: [String: Any]] = [:]
+        for line in lines {
+            let object = try #require(try JSONSerialization.jsonObject(with: Data(line.utf8)) as? [String: Any])
+            byID[try #require(object["id"] as? String)] = object
+        }
+        #expect(byID.count == lines.count, "one line per sample")
+        return byID
+    }
+
+    @Test("A ~999 990-byte line with identity: one error result naming the size and the limit, the rest done, exit 0")
+    func oversizedResult() throws {
+        let big = #"{"id":"big","pad":""# + String(repeating: "x", count: 999_990 - 21) + #""}"#
+        let lines = (0..<30).map { #"{"id":"n\#($0)","n":\#($0)}"# } + [big] + (30..<40).map { #"{"id":"n\#($0)","n":\#($0)}"# }
+        for (round, shard) in ["{ samples: 10 }", "{ samples: 10, maxSampleBytes: 2000000 }"].enumerated() {
+            let (folder, spec) = try identityJob("oversized", lines: lines, shard: shard)
+            let run = try CommandRunner.run([CommandRunner.flotillaExecutable, "run", spec, "--json", "--out", "\(folder)/out.jsonl"],
+                                            directory: folder)
+            #expect(run.status == 0, "round \(round): \(run.stderr)")
+            let byID = try results("\(folder)/out.jsonl")
+            #expect(byID.count == 41)
+            let error = try #require(byID["big"]?["error"] as? String, "round \(round): \(String(describing: byID["big"]?.keys))")
+            if round == 0 {
+                // The default sample limit leaves room for the record around it: refused at read.
+                #expect(error.contains("995904"), "round 0: \(error)")
+            } else {
+                #expect(error.contains("over the 1000000-byte record limit (kafka.maxMessageBytes)"), "round 1: \(error)")
+            }
+            #expect(byID.values.filter { $0["error"] != nil }.count == 1, "round \(round)")
+        }
+    }
+
+    @Test("outputs.directory with a speculative copy: each shard's file holds the winning ack's run, nothing pending is left")
+    func directoryExactlyOnce() async throws {
+        let stage = "[python3, \(CommandRunner.repositoryRoot)/python/tests/fixtures/faults.py, --sleep, '0.2']"
+        let harness = try await FleetHarness(samples: 100, samplesPerShard: 10, stage: stage, faults: ", speculative: true",
+                                             maxWorkers: 2, outputs: "outputs: { results: true, directory: out }")
+        try harness.submit()
+        // w2 is ten times slower: the idle w1 starts a speculative copy of its straggler.
+        try harness.startController(workers: 2, extra: ["--worker-arg", "w2=--slowdown=10"])
+        #expect(try await harness.waitForController(timeout: .seconds(120)) == 0)
+        let acks = try await harness.acks().filter { $0.status == .done }
+        var winners: [String: String] = [:]
+        for ack in acks where winners[ack.shard] == nil { winners[ack.shard] = ack.run }
+        #expect(winners.count == 10)
+        for (shard, run) in winners {
+            let lines = try String(contentsOfFile: "\(harness.folder)/out/\(shard).jsonl", encoding: .utf8).split(separator: "\n")
+            #expect(lines.count == 10, "\(shard)")
+            for line in lines {
+                let object = try #require(try JSONSerialization.jsonObject(with: Data(line.utf8)) as? [String: Any])
+                #expect(object["run"] as? String == run, "\(shard): a line of a losing execution")
+            }
+        }
+        let files = try FileManager.default.contentsOfDirectory(atPath: "\(harness.folder)/out")
+        #expect(files.sorted() == winners.keys.map { "\($0).jsonl" }.sorted(), "only the shards' files: \(files)")
+        let twice = Dictionary(grouping: acks, by: \.shard).values.filter { $0.count > 1 }.count
+        print("outputs.directory: \(twice) shard(s) acked done twice; re-enqueues \(try await harness.reEnqueueReasons())")
+    }
+
+    @Test("A shard record with a hostile id (/../../tmp/x) is dead-lettered and creates nothing outside the folder")
+    func hostileShardID() async throws {
+        let harness = try await FleetHarness(samples: 20, samplesPerShard: 10, stage: "builtin: identity",
+                                             outputs: "outputs: { results: true, directory: out }")
+        try harness.submit()
+        let target = "/tmp/flotilla-hostile-\(UUID().uuidString.prefix(8))"
+        let record = ShardRecord(job: harness.job, shard: "/../..\(target)", source: .inline([InlineSample(id: "x", input: .string("x"))]), samples: 1)
+        try await harness.publishGarbage(RecordCodec.shared.encode(record))
+        try harness.startController(workers: 1)
+        #expect(try await harness.waitForController(timeout: .seconds(60)) == 3, "the undecodable record counts as a dead shard")
+        let letters = try await harness.deadLetters()
+        #expect(letters.contains { $0.reason.contains("invalid shard id") }, "\(letters.map(\.reason))")
+        #expect(!FileManager.default.fileExists(atPath: target) && !FileManager.default.fileExists(atPath: "\(target).jsonl"))
+        #expect(try FileManager.default.contentsOfDirectory(atPath: "\(harness.folder)/out").sorted() == ["s000000.jsonl", "s000001.jsonl"])
+    }
+}
