@@ -21,8 +21,9 @@ import FlotillaCore
 ///
 /// This call blocks on file I/O; from async code use ``planInBackground(path:format:idField:samplesPerShard:maxSampleBytes:)``.
 public enum FileSharder {
-    /// The read size: large enough that syscalls cost nothing next to the scan.
-    public static let chunkBytes = 8 << 20
+    /// The read size: large enough that syscalls cost nothing next to the scan, small enough that
+    /// the chunk is still in cache when it is checksummed after the newline scan (8 MiB was ~10 % slower).
+    public static let chunkBytes = 1 << 20
 
     /// Shards the file at `path` (kept as given in the ranges and in `<path>:<line>` sample ids).
     /// - Parameters:
