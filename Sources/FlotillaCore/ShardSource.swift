@@ -45,25 +45,33 @@ public enum LineFormat: String, Sendable, Hashable, Codable {
 
 /// Fields shared by byte-range sources. Encoded flat into the source object.
 public struct ByteRange: Sendable, Hashable, Codable {
-    /// First byte of the range (on a line start).
+    /// First byte of the range (on a row start; after a leading UTF-8 byte order mark).
     public var offset: Int64
-    /// Number of bytes (the range ends just after a newline, or at end of file).
+    /// Number of bytes (the range ends just after a row's newline, or at end of file).
     public var length: Int64
-    /// 1-based line number of the range's first line in the whole input, for `<file>:<line>` ids.
+    /// 1-based line number of the range's first line in the whole input, for `<file>:<line>` ids
+    /// (physical lines: a CSV row whose quoted field spans lines counts each of them).
     public var firstLine: Int64
     public var format: LineFormat
     /// The CSV header line, carried into every shard (nil for JSON lines).
     public var header: String?
     /// The field or column holding the sample id; nil means `<file>:<line>`.
     public var idField: String?
+    /// Checksum of the range's bytes at submit, `xxh64:<16 hex digits>`; the reader refuses a
+    /// range whose bytes no longer match. Nil in records written before checksums existed.
+    public var checksum: String?
 
-    public init(offset: Int64, length: Int64, firstLine: Int64, format: LineFormat, header: String? = nil, idField: String? = nil) {
+    public init(
+        offset: Int64, length: Int64, firstLine: Int64, format: LineFormat, header: String? = nil, idField: String? = nil,
+        checksum: String? = nil
+    ) {
         self.offset = offset
         self.length = length
         self.firstLine = firstLine
         self.format = format
         self.header = header
         self.idField = idField
+        self.checksum = checksum
     }
 }
 

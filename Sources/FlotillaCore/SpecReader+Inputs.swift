@@ -23,14 +23,14 @@ extension SpecReader {
             let fileNode = try map.required("file")
             let path = try fileNode.nonEmptyString()
             let format = try readFormat(map, source: path)
-            let idField = try map["id"].map { node throws(FlotillaError) in try node.nonEmptyString() } ?? "id"
+            let idField = try readIDField(map)
             return .file(FileInput(path: SpecPaths.resolve(path, against: base), format: format, idField: idField))
         case "url":
             let urlNode = try map.required("url")
             let url = try urlNode.nonEmptyString()
             if let problem = Self.problem(withURL: url) { throw urlNode.error(problem) }
             let format = try readFormat(map, source: url)
-            let idField = try map["id"].map { node throws(FlotillaError) in try node.nonEmptyString() } ?? "id"
+            let idField = try readIDField(map)
             return .http(HTTPInput(url: url, format: format, idField: idField))
         default:
             for key in ["format", "id"] {
@@ -40,6 +40,11 @@ extension SpecReader {
             }
             return .inline(try readInline(map.required("inline")))
         }
+    }
+
+    /// `id:` when given (then the CSV header must have it), else the default `id` (see ``IDField``).
+    func readIDField(_ map: SpecMapping) throws(FlotillaError) -> IDField {
+        IDField(try map["id"].map { node throws(FlotillaError) in try node.nonEmptyString() })
     }
 
     func readFormat(_ map: SpecMapping, source: String) throws(FlotillaError) -> LineFormat {

@@ -1,12 +1,13 @@
 import FlotillaCore
 
-/// Splits one CSV line into fields, following RFC 4180 quoting.
+/// Splits one CSV row into fields, following RFC 4180 quoting.
 ///
-/// - A field in double quotes may hold commas, and a doubled quote (`""`) stands for one quote.
+/// - A field in double quotes may hold commas and newlines (kept as written, `\r\n` included), and
+///   a doubled quote (`""`) stands for one quote. ``CSVQuotes`` finds where such a row ends.
 /// - A quote inside an unquoted field is kept as a literal character (lenient, as most writers
 ///   never produce it and most readers accept it).
-/// - A quoted field that spans lines is not supported: the sharder cuts on every newline, so the
-///   line ends inside the quotes and the row is reported as an unterminated quoted field.
+/// - A quoted field still open at the end of the row can only be the input's last row: its
+///   closing quote is missing, and the row is an error.
 /// - Values stay strings: no number or boolean guessing, so `007` and `1e3` reach the model as
 ///   written.
 enum CSVRow {
@@ -16,7 +17,7 @@ enum CSVRow {
         return line.withUTF8 { split($0) }
     }
 
-    /// Splits a line of valid UTF-8 without its newline; a trailing carriage return is dropped.
+    /// Splits a row of valid UTF-8 without its final newline; a trailing carriage return is dropped.
     static func split(_ line: UnsafeBufferPointer<UInt8>) -> Result<[String], SampleError> {
         var fields: [String] = []
         var end = line.count
@@ -48,7 +49,7 @@ enum CSVRow {
                 }
                 guard closed else {
                     return .failure(SampleError(
-                        "unterminated quoted field \(fields.count + 1) (quoted fields spanning lines are not supported)"
+                        "unterminated quoted field \(fields.count + 1): no closing quote before the end of the input"
                     ))
                 }
                 if index < end && utf8[index] != 0x2C {

@@ -20,7 +20,7 @@ import Synchronization
 public enum HTTPSharder {
     /// Shards the resource at `url` (kept as given in the ranges and in `<url>:<line>` sample ids).
     public static func shard(
-        url: String, format: LineFormat, idField: String? = nil, samplesPerShard: Int, maxSampleBytes: Int,
+        url: String, format: LineFormat, idField: IDField? = nil, samplesPerShard: Int, maxSampleBytes: Int,
         options: HTTPOptions = HTTPOptions(), logger: Logger
     ) async throws(FlotillaError) -> [HTTPRange] {
         try await plan(
@@ -31,7 +31,7 @@ public enum HTTPSharder {
 
     /// Like ``shard(url:format:idField:samplesPerShard:maxSampleBytes:options:logger:)``, with sample counts.
     public static func plan(
-        url: String, format: LineFormat, idField: String? = nil, samplesPerShard: Int, maxSampleBytes: Int,
+        url: String, format: LineFormat, idField: IDField? = nil, samplesPerShard: Int, maxSampleBytes: Int,
         options: HTTPOptions = HTTPOptions(), logger: Logger
     ) async throws(FlotillaError) -> ShardPlan<HTTPRange> {
         var cutter = try LineCutter(

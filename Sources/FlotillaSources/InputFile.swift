@@ -63,7 +63,7 @@ final class InputFile {
                 throw FlotillaError(.invalidInput, "cannot read input \(path): \(Self.reason(errno))")
             }
             if count == 0 {
-                throw FlotillaError(.invalidInput, "input \(path) changed since it was sharded: it ends before byte \(offset + Int64(buffer.count))")
+                throw FlotillaError(.invalidInput, "input changed since submit: \(path) (it ends before byte \(offset + Int64(buffer.count)))")
             }
             done += count
         }

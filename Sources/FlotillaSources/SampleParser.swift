@@ -22,7 +22,10 @@ import FlotillaCore
 ///   an error sample "duplicate sample id 'x' (first at data.jsonl:3)" whose id is its own
 ///   `<source>:<line>`, so ids stay unique within the shard's results and the error is not
 ///   mistaken for the first sample's result. Duplicates in different shards are not detected.
-/// - **CSV**: each row becomes an object keyed by the header's columns; values stay strings.
+/// - **CSV**: each row becomes an object keyed by the header's columns; values stay strings. A
+///   quoted field may hold newlines (RFC 4180): the row then spans lines and is numbered by its
+///   first line; a quote still open at the end of the input is an error sample for that row.
+/// - **Byte order mark**: a leading UTF-8 BOM (EF BB BF) is not part of the first row.
 enum SampleParser {
     /// Parses `bytes`, the whole range of a shard, whose first line is `range.firstLine`.
     static func parse(_ bytes: UnsafeRawBufferPointer, source: String, range: ByteRange) throws(FlotillaError) -> [Sample] {
@@ -44,23 +47,45 @@ enum SampleParser {
         var ids = DuplicateIDs(source: source, capacity: expected)
         var samples: [Sample] = []
         samples.reserveCapacity(expected)
+        var quotes: CSVQuotes? = range.format == .csv ? CSVQuotes() : nil
         var lineNumber = range.firstLine
-        var position = 0
         let count = bytes.count
-        while position < count {
+        // Ranges start after a byte order mark; one written before marks were skipped may not.
+        var position = range.offset == 0 && startsWithByteOrderMark(bytes) ? 3 : 0
+        var rowStart = position
+        var rowLine = lineNumber
+        while rowStart < count {
             let found = memchr(start + position, 0x0A, count - position)
             let end = found.map { UnsafePointer($0.assumingMemoryBound(to: UInt8.self)) - start } ?? count
-            var lineEnd = end
-            if lineEnd > position && start[lineEnd - 1] == 0x0D { lineEnd -= 1 }
-            let line = UnsafeBufferPointer(start: start + position, count: lineEnd - position)
-            if !isBlank(line) {
-                let sample = parseLine(line, number: lineNumber, source: source, range: range, columns: columns)
-                samples.append(ids.check(sample, line: lineNumber))
+            if var csv = quotes {
+                // Only CSV rows go on past a newline inside a quoted field (to the end at most).
+                csv.scan(start + position, count: end - position)
+                let endsRow = found == nil || end + 1 == count || csv.newlineEndsRow()
+                quotes = csv
+                if !endsRow {
+                    lineNumber += 1
+                    position = end + 1
+                    continue
+                }
+            }
+            var rowEnd = end
+            if rowEnd > rowStart && start[rowEnd - 1] == 0x0D { rowEnd -= 1 }
+            let row = UnsafeBufferPointer(start: start + rowStart, count: rowEnd - rowStart)
+            if !isBlank(row) {
+                let sample = parseLine(row, number: rowLine, source: source, range: range, columns: columns)
+                samples.append(ids.check(sample, line: rowLine))
             }
             lineNumber += 1
             position = end + 1
+            rowStart = position
+            rowLine = lineNumber
         }
         return samples
+    }
+
+    /// Whether `bytes` begin with the UTF-8 byte order mark EF BB BF.
+    static func startsWithByteOrderMark(_ bytes: UnsafeRawBufferPointer) -> Bool {
+        bytes.count >= 3 && bytes[0] == 0xEF && bytes[1] == 0xBB && bytes[2] == 0xBF
     }
 
     private static func parseLine(

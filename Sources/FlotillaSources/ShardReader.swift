@@ -8,8 +8,10 @@ import Logging
 /// cooperative pool; parsing runs in the caller's task.
 ///
 /// What throws is a source that cannot be read as sharded: a missing or unreadable file, an HTTP
-/// error ("GET http://h/x.jsonl: HTTP 404 Not Found"), or an input that changed since sharding
-/// (the range runs past the end, or no longer starts or ends on a line boundary).
+/// error ("GET http://h/x.jsonl: HTTP 404 Not Found"), or an input that changed since submit:
+/// the range runs past the end, no longer starts or ends on a line boundary, or its bytes no
+/// longer match the checksum recorded at submit ("input changed since submit: data.csv bytes
+/// 120..4567 (checksum xxh64:… at submit, xxh64:… now)"). Both are checked before parsing.
 ///
 /// Per-sample problems never throw; they become samples whose input is `.failure`:
 /// - **Blank lines** (only spaces, tabs, carriage returns) are not samples and are skipped, as the
@@ -27,8 +29,10 @@ import Logging
 ///   `<source>:<line>`, so ids stay unique within a shard's results and the error cannot be taken
 ///   for the first sample's result. Duplicates in different shards are not detected.
 /// - **CSV** rows become objects keyed by the header's columns; values stay strings (no number
-///   guessing). Quoted fields follow RFC 4180 (commas inside quotes, `""` for a quote); a quoted
-///   field spanning lines is not supported and reads as an unterminated quoted field.
+///   guessing). Quoted fields follow RFC 4180 (commas and newlines inside quotes, `""` for a
+///   quote); a row spanning lines is numbered by its first line. A quote left open at the end of
+///   the input is an error sample: "line 7: unterminated quoted field 2: no closing quote …".
+/// - **Byte order mark**: a leading UTF-8 BOM is skipped (the sharders start ranges after it).
 /// - **Inline** shards follow the same duplicate rule, with `inline:<position>` (1-based) standing
 ///   for `<source>:<line>`.
 ///
@@ -43,18 +47,31 @@ public struct ShardReader: Sendable {
         self.http = http
     }
 
+    /// Every sample of `source`, checked against the count planned at submit when there is one:
+    /// an input edited since (same bytes, other rules, or a hand-made record) fails the shard
+    /// rather than acking a wrong number of samples.
+    public func read(_ source: ShardSource, planned: Int?) async throws(FlotillaError) -> [Sample] {
+        let samples = try await read(source)
+        if let planned, planned != samples.count {
+            throw FlotillaError(.invalidInput, "input changed since submit: planned \(planned) samples, read \(samples.count)")
+        }
+        return samples
+    }
+
     /// Every sample of `source`, in input order.
     public func read(_ source: ShardSource) async throws(FlotillaError) -> [Sample] {
         switch source {
         case .file(let file):
             try Self.validate(file.range, source: file.path)
             let bytes = try await Blocking.run { () throws(FlotillaError) in try Self.readBytes(file) }
+            try Self.verify(bytes, file.range, source: file.path)
             return try bytes.withUnsafeBytes { raw in
                 Result { () throws(FlotillaError) in try SampleParser.parse(raw, source: file.path, range: file.range) }
             }.get()
         case .http(let http):
             try Self.validate(http.range, source: http.url)
             let bytes = try await fetch(http)
+            try Self.verify(bytes, http.range, source: http.url)
             return try bytes.withUnsafeBytes { raw in
                 Result { () throws(FlotillaError) in try SampleParser.parse(raw, source: http.url, range: http.range) }
             }.get()
@@ -75,8 +92,25 @@ public struct ShardReader: Sendable {
         }
     }
 
-    private static func changed(_ source: String, _ detail: String) -> FlotillaError {
-        FlotillaError(.invalidInput, "input \(source) changed since it was sharded: \(detail); shard it again")
+    private static func changed(_ source: String, _ range: ByteRange, _ detail: String) -> FlotillaError {
+        FlotillaError(
+            .invalidInput,
+            "input changed since submit: \(source) bytes \(range.offset)..\(range.offset + range.length) (\(detail))"
+        )
+    }
+
+    /// The range's bytes against the checksum recorded at submit (records without one pass).
+    static func verify(_ bytes: [UInt8], _ range: ByteRange, source: String) throws(FlotillaError) {
+        guard let expected = range.checksum else { return }
+        let actual = bytes.withUnsafeBytes { XXH64.checksum($0) }
+        guard actual == expected else {
+            throw changed(source, range, "checksum \(expected) at submit, \(actual) now")
+        }
+    }
+
+    /// Whether `offset` starts a row: at 0, after a newline, or right after a leading byte order mark.
+    private static func startsRow(_ offset: Int64, lead: [UInt8]) -> Bool {
+        offset == 0 || lead.last == 0x0A || (offset == 3 && lead == [0xEF, 0xBB, 0xBF])
     }
 
     /// The range's bytes, after checking that it still lies on line boundaries inside the file.
@@ -85,27 +119,31 @@ public struct ShardReader: Sendable {
         let range = file.range
         let end = range.offset + range.length
         guard end <= input.size else {
-            throw changed(file.path, "the shard ends at byte \(end) but the file now has \(input.size) bytes")
+            throw changed(file.path, range, "the shard ends at byte \(end) but the file now has \(input.size) bytes")
         }
-        if range.offset > 0, try input.byte(at: range.offset - 1) != 0x0A {
-            throw changed(file.path, "byte \(range.offset) no longer starts a line")
+        let leadStart = range.offset == 3 ? 0 : max(0, range.offset - 1)
+        var lead: [UInt8] = []
+        for position in leadStart..<range.offset { lead.append(try input.byte(at: position)) }
+        guard startsRow(range.offset, lead: lead) else {
+            throw changed(file.path, range, "byte \(range.offset) no longer starts a line")
         }
         let bytes = try [UInt8](unsafeUninitializedCapacity: Int(range.length)) { (buffer, count) throws(FlotillaError) in
             try input.readExactly(into: UnsafeMutableRawBufferPointer(buffer), at: range.offset)
             count = Int(range.length)
         }
         if end < input.size && bytes.last != 0x0A {
-            throw changed(file.path, "byte \(end) no longer ends a line")
+            throw changed(file.path, range, "byte \(end) no longer ends a line")
         }
         return bytes
     }
 
-    /// Fetches the range with `Range: bytes=a-b`, one byte early to check the line boundary.
+    /// Fetches the range with `Range: bytes=a-b`, one byte early to check the line boundary (from
+    /// byte 0 for a range at 3, which may follow a byte order mark).
     /// A server that answers 200 with the whole body is read up to the range's end, the rest dropped.
     private func fetch(_ source: HTTPRange) async throws(FlotillaError) -> [UInt8] {
         let range = source.range
         let url = source.url
-        let first = max(0, range.offset - 1)
+        let first = range.offset == 3 ? 0 : max(0, range.offset - 1)
         let last = range.offset + range.length - 1
         let wanted = Int(last - first + 1)
         var bytes: [UInt8] = []
@@ -123,7 +161,7 @@ public struct ShardReader: Sendable {
                 }
                 total = contentRange.split(separator: "/").last.flatMap { Int64($0) }
             case 416:
-                throw Self.changed(url, "the server says bytes \(first)-\(last) are past its end")
+                throw Self.changed(url, range, "the server says bytes \(first)-\(last) are past its end")
             default:
                 whole = true
                 total = head.contentLength
@@ -144,14 +182,15 @@ public struct ShardReader: Sendable {
             return position <= last
         })
         guard bytes.count == wanted else {
-            throw Self.changed(url, "the shard ends at byte \(last + 1) but the body ended at byte \(first + Int64(bytes.count))")
+            throw Self.changed(url, range, "the shard ends at byte \(last + 1) but the body ended at byte \(first + Int64(bytes.count))")
         }
-        if range.offset > 0 {
-            guard bytes[0] == 0x0A else { throw Self.changed(url, "byte \(range.offset) no longer starts a line") }
-            bytes.removeFirst()
+        let lead = Int(range.offset - first)
+        guard Self.startsRow(range.offset, lead: Array(bytes[0..<lead])) else {
+            throw Self.changed(url, range, "byte \(range.offset) no longer starts a line")
         }
+        bytes.removeFirst(lead)
         if bytes.last != 0x0A, let total, last + 1 < total {
-            throw Self.changed(url, "byte \(last + 1) no longer ends a line")
+            throw Self.changed(url, range, "byte \(last + 1) no longer ends a line")
         }
         return bytes
     }

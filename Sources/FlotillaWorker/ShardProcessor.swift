@@ -26,7 +26,8 @@ struct ShardProcessor: Sendable {
     /// Processes `record` as execution `run`; `progress` is told how many samples passed the last stage.
     func process(_ record: ShardRecord, run: String, isAbandoned: @escaping @Sendable () -> Bool,
                  progress: @escaping @Sendable (Int) -> Void) async throws(FlotillaError) -> Outcome {
-        let samples = try await reader.read(record.source)
+        // A count other than the planned one fails the shard: the ack counts what was read.
+        let samples = try await reader.read(record.source, planned: record.samples)
         // Each sample carries either its current value or the error that ended it, and the stage that failed.
         var values: [Result<JSONBytes, StageFailure>] = samples.map { sample in
             sample.input.mapError { StageFailure(stage: nil, message: $0.message) }

@@ -33,7 +33,7 @@ struct ExampleConfigTests {
         let config = try load("quickstart.yaml")
         let root = repositoryRoot
         #expect(config.job == "digits-quickstart")
-        #expect(config.inputs == [.file(FileInput(path: root + "/.tools/data/digits.jsonl", format: .jsonl, idField: "id"))])
+        #expect(config.inputs == [.file(FileInput(path: root + "/.tools/data/digits.jsonl", format: .jsonl, idField: .standard))])
         #expect(config.stages.map(\.name) == ["classify"])
         #expect(config.stages[0].predictor == .command([
             root + "/.tools/venv/bin/python", root + "/python/examples/digits_predictor.py",

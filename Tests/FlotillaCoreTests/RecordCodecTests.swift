@@ -40,6 +40,9 @@ struct RecordCodecTests {
                                   samples: 5, reason: .workerLost, createdAt: 1_700_000_000_000))
         try roundTrip(ShardRecord(job: "j1", shard: "s000002", source: .http(HTTPRange(url: "http://h/a.jsonl", range: range)),
                                   reason: ShardReason("something-new"), createdAt: 1))
+        var checked = range
+        checked.checksum = "xxh64:0123456789abcdef"  // optional: records without it decode as nil
+        try roundTrip(ShardRecord(job: "j1", shard: "s000004", source: .file(FileRange(path: "/d/a.csv", range: checked)), createdAt: 3))
         try roundTrip(ShardRecord(job: "j1", shard: "s000003", source: .inline([
             InlineSample(id: "a", input: .object(["n": .null, "l": .array([.bool(true), .double(2.5), .string("é\n\"")])])),
         ]), samples: 1, createdAt: 2))

@@ -112,7 +112,7 @@ struct HTTPSourceTests {
         try server.serve("c.jsonl", Array(jsonLines(15).text.utf8))
         let reader = ShardReader(logger: Logger(label: "test"), http: options)
         let changed = await flotillaError { _ = try await reader.read(.http(ranges[3])) }
-        #expect(changed?.message.hasPrefix("input \(url) changed since it was sharded") == true)
+        #expect(changed?.message.hasPrefix("input changed since submit: \(url) bytes ") == true)
     }
 
     @Test("Connection refused is an error naming the URL")
