@@ -168,8 +168,10 @@ struct LineCutter {
                 }
                 rowLength += segment
                 lastByteWasCR = bytes[end - 1] == 0x0D
-                // +1 allows a carriage return before the newline; the exact check is at row end.
-                if rowLength > maxSampleBytes + 1 { throw overlong() }
+                // A row over the sample limit is still a sample (the reader makes it an error result);
+                // only a header over it, or a row past the hard limit (likely a missing closing
+                // quote), fails the plan. +1 allows a carriage return before the newline.
+                if rowLength > (headerDone ? overlongRowLimit : maxSampleBytes + 1) { throw overlong() }
                 if !headerDone {
                     headerBytes.append(contentsOf: UnsafeBufferPointer(start: bytes + position, count: segment))
                 }
@@ -214,7 +216,7 @@ struct LineCutter {
 
     private mutating func endRow(at end: Int64, chunk: Chunk?) throws(FlotillaError) {
         let length = rowLength - (lastByteWasCR ? 1 : 0)
-        if length > maxSampleBytes { throw overlong() }
+        if length > (headerDone ? overlongRowLimit : maxSampleBytes) { throw overlong() }
         if rowHasContent {
             if !headerDone {
                 try takeHeader()
@@ -298,12 +300,14 @@ struct LineCutter {
         header = text
     }
 
+    /// Rows longer than the sample limit end as error results; past this they fail the plan, as
+    /// a reader would have to hold them whole.
+    var overlongRowLimit: Int { max(64 << 20, 4 * maxSampleBytes) }
+
     private func overlong() -> FlotillaError {
         let hint = quotes?.inQuotes == true ? " (it is inside a quoted field: is a closing quote missing?)" : ""
-        return FlotillaError(
-            .invalidInput,
-            "input \(source) line \(rowFirstLine) is longer than the \(maxSampleBytes)-byte sample limit\(hint)"
-        )
+        let limit = headerDone ? "\(overlongRowLimit)-byte row limit" : "\(maxSampleBytes)-byte sample limit"
+        return FlotillaError(.invalidInput, "input \(source) line \(rowFirstLine) is longer than the \(limit)\(hint)")
     }
 
     /// Space, tab or carriage return: the bytes a blank line may hold.

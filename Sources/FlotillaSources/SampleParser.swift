@@ -28,7 +28,9 @@ import FlotillaCore
 /// - **Byte order mark**: a leading UTF-8 BOM (EF BB BF) is not part of the first row.
 enum SampleParser {
     /// Parses `bytes`, the whole range of a shard, whose first line is `range.firstLine`.
-    static func parse(_ bytes: UnsafeRawBufferPointer, source: String, range: ByteRange) throws(FlotillaError) -> [Sample] {
+    /// A row longer than `maxSampleBytes` is an error sample (its id kept when it has one).
+    static func parse(_ bytes: UnsafeRawBufferPointer, source: String, range: ByteRange,
+                      maxSampleBytes: Int? = nil) throws(FlotillaError) -> [Sample] {
         var columns: [String] = []
         if range.format == .csv {
             guard let header = range.header else {
@@ -72,7 +74,11 @@ enum SampleParser {
             if rowEnd > rowStart && start[rowEnd - 1] == 0x0D { rowEnd -= 1 }
             let row = UnsafeBufferPointer(start: start + rowStart, count: rowEnd - rowStart)
             if !isBlank(row) {
-                let sample = parseLine(row, number: rowLine, source: source, range: range, columns: columns)
+                var sample = parseLine(row, number: rowLine, source: source, range: range, columns: columns)
+                if let maxSampleBytes, row.count > maxSampleBytes {
+                    sample.input = .failure(SampleError(
+                        "line \(rowLine) is \(row.count) bytes, over the \(maxSampleBytes)-byte sample limit (shard.maxSampleBytes)"))
+                }
                 samples.append(ids.check(sample, line: rowLine))
             }
             lineNumber += 1

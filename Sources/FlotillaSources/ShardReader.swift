@@ -41,10 +41,13 @@ import Logging
 public struct ShardReader: Sendable {
     public var logger: Logger
     public var http: HTTPOptions
+    /// Rows longer than this become error samples (`shard.maxSampleBytes`); nil: no limit.
+    public var maxSampleBytes: Int?
 
-    public init(logger: Logger, http: HTTPOptions = HTTPOptions()) {
+    public init(logger: Logger, http: HTTPOptions = HTTPOptions(), maxSampleBytes: Int? = nil) {
         self.logger = logger
         self.http = http
+        self.maxSampleBytes = maxSampleBytes
     }
 
     /// Every sample of `source`, checked against the count planned at submit when there is one:
@@ -66,14 +69,14 @@ public struct ShardReader: Sendable {
             let bytes = try await Blocking.run { () throws(FlotillaError) in try Self.readBytes(file) }
             try Self.verify(bytes, file.range, source: file.path)
             return try bytes.withUnsafeBytes { raw in
-                Result { () throws(FlotillaError) in try SampleParser.parse(raw, source: file.path, range: file.range) }
+                Result { () throws(FlotillaError) in try SampleParser.parse(raw, source: file.path, range: file.range, maxSampleBytes: maxSampleBytes) }
             }.get()
         case .http(let http):
             try Self.validate(http.range, source: http.url)
             let bytes = try await fetch(http)
             try Self.verify(bytes, http.range, source: http.url)
             return try bytes.withUnsafeBytes { raw in
-                Result { () throws(FlotillaError) in try SampleParser.parse(raw, source: http.url, range: http.range) }
+                Result { () throws(FlotillaError) in try SampleParser.parse(raw, source: http.url, range: http.range, maxSampleBytes: maxSampleBytes) }
             }.get()
         case .inline(let inline):
             var ids = DuplicateIDs(source: "inline")

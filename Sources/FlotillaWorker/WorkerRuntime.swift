@@ -79,7 +79,7 @@ struct WorkerRuntime: Sendable {
                 ledgerReader: ledgerReader, expressReader: expressReader, ledger: WorkerLedger(workerID: options.workerID),
                 publisher: ResultPublisher(producer: resultProducer, transactional: transactional, topics: topics,
                                            publishResults: config.outputs.results),
-                processor: ShardProcessor(job: config.job, stages: pools, reader: ShardReader(logger: logger),
+                processor: ShardProcessor(job: config.job, stages: pools, reader: ShardReader(logger: logger, maxSampleBytes: config.shard.maxSampleBytes),
                                           sequential: options.sequential),
                 slots: slots, outputDirectory: config.outputs.directory)
         } catch {

@@ -210,16 +210,22 @@ struct FileSharderTests {
         #expect(headerError?.message == "input \(headerOnly) has a CSV header but no rows")
     }
 
-    @Test("A line longer than maxSampleBytes is an error naming the file and line")
-    func overlongLine() throws {
+    @Test("A line longer than maxSampleBytes is a sample that reads as an error naming its line; a header or a giant row fails the plan")
+    func overlongLine() async throws {
         let dir = try TempDir()
         defer { dir.remove() }
         let line = "{\"t\":\"" + String(repeating: "y", count: 94) + "\"}"  // 102 bytes
         let path = try dir.write("long.jsonl", "{}\r\n{}\n" + line + "\n{}\n")
-        let error = #expect(throws: FlotillaError.self) {
-            try FileSharder.shard(path: path, format: .jsonl, samplesPerShard: 10, maxSampleBytes: 101)
+        let plan = try FileSharder.plan(path: path, format: .jsonl, samplesPerShard: 10, maxSampleBytes: 101)
+        #expect(plan.sampleCounts == [4])
+        let samples = try await ShardReader(logger: Logger(label: "test"), maxSampleBytes: 101).read(.file(plan.ranges[0]))
+        #expect(samples.count == 4)
+        #expect(samples[2].errorMessage == "line 3 is 102 bytes, over the 101-byte sample limit (shard.maxSampleBytes)")
+        let header = try dir.write("wide.csv", String(repeating: "c", count: 200) + "\n1\n")
+        let headerError = #expect(throws: FlotillaError.self) {
+            try FileSharder.shard(path: header, format: .csv, samplesPerShard: 10, maxSampleBytes: 101)
         }
-        #expect(error?.message == "input \(path) line 3 is longer than the 101-byte sample limit")
+        #expect(headerError?.message == "input \(header) line 1 is longer than the 101-byte sample limit")
         // Exactly at the limit, with CRLF, is fine.
         let exact = try dir.write("exact.jsonl", line + "\r\n" + line)
         let ranges = try FileSharder.shard(path: exact, format: .jsonl, samplesPerShard: 10, maxSampleBytes: 102)
