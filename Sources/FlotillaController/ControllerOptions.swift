@@ -23,6 +23,9 @@ public struct ControllerOptions: Sendable {
     public var httpPort: Int?
     /// librdkafka properties passed through (security, SASL, TLS).
     public var kafkaProperties: [String: String]
+    /// Replace a controller that already runs the job (it stops when it reads this one's
+    /// heartbeat) instead of refusing to start.
+    public var takeOver = false
 
     public init(
         job: String, brokers: String, topicPrefix: String = KafkaConfig.defaultTopicPrefix, workers: Int? = nil,

@@ -46,6 +46,10 @@ extension ControllerService {
             if let reason = run.cancelled {
                 return try await finishCancelled(reason: reason, connection, &run)
             }
+            if let other = run.otherController {
+                try await yield(to: other.beat, tookOver: other.tookOver, &run)
+            }
+            sendHeartbeatIfDue(connection, &run)
             let wait = max(.milliseconds(1), min(.milliseconds(50), nextTick - ContinuousClock.now))
             for event in try await connection.reader.poll(timeout: wait) {
                 if case .message(let message) = event { apply(message, to: &run, replaying: false) }

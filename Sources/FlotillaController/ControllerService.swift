@@ -1,4 +1,5 @@
 import FlotillaCore
+import Foundation
 import Logging
 import RdKafka
 import ServiceLifecycle
@@ -19,6 +20,8 @@ public final class ControllerService: Service {
     let logger: Logger
     private let onListening: @Sendable (String) -> Void
     private let state = Mutex<(outcome: ControllerOutcome?, httpAddress: String?)>((nil, nil))
+    /// This process's identity in its heartbeats.
+    let identity: ControllerHeartbeat
 
     /// `onListening` is called with `http://127.0.0.1:PORT` once the status server listens.
     public init(options: ControllerOptions, backend: any PodBackend, logger: Logger,
@@ -27,6 +30,9 @@ public final class ControllerService: Service {
         self.onListening = onListening
         self.backend = backend
         self.board = StatusBoard(job: options.job)
+        self.identity = ControllerHeartbeat(job: options.job, controller: UUID().uuidString.lowercased(),
+                                            host: ProcessInfo.processInfo.hostName, pid: Int(getpid()),
+                                            startedAt: Timestamp.now(), takeOver: options.takeOver ? true : nil)
         var logger = logger
         logger[metadataKey: "flotilla.job"] = "\(options.job)"
         self.logger = logger
@@ -72,15 +78,24 @@ public final class ControllerService: Service {
         } catch {
             throw FlotillaError(.kafka, "cannot create Kafka clients for \(options.brokers)", underlying: error)
         }
+        var run: ControllerRun
         do {
-            var run = try await replay(connection)
-            let outcome = try await loop(connection, &run)
-            await connection.reader.close()
-            return outcome
+            run = try await replay(connection)
         } catch {
             await connection.reader.close()
             throw error
         }
+        let outcome: Result<ControllerOutcome?, any Error>
+        do {
+            outcome = .success(try await loop(connection, &run))
+        } catch {
+            outcome = .failure(error)
+        }
+        // The job is free for another controller at once, not after the worker timeout.
+        sendHeartbeatIfDue(connection, &run, stopping: true)
+        try? await connection.producer.flush(timeout: .seconds(2))
+        await connection.reader.close()
+        return try outcome.get()
     }
 }
 
@@ -102,6 +117,10 @@ struct ControllerRun: Sendable {
     var heartbeatLagMs: Int64 = 0
     /// Dead letters for undecodable shard records, sent at the next tick.
     var undecodable: [(key: String, letter: DeadLetterRecord)] = []
+    /// When this controller's next own heartbeat is due (epoch ms).
+    var nextBeat: Int64 = 0
+    /// Another controller that now runs the job (it took over, or is older and still alive).
+    var otherController: (beat: ControllerHeartbeat, tookOver: Bool)?
 }
 
 extension ControllerService {
@@ -133,11 +152,13 @@ extension ControllerService {
         }
         guard let manifest else { throw FlotillaError(.internal, "manifest vanished") }
         try await createTopics(connection, config: manifest.config)
+        try await checkNoOtherController(connection, settings: LedgerSettings(config: manifest.config))
         var run = ControllerRun(
             ledger: ShardLedger(job: options.job, settings: LedgerSettings(config: manifest.config)),
             manifest: manifest,
             fleet: Fleet(config: manifest.config.workers, requested: options.workers, arguments: options.workerArguments))
         run.ledger.apply(manifest: manifest)
+        run.ledger.watchingSince = identity.startedAt
         if [.submitted, .running, .failed].contains(manifest.status) {
             // Workers start now, so their start-up (process, Kafka clients, group join) overlaps the replay.
             let early = try await maintainFleet(&run, connection, now: Timestamp.now())
@@ -259,6 +280,8 @@ extension ControllerService {
                 if ack.status == .done, let directory = run.manifest.config.outputs.directory {
                     settleOutputFile(of: ack, in: OutputDirectory(directory), winner: run.ledger.winningRun(of: ack.shard))
                 }
+            case topics.heartbeats where message.keyString == ControllerHeartbeat.key:
+                apply(try codec.decode(ControllerHeartbeat.self, from: message.value), to: &run, replaying: replaying, now: now)
             case topics.heartbeats:
                 let heartbeat = try codec.decode(HeartbeatRecord.self, from: message.value)
                 // Replayed heartbeats count from when they were sent, so a long-dead worker is lost at once.

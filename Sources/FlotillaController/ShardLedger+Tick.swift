@@ -12,7 +12,11 @@ extension ShardLedger {
     /// attempts whose successor record is missing (re-published); the warm start of workers still
     /// joining the consumer group (`ShardLedger+WarmStart`); work stealing and speculative
     /// copies (`ShardLedger+Balancing`); the final reconcile; completion.
-    public mutating func tick(now: Int64) -> [LedgerAction] {
+    ///
+    /// Silence, progress and idleness are judged at `judgedTime(now)`: never ahead of what the
+    /// controller has been able to read.
+    public mutating func tick(now clock: Int64) -> [LedgerAction] {
+        let now = judgedTime(clock)
         var actions: [LedgerAction] = []
         var plan = TargetPlan(ledger: self, now: now)
 
@@ -30,7 +34,7 @@ extension ShardLedger {
 
         if !completed, isComplete {
             completed = true
-            actions.append(.complete(summary(now: now)))
+            actions.append(.complete(summary(now: clock)))
         }
         return actions
     }
@@ -55,11 +59,19 @@ extension ShardLedger {
             replacements += 1
             actions.append(.replaceWorker(worker: id, reason: "no heartbeat for \(settings.workerTimeoutMs) ms"))
         }
+        // A worker last heard of before this controller started died while no controller ran
+        // (most often with the previous controller, whose local workers die with it): a restart
+        // of the controller is not charged to the shards it was running.
+        let charged = watchingSince.map { worker.lastSeen >= $0 } ?? true
         for running in worker.inFlight {
             guard let entry = shards[running.shard], !entry.isFinished,
                   let execution = entry.executions[running.run],
                   execution.attempt >= entry.latestAttempt,
                   !entry.isExecuting(live: plan.live) else { continue }
+            guard charged else {
+                publish(running.shard, reason: .released, supersede: true, target: plan.target(excluding: [id]), now: now, actions: &actions)
+                continue
+            }
             retryOrBury(running.shard, reason: .workerLost, error: "worker \(id) lost while running attempt \(execution.attempt)",
                         exclude: [id], now: now, plan: &plan, actions: &actions)
         }

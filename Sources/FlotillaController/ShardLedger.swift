@@ -34,6 +34,13 @@ public struct ShardLedger: Sendable, Hashable {
     public internal(set) var replacements = 0
     /// Shards-topic partitions last owned by a worker now lost and not yet owned by a live one.
     var orphanedPartitions: Set<Int> = []
+    /// The send time of the controller's latest own heartbeat read back, and when it was read:
+    /// the view of the topics is complete up to then (see `judgedTime`).
+    public private(set) var viewTime: Int64?
+    var viewReadAt: Int64?
+    /// When this controller started watching (epoch ms): silence from before is not a fault of
+    /// the shards (see `markLost`). Nil: every loss is charged (tests, simulations).
+    public var watchingSince: Int64?
 
     public init(job: String, settings: LedgerSettings) {
         self.job = job
@@ -184,6 +191,26 @@ public struct ShardLedger: Sendable, Hashable {
         var plan = TargetPlan(ledger: self, now: now)
         markLost(worker, now: now, replace: false, plan: &plan, actions: &actions)
         return actions
+    }
+
+    /// The controller read back its own heartbeat sent at `sentAt`: every heartbeat sent before
+    /// it has been read. After a gap in these reads (the broker unreachable or paused), the gap
+    /// is forgiven like a controller stall, so that nobody is judged on heartbeats that could
+    /// not arrive.
+    public mutating func viewComplete(upTo sentAt: Int64, now: Int64) {
+        if let viewReadAt, now - viewReadAt > 2 * settings.heartbeatMs {
+            controllerStalled(for: now - viewReadAt - settings.heartbeatMs, now: now)
+        }
+        viewTime = max(viewTime ?? sentAt, sentAt)
+        viewReadAt = now
+    }
+
+    /// The time the rules judge silence and progress at: now, or a heartbeat interval past the
+    /// controller's view of the topics when that lags (a broker outage, a slow broker). A view
+    /// frozen by an outage makes nobody lost; a lagging one delays detection by the lag.
+    public func judgedTime(_ now: Int64) -> Int64 {
+        guard let viewTime else { return now }
+        return min(now, viewTime + settings.heartbeatMs)
     }
 
     /// The controller itself was stalled for `milliseconds` (suspended, starved of CPU): the

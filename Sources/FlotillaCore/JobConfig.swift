@@ -75,7 +75,7 @@ public struct ShardConfig: Sendable, Hashable, Codable {
 
     /// The default sample limit for records of at most `maxMessageBytes`.
     public static func defaultMaxSampleBytes(maxMessageBytes: Int) -> Int {
-        max(1, maxMessageBytes - recordEnvelopeBytes)
+        max(maxMessageBytes / 2, maxMessageBytes - recordEnvelopeBytes)
     }
 
     public init(samples: Int = ShardConfig.defaultSamples, maxSampleBytes: Int = ShardConfig.defaultMaxSampleBytes) {

@@ -7,9 +7,12 @@ public final class TopicReader: Sendable {
     private let consumer: KafkaConsumer
     private let progress: EndTracker
 
-    /// - Parameter topics: topics to read; a topic that does not exist yet is an error.
+    /// - Parameters:
+    ///   - topics: topics to read; a topic that does not exist yet is an error.
+    ///   - lastRecords: read only about this many records at the end of each partition (from the
+    ///     high watermark back), not from the beginning.
     public init(client: KafkaClientConfiguration, topics: [String], isolation: KafkaConsumerConfiguration.IsolationLevel = .readCommitted,
-                fetchWait: Duration = .milliseconds(50), logger: Logger) async throws(KafkaError) {
+                fetchWait: Duration = .milliseconds(50), lastRecords: Int? = nil, logger: Logger) async throws(KafkaError) {
         let admin = try KafkaAdmin(configuration: client, logger: logger)
         let metadata = try await admin.metadata()
         var partitions: [TopicPartitionOffset] = []
@@ -17,7 +20,14 @@ public final class TopicReader: Sendable {
             guard let count = metadata.topics[topic] else {
                 throw KafkaError(code: 3, name: "UNKNOWN_TOPIC_OR_PART", message: "topic \(topic) does not exist on \(client.bootstrapServers)")
             }
-            partitions += (0..<count).map { TopicPartitionOffset(topic, $0, TopicPartitionOffset.first) }
+            for partition in 0..<count {
+                var start = TopicPartitionOffset.first
+                if let lastRecords {
+                    let high = try await admin.watermarks(TopicPartition(topic, partition)).high
+                    start = max(0, high - Int64(lastRecords))
+                }
+                partitions.append(TopicPartitionOffset(topic, partition, start))
+            }
         }
         var configuration = KafkaConsumerConfiguration(client: client, groupID: nil)
         configuration.isolationLevel = isolation

@@ -15,7 +15,9 @@ struct ControllerCommand: AsyncParsableCommand {
             (that is how a job is resumed). Shows progress on stderr like `run`. Serves /status, \
             /metrics and /healthz on 127.0.0.1. Exit status as for `run`: 0 every shard done, \
             3 some shards dead-lettered, 4 too many failed samples, 2 bad input or a predictor that \
-            cannot start (or an unknown job), 1 anything else (including a cancelled job).
+            cannot start (or an unknown job, or one another controller already runs), 1 anything \
+            else (including a cancelled job, or one taken over by another controller). One \
+            controller runs a job at a time: a second one refuses to start unless given --take-over.
 
             Example: flotilla controller myjob --brokers 127.0.0.1:9092 --workers 4
             """
@@ -44,6 +46,9 @@ struct ControllerCommand: AsyncParsableCommand {
 
     @Flag(help: "Print the final summary as one JSON object on stdout (human lines go to stderr).")
     var json = false
+
+    @Flag(name: .customLong("take-over"), help: "Replace a controller that already runs the job (it stops its workers and exits) instead of refusing to start.")
+    var takeOver = false
 
     func validate() throws {
         guard ["local", "external", "kubernetes"].contains(backend) else {
@@ -78,6 +83,7 @@ struct ControllerCommand: AsyncParsableCommand {
                                             workerArguments: FleetLauncher.workerArguments(workerArgs), httpPort: httpPort,
                                             kafkaProperties: connection.properties)
             options.manifestTimeout = connection.timeout
+            options.takeOver = takeOver
             let service = ControllerService(options: options, backend: pods, logger: CommandLogging.kafkaLogger()) { address in
                 printError("flotilla controller: status at \(address)/status")
             }

@@ -43,6 +43,7 @@ struct WorkerCommand: AsyncParsableCommand {
         if let slots, slots < 1 { throw ValidationError("--slots must be at least 1") }
         if let prefetch, prefetch < 0 { throw ValidationError("--prefetch must be 0 or more") }
         guard slowdown >= 1, slowdown.isFinite else { throw ValidationError("--slowdown must be >= 1") }
+        if workerID == ControllerHeartbeat.key { throw ValidationError("--worker-id \(ControllerHeartbeat.key) is reserved for the controller") }
     }
 
     func run() async throws {

@@ -114,6 +114,8 @@ struct FaultSuiteTests {
         try harness.startController(workers: 2)
         #expect(try await harness.waitForController(timeout: .seconds(120 * Self.scale)) == 0)
         try await expectExactlyOnce(harness)
+        let reasons = try await harness.reEnqueueReasons()
+        #expect(reasons["worker-lost"] == nil, "a controller restart is not charged to the shards it was running: \(reasons)")
     }
 
     @Test("The broker paused (SIGSTOP) for 10 s mid-job, then resumed: the job completes")

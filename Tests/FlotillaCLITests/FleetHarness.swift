@@ -14,13 +14,16 @@ final class FleetHarness: @unchecked Sendable {
     let samples: [String]
     let specPath: String
     var controller: Process?
-    var controllerOutput: String { (try? String(contentsOfFile: "\(folder)/controller.out", encoding: .utf8)) ?? "" }
+    /// What the latest controller wrote to stdout.
+    var controllerOutput: String {
+        (try? String(contentsOfFile: "\(folder)/\(Self.name("controller", start: starts)).out", encoding: .utf8)) ?? ""
+    }
 
     /// - Parameters:
     ///   - stage: the predictor argv (YAML list) of the single stage, or `builtin: NAME`.
     ///   - maxWorkers: `workers.max` (it also sets the shards topic's partition count).
     init(samples count: Int, samplesPerShard: Int, stage: String, extraInputs: String = "", faults: String = "",
-         maxWorkers: Int = 4, outputs: String = "") async throws {
+         maxWorkers: Int = 4, outputs: String = "", maxAttempts: Int = 3) async throws {
         fixture = try await BrokerFixture()
         folder = FileManager.default.temporaryDirectory.appendingPathComponent("flotilla-fleet-\(UUID().uuidString.prefix(8))").path
         try FileManager.default.createDirectory(atPath: folder, withIntermediateDirectories: true)
@@ -43,7 +46,7 @@ final class FleetHarness: @unchecked Sendable {
                 env: { PYTHONPATH: \(CommandRunner.repositoryRoot)/python }
             \(outputs)
             workers: { min: 1, max: \(maxWorkers) }
-            faults: { maxAttempts: 3, heartbeat: 500ms, workerTimeout: 3s, shardTimeout: 30s\(faults) }
+            faults: { maxAttempts: \(maxAttempts), heartbeat: 500ms, workerTimeout: 3s, shardTimeout: 30s\(faults) }
             """
         try spec.write(toFile: specPath, atomically: true, encoding: .utf8)
     }
@@ -65,16 +68,30 @@ final class FleetHarness: @unchecked Sendable {
         process.executableURL = URL(fileURLWithPath: CommandRunner.flotillaExecutable)
         process.arguments = ["controller", job, "--brokers", brokers, "--workers", String(workers), "--json",
                              "--log-dir", "\(folder)/logs"] + extra
-        FileManager.default.createFile(atPath: "\(folder)/controller.out", contents: nil)
-        let output = FileHandle(forWritingAtPath: "\(folder)/controller.out")!
-        output.seekToEndOfFile()
+        starts += 1
+        // One pair of files per controller: two processes writing one file would overwrite each other.
+        let output = try Self.file("\(folder)/\(Self.name("controller", start: starts)).out")
+        let errors = try Self.file("\(folder)/\(Self.name("controller", start: starts)).err")
         process.standardOutput = output
-        FileManager.default.createFile(atPath: "\(folder)/controller.err", contents: nil)
-        let errors = FileHandle(forWritingAtPath: "\(folder)/controller.err")!
-        errors.seekToEndOfFile()
         process.standardError = errors
         try process.run()
         controller = process
+    }
+
+    /// Controllers started so far; the files of the n-th are `controller[-n].out/.err`.
+    private(set) var starts = 0
+
+    static func name(_ base: String, start: Int) -> String { start <= 1 ? base : "\(base)-\(start)" }
+
+    /// What the `start`-th controller wrote to stderr.
+    func controllerErrors(start: Int) -> String {
+        (try? String(contentsOfFile: "\(folder)/\(Self.name("controller", start: start)).err", encoding: .utf8)) ?? ""
+    }
+
+    private static func file(_ path: String) throws -> FileHandle {
+        FileManager.default.createFile(atPath: path, contents: nil)
+        guard let handle = FileHandle(forWritingAtPath: path) else { throw HarnessError("cannot write \(path)") }
+        return handle
     }
 
     /// Waits for the controller to exit and returns its status.

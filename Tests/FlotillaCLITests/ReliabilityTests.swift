@@ -98,4 +98,53 @@ struct ReliabilityTests {
         #expect(!FileManager.default.fileExists(atPath: target) && !FileManager.default.fileExists(atPath: "\(target).jsonl"))
         #expect(try FileManager.default.contentsOfDirectory(atPath: "\(harness.folder)/out").sorted() == ["s000000.jsonl", "s000001.jsonl"])
     }
+
+    static let sleepy = "[python3, \(CommandRunner.repositoryRoot)/python/tests/fixtures/faults.py, --sleep, '0.2']"
+
+    @Test("Two broker pauses of 10 s with maxAttempts 2: the fleet rides them out, exit 0, no dead letter, nothing charged")
+    func brokerOutages() async throws {
+        let harness = try await FleetHarness(samples: 1_000, samplesPerShard: 50, stage: Self.sleepy,
+                                             maxWorkers: 2, maxAttempts: 2)
+        try harness.submit()
+        try harness.startController(workers: 2)
+        try await harness.waitForDoneShards(atLeast: 2, timeout: .seconds(60))
+        for pause in 0..<2 {
+            kill(harness.fixture.broker.pid, SIGSTOP)
+            try await Task.sleep(for: .seconds(10))
+            kill(harness.fixture.broker.pid, SIGCONT)
+            if pause == 0 { try await Task.sleep(for: .seconds(2)) }
+        }
+        #expect(try await harness.waitForController(timeout: .seconds(180)) == 0, "\(harness.controllerOutput)")
+        #expect(try await harness.deadLetters().isEmpty)
+        let reasons = try await harness.reEnqueueReasons()
+        #expect(reasons["worker-lost"] == nil && reasons["lease-expired"] == nil, "re-enqueues: \(reasons)")
+        let (lines, status) = try harness.results()
+        #expect(status == 0 && Set(lines.compactMap { $0["id"] as? String }) == Set(harness.samples))
+    }
+
+    @Test("One controller per job: a second one refuses (exit 2, naming the first); --take-over replaces it and the first stops")
+    func oneControllerPerJob() async throws {
+        let harness = try await FleetHarness(samples: 600, samplesPerShard: 50, stage: Self.sleepy, maxWorkers: 2)
+        try harness.submit()
+        try harness.startController(workers: 1)
+        let first = try #require(harness.controller)
+        try await harness.waitForDoneShards(atLeast: 1, timeout: .seconds(60))
+        let started = ContinuousClock.now
+        let second = try CommandRunner.run([CommandRunner.flotillaExecutable, "controller", harness.job, "--brokers", harness.brokers,
+                                            "--log-dir", "\(harness.folder)/logs2"])
+        #expect(second.status == 2, "\(second.stderr)")
+        #expect(second.stderr.contains("already has a controller") && second.stderr.contains("pid \(first.processIdentifier)"), "\(second.stderr)")
+        #expect(ContinuousClock.now - started < .seconds(10))
+        #expect(first.isRunning, "the first controller goes on")
+        // Take over: the first one stops (exit 1, saying so), the new one finishes the job.
+        try harness.startController(workers: 2, extra: ["--take-over"])
+        let deadline = ContinuousClock.now + .seconds(30)
+        while first.isRunning, ContinuousClock.now < deadline { try await Task.sleep(for: .milliseconds(100)) }
+        #expect(!first.isRunning && first.terminationStatus == 1)
+        #expect(try await harness.waitForController(timeout: .seconds(120)) == 0)
+        let errors = harness.controllerErrors(start: 1)
+        #expect(errors.contains("was taken over by another controller"), "\(errors.suffix(2_000))")
+        let (lines, status) = try harness.results()
+        #expect(status == 0 && lines.count == 600)
+    }
 }

@@ -83,7 +83,7 @@ struct LocalPodBackendTests {
 
     @Test("Replace kills the worker and starts a new process with the same id; exits are reported with their status")
     func replaceAndExit() async throws {
-        let (backend, _) = try makeBackend("case \"$5\" in w2) exit 7;; esac\n" + Self.polite)
+        let (backend, _) = try makeBackend("case \"$4\" in w2) exit 7;; esac\n" + Self.polite)
         let first = try await backend.start(worker: "w1", extraArguments: [])
         _ = await waitForLog(backend, "w1", containing: "started")  // the first one runs before it is replaced
         let second = try await backend.replace(worker: "w1", extraArguments: [])

@@ -23,7 +23,7 @@ struct JobSpecLoaderTests {
         #expect(JobSpecLoader.problem(withJobID: config.job) == nil)
         #expect(config.job.hasPrefix("job-"))
         #expect(config.inputs == [.file(FileInput(path: "/specs/data/digits.jsonl", format: .jsonl, idField: .standard))])
-        #expect(config.shard == ShardConfig(samples: 100, maxSampleBytes: 1_048_576))
+        #expect(config.shard == ShardConfig(samples: 100, maxSampleBytes: 995_904))
         #expect(config.stages.count == 1)
         let stage = config.stages[0]
         #expect(stage.name == "classify")

@@ -63,7 +63,7 @@ struct JobSpecValidationTests {
         #expect(specError(withExtra("shard: { sample: 5 }"))?.message
             == "unknown key 'sample' in shard (job.yaml:6); expected one of: samples, maxSampleBytes")
         #expect(specError(withExtra("faults:\n  heartbeat: 1s\n  retries: 2"))?.message
-            == "unknown key 'retries' in faults (job.yaml:8); expected one of: maxAttempts, heartbeat, workerTimeout, shardTimeout, speculative")
+            == "unknown key 'retries' in faults (job.yaml:8); expected one of: maxAttempts, heartbeat, workerTimeout, shardTimeout, speculative, maxErrorRate")
         #expect(specError(minimalSpec.replacingOccurrences(of: "- file: data/digits.jsonl", with: "- file: data/digits.jsonl\n    fromat: csv"))?.message
             == "unknown key 'fromat' in inputs[0] (job.yaml:3); expected one of: file, url, inline, format, id")
         #expect(specError(minimalSpec.replacingOccurrences(of: "builtin: identity", with: "builtin: identity\n    processes: {min: 1, mx: 2}"))?.message

@@ -131,7 +131,8 @@ struct JobSubmitterTests {
         let row = (0..<columns.count).map { String($0) }.joined(separator: ",")
         try folder.write("wide.csv", columns.joined(separator: ",") + "\n" + row + "\n")
         let (config, _) = try JobsTest.load(
-            JobsTest.spec(job: "wide", inputs: "  - file: wide.csv", samplesPerShard: 10, extra: "kafka:\n  maxMessageBytes: 2000"), in: folder)
+            JobsTest.spec(job: "wide", inputs: "  - file: wide.csv", samplesPerShard: 10,
+                          extra: "kafka:\n  maxMessageBytes: 2000").replacingOccurrences(of: "samples: 10", with: "samples: 10\n  maxSampleBytes: 100000"), in: folder)
         let error = await #expect(throws: FlotillaError.self) {
             _ = try await JobSubmitter(logger: JobsTest.logger).plan(config)
         }

@@ -1,0 +1,101 @@
+import FlotillaCore
+import Foundation
+import Logging
+import RdKafka
+
+/// The controller's own heartbeat: how fresh its view of the topics is (a broker outage must not
+/// look like a dead fleet), and one controller per job.
+extension ControllerService {
+    /// Refuses to start when another controller of the job sent a heartbeat within the worker
+    /// timeout, unless this one takes over. Runs before any worker starts: a second fleet with
+    /// the same worker ids would fence the first one's transactions.
+    func checkNoOtherController(_ connection: Connection, settings: LedgerSettings) async throws {
+        guard !options.takeOver else { return }
+        var client = KafkaClientConfiguration(bootstrapServers: options.brokers, properties: options.kafkaProperties)
+        client.clientID = "flotilla-controller-check"
+        let reader: TopicReader
+        do {
+            // The tail is enough: a live controller sends a heartbeat every interval.
+            reader = try await TopicReader(client: client, topics: [connection.topics.heartbeats], isolation: .readUncommitted,
+                                           fetchWait: .milliseconds(10), lastRecords: 2_000, logger: logger)
+        } catch {
+            throw FlotillaError(.kafka, "cannot read \(connection.topics.heartbeats)", underlying: error)
+        }
+        defer { Task { await reader.close() } }
+        let beats = { (messages: [KafkaMessage]) in
+            messages.filter { $0.keyString == ControllerHeartbeat.key }
+                .compactMap { try? RecordCodec.shared.decode(ControllerHeartbeat.self, from: $0.value) }
+                .filter { $0.job == self.options.job }
+        }
+        let now = Timestamp.now()
+        let recent: [ControllerHeartbeat]
+        do {
+            recent = beats(try await reader.readToEnd(timeout: options.manifestTimeout))
+        } catch {
+            throw FlotillaError(.kafka, "cannot read \(connection.topics.heartbeats)", underlying: error)
+        }
+        guard let other = recent.max(by: { $0.time < $1.time }), now - other.time < settings.workerTimeoutMs,
+              other.stopping != true, !Self.isGone(other) else { return }
+        // Recent, but maybe dead (killed): alive only if it beats again within two intervals.
+        let deadline = ContinuousClock.now + .milliseconds(2 * settings.heartbeatMs + 500)
+        while ContinuousClock.now < deadline {
+            let fresh = beats((try? await reader.poll(timeout: .milliseconds(100))) ?? [])
+            if let again = fresh.first(where: { $0.controller == other.controller && $0.time > other.time }) {
+                if again.stopping == true { return }
+                throw Self.alreadyRunning(again, job: options.job, now: Timestamp.now())
+            }
+        }
+    }
+
+    /// A controller on this host whose process no longer exists.
+    static func isGone(_ other: ControllerHeartbeat) -> Bool {
+        other.host == ProcessInfo.processInfo.hostName && kill(pid_t(other.pid), 0) != 0 && errno == ESRCH
+    }
+
+    static func alreadyRunning(_ other: ControllerHeartbeat, job: String, now: Int64) -> FlotillaError {
+        FlotillaError(.invalidConfiguration, "job '\(job)' already has a controller (\(other.holder), last heartbeat \(max(0, now - other.time)) ms ago); stop it first, or pass --take-over to replace it")
+    }
+
+    /// Publishes this controller's heartbeat every `faults.heartbeat` (without waiting: during
+    /// an outage it waits in the producer's queue).
+    func sendHeartbeatIfDue(_ connection: Connection, _ run: inout ControllerRun, stopping: Bool = false) {
+        let now = Timestamp.now()
+        guard now >= run.nextBeat || stopping else { return }
+        run.nextBeat = now + run.ledger.settings.heartbeatMs
+        var beat = identity
+        beat.time = now
+        beat.stopping = stopping ? true : nil
+        do {
+            try connection.producer.enqueue(message(beat, topic: connection.topics.heartbeats, key: ControllerHeartbeat.key))
+        } catch {
+            logger.warning("cannot send the controller's heartbeat", metadata: ["flotilla.error": "\(error)"])
+        }
+    }
+
+    /// A controller heartbeat read from the topic: this one's own (the view is fresh up to it),
+    /// or another controller's (one of the two must stop).
+    func apply(_ beat: ControllerHeartbeat, to run: inout ControllerRun, replaying: Bool, now: Int64) {
+        if beat.controller == identity.controller {
+            run.ledger.viewComplete(upTo: beat.time, now: now)
+            return
+        }
+        guard !replaying, beat.job == options.job, now - beat.time < run.ledger.settings.workerTimeoutMs else { return }
+        if beat.takeOver == true, beat.startedAt >= identity.startedAt {
+            run.otherController = (beat, true)
+        } else if identity.takeOver != true, (beat.startedAt, beat.controller) < (identity.startedAt, identity.controller) {
+            // Both started at once (neither saw the other yet): the younger one yields.
+            run.otherController = (beat, false)
+        }
+    }
+
+    /// Stops this controller's fleet and ends it, because another controller runs the job.
+    func yield(to other: ControllerHeartbeat, tookOver: Bool, _ run: inout ControllerRun) async throws -> Never {
+        logger.error("another controller runs the job; stopping", metadata: ["flotilla.other": "\(other.holder)"])
+        await stopFleet(&run)
+        board.update { $0.state = "stopped" }
+        if tookOver {
+            throw FlotillaError(.internal, "job '\(options.job)' was taken over by another controller (\(other.holder)); this one stopped its workers and exits")
+        }
+        throw Self.alreadyRunning(other, job: options.job, now: Timestamp.now())
+    }
+}
