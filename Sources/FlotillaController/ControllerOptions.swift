@@ -26,6 +26,8 @@ public struct ControllerOptions: Sendable {
     /// Replace a controller that already runs the job (it stops when it reads this one's
     /// heartbeat) instead of refusing to start.
     public var takeOver = false
+    /// Refuse manifests not signed with this key (`ManifestSignature`).
+    public var signer: ManifestSignature?
 
     public init(
         job: String, brokers: String, topicPrefix: String = KafkaConfig.defaultTopicPrefix, workers: Int? = nil,

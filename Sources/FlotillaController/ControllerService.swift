@@ -22,6 +22,8 @@ public final class ControllerService: Service {
     private let state = Mutex<(outcome: ControllerOutcome?, httpAddress: String?)>((nil, nil))
     /// This process's identity in its heartbeats.
     let identity: ControllerHeartbeat
+    /// Checks manifests when a manifest key is configured.
+    let signer: ManifestSignature?
 
     /// `onListening` is called with `http://127.0.0.1:PORT` once the status server listens.
     public init(options: ControllerOptions, backend: any PodBackend, logger: Logger,
@@ -33,6 +35,7 @@ public final class ControllerService: Service {
         self.identity = ControllerHeartbeat(job: options.job, controller: UUID().uuidString.lowercased(),
                                             host: ProcessInfo.processInfo.hostName, pid: Int(getpid()),
                                             startedAt: Timestamp.now(), takeOver: options.takeOver ? true : nil)
+        self.signer = options.signer
         var logger = logger
         logger[metadataKey: "flotilla.job"] = "\(options.job)"
         self.logger = logger
@@ -151,6 +154,9 @@ extension ControllerService {
             }
         }
         guard let manifest else { throw FlotillaError(.internal, "manifest vanished") }
+        if let problem = signer?.problem(with: manifest) {
+            throw FlotillaError(.invalidConfiguration, "\(problem); refusing to run it")
+        }
         try await createTopics(connection, config: manifest.config)
         try await checkNoOtherController(connection, settings: LedgerSettings(config: manifest.config))
         var run = ControllerRun(
@@ -245,11 +251,16 @@ extension ControllerService {
             case topics.jobs:
                 guard message.keyString == options.job else { return }
                 let manifest = try codec.decode(JobManifest.self, from: message.value)
+                if let problem = signer?.problem(with: manifest) {
+                    logger.error("ignoring a manifest update", metadata: ["flotilla.error": "\(problem)"])
+                    return
+                }
                 run.manifest = manifest
                 if manifest.status == .cancelled { run.cancelled = run.cancelled ?? "the job's manifest says cancelled" }
             case topics.shards:
                 do {
                     let record = try codec.decode(ShardRecord.self, from: message.value)
+                    if let problem = run.manifest.config.problem(with: record.source) { throw FlotillaError(.invalidInput, problem) }
                     run.ledger.apply(shard: record, partition: Int(message.partition), offset: message.offset)
                 } catch {
                     if let shard = message.keyString, !shard.isEmpty {

@@ -19,6 +19,10 @@ public struct JobManifest: FlotillaRecord, Hashable {
     public var status: JobStatus
     /// The final counts, once the job is done or cancelled.
     public var summary: JobStatusSummary?
+    /// `hmac-sha256:<hex>` over the job id and config, when the job was submitted with a
+    /// manifest key (`ManifestSignature`); workers and controllers that hold the key refuse a
+    /// manifest without a valid one.
+    public var signature: String?
 
     public init(
         config: JobConfig, shards: Int, samples: Int? = nil, createdAt: Int64 = Timestamp.now(),

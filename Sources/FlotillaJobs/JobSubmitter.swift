@@ -14,6 +14,8 @@ import RdKafka
 public struct JobSubmitter: Sendable {
     public var logger: Logger
     public var http: HTTPOptions
+    /// Signs the manifest when set (`ManifestSignature`).
+    public var signer: ManifestSignature?
 
     public init(logger: Logger, http: HTTPOptions = HTTPOptions()) {
         self.logger = logger
@@ -171,7 +173,8 @@ public struct JobSubmitter: Sendable {
         logger.debug("published shards", metadata: ["flotilla.count": "\(messages.count)"])
 
         // The manifest last: its presence means every shard is published.
-        let manifest = Self.fitting(plan.manifest(), limit: config.kafka.maxMessageBytes - Self.recordOverhead)
+        var manifest = Self.fitting(plan.manifest(), limit: config.kafka.maxMessageBytes - Self.recordOverhead)
+        if let signer { manifest = signer.sign(manifest) }
         do {
             try await producer.send(.record(manifest, topic: topics.jobs, key: config.job, partition: 0))
         } catch {

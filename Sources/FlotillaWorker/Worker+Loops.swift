@@ -67,7 +67,8 @@ extension Worker {
         var taken: [QueuedShard] = []
         for message in await runtime.fetchShardRecords(positions) {
             guard let record = try? RecordCodec.shared.decode(ShardRecord.self, from: message.value),
-                  record.job == options.job, runtime.ledger.shouldSkip(record) == nil else { continue }
+                  record.job == options.job, runtime.config.problem(with: record.source) == nil,
+                  runtime.ledger.shouldSkip(record) == nil else { continue }
             taken.append(QueuedShard(record: record, partition: message.topicPartition, offset: message.offset, express: express))
         }
         let added = state.withLock { state in

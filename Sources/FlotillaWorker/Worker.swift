@@ -51,11 +51,15 @@ public final class Worker: Sendable {
     public func run() async throws(FlotillaError) -> WorkerExit {
         var client = KafkaClientConfiguration(bootstrapServers: options.brokers, properties: options.kafkaProperties)
         client.clientID = "flotilla-worker-\(options.workerID)"
-        let manifest = try await ManifestLoader.load(job: options.job, prefix: options.topicPrefix, client: client, logger: logger)
-        let config = manifest.config
-        client.properties = config.kafka.properties.merging(options.kafkaProperties) { $1 }
+        let config: JobConfig
         let runtime: WorkerRuntime
-        do {
+        do throws(FlotillaError) {
+            let manifest = try await ManifestLoader.load(job: options.job, prefix: options.topicPrefix, client: client, logger: logger)
+            if let signer = try ManifestSignature.fromEnvironment(), let problem = signer.problem(with: manifest) {
+                throw FlotillaError(.invalidConfiguration, "\(problem); refusing to run it")
+            }
+            config = manifest.config
+            client.properties = config.kafka.properties.merging(options.kafkaProperties) { $1 }
             runtime = try await WorkerRuntime.start(options: options, config: config, client: client, logger: logger)
         } catch {
             await reportStartFailure(error, client: client)
@@ -138,6 +142,7 @@ public final class Worker: Sendable {
                 guard record.job == options.job else {
                     throw FlotillaError(.codec, "shard record of job '\(record.job)' in the topic of job '\(options.job)'")
                 }
+                if let problem = runtime.config.problem(with: record.source) { throw FlotillaError(.invalidInput, problem) }
             } catch {
                 await runtime.deadLetter(message: message, reason: "\(error)", logger: logger)
                 state.withLock { $0.offsets.finished(partition, message.offset) }

@@ -84,6 +84,7 @@ struct ControllerCommand: AsyncParsableCommand {
                                             kafkaProperties: connection.properties)
             options.manifestTimeout = connection.timeout
             options.takeOver = takeOver
+            options.signer = try ManifestSignature.fromEnvironment()
             let service = ControllerService(options: options, backend: pods, logger: CommandLogging.kafkaLogger()) { address in
                 printError("flotilla controller: status at \(address)/status")
             }

@@ -83,7 +83,8 @@ struct RunCommand: AsyncParsableCommand {
             let connection = try kafkaOptions.connection()
             phases.brokerReady = Timestamp.now()
 
-            let submitter = JobSubmitter(logger: CommandLogging.kafkaLogger())
+            var submitter = JobSubmitter(logger: CommandLogging.kafkaLogger())
+            submitter.signer = try ManifestSignature.fromEnvironment()
             let plan = try await submitter.plan(config)
             _ = try await submitter.submit(plan, to: connection, resume: resume)
             phases.submitted = Timestamp.now()
@@ -91,9 +92,10 @@ struct RunCommand: AsyncParsableCommand {
 
             let backend = try FleetLauncher.localBackend(job: config.job, brokers: brokers, topicPrefix: config.kafka.topicPrefix,
                                                          kafkaProperties: connection.properties, logDirectory: logs.path, logger: logger)
-            let options = ControllerOptions(job: config.job, brokers: brokers, topicPrefix: config.kafka.topicPrefix, workers: workers,
+            var options = ControllerOptions(job: config.job, brokers: brokers, topicPrefix: config.kafka.topicPrefix, workers: workers,
                                             workerArguments: FleetLauncher.workerArguments(workerArgs), httpPort: httpPort,
                                             kafkaProperties: connection.properties)
+            options.signer = submitter.signer
             let service = ControllerService(options: options, backend: backend, logger: CommandLogging.kafkaLogger()) { address in
                 printError("flotilla run: status at \(address)/status")
             }

@@ -56,6 +56,7 @@ struct SubmitCommand: AsyncParsableCommand {
             guard let connection else { return }
             var kafkaSubmitter = submitter
             kafkaSubmitter.logger = CommandLogging.kafkaLogger()
+            kafkaSubmitter.signer = try ManifestSignature.fromEnvironment()
             let report = try await kafkaSubmitter.submit(plan, to: connection, resume: resume)
             if json {
                 print(try jsonLine(plan: plan, report: report))

@@ -1,6 +1,7 @@
 import FlotillaCore
 import FlotillaTestSupport
 import Foundation
+import RdKafka
 import Testing
 
 /// Failure modes outside the fault suite (issue "Reliability"), through the real executable.
@@ -146,5 +147,51 @@ struct ReliabilityTests {
         #expect(errors.contains("was taken over by another controller"), "\(errors.suffix(2_000))")
         let (lines, status) = try harness.results()
         #expect(status == 0 && lines.count == 600)
+    }
+
+    @Test("A shard record naming a file the job does not declare (/etc/passwd) is dead-lettered; nothing of it is published")
+    func undeclaredSource() async throws {
+        let harness = try await FleetHarness(samples: 20, samplesPerShard: 10, stage: "builtin: identity")
+        try harness.submit()
+        let range = ByteRange(offset: 0, length: 200, firstLine: 1, format: .jsonl)
+        let forged = ShardRecord(job: harness.job, shard: "s000099", source: .file(FileRange(path: "/etc/passwd", range: range)), samples: 3)
+        try await harness.publishGarbage(RecordCodec.shared.encode(forged))
+        try harness.startController(workers: 1)
+        #expect(try await harness.waitForController(timeout: .seconds(60)) == 3)
+        let letters = try await harness.deadLetters()
+        #expect(letters.contains { $0.reason.contains("source not declared by the job: file /etc/passwd") }, "\(letters.map(\.reason))")
+        let results = try await harness.rawReaderResults()
+        #expect(results.count == 20 && !results.contains { $0.shard == "s000099" })
+    }
+
+    @Test("Manifest signing: a signed job runs; a forged or unsigned manifest is refused by a controller holding the key")
+    func manifestSigning() async throws {
+        let fixture = try await BrokerFixture()
+        let (folder, spec) = try identityJob("signed", lines: (0..<20).map { #"{"id":"n\#($0)"}"# })
+        let key = ["FLOTILLA_MANIFEST_KEY": "a-key-of-at-least-16-bytes"]
+        let run = try CommandRunner.run([CommandRunner.flotillaExecutable, "run", spec, "--brokers", fixture.bootstrapServers, "--json"],
+                                        environment: key, directory: folder)
+        #expect(run.status == 0, "\(run.stderr)")
+        let job = try #require(try JSONDecoder().decode(JobStatusSummary.self, from: Data(run.stdout.utf8)).job as String?)
+        // Forge: the same job with another command and the old signature.
+        let reader = try await TopicReader(client: fixture.client, topics: [TopicNames(job: job).jobs], isolation: .readUncommitted, logger: fixture.logger)
+        let manifests = try await reader.readToEnd().filter { $0.keyString == job }
+            .compactMap { try? RecordCodec.shared.decode(JobManifest.self, from: $0.value) }
+        await reader.close()
+        var forged = try #require(manifests.last)
+        #expect(forged.signature?.hasPrefix("hmac-sha256:") == true)
+        forged.status = .submitted
+        forged.config.stages[0].predictor = .command(["sh", "-c", "touch /tmp/pwned"])
+        try await fixture.producer().send(OutgoingMessage(topic: TopicNames(job: job).jobs, partition: 0, key: job,
+                                                          value: RecordCodec.shared.encode(forged)))
+        let refused = try CommandRunner.run([CommandRunner.flotillaExecutable, "controller", job, "--brokers", fixture.bootstrapServers],
+                                            environment: key)
+        #expect(refused.status == 2 && refused.stderr.contains("signature that does not match"), "\(refused.stderr)")
+        forged.signature = nil
+        try await fixture.producer().send(OutgoingMessage(topic: TopicNames(job: job).jobs, partition: 0, key: job,
+                                                          value: RecordCodec.shared.encode(forged)))
+        let unsigned = try CommandRunner.run([CommandRunner.flotillaExecutable, "worker", job, "--brokers", fixture.bootstrapServers],
+                                             environment: key)
+        #expect(unsigned.status == 2 && unsigned.stderr.contains("is not signed"), "\(unsigned.stderr)")
     }
 }

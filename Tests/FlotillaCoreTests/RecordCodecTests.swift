@@ -244,3 +244,51 @@ struct OutputDirectoryTests {
         #expect(error?.message.contains("invalid shard id '/../x'") == true)
     }
 }
+
+@Suite("Manifest signing and declared sources")
+struct ManifestSignatureTests {
+    private func manifest() -> JobManifest {
+        let config = JobConfig(job: "j", inputs: [.file(FileInput(path: "/data/in.jsonl", format: .jsonl))],
+                               stages: [StageConfig(name: "m", predictor: .command(["python3", "m.py"]))], baseDirectory: "/data")
+        return JobManifest(config: config, shards: 1, createdAt: 1)
+    }
+
+    @Test("Sign, verify; a changed config, another key or no signature is refused; status changes are fine")
+    func signing() {
+        let signer = ManifestSignature(key: Array("0123456789abcdef".utf8))
+        var signed = signer.sign(manifest())
+        #expect(signer.problem(with: signed) == nil)
+        signed.status = .running
+        signed.updatedAt = 99
+        #expect(signer.problem(with: signed) == nil, "what the controller rewrites is not signed")
+        var changed = signed
+        changed.config.stages[0].predictor = .command(["sh", "-c", "id"])
+        #expect(signer.problem(with: changed)?.contains("does not match") == true)
+        #expect(ManifestSignature(key: Array("another key, 16+ bytes".utf8)).problem(with: signed)?.contains("does not match") == true)
+        #expect(signer.problem(with: manifest())?.contains("is not signed") == true)
+        var garbled = signed
+        garbled.signature = "hmac-sha256:zz"
+        #expect(signer.problem(with: garbled)?.contains("malformed") == true)
+    }
+
+    @Test("Keys from the environment: text or file, at least 16 bytes")
+    func keys() throws {
+        #expect(try ManifestSignature.fromEnvironment([:]) == nil)
+        #expect(throws: FlotillaError.self) { try ManifestSignature.fromEnvironment(["FLOTILLA_MANIFEST_KEY": "short"]) }
+        let path = FileManager.default.temporaryDirectory.appendingPathComponent("flotilla-key-\(UUID().uuidString)").path
+        try "0123456789abcdef0123\n".write(toFile: path, atomically: true, encoding: .utf8)
+        let fromFile = try #require(try ManifestSignature.fromEnvironment(["FLOTILLA_MANIFEST_KEY_FILE": path]))
+        let fromText = try #require(try ManifestSignature.fromEnvironment(["FLOTILLA_MANIFEST_KEY": "0123456789abcdef0123"]))
+        #expect(fromText.problem(with: fromFile.sign(manifest())) == nil, "the file's trailing newline is not part of the key")
+    }
+
+    @Test("Only declared files and URLs may be read; inline samples always")
+    func declaredSources() {
+        let config = manifest().config
+        let range = ByteRange(offset: 0, length: 10, firstLine: 1, format: .jsonl)
+        #expect(config.problem(with: .file(FileRange(path: "/data/in.jsonl", range: range))) == nil)
+        #expect(config.problem(with: .file(FileRange(path: "/etc/passwd", range: range)))?.contains("not declared") == true)
+        #expect(config.problem(with: .http(HTTPRange(url: "http://169.254.169.254/", range: range)))?.contains("not declared") == true)
+        #expect(config.problem(with: .inline([])) == nil)
+    }
+}
