@@ -172,7 +172,8 @@ public final class LocalPodBackend: PodBackend {
         posix_spawn_file_actions_init(&actions)
         defer { posix_spawn_file_actions_destroy(&actions) }
         posix_spawn_file_actions_addopen(&actions, 0, "/dev/null", O_RDONLY, 0)
-        posix_spawn_file_actions_addopen(&actions, 1, logFile, O_WRONLY | O_CREAT | O_APPEND, 0o644)
+        // Owner-only: a worker's log may quote its configuration.
+        posix_spawn_file_actions_addopen(&actions, 1, logFile, O_WRONLY | O_CREAT | O_APPEND, 0o600)
         posix_spawn_file_actions_adddup2(&actions, 1, 2)
         // Other descriptors of the controller (Kafka sockets, the HTTP listener) stay out of the child.
         if let closefrom = addClosefrom { _ = closefrom(&actions, 3) }

@@ -30,7 +30,20 @@ public struct KafkaConfig: Sendable, Hashable, Codable {
         "isolation.level": "Flotilla reads committed records only",
         "enable.idempotence": "Flotilla turns it on itself",
         "message.max.bytes": "set kafka.maxMessageBytes instead",
+        "auto.offset.reset": "Flotilla reads every shard record from the start of its partition",
+        "group.instance.id": "static membership would keep a dead worker's partitions until its session times out",
+        "partition.assignment.strategy": "Flotilla uses cooperative-sticky assignment, so a rebalance does not stop every worker",
+        "group.protocol": "Flotilla uses the classic consumer group protocol",
+        "enable.partition.eof": "Flotilla's readers set it where they need it",
     ]
+
+    /// Whether a librdkafka property holds a secret (a password, a client secret, a private
+    /// key): such values never go into the manifest on Kafka, onto command lines or into logs.
+    public static func isSecret(_ key: String) -> Bool {
+        let key = key.lowercased()
+        return key.contains("password") || key.contains("secret") || key == "ssl.key.pem" || key == "ssl_key"
+            || key == "sasl.oauthbearer.config"
+    }
 
     public init(
         brokers: String? = nil,

@@ -70,7 +70,7 @@ struct SpecReader {
         return stages
     }
 
-    static let stageKeys = ["name", "predictor", "builtin", "batch", "processes", "timeout", "startTimeout", "env"]
+    static let stageKeys = ["name", "predictor", "builtin", "batch", "processes", "timeout", "startTimeout", "env", "passEnv"]
 
     func readStage(_ node: SpecNode) throws(FlotillaError) -> StageConfig {
         let map = try node.mapping(allowed: Self.stageKeys)
@@ -107,6 +107,12 @@ struct SpecReader {
             stage.env = try envNode.stringMap()
             if let bad = stage.env.keys.sorted().first(where: { $0.contains("=") || $0.contains("\0") }) {
                 throw envNode.error("has the variable name '\(bad)', which may not contain '='")
+            }
+        }
+        if let passNode = map["passEnv"] {
+            stage.passEnv = try passNode.stringList()
+            if let bad = stage.passEnv.first(where: { $0.isEmpty || $0.contains("=") || $0.contains("\0") }) {
+                throw passNode.error("has the variable name '\(bad)', which may not be empty or contain '='")
             }
         }
         return stage
@@ -224,6 +230,9 @@ struct SpecReader {
             for key in config.properties.keys.sorted() {
                 if let why = KafkaConfig.reservedProperties[key] {
                     throw propertiesNode.error("may not set '\(key)': \(why)")
+                }
+                if KafkaConfig.isSecret(key) {
+                    throw propertiesNode.error("may not hold the secret '\(key)': the spec is copied into the job's manifest on Kafka; put it in a properties file named by FLOTILLA_KAFKA_PROPERTIES_FILE (or --kafka-properties-file) on every machine that runs a Flotilla command")
                 }
             }
         }

@@ -1,3 +1,5 @@
+import Foundation
+
 /// One model stage: a predictor (external command or builtin) with its batching and pool settings.
 public struct StageConfig: Sendable, Hashable, Codable {
     /// Unique within the job: `[A-Za-z0-9._-]`, at most 64 characters. Used in metrics and results.
@@ -13,8 +15,12 @@ public struct StageConfig: Sendable, Hashable, Codable {
     /// How long a new predictor process may take to finish its handshake (model loading).
     /// Default 60s; must be > 0.
     public var startTimeout: Duration
-    /// Extra environment variables for predictor processes. Default none.
+    /// Extra environment variables for predictor processes. Default none. They are part of the
+    /// manifest on Kafka: secrets go in `passEnv`.
     public var env: [String: String]
+    /// Names of the worker's own environment variables passed on to predictor processes (API
+    /// keys, tokens): only the names enter the manifest. Default none.
+    public var passEnv: [String] = []
 
     public static let defaultBatch = 32
     public static let defaultTimeout: Duration = .seconds(60)
@@ -39,7 +45,7 @@ public struct StageConfig: Sendable, Hashable, Codable {
     }
 
     private enum CodingKeys: String, CodingKey {
-        case name, predictor, builtin, batch, processes, timeout, startTimeout, env
+        case name, predictor, builtin, batch, processes, timeout, startTimeout, env, passEnv
     }
 
     // Encoded like the YAML: either `predictor: [argv...]` or `builtin: name`.
@@ -56,6 +62,7 @@ public struct StageConfig: Sendable, Hashable, Codable {
         timeout = try container.decodeDuration(forKey: .timeout)
         startTimeout = try container.decodeDuration(forKey: .startTimeout)
         env = try container.decodeIfPresent([String: String].self, forKey: .env) ?? [:]
+        passEnv = try container.decodeIfPresent([String].self, forKey: .passEnv) ?? []
     }
 
     public func encode(to encoder: any Encoder) throws {
@@ -70,6 +77,16 @@ public struct StageConfig: Sendable, Hashable, Codable {
         try container.encodeDuration(timeout, forKey: .timeout)
         try container.encodeDuration(startTimeout, forKey: .startTimeout)
         try container.encode(env, forKey: .env)
+        if !passEnv.isEmpty { try container.encode(passEnv, forKey: .passEnv) }
+    }
+}
+
+extension StageConfig {
+    /// The predictor processes' extra variables: `env`, and the `passEnv` variables this process has.
+    public func environment(_ own: [String: String] = ProcessInfo.processInfo.environment) -> [String: String] {
+        var result = env
+        for name in passEnv { if let value = own[name] { result[name] = value } }
+        return result
     }
 }
 

@@ -119,7 +119,7 @@ struct WorkerRuntime: Sendable {
         return PredictorPoolConfig(
             name: stage.name, command: command, batchSize: stage.batch, minProcesses: stage.processes.min,
             maxProcesses: stage.processes.max, batchTimeout: stage.timeout, startupTimeout: stage.startTimeout,
-            maxAttempts: config.faults.maxAttempts, environment: stage.env, workingDirectory: config.baseDirectory,
+            maxAttempts: config.faults.maxAttempts, environment: stage.environment(), workingDirectory: config.baseDirectory,
             slowdown: slowdown)
     }
 

@@ -19,10 +19,18 @@ enum FleetLauncher {
     /// Workers as child processes of this executable, logging to `logDirectory`.
     static func localBackend(job: String, brokers: String, topicPrefix: String, kafkaProperties: [String: String],
                              logDirectory: String, logger: Logger) throws(FlotillaError) -> LocalPodBackend {
-        var arguments = ["worker", job, "--brokers", brokers, "--prefix", topicPrefix]
-        for (key, value) in kafkaProperties.sorted(by: { $0.key < $1.key }) { arguments += ["--kafka-property", "\(key)=\(value)"] }
+        let arguments = ["worker", job, "--brokers", brokers, "--prefix", topicPrefix]
+        // Properties reach the workers in a file only the owner can read, never on their command
+        // lines (which `ps` shows everyone): they may hold SASL passwords.
+        var environment: [String: String] = [:]
+        if !kafkaProperties.isEmpty {
+            try? FileManager.default.createDirectory(atPath: logDirectory, withIntermediateDirectories: true)
+            let path = "\(logDirectory)/kafka.properties"
+            try KafkaOptions.writeProperties(kafkaProperties, to: path)
+            environment[KafkaOptions.propertiesFileVariable] = path
+        }
         return try LocalPodBackend(executable: LocalPodBackend.currentExecutable, baseArguments: arguments,
-                                   logDirectory: logDirectory, logger: logger)
+                                   logDirectory: logDirectory, environment: environment, logger: logger)
     }
 
     /// Runs the controller until the job ends or SIGINT/SIGTERM stops it; nil when stopped first.

@@ -14,6 +14,11 @@ struct KafkaOptions: ParsableArguments {
                                valueName: "key=value"))
     var kafkaProperties: [String] = []
 
+    @Option(name: .customLong("kafka-properties-file"),
+            help: ArgumentHelp("librdkafka properties as KEY=VALUE lines (# comments), e.g. SASL credentials (default: $FLOTILLA_KAFKA_PROPERTIES_FILE).",
+                               valueName: "path"))
+    var kafkaPropertiesFile: String?
+
     @Option(help: "Seconds one broker request may take before the command gives up.")
     var timeout: Double = 10
 
@@ -33,15 +38,12 @@ struct KafkaOptions: ParsableArguments {
             throw FlotillaError(.invalidConfiguration, "--timeout must be a positive number of seconds, not \(timeout)")
         }
         var properties: [String: String] = [:]
+        if let path = kafkaPropertiesFile ?? ProcessInfo.processInfo.environment[Self.propertiesFileVariable], !path.isEmpty {
+            properties = try Self.properties(fromFile: path)
+        }
         for pair in kafkaProperties {
-            guard let equals = pair.firstIndex(of: "="), equals != pair.startIndex else {
-                throw FlotillaError(.invalidConfiguration, "--kafka-property '\(pair)' must be KEY=VALUE")
-            }
-            let key = String(pair[..<equals])
-            if let reason = KafkaConfig.reservedProperties[key] {
-                throw FlotillaError(.invalidConfiguration, "--kafka-property \(key) is not allowed: \(reason)")
-            }
-            properties[key] = String(pair[pair.index(after: equals)...])
+            let (key, value) = try Self.property(pair, from: "--kafka-property")
+            properties[key] = value
         }
         return BrokerConnection(bootstrapServers: servers, properties: properties,
                                 timeout: .milliseconds(Int64((timeout * 1000).rounded())))
@@ -49,6 +51,46 @@ struct KafkaOptions: ParsableArguments {
 }
 
 extension KafkaOptions {
+    /// The environment variable naming a properties file, read by every command: how secrets
+    /// (SASL passwords, key passwords) reach Flotilla without the spec, the manifest or a command line.
+    static let propertiesFileVariable = "FLOTILLA_KAFKA_PROPERTIES_FILE"
+
+    /// KEY=VALUE lines; blank lines and lines starting with `#` are skipped.
+    static func properties(fromFile path: String) throws(FlotillaError) -> [String: String] {
+        guard let data = FileManager.default.contents(atPath: path), let text = String(data: data, encoding: .utf8) else {
+            throw FlotillaError(.invalidConfiguration, "cannot read the Kafka properties file \(path)")
+        }
+        var properties: [String: String] = [:]
+        for (number, line) in text.split(separator: "\n", omittingEmptySubsequences: false).enumerated() {
+            let trimmed = line.trimmingCharacters(in: .whitespaces)
+            if trimmed.isEmpty || trimmed.hasPrefix("#") { continue }
+            let (key, value) = try property(trimmed, from: "\(path):\(number + 1)")
+            properties[key] = value
+        }
+        return properties
+    }
+
+    /// One KEY=VALUE pair, checked against the properties Flotilla owns. Values are never quoted
+    /// in messages: they may be secrets.
+    static func property(_ pair: String, from place: String) throws(FlotillaError) -> (String, String) {
+        guard let equals = pair.firstIndex(of: "="), equals != pair.startIndex else {
+            throw FlotillaError(.invalidConfiguration, "\(place): a property must be KEY=VALUE")
+        }
+        let key = String(pair[..<equals]).trimmingCharacters(in: .whitespaces)
+        if let reason = KafkaConfig.reservedProperties[key] {
+            throw FlotillaError(.invalidConfiguration, "\(place): \(key) is not allowed: \(reason)")
+        }
+        return (key, String(pair[pair.index(after: equals)...]))
+    }
+
+    /// Writes `properties` to a file only its owner can read, for child processes.
+    static func writeProperties(_ properties: [String: String], to path: String) throws(FlotillaError) {
+        let text = properties.sorted { $0.key < $1.key }.map { "\($0.key)=\($0.value)\n" }.joined()
+        guard FileManager.default.createFile(atPath: path, contents: Data(text.utf8), attributes: [.posixPermissions: 0o600]) else {
+            throw FlotillaError(.invalidConfiguration, "cannot write \(path)")
+        }
+    }
+
     /// Why a bootstrap list is not `host:port[,host:port...]`, nil when it is. Checked up front:
     /// librdkafka would only answer "No brokers configured" after the full timeout.
     static func problem(withBrokers servers: String) -> String? {

@@ -194,4 +194,72 @@ struct ReliabilityTests {
                                              environment: key)
         #expect(unsigned.status == 2 && unsigned.stderr.contains("is not signed"), "\(unsigned.stderr)")
     }
+
+    @Test("Secrets stay out of Kafka, command lines and logs: a properties file for SASL, passEnv for a predictor's token")
+    func secrets() async throws {
+        let fixture = try await BrokerFixture()
+        let password = "S3CRET-\(UUID().uuidString.prefix(8))", token = "T0KEN-\(UUID().uuidString.prefix(8))"
+        let (folder, _) = try identityJob("secret", lines: [])
+        // In the spec: refused, naming the way that works.
+        try """
+            job: leaky
+            inputs: [{inline: [{id: a, input: 1}]}]
+            stages: [{name: echo, builtin: identity}]
+            kafka: { properties: { sasl.password: \(password) } }
+            """.write(toFile: "\(folder)/leaky.yaml", atomically: true, encoding: .utf8)
+        let leaky = try CommandRunner.run([CommandRunner.flotillaExecutable, "submit", "\(folder)/leaky.yaml", "--dry-run"])
+        #expect(leaky.status == 2 && leaky.stderr.contains("may not hold the secret 'sasl.password'"), "\(leaky.stderr)")
+        #expect(!leaky.stderr.contains(password))
+
+        try "# SASL credentials\nsasl.username=flotilla\nsasl.password=\(password)\n".write(toFile: "\(folder)/client.properties", atomically: true, encoding: .utf8)
+        try """
+            import os, time
+            from flotilla_predictor import serve
+            def predict(inputs):
+                time.sleep(0.5)
+                return [{"token": os.environ.get("MODEL_TOKEN") == "\(token)"} for _ in inputs]
+            serve(predict)
+            """.write(toFile: "\(folder)/secret_model.py", atomically: true, encoding: .utf8)
+        let job = "secret-\(UUID().uuidString.prefix(6).lowercased())"
+        try """
+            job: \(job)
+            inputs: [{file: in.jsonl}]
+            shard: { samples: 2 }
+            stages: [{name: m, predictor: [python3, secret_model.py], passEnv: [MODEL_TOKEN], env: { PYTHONPATH: \(CommandRunner.repositoryRoot)/python }}]
+            workers: 1
+            """.write(toFile: "\(folder)/job.yaml", atomically: true, encoding: .utf8)
+        try ((0..<10).map { #"{"id":"s\#($0)"}"# }.joined(separator: "\n") + "\n").write(toFile: "\(folder)/in.jsonl", atomically: true, encoding: .utf8)
+        let environment = ["FLOTILLA_KAFKA_PROPERTIES_FILE": "\(folder)/client.properties", "MODEL_TOKEN": token]
+        let run = Task.detached {
+            try CommandRunner.run([CommandRunner.flotillaExecutable, "run", "\(folder)/job.yaml", "--brokers", fixture.bootstrapServers,
+                                   "--log-dir", "\(folder)/logs", "--out", "\(folder)/out.jsonl"], environment: environment, directory: folder)
+        }
+        var processes = ""
+        for _ in 0..<30 where !processes.contains("flotilla worker") {
+            try await Task.sleep(for: .milliseconds(200))
+            processes = try CommandRunner.run(["ps", "-eo", "args"]).stdout
+        }
+        let output = try await run.value
+        #expect(output.status == 0, "\(output.stderr)")
+        #expect(processes.contains("flotilla worker \(job)"), "the process list was read while a worker ran")
+        #expect(!processes.contains(password) && !processes.contains(token), "no secret on a command line")
+        let lines = try String(contentsOfFile: "\(folder)/out.jsonl", encoding: .utf8).split(separator: "\n")
+        #expect(lines.count == 10 && lines.allSatisfy { $0.contains(#""token":true"#) }, "passEnv reached the predictor: \(lines.first ?? "")")
+        // Every record of every topic of the job, and the shared jobs topic.
+        let topics = TopicNames(job: job)
+        let reader = try await TopicReader(client: fixture.client, topics: [topics.jobs] + topics.perJob, isolation: .readUncommitted, logger: fixture.logger)
+        let records = try await reader.readToEnd().map { String(decoding: $0.value, as: UTF8.self) }.joined(separator: "\n")
+        await reader.close()
+        #expect(records.contains("MODEL_TOKEN") && !records.contains(token) && !records.contains(password), "no secret in Kafka")
+        for name in try FileManager.default.contentsOfDirectory(atPath: "\(folder)/logs") {
+            let path = "\(folder)/logs/\(name)"
+            let mode = try #require(try FileManager.default.attributesOfItem(atPath: path)[.posixPermissions] as? Int)
+            if name.hasSuffix(".log") || name == "kafka.properties" { #expect(mode & 0o077 == 0, "\(name) is \(String(mode, radix: 8))") }
+            if name != "kafka.properties" {
+                let text = try String(contentsOfFile: path, encoding: .utf8)
+                #expect(!text.contains(password) && !text.contains(token), "\(name) holds a secret")
+            }
+        }
+        #expect(!output.stderr.contains(password) && !output.stdout.contains(password))
+    }
 }

@@ -59,7 +59,7 @@ struct JobSpecValidationTests {
         #expect(specError(withExtra("wokers: 2"))?.message
             == "unknown key 'wokers' at the top level (job.yaml:6); expected one of: job, inputs, shard, stages, outputs, workers, faults, delivery, kafka")
         #expect(specError(minimalSpec.replacingOccurrences(of: "builtin: identity", with: "builtin: identity\n    modle: x"))?.message
-            == "unknown key 'modle' in stages[0] (job.yaml:6); expected one of: name, predictor, builtin, batch, processes, timeout, startTimeout, env")
+            == "unknown key 'modle' in stages[0] (job.yaml:6); expected one of: name, predictor, builtin, batch, processes, timeout, startTimeout, env, passEnv")
         #expect(specError(withExtra("shard: { sample: 5 }"))?.message
             == "unknown key 'sample' in shard (job.yaml:6); expected one of: samples, maxSampleBytes")
         #expect(specError(withExtra("faults:\n  heartbeat: 1s\n  retries: 2"))?.message
@@ -178,5 +178,19 @@ struct JobSpecValidationTests {
         defer { try? FileManager.default.removeItem(at: binary) }
         let binaryError = #expect(throws: FlotillaError.self) { try JobSpecLoader.load(path: binary.path) }
         #expect(binaryError?.message == "cannot read job spec '\(binary.path)': it is not UTF-8 text")
+    }
+}
+
+@Suite("Kafka properties that break the contract or hold secrets")
+struct KafkaPropertyRulesTests {
+    @Test("auto.offset.reset, group.instance.id and secrets are refused in the spec, with the reason")
+    func refused() throws {
+        for (key, reason) in [("auto.offset.reset", "reads every shard record"), ("group.instance.id", "static membership"),
+                              ("sasl.password", "may not hold the secret"), ("ssl.key.password", "may not hold the secret")] {
+            let yaml = "job: j\ninputs: [{inline: [{id: a, input: 1}]}]\nstages: [{name: e, builtin: identity}]\nkafka: { properties: { \(key): x } }\n"
+            let error = #expect(throws: FlotillaError.self) { try JobSpecLoader.load(yaml: yaml, fileName: "job.yaml", baseDirectory: "/tmp", builtins: ["identity"]) }
+            #expect(error?.message.contains(reason) == true, "\(key): \(error?.message ?? "")")
+        }
+        #expect(!KafkaConfig.isSecret("sasl.username") && KafkaConfig.isSecret("sasl.oauthbearer.client.secret"))
     }
 }
