@@ -83,6 +83,15 @@ final class FleetHarness: @unchecked Sendable {
 
     static func name(_ base: String, start: Int) -> String { start <= 1 ? base : "\(base)-\(start)" }
 
+    /// The latest controller's /status, nil while it does not answer.
+    func controllerStatus() -> [String: Any]? {
+        let errors = controllerErrors(start: starts)
+        guard let range = errors.range(of: "status at "), let end = errors[range.upperBound...].firstIndex(of: "\n"),
+              let output = try? CommandRunner.run(["curl", "-s", "-m", "2", String(errors[range.upperBound..<end])]),
+              output.status == 0 else { return nil }
+        return try? JSONSerialization.jsonObject(with: Data(output.stdout.utf8)) as? [String: Any]
+    }
+
     /// What the `start`-th controller wrote to stderr.
     func controllerErrors(start: Int) -> String {
         (try? String(contentsOfFile: "\(folder)/\(Self.name("controller", start: start)).err", encoding: .utf8)) ?? ""
