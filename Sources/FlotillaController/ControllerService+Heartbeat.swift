@@ -36,11 +36,12 @@ extension ControllerService {
         }
         guard let other = recent.max(by: { $0.time < $1.time }), now - other.time < settings.workerTimeoutMs,
               other.stopping != true, !Self.isGone(other) else { return }
-        // Recent, but maybe dead (killed): alive only if it beats again within two intervals.
+        // Recent, but maybe dead (killed): alive only if it beats after this check began, within
+        // two intervals. (Older beats may still arrive: the first read can end early.)
         let deadline = ContinuousClock.now + .milliseconds(2 * settings.heartbeatMs + 500)
         while ContinuousClock.now < deadline {
             let fresh = beats((try? await reader.poll(timeout: .milliseconds(100))) ?? [])
-            if let again = fresh.first(where: { $0.controller == other.controller && $0.time > other.time }) {
+            if let again = fresh.first(where: { $0.controller == other.controller && $0.time >= now }) {
                 if again.stopping == true { return }
                 throw Self.alreadyRunning(again, job: options.job, now: Timestamp.now())
             }

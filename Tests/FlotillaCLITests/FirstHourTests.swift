@@ -11,12 +11,10 @@ struct FirstHourTests {
     /// A folder with `in.jsonl` (`samples` lines) and a spec whose one stage runs `predictor`.
     private func job(_ name: String, samples: Int = 200, predictor: String, workers: Int = 2,
                      faults: String = "") throws -> (folder: String, spec: String, job: String) {
-        let folder = FileManager.default.temporaryDirectory.appendingPathComponent("flotilla-first-\(UUID().uuidString.prefix(8))").path
-        try FileManager.default.createDirectory(atPath: folder, withIntermediateDirectories: true)
-        let lines = (0..<samples).map { #"{"id":"s\#($0)","n":\#($0)}"# }.joined(separator: "\n") + "\n"
-        try lines.write(toFile: "\(folder)/in.jsonl", atomically: true, encoding: .utf8)
-        let job = "\(name)-\(UUID().uuidString.prefix(6).lowercased())"
-        try """
+        let folder = try JobFolder("first")
+        try folder.jsonLines(count: samples)
+        let job = JobFolder.jobID(name)
+        try folder.write("job.yaml", """
             job: \(job)
             inputs: [{file: in.jsonl}]
             shard: { samples: 20 }
@@ -26,8 +24,8 @@ struct FirstHourTests {
                 env: { PYTHONPATH: \(CommandRunner.repositoryRoot)/python }
             workers: { min: \(workers), max: \(workers) }
             \(faults)
-            """.write(toFile: "\(folder)/job.yaml", atomically: true, encoding: .utf8)
-        return (folder, "\(folder)/job.yaml", job)
+            """)
+        return (folder.path, "\(folder.path)/job.yaml", job)
     }
 
     private func run(_ spec: String, in folder: String, _ extra: [String] = []) throws -> (CommandRunner.Output, Duration) {

@@ -37,18 +37,17 @@ struct FleetScaleTests {
 
     @Test("flotilla run --json (embedded broker): stdout is one JSON summary whose seconds and wallSeconds measure the job")
     func runJSON() throws {
-        let folder = FileManager.default.temporaryDirectory.appendingPathComponent("flotilla-runjson-\(UUID().uuidString.prefix(8))").path
-        try FileManager.default.createDirectory(atPath: folder, withIntermediateDirectories: true)
-        let lines = (0..<200).map { #"{"id":"r\#($0)","n":\#($0)}"# }.joined(separator: "\n") + "\n"
-        try lines.write(toFile: "\(folder)/data.jsonl", atomically: true, encoding: .utf8)
-        let job = "runjson-\(UUID().uuidString.prefix(8).lowercased())"
-        try """
+        let jobFolder = try JobFolder("runjson")
+        let folder = jobFolder.path
+        try jobFolder.jsonLines("data.jsonl", count: 200, idPrefix: "r")
+        let job = JobFolder.jobID("runjson")
+        try jobFolder.write("job.yaml", """
             job: \(job)
             inputs: [{file: data.jsonl}]
             shard: { samples: 10 }
             stages: [{name: echo, builtin: identity}]
             workers: { min: 2, max: 2 }
-            """.write(toFile: "\(folder)/job.yaml", atomically: true, encoding: .utf8)
+            """)
         let started = ContinuousClock.now
         let run = try CommandRunner.run([CommandRunner.flotillaExecutable, "run", "\(folder)/job.yaml", "--json", "--log-dir", "\(folder)/logs"],
                                         directory: folder)

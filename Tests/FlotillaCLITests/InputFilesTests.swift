@@ -8,14 +8,13 @@ import Testing
 struct InputFilesTests {
     @Test("flotilla run on a CSV with a byte order mark, no id column and a quoted newline: every sample done, ids <file>:<line>")
     func bomCSVWithoutIDs() throws {
-        let folder = FileManager.default.temporaryDirectory.appendingPathComponent("flotilla-inputs-\(UUID().uuidString.prefix(8))").path
-        try FileManager.default.createDirectory(atPath: folder, withIntermediateDirectories: true)
+        let folder = try JobFolder("inputs").path
         defer { try? FileManager.default.removeItem(atPath: folder) }
         // As spreadsheet exports write it: BOM, CRLF, one field spanning two lines (row 3).
         var text = "text,n\r\n"
         for index in 0..<12 { text += index == 1 ? "\"two\r\nlines\",\(index)\r\n" : "row \(index),\(index)\r\n" }
         try Data([0xEF, 0xBB, 0xBF] + Array(text.utf8)).write(to: URL(fileURLWithPath: "\(folder)/data.csv"))
-        let job = "inputs-\(UUID().uuidString.prefix(8).lowercased())"
+        let job = JobFolder.jobID("inputs")
         try """
             job: \(job)
             inputs: [{file: data.csv}]
@@ -24,7 +23,8 @@ struct InputFilesTests {
             outputs: { directory: out }
             workers: 1
             """.write(toFile: "\(folder)/job.yaml", atomically: true, encoding: .utf8)
-        let run = try CommandRunner.run([CommandRunner.flotillaExecutable, "run", "\(folder)/job.yaml", "--json", "--log-dir", "\(folder)/logs"])
+        let run = try CommandRunner.run([CommandRunner.flotillaExecutable, "run", "\(folder)/job.yaml", "--json", "--log-dir", "\(folder)/logs"],
+                                        directory: folder)
         #expect(run.status == 0, "stderr: \(run.stderr)")
         let stdout = run.stdout.split(separator: "\n")
         #expect(stdout.count == 1, "stdout: \(run.stdout)")

@@ -10,18 +10,17 @@ struct ReliabilityTests {
     /// A folder with `in.jsonl` and a spec of one identity stage; `shard` is the spec's shard mapping.
     private func identityJob(_ name: String, lines: [String], shard: String = "{ samples: 10 }",
                              extra: String = "") throws -> (folder: String, spec: String) {
-        let folder = FileManager.default.temporaryDirectory.appendingPathComponent("flotilla-rel-\(UUID().uuidString.prefix(8))").path
-        try FileManager.default.createDirectory(atPath: folder, withIntermediateDirectories: true)
-        try (lines.joined(separator: "\n") + "\n").write(toFile: "\(folder)/in.jsonl", atomically: true, encoding: .utf8)
-        try """
-            job: \(name)-\(UUID().uuidString.prefix(6).lowercased())
+        let folder = try JobFolder("rel")
+        try folder.write("in.jsonl", lines.joined(separator: "\n") + "\n")
+        try folder.write("job.yaml", """
+            job: \(JobFolder.jobID(name))
             inputs: [{file: in.jsonl}]
             shard: \(shard)
             stages: [{name: echo, builtin: identity}]
             workers: 1
             \(extra)
-            """.write(toFile: "\(folder)/job.yaml", atomically: true, encoding: .utf8)
-        return (folder, "\(folder)/job.yaml")
+            """)
+        return (folder.path, "\(folder.path)/job.yaml")
     }
 
     private func results(_ path: String) throws -> [String: [String: Any]] {

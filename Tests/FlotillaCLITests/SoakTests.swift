@@ -50,11 +50,13 @@ struct SoakTests {
         let ids = lines.compactMap { $0["id"] as? String }
         let raw = try await harness.rawReaderResults()
         let dead = try await harness.deadLetters()
+        let reasons = try await harness.reEnqueueReasons()
         let expected = Set(harness.samples)
         let report = SoakReport(seconds: (ContinuousClock.now - started).seconds, samplesIn: expected.count, resultsOut: ids.count,
                                 duplicates: ids.count - Set(ids).count, lost: expected.subtracting(ids).count,
                                 rawOut: raw.count, rawLost: expected.subtracting(raw.map(\.id)).count, deadLetters: dead.count,
-                                faults: injected.map { SoakReport.Injected(kind: $0.fault.rawValue, recoverySeconds: $0.recovery) })
+                                faults: injected.map { SoakReport.Injected(kind: $0.fault.rawValue, recoverySeconds: $0.recovery) },
+                                reEnqueues: reasons)
         print(report.text)
         if let path = Self.environment["FLOTILLA_SOAK_REPORT"] { try report.text.write(toFile: path, atomically: true, encoding: .utf8) }
         #expect(status == 0)
@@ -124,6 +126,7 @@ struct SoakReport {
     var seconds: Double
     var samplesIn, resultsOut, duplicates, lost, rawOut, rawLost, deadLetters: Int
     var faults: [Injected]
+    var reEnqueues: [String: Int]
 
     var text: String {
         var lines = [String(format: "soak: %.0f s, %d faults; samples in %d, results out %d (duplicates %d, lost %d); raw reader %d (lost %d); dead letters %d",
@@ -131,9 +134,10 @@ struct SoakReport {
         for (kind, group) in Dictionary(grouping: faults, by: \.kind).sorted(by: { $0.key < $1.key }) {
             let times = group.map(\.recoverySeconds).sorted()
             let pick = { (q: Double) in times[min(times.count - 1, Int(Double(times.count - 1) * q))] }
-            let name = kind.padding(toLength: 30, withPad: " ", startingAt: 0)
+            let name = "  " + kind.padding(toLength: 30, withPad: " ", startingAt: 0)
             lines.append(name + String(format: "%4d   recovery p50 %.2f s  p90 %.2f s  max %.2f s", group.count, pick(0.5), pick(0.9), times.last ?? 0))
         }
+        lines.append("  re-enqueued by reason: " + reEnqueues.sorted { $0.key < $1.key }.map { "\($0.key) \($0.value)" }.joined(separator: ", "))
         return lines.joined(separator: "\n") + "\n"
     }
 }
