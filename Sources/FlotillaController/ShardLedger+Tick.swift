@@ -39,10 +39,13 @@ extension ShardLedger {
         return actions
     }
 
-    /// Every expected shard is known and done or dead.
+    /// Every shard the manifest names (submit numbers them `s000000`…) and every other one seen
+    /// is done or dead: a foreign or hostile record counted as a dead shard can never stand in
+    /// for a submitted shard that is missing.
     public var isComplete: Bool {
-        guard let expectedShards else { return false }
-        return shards.count >= expectedShards && shards.values.allSatisfy(\.isSettled)
+        guard let expectedShards, shards.count >= expectedShards, shards.values.allSatisfy(\.isSettled) else { return false }
+        // Cheap checks first: this runs every tick, the id walk only once the counts agree.
+        return (0..<expectedShards).allSatisfy { shards[ShardRecord.shardID(index: $0)] != nil }
     }
 
     // MARK: - Lost and hung workers

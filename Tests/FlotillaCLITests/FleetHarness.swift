@@ -139,8 +139,8 @@ final class FleetHarness: @unchecked Sendable {
     }
 
     /// `flotilla results`: the lines and the exit status.
-    func results() throws -> (lines: [[String: Any]], status: Int32) {
-        let result = try CommandRunner.run([CommandRunner.flotillaExecutable, "results", job, "--brokers", brokers])
+    func results(timeout: Int = 10) throws -> (lines: [[String: Any]], status: Int32) {
+        let result = try CommandRunner.run([CommandRunner.flotillaExecutable, "results", job, "--brokers", brokers, "--timeout", String(timeout)])
         let lines = result.stdout.split(separator: "\n").compactMap {
             try? JSONSerialization.jsonObject(with: Data($0.utf8)) as? [String: Any]
         }

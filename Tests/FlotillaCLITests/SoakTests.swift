@@ -35,7 +35,7 @@ struct SoakTests {
         var generator = SystemRandomNumberGenerator()
         var injected: [(fault: Fault, recovery: Double)] = []
         let started = ContinuousClock.now
-        let interval = max(2.0, Double(Self.seconds) / 60)  // ≥ 50 faults over a 10-minute soak
+        let interval = max(2.0, Double(Self.seconds) / 80)  // ≥ 50 faults over a 10-minute soak (recoveries take time too)
         while ContinuousClock.now - started < .seconds(Self.seconds), harness.controller?.isRunning == true {
             try await Task.sleep(for: .seconds(interval * Double.random(in: 0.5...1.5, using: &generator)))
             guard harness.controller?.isRunning == true else { break }
@@ -46,7 +46,9 @@ struct SoakTests {
         }
         #expect(try await harness.waitForController(timeout: .seconds(600)) == 0, "\(harness.controllerErrors(start: harness.starts).suffix(2_000))")
 
-        let (lines, status) = try harness.results()
+        // A read_committed read of a large results topic: the embedded broker can take more than
+        // the default 10 s to answer one fetch of it.
+        let (lines, status) = try harness.results(timeout: 120)
         let ids = lines.compactMap { $0["id"] as? String }
         let raw = try await harness.rawReaderResults()
         let dead = try await harness.deadLetters()

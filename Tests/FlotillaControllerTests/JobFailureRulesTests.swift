@@ -128,4 +128,19 @@ struct JobFailureRulesTests {
         #expect(top == [ErrorCount(message: "c", count: 5), ErrorCount(message: "b", count: 3), ErrorCount(message: "a", count: 2)])
         #expect(ErrorCount.top([(long, 1)], limit: 1)[0].message.count == ErrorCount.maxMessageLength)
     }
+
+    @Test("Completion needs every submitted shard id: a foreign dead shard does not stand in for a missing one")
+    func completionByIDs() {
+        var ledger = ShardLedger(job: F.job, settings: F.settings())
+        ledger.apply(manifest: F.manifest(shards: 3))
+        for index in 0..<2 {
+            ledger.apply(shard: F.shard(index), partition: 0, offset: Int64(index))
+            ledger.apply(ack: F.ack(index, worker: "w1"))
+        }
+        ledger.applyUndecodableShard("s999999", reason: "garbage")
+        #expect(!ledger.isComplete, "s000002 was never seen")
+        ledger.apply(shard: F.shard(2), partition: 0, offset: 2)
+        ledger.apply(ack: F.ack(2, worker: "w1"))
+        #expect(ledger.isComplete)
+    }
 }
