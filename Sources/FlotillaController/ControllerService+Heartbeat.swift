@@ -36,14 +36,17 @@ extension ControllerService {
         }
         guard let other = recent.max(by: { $0.time < $1.time }), now - other.time < settings.workerTimeoutMs,
               other.stopping != true, !Self.isGone(other) else { return }
-        // Recent, but maybe dead (killed): alive only if it beats after this check began, within
-        // two intervals. (Older beats may still arrive: the first read can end early.)
-        let deadline = ContinuousClock.now + .milliseconds(2 * settings.heartbeatMs + 500)
+        // Recent, but maybe dead (killed): alive only if it beats twice after this check began,
+        // within three intervals. (Older beats may still arrive: the first read can end early,
+        // and one beat may have been on its way when it died.)
+        let deadline = ContinuousClock.now + .milliseconds(3 * settings.heartbeatMs + 500)
+        var fresh: Set<Int64> = []
         while ContinuousClock.now < deadline {
-            let fresh = beats((try? await reader.poll(timeout: .milliseconds(100))) ?? [])
-            if let again = fresh.first(where: { $0.controller == other.controller && $0.time >= now }) {
-                if again.stopping == true { return }
-                throw Self.alreadyRunning(again, job: options.job, now: Timestamp.now())
+            for beat in beats((try? await reader.poll(timeout: .milliseconds(100))) ?? [])
+            where beat.controller == other.controller && beat.time >= now {
+                if beat.stopping == true { return }
+                fresh.insert(beat.time)
+                if fresh.count >= 2 { throw Self.alreadyRunning(beat, job: options.job, now: Timestamp.now()) }
             }
         }
     }

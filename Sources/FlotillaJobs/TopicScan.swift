@@ -84,7 +84,7 @@ final class TopicScan: Sendable {
             if ContinuousClock.now - lastProgress > connection.timeout {
                 throw FlotillaError(
                     .kafka,
-                    "reading \(names) at \(connection.bootstrapServers) made no progress for \(BrokerConnection.describe(connection.timeout))")
+                    "reading \(names) at \(connection.bootstrapServers) made no progress for \(BrokerConnection.describe(connection.timeout)) (a large topic on a busy broker can take longer per fetch: raise --timeout)")
             }
         }
     }
