@@ -35,7 +35,13 @@ extension ControllerService {
             throw FlotillaError(.kafka, "cannot read \(connection.topics.heartbeats)", underlying: error)
         }
         guard let other = recent.max(by: { $0.time < $1.time }), now - other.time < settings.workerTimeoutMs,
-              other.stopping != true, !Self.isGone(other) else { return }
+              other.stopping != true else { return }
+        // On this host the process table answers at once (and a reused pid is told apart by its
+        // command line); heartbeats decide only for a controller elsewhere.
+        if let alive = Self.isRunningHere(other) {
+            if alive { throw Self.alreadyRunning(other, job: options.job, now: Timestamp.now()) }
+            return
+        }
         // Recent, but maybe dead (killed): alive only if it beats twice after this check began,
         // within three intervals. (Older beats may still arrive: the first read can end early,
         // and one beat may have been on its way when it died.)
@@ -51,9 +57,15 @@ extension ControllerService {
         }
     }
 
-    /// A controller on this host whose process no longer exists.
-    static func isGone(_ other: ControllerHeartbeat) -> Bool {
-        other.host == ProcessInfo.processInfo.hostName && kill(pid_t(other.pid), 0) != 0 && errno == ESRCH
+    /// For a controller of this host: whether its process still runs this job's controller
+    /// (`/proc/PID/cmdline`); nil for a controller on another host.
+    static func isRunningHere(_ other: ControllerHeartbeat) -> Bool? {
+        guard other.host == ProcessInfo.processInfo.hostName else { return nil }
+        guard let data = FileManager.default.contents(atPath: "/proc/\(other.pid)/cmdline") else { return false }
+        let arguments = data.split(separator: 0).map { String(decoding: $0, as: UTF8.self) }
+        // `flotilla controller JOB`, or `flotilla run SPEC` (whose command line names the spec).
+        return arguments.first?.hasSuffix("flotilla") == true
+            && (arguments.contains("controller") && arguments.contains(other.job) || arguments.dropFirst().first == "run")
     }
 
     static func alreadyRunning(_ other: ControllerHeartbeat, job: String, now: Int64) -> FlotillaError {
