@@ -38,8 +38,13 @@ extension ControllerService {
               other.stopping != true else { return }
         // On this host the process table answers at once (and a reused pid is told apart by its
         // command line); heartbeats decide only for a controller elsewhere.
-        if let alive = Self.isRunningHere(other) {
-            if alive { throw Self.alreadyRunning(other, job: options.job, now: Timestamp.now()) }
+        if Self.isRunningHere(other) != nil {
+            // A process just killed can take a moment to go (seen: over a second on a loaded machine).
+            let deadline = ContinuousClock.now + .milliseconds(3 * settings.heartbeatMs + 1_000)
+            while Self.isRunningHere(other) == true {
+                guard ContinuousClock.now < deadline else { throw Self.alreadyRunning(other, job: options.job, now: Timestamp.now()) }
+                try await Task.sleep(for: .milliseconds(100))
+            }
             return
         }
         // Recent, but maybe dead (killed): alive only if it beats twice after this check began,
