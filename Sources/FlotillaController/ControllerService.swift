@@ -158,9 +158,10 @@ extension ControllerService {
             throw FlotillaError(.invalidConfiguration, "\(problem); refusing to run it")
         }
         try await createTopics(connection, config: manifest.config)
-        try await checkNoOtherController(connection, settings: LedgerSettings(config: manifest.config))
+        let settings = LedgerSettings(config: manifest.config)
+        try await checkNoOtherController(connection, settings: settings)
         var run = ControllerRun(
-            ledger: ShardLedger(job: options.job, settings: LedgerSettings(config: manifest.config)),
+            ledger: ShardLedger(job: options.job, settings: settings),
             manifest: manifest,
             fleet: Fleet(config: manifest.config.workers, requested: options.workers, arguments: options.workerArguments))
         run.ledger.apply(manifest: manifest)

@@ -30,19 +30,7 @@ struct ResultsCommand: AsyncParsableCommand {
     func run() async throws {
         try await exitOnFlotillaError {
             let job = try validatedJobID(job)
-            let reader = ResultsReader(connection: try kafka.connection(), prefix: try topic.validated(), job: job,
-                                       logger: CommandLogging.kafkaLogger())
-            let writer = try LineWriter(path: out)
-            let summary: ResultsSummary
-            do {
-                summary = try await reader.read { result throws(FlotillaError) in
-                    try writer.write(ResultLine(result).json())
-                }
-                try writer.finish()
-            } catch {
-                writer.discard()
-                throw error
-            }
+            let summary = try await ResultsFile.write(job: job, prefix: try topic.validated(), connection: try kafka.connection(), to: out)
             printError(describe(summary))
             if !summary.isComplete { throw ExitCode(3) }
         }
@@ -115,19 +103,24 @@ struct ResultLine: Encodable {
 /// `flotilla run`'s results file: the job's results read through the reader rule, written
 /// through a temporary file renamed into place.
 enum ResultsFile {
-    /// Writes the file; returns what it holds, for the run's closing lines.
-    static func write(job: String, prefix: String, connection: BrokerConnection, to path: String) async throws(FlotillaError) -> String {
+    /// Writes a job's result lines to `path` (stdout when nil) by the reader rule; returns what was read.
+    static func write(job: String, prefix: String, connection: BrokerConnection, to path: String?) async throws(FlotillaError) -> ResultsSummary {
         let reader = ResultsReader(connection: connection, prefix: prefix, job: job, logger: CommandLogging.kafkaLogger())
         let writer = try LineWriter(path: path)
         do {
             let summary = try await reader.read { result throws(FlotillaError) in try writer.write(ResultLine(result).json()) }
             try writer.finish()
-            let partial = summary.isComplete ? "" : " (partial: \(summary.shardsDone) of \(plural(summary.shards, "shard")) done)"
-            return "\(plural(summary.samples, "line")) (\(summary.errors) errors) in \(path)\(partial)"
+            return summary
         } catch {
             writer.discard()
             throw error
         }
+    }
+
+    /// What a written file holds, for `run`'s closing lines.
+    static func describe(_ summary: ResultsSummary, path: String) -> String {
+        let partial = summary.isComplete ? "" : " (partial: \(summary.shardsDone) of \(plural(summary.shards, "shard")) done)"
+        return "\(plural(summary.samples, "line")) (\(summary.errors) errors) in \(path)\(partial)"
     }
 }
 

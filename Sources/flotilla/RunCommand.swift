@@ -104,7 +104,7 @@ struct RunCommand: AsyncParsableCommand {
             // A job that never finished a shard has nothing to write.
             if let resultsFile, (outcome?.summary.done ?? 1) > 0 || service.board.status.samplesDone > 0 {
                 let written = try await ResultsFile.write(job: config.job, prefix: config.kafka.topicPrefix, connection: connection, to: resultsFile)
-                printError("flotilla run: results: \(written)")
+                printError("flotilla run: results: \(ResultsFile.describe(written, path: resultsFile))")
                 extra["results"] = resultsFile
             } else if embedded == nil {
                 printError("flotilla run: results stay in Kafka: flotilla results \(config.job) --brokers \(brokers)\(config.kafka.topicPrefix == KafkaConfig.defaultTopicPrefix ? "" : " --prefix \(config.kafka.topicPrefix)")")
