@@ -70,9 +70,9 @@ public struct RecordCodec: Sendable {
         }
         do {
             let record = try decoder.value.decode(VersionedDecoding<T>.self, from: data).record
-            if let problem = record.problem { throw VersionProblem(message: problem) }
+            if let problem = record.problem { throw RecordProblem(message: problem) }
             return record
-        } catch let error as VersionProblem {
+        } catch let error as RecordProblem {
             throw FlotillaError(.codec, "\(name): \(error.message)")
         } catch let error as DecodingError {
             throw FlotillaError(.codec, "\(name): \(Self.describe(error))")
@@ -159,22 +159,23 @@ private struct VersionedDecoding<T: Decodable>: Decodable {
         do {
             container = try decoder.container(keyedBy: Key.self)
         } catch {
-            throw VersionProblem(message: "not a JSON object")
+            throw RecordProblem(message: "not a JSON object")
         }
         guard container.contains(.v) else {
-            throw VersionProblem(message: "missing field 'v' (the record format version; expected \(RecordCodec.version))")
+            throw RecordProblem(message: "missing field 'v' (the record format version; expected \(RecordCodec.version))")
         }
         guard let version = try? container.decode(Int.self, forKey: .v) else {
-            throw VersionProblem(message: "field 'v' must be the integer \(RecordCodec.version)")
+            throw RecordProblem(message: "field 'v' must be the integer \(RecordCodec.version)")
         }
         guard version == RecordCodec.version else {
-            throw VersionProblem(message: "unsupported version \(version) (expected \(RecordCodec.version))")
+            throw RecordProblem(message: "unsupported version \(version) (expected \(RecordCodec.version))")
         }
         record = try T(from: decoder)
     }
 }
 
-private struct VersionProblem: Error {
+/// A record that decodes but cannot be used: wrong version, not an object, or its own `problem`.
+private struct RecordProblem: Error {
     let message: String
 }
 
