@@ -56,11 +56,6 @@ let package = Package(
             ],
             swiftSettings: swiftSettings
         ),
-        .executableTarget(
-            name: "flotilla-shard-bench",
-            dependencies: ["FlotillaCore", "FlotillaSources", .product(name: "Logging", package: "swift-log")],
-            swiftSettings: swiftSettings
-        ),
         .target(
             name: "FlotillaPredictor",
             dependencies: [

@@ -10,8 +10,6 @@ public struct ControllerOptions: Sendable {
     public var topicPrefix: String
     /// Workers to run; nil means the last `scale` command, else `workers.min` (at least 1).
     public var workers: Int?
-    /// Extra command-line arguments per worker id (e.g. a test's `--slowdown` for "w2").
-    public var workerArguments: [String: [String]]
     /// How often the ledger's rules run.
     public var tickInterval: Duration
     /// How long to wait for the job's manifest to appear on `<p>.jobs`.
@@ -31,7 +29,7 @@ public struct ControllerOptions: Sendable {
 
     public init(
         job: String, brokers: String, topicPrefix: String = KafkaConfig.defaultTopicPrefix, workers: Int? = nil,
-        workerArguments: [String: [String]] = [:], tickInterval: Duration = .milliseconds(250),
+        tickInterval: Duration = .milliseconds(250),
         manifestTimeout: Duration = .seconds(30), stopGrace: Duration = .seconds(10), httpPort: Int? = nil,
         kafkaProperties: [String: String] = [:]
     ) {
@@ -39,7 +37,6 @@ public struct ControllerOptions: Sendable {
         self.brokers = brokers
         self.topicPrefix = topicPrefix
         self.workers = workers
-        self.workerArguments = workerArguments
         self.tickInterval = tickInterval
         self.manifestTimeout = manifestTimeout
         self.stopGrace = stopGrace

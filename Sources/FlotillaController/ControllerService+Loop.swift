@@ -136,7 +136,7 @@ extension ControllerService {
             let settings = run.ledger.settings
             guard now - slot.startedAt >= min(settings.workerTimeoutMs, settings.shardTimeoutMs) else { continue }
             do {
-                _ = try await backend.replace(worker: worker, extraArguments: run.fleet.arguments[worker] ?? [])
+                _ = try await backend.replace(worker: worker)
                 run.fleet.restarts += 1
                 run.fleet.update(worker) { $0.startedAt = now }
                 logger.warning("replaced worker", metadata: ["flotilla.worker": "\(worker)"])
@@ -198,7 +198,7 @@ extension ControllerService {
         for slot in run.fleet.slots.values.sorted(by: { Fleet.order($0.id, $1.id) })
         where !slot.running && !slot.draining && (slot.restartAt ?? .max) <= now {
             do {
-                _ = try await backend.start(worker: slot.id, extraArguments: run.fleet.arguments[slot.id] ?? [])
+                _ = try await backend.start(worker: slot.id)
                 if slot.startedAt > 0 { run.fleet.restarts += 1 }
                 run.fleet.update(slot.id) { $0.running = true; $0.startedAt = now; $0.restartAt = nil }
             } catch {

@@ -163,7 +163,7 @@ extension ControllerService {
         var run = ControllerRun(
             ledger: ShardLedger(job: options.job, settings: settings),
             manifest: manifest,
-            fleet: Fleet(config: manifest.config.workers, requested: options.workers, arguments: options.workerArguments))
+            fleet: Fleet(config: manifest.config.workers, requested: options.workers))
         run.ledger.apply(manifest: manifest)
         run.ledger.watchingSince = identity.startedAt
         if [.submitted, .running, .failed].contains(manifest.status) {

@@ -1,6 +1,6 @@
 import FlotillaCore
 
-/// The fleet's wanted size and its worker slots: ids, extra arguments, restart backoff.
+/// The fleet's wanted size and its worker slots: ids and restart backoff.
 ///
 /// Worker ids are stable slots ("w1", "w2", ...): a replacement reuses the id of the worker it
 /// replaces, so brokers that fence zombie transactions by transactional id (Apache Kafka) fence
@@ -13,7 +13,6 @@ struct Fleet: Sendable {
     private(set) var slots: [String: Slot] = [:]
     /// Workers restarted or replaced.
     var restarts = 0
-    let arguments: [String: [String]]
     /// Permanent start failures reported in a row, with no worker running between them.
     private(set) var startFailures = 0
     /// The latest error a worker reported, or its unexpected exit: what the operator sees while
@@ -50,12 +49,11 @@ struct Fleet: Sendable {
 
     /// `requested` (the command line's `--workers`) sets the size, widening the spec's range to
     /// include it: the operator's explicit number wins over the spec.
-    init(config: FleetConfig, requested: Int?, arguments: [String: [String]]) {
+    init(config: FleetConfig, requested: Int?) {
         let requested = requested.map { Swift.max(1, $0) }
         min = Swift.min(Swift.max(1, config.min), requested ?? .max)
         max = Swift.max(min, config.max, requested ?? 0)
         desired = Swift.min(max, Swift.max(min, requested ?? config.min))
-        self.arguments = arguments
     }
 
     /// A `scale` command: clamped to workers.min...workers.max.

@@ -68,10 +68,10 @@ public final class LocalPodBackend: PodBackend {
         "\(logDirectory)/\(id).log"
     }
 
-    public func start(worker id: String, extraArguments: [String]) async throws(FlotillaError) -> WorkerPod {
+    public func start(worker id: String) async throws(FlotillaError) -> WorkerPod {
         let running = children.withLock { $0[id].map { !$0.pod.exited } ?? false }
         if running { throw FlotillaError(.internal, "worker \(id) is already running") }
-        var argv = [executable] + baseArguments + ["--worker-id", id] + extraArguments
+        var argv = [executable] + baseArguments + ["--worker-id", id]
         // Parent-death signal: the worker dies with the controller (see SpawnThread).
         if FileManager.default.isExecutableFile(atPath: "/usr/bin/setpriv") {
             argv = ["/usr/bin/setpriv", "--pdeathsig", "KILL", "--"] + argv
@@ -109,9 +109,9 @@ public final class LocalPodBackend: PodBackend {
         }
     }
 
-    public func replace(worker id: String, extraArguments: [String]) async throws(FlotillaError) -> WorkerPod {
+    public func replace(worker id: String) async throws(FlotillaError) -> WorkerPod {
         await killNow(id)
-        return try await start(worker: id, extraArguments: extraArguments)
+        return try await start(worker: id)
     }
 
     public func forget(worker id: String) async {

@@ -29,14 +29,14 @@ public struct WorkerPod: Sendable, Hashable {
 /// Starts, stops and replaces the fleet's workers: local processes, Kubernetes pods, or nothing
 /// (workers run elsewhere).
 public protocol PodBackend: Sendable {
-    /// Starts worker `id` with extra command-line arguments for it (e.g. a test's `--slowdown`).
-    func start(worker id: String, extraArguments: [String]) async throws(FlotillaError) -> WorkerPod
+    /// Starts worker `id`.
+    func start(worker id: String) async throws(FlotillaError) -> WorkerPod
     /// Stops worker `id`: SIGTERM (or pod deletion), then a hard kill after `grace`.
     func stop(worker id: String, grace: Duration) async
     /// Every worker this backend started and has not forgotten, running or exited.
     func list() async -> [WorkerPod]
     /// Kills worker `id` at once and starts a fresh one with the same id in its place.
-    func replace(worker id: String, extraArguments: [String]) async throws(FlotillaError) -> WorkerPod
+    func replace(worker id: String) async throws(FlotillaError) -> WorkerPod
     /// Forgets an exited worker (it no longer appears in `list`).
     func forget(worker id: String) async
     /// Whether this backend starts and stops workers (false: they run elsewhere).
@@ -59,12 +59,12 @@ extension PodBackend {
 /// still re-enqueues their work, but starts and stops nothing.
 public struct ExternalPodBackend: PodBackend {
     public init() {}
-    public func start(worker id: String, extraArguments: [String]) async throws(FlotillaError) -> WorkerPod {
+    public func start(worker id: String) async throws(FlotillaError) -> WorkerPod {
         throw FlotillaError(.invalidConfiguration, "the external backend cannot start workers; start `flotilla worker` yourself")
     }
     public func stop(worker id: String, grace: Duration) async {}
     public func list() async -> [WorkerPod] { [] }
-    public func replace(worker id: String, extraArguments: [String]) async throws(FlotillaError) -> WorkerPod {
+    public func replace(worker id: String) async throws(FlotillaError) -> WorkerPod {
         throw FlotillaError(.invalidConfiguration, "the external backend cannot replace workers")
     }
     public func forget(worker id: String) async {}

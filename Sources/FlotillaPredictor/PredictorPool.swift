@@ -158,11 +158,6 @@ public actor PredictorPool {
         )
     }
 
-    /// The pids of the live predictor processes (for ops tools and tests).
-    public func processIDs() -> [Int32] {
-        slots.values.map(\.process.pid).sorted()
-    }
-
     /// Stops every process (shutdown frame, SIGTERM, SIGKILL, `shutdownGrace` apart) and waits for
     /// them to exit. Batches still running get their reply if it comes within the grace period;
     /// waiting and later calls get `unavailable` error results.
@@ -195,7 +190,7 @@ public actor PredictorPool {
             results = samples.map { _ in .failure(phase == .created ? notStartedError : shutDownError) }
         } else if let builtin {
             builtinInFlight += 1
-            results = await Self.runBuiltin(builtin, samples, slowdown: config.slowdown, metrics: metrics)
+            results = await Self.runBuiltin(builtin, samples, metrics: metrics)
             builtinInFlight -= 1
         } else {
             results = await runBatch(samples)
@@ -209,13 +204,12 @@ public actor PredictorPool {
     }
 
     /// Builtins run off the actor, on the global executor, so batches compute in parallel.
-    nonisolated static func runBuiltin(_ builtin: any BuiltinPredictor, _ samples: [PredictorSample], slowdown: Double, metrics: PredictorMetrics) async -> [Result<JSONBytes, PredictionError>] {
+    nonisolated static func runBuiltin(_ builtin: any BuiltinPredictor, _ samples: [PredictorSample], metrics: PredictorMetrics) async -> [Result<JSONBytes, PredictionError>] {
         let clock = ContinuousClock()
         let start = clock.now
         let results = builtin.predict(samples.map(\.input))
         let elapsed = start.duration(to: clock.now)
         metrics.batchSeconds.recordNanoseconds(Int64(elapsed.seconds * 1e9))
-        if slowdown > 1 { try? await Task.sleep(for: elapsed * (slowdown - 1)) }
         return results
     }
 
@@ -306,8 +300,6 @@ public actor PredictorPool {
             return .fault(fault)
         case .success(let reply):
             metrics.batchSeconds.recordNanoseconds(Int64(elapsed.seconds * 1e9))
-            // Test switch: the process stays busy, as a slower machine's would.
-            if config.slowdown > 1 { try? await Task.sleep(for: elapsed * (config.slowdown - 1)) }
             backoff = config.initialBackoff
             release(id)
             switch reply {

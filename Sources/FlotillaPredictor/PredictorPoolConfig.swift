@@ -60,9 +60,6 @@ public struct PredictorPoolConfig: Sendable, Hashable {
     public var maxBackoff: Duration
     /// nil turns autoscaling off; with `minProcesses == maxProcesses` it has nothing to do.
     public var autoscale: Autoscale?
-    /// TEST SWITCH (benchmarks only): after each batch the process stays busy for (slowdown - 1) ×
-    /// the batch's measured time, so 3 makes this pool a third as fast. 1 (the default) is off.
-    public var slowdown: Double
 
     /// A stage's settings; every default is the one in the table in docs/PREDICTORS.md.
     public init(
@@ -81,8 +78,7 @@ public struct PredictorPoolConfig: Sendable, Hashable {
         shutdownGrace: Duration = .seconds(5),
         initialBackoff: Duration = .milliseconds(100),
         maxBackoff: Duration = .seconds(5),
-        autoscale: Autoscale? = Autoscale(),
-        slowdown: Double = 1
+        autoscale: Autoscale? = Autoscale()
     ) {
         self.name = name
         self.command = command
@@ -100,7 +96,6 @@ public struct PredictorPoolConfig: Sendable, Hashable {
         self.initialBackoff = initialBackoff
         self.maxBackoff = maxBackoff
         self.autoscale = autoscale
-        self.slowdown = slowdown
     }
 
     /// Checks every field; the message names the stage and the field.
@@ -127,7 +122,6 @@ public struct PredictorPoolConfig: Sendable, Hashable {
         if maxAttempts < 1 { throw fail("maxAttempts must be >= 1, got \(maxAttempts)") }
         if batchTimeout <= .zero { throw fail("batch timeout must be > 0") }
         if startupTimeout <= .zero { throw fail("startup timeout must be > 0") }
-        if !(slowdown >= 1) { throw fail("slowdown must be >= 1, got \(slowdown)") }
     }
 
     /// The number of processes `start()` launches.

@@ -9,13 +9,11 @@ import Foundation
 /// size, and each unit goes through every stage on its own, so a unit that finished stage *k* is at
 /// stage *k+1* at once while the next unit is still at stage *k*. Every stage's pool stays busy
 /// even with one shard in flight; a pool splits a unit larger than its own batch size. Several
-/// shards run at once (the worker's slots), so reading one shard overlaps predicting another. In
-/// sequential mode units are awaited in turn, the benchmark baseline.
+/// shards run at once (the worker's slots), so reading one shard overlaps predicting another.
 struct ShardProcessor: Sendable {
     let job: String
     let stages: [(config: StageConfig, pool: PredictorPool)]
     let reader: ShardReader
-    let sequential: Bool
 
     /// What one execution produced.
     struct Outcome: Sendable {
@@ -42,20 +40,13 @@ struct ShardProcessor: Sendable {
         }
         let counter = ProgressCounter(total: samples.count - valid.count, report: progress)
         let ids = samples.map(\.id)
-        if sequential {
+        await withTaskGroup(of: (count: Int, ended: [(Int, Result<JSONBytes, StageFailure>)]).self) { group in
             for unit in units {
-                for (index, value) in await runStages(unit, ids: ids, isAbandoned: isAbandoned) { values[index] = value }
-                counter.add(unit.count)
+                group.addTask { (unit.count, await runStages(unit, ids: ids, isAbandoned: isAbandoned)) }
             }
-        } else {
-            await withTaskGroup(of: (count: Int, ended: [(Int, Result<JSONBytes, StageFailure>)]).self) { group in
-                for unit in units {
-                    group.addTask { (unit.count, await runStages(unit, ids: ids, isAbandoned: isAbandoned)) }
-                }
-                for await part in group {
-                    for (index, value) in part.ended { values[index] = value }
-                    counter.add(part.count)
-                }
+            for await part in group {
+                for (index, value) in part.ended { values[index] = value }
+                counter.add(part.count)
             }
         }
         if isAbandoned() { throw FlotillaError(.internal, "shard \(record.shard) abandoned") }

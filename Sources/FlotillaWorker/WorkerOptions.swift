@@ -12,10 +12,6 @@ public struct WorkerOptions: Sendable {
     public var slots: Int?
     /// Shards held unstarted in the local queue beyond the running ones; nil means `slots`.
     public var prefetch: Int?
-    /// Run read → stages → write one after another with no overlap (the benchmark baseline).
-    public var sequential: Bool = false
-    /// TEST SWITCH: multiplies predictor time (3 makes this worker a third as fast); see docs/BENCHMARKS.md.
-    public var slowdown: Double = 1
     /// Extra librdkafka properties (security settings) on top of the job's passthrough map.
     public var kafkaProperties: [String: String] = [:]
 

@@ -49,7 +49,7 @@ struct WorkerRuntime: Sendable {
         var pools: [(config: StageConfig, pool: PredictorPool)] = []
         do throws(FlotillaError) {
             for stage in config.stages {
-                let pool = try PredictorPool(config: poolConfig(stage, config: config, slowdown: options.slowdown), logger: logger)
+                let pool = try PredictorPool(config: poolConfig(stage, config: config, workerID: options.workerID), logger: logger)
                 pools.append((stage, pool))
                 do {
                     try await pool.start()
@@ -73,14 +73,13 @@ struct WorkerRuntime: Sendable {
             expressConfig.fetchWait = .milliseconds(10)  // a take should not wait out an empty fetch
             let expressReader = try KafkaConsumer(configuration: expressConfig, logger: logger)
             await expressReader.loadMetadata(for: [topics.shards])  // its first take should not wait for it
-            let slots = options.sequential ? 1 : (options.slots ?? max(2, config.stages.count + 1))
+            let slots = options.slots ?? max(2, config.stages.count + 1)
             return WorkerRuntime(
                 config: config, topics: topics, consumer: consumer, resultProducer: resultProducer, plainProducer: plainProducer,
                 ledgerReader: ledgerReader, expressReader: expressReader, ledger: WorkerLedger(workerID: options.workerID),
                 publisher: ResultPublisher(producer: resultProducer, transactional: transactional, topics: topics,
                                            publishResults: config.outputs.results),
-                processor: ShardProcessor(job: config.job, stages: pools, reader: ShardReader(logger: logger, maxSampleBytes: config.shard.maxSampleBytes),
-                                          sequential: options.sequential),
+                processor: ShardProcessor(job: config.job, stages: pools, reader: ShardReader(logger: logger, maxSampleBytes: config.shard.maxSampleBytes)),
                 slots: slots, outputDirectory: config.outputs.directory)
         } catch {
             for (_, pool) in pools { await pool.shutdown() }
@@ -111,7 +110,7 @@ struct WorkerRuntime: Sendable {
         return (try KafkaProducer(configuration: producerConfig, logger: logger), false)
     }
 
-    private static func poolConfig(_ stage: StageConfig, config: JobConfig, slowdown: Double) -> PredictorPoolConfig {
+    private static func poolConfig(_ stage: StageConfig, config: JobConfig, workerID: String) -> PredictorPoolConfig {
         let command: PredictorPoolConfig.Command = switch stage.predictor {
         case .command(let argv): .process(argv: argv)
         case .builtin(let name): .builtin(name)
@@ -119,8 +118,14 @@ struct WorkerRuntime: Sendable {
         return PredictorPoolConfig(
             name: stage.name, command: command, batchSize: stage.batch, minProcesses: stage.processes.min,
             maxProcesses: stage.processes.max, batchTimeout: stage.timeout, startupTimeout: stage.startTimeout,
-            maxAttempts: config.faults.maxAttempts, environment: stage.environment(), workingDirectory: config.baseDirectory,
-            slowdown: slowdown)
+            maxAttempts: config.faults.maxAttempts, environment: stage.environment().merging(predictorIdentity(stage, config: config, workerID: workerID)) { spec, _ in spec },
+            workingDirectory: config.baseDirectory)
+    }
+
+    /// Who a predictor process works for, in its environment: for its logs and metrics (a stage's
+    /// own `env` wins on a clash).
+    static func predictorIdentity(_ stage: StageConfig, config: JobConfig, workerID: String) -> [String: String] {
+        ["FLOTILLA_JOB": config.job, "FLOTILLA_STAGE": stage.name, "FLOTILLA_WORKER_ID": workerID]
     }
 
     /// Sends an undecodable or foreign record to the dead-letter topic with the reason.

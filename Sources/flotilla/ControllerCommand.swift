@@ -41,9 +41,6 @@ struct ControllerCommand: AsyncParsableCommand {
     @Option(name: .customLong("log-dir"), help: "Folder for the workers' log files (default: a folder under the temporary directory).")
     var logDir: String?
 
-    @Option(name: .customLong("worker-arg"), help: ArgumentHelp("An extra argument for one worker, W=ARG (benchmarks: w2=--slowdown=3).", visibility: .hidden))
-    var workerArgs: [String] = []
-
     @Flag(help: "Print the final summary as one JSON object on stdout (human lines go to stderr).")
     var json = false
 
@@ -56,9 +53,6 @@ struct ControllerCommand: AsyncParsableCommand {
         }
         if let workers, workers < 1 { throw ValidationError("--workers must be at least 1") }
         guard (0...65535).contains(httpPort) else { throw ValidationError("--http-port must be between 0 and 65535") }
-        for argument in workerArgs where !argument.contains("=") || argument.hasPrefix("=") {
-            throw ValidationError("--worker-arg must look like W=ARG (e.g. w2=--slowdown=3), not '\(argument)'")
-        }
     }
 
     func run() async throws {
@@ -80,7 +74,7 @@ struct ControllerCommand: AsyncParsableCommand {
                 pods = ExternalPodBackend()
             }
             var options = ControllerOptions(job: job, brokers: connection.bootstrapServers, topicPrefix: prefix, workers: workers,
-                                            workerArguments: FleetLauncher.workerArguments(workerArgs), httpPort: httpPort,
+                                            httpPort: httpPort,
                                             kafkaProperties: connection.properties)
             options.manifestTimeout = connection.timeout
             options.takeOver = takeOver

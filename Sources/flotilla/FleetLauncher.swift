@@ -6,16 +6,6 @@ import ServiceLifecycle
 
 /// Wiring shared by `flotilla controller` and `flotilla run`: a controller with local workers.
 enum FleetLauncher {
-    /// `W=ARG` pairs into arguments per worker id.
-    static func workerArguments(_ pairs: [String]) -> [String: [String]] {
-        var arguments: [String: [String]] = [:]
-        for pair in pairs {
-            let parts = pair.split(separator: "=", maxSplits: 1).map(String.init)
-            arguments[parts[0], default: []].append(parts.count > 1 ? parts[1] : "")
-        }
-        return arguments
-    }
-
     /// Workers as child processes of this executable, logging to `logDirectory`.
     static func localBackend(job: String, brokers: String, topicPrefix: String, kafkaProperties: [String: String],
                              logDirectory: String, logger: Logger) throws(FlotillaError) -> LocalPodBackend {

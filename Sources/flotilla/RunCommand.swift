@@ -51,9 +51,6 @@ struct RunCommand: AsyncParsableCommand {
     @Option(name: .customLong("log-dir"), help: "Folder for the broker's and workers' logs (default: a temporary folder, removed after a successful run).")
     var logDir: String?
 
-    @Option(name: .customLong("worker-arg"), help: ArgumentHelp("An extra argument for one worker, W=ARG (benchmarks: w1=--sequential).", visibility: .hidden))
-    var workerArgs: [String] = []
-
     func validate() throws {
         if let workers, workers < 1 { throw ValidationError("--workers must be at least 1") }
         if let httpPort, !(0...65535).contains(httpPort) { throw ValidationError("--http-port must be between 0 and 65535") }
@@ -93,7 +90,7 @@ struct RunCommand: AsyncParsableCommand {
             let backend = try FleetLauncher.localBackend(job: config.job, brokers: brokers, topicPrefix: config.kafka.topicPrefix,
                                                          kafkaProperties: connection.properties, logDirectory: logs.path, logger: logger)
             var options = ControllerOptions(job: config.job, brokers: brokers, topicPrefix: config.kafka.topicPrefix, workers: workers,
-                                            workerArguments: FleetLauncher.workerArguments(workerArgs), httpPort: httpPort,
+                                            httpPort: httpPort,
                                             kafkaProperties: connection.properties)
             options.signer = submitter.signer
             let service = ControllerService(options: options, backend: backend, logger: CommandLogging.kafkaLogger()) { address in

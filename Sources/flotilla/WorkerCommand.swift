@@ -33,16 +33,9 @@ struct WorkerCommand: AsyncParsableCommand {
     @Option(help: "Unstarted shards held beyond the running ones (default: slots).")
     var prefetch: Int?
 
-    @Flag(help: "Run read, predict and write one after another with no overlap (benchmark baseline).")
-    var sequential = false
-
-    @Option(help: ArgumentHelp("TEST SWITCH: multiply predictor time by this factor (3 = a third as fast).", visibility: .hidden))
-    var slowdown: Double = 1
-
     func validate() throws {
         if let slots, slots < 1 { throw ValidationError("--slots must be at least 1") }
         if let prefetch, prefetch < 0 { throw ValidationError("--prefetch must be 0 or more") }
-        guard slowdown >= 1, slowdown.isFinite else { throw ValidationError("--slowdown must be >= 1") }
         if workerID == ControllerHeartbeat.key { throw ValidationError("--worker-id \(ControllerHeartbeat.key) is reserved for the controller") }
     }
 
@@ -54,8 +47,6 @@ struct WorkerCommand: AsyncParsableCommand {
             options.kafkaProperties = connection.properties
             options.slots = slots
             options.prefetch = prefetch
-            options.sequential = sequential
-            options.slowdown = slowdown
             let worker = Worker(options: options, logger: CommandLogging.logger("flotilla.worker"))
             let signals = SignalWatcher.onTermination { worker.drain() }
             defer { signals.cancel() }

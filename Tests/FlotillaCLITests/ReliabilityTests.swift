@@ -58,12 +58,12 @@ struct ReliabilityTests {
 
     @Test("outputs.directory with a speculative copy: each shard's file holds the winning ack's run, nothing pending is left")
     func directoryExactlyOnce() async throws {
-        let stage = "[python3, \(CommandRunner.repositoryRoot)/python/tests/fixtures/faults.py, --sleep, '0.2']"
+        // w2 is ten times slower: the idle w1 starts a speculative copy of its straggler.
+        let stage = "[python3, \(CommandRunner.repositoryRoot)/python/tests/fixtures/faults.py, --sleep, '0.2', --slow-worker, w2=10]"
         let harness = try await FleetHarness(samples: 100, samplesPerShard: 10, stage: stage, faults: ", speculative: true",
                                              maxWorkers: 2, outputs: "outputs: { results: true, directory: out }")
         try harness.submit()
-        // w2 is ten times slower: the idle w1 starts a speculative copy of its straggler.
-        try harness.startController(workers: 2, extra: ["--worker-arg", "w2=--slowdown=10"])
+        try harness.startController(workers: 2)
         #expect(try await harness.waitForController(timeout: .seconds(120)) == 0)
         let acks = try await harness.acks().filter { $0.status == .done }
         var winners: [String: String] = [:]

@@ -47,7 +47,7 @@ struct ControllerFleetTests {
         let backend = try LocalPodBackend(executable: script, baseArguments: ["worker"], logDirectory: "\(folder)/logs",
                                           logger: fixture.logger)
         let service = ControllerService(
-            options: ControllerOptions(job: harness.job, brokers: fixture.bootstrapServers, workerArguments: ["w2": ["--slowdown=2"]],
+            options: ControllerOptions(job: harness.job, brokers: fixture.bootstrapServers,
                                        tickInterval: .milliseconds(100), stopGrace: .seconds(2)),
             backend: backend, logger: fixture.logger)
         let watcher = try await harness.reader([harness.topics.shards, harness.topics.control])
@@ -59,7 +59,7 @@ struct ControllerFleetTests {
         try await Task.sleep(for: .milliseconds(300))
         #expect(pids(folder, "w3").isEmpty)
         let log = try String(contentsOfFile: backend.logFile(of: "w2"), encoding: .utf8)
-        #expect(log.contains("args: worker --worker-id w2 --slowdown=2"))
+        #expect(log.contains("args: worker --worker-id w2"))
 
         try await harness.heartbeat("w1", running: [(0, 0)], partitions: [0, 1])
         try await harness.heartbeat("w2", running: [(1, 0)], partitions: [2, 3])

@@ -46,16 +46,16 @@ struct LocalPodBackendTests {
         return (try? String(contentsOfFile: backend.logFile(of: id), encoding: .utf8)) ?? ""
     }
 
-    @Test("Starts workers with their arguments and per-worker extras, logs each to its file, stops them with SIGTERM")
+    @Test("Starts workers with their arguments and ids, logs each to its file, stops them with SIGTERM")
     func startAndStop() async throws {
         let (backend, _) = try makeBackend(Self.polite)
-        let one = try await backend.start(worker: "w1", extraArguments: [])
-        let two = try await backend.start(worker: "w2", extraArguments: ["--slowdown", "3"])
+        let one = try await backend.start(worker: "w1")
+        let two = try await backend.start(worker: "w2")
         #expect(await backend.list().map(\.id) == ["w1", "w2"])
         #expect(isAlive(one.pid!) && isAlive(two.pid!))
         #expect(await waitForLog(backend, "w1", containing: "started").contains("started worker j1 --worker-id w1"))
-        #expect(await waitForLog(backend, "w2", containing: "started").contains("--worker-id w2 --slowdown 3"))
-        await #expect(throws: FlotillaError.self) { _ = try await backend.start(worker: "w1", extraArguments: []) }
+        #expect(await waitForLog(backend, "w2", containing: "started").contains("started worker j1 --worker-id w2"))
+        await #expect(throws: FlotillaError.self) { _ = try await backend.start(worker: "w1") }
 
         await backend.stop(worker: "w1", grace: .seconds(5))
         let pods = await backend.list()
@@ -71,7 +71,7 @@ struct LocalPodBackendTests {
     @Test("A worker that ignores SIGTERM is killed after the grace period")
     func killAfterGrace() async throws {
         let (backend, _) = try makeBackend("trap '' TERM\nwhile true; do sleep 0.05; done\n")
-        let pod = try await backend.start(worker: "w1", extraArguments: [])
+        let pod = try await backend.start(worker: "w1")
         try await Task.sleep(for: .milliseconds(100))
         let started = ContinuousClock.now
         await backend.stop(worker: "w1", grace: .milliseconds(500))
@@ -84,9 +84,9 @@ struct LocalPodBackendTests {
     @Test("Replace kills the worker and starts a new process with the same id; exits are reported with their status")
     func replaceAndExit() async throws {
         let (backend, _) = try makeBackend("case \"$4\" in w2) exit 7;; esac\n" + Self.polite)
-        let first = try await backend.start(worker: "w1", extraArguments: [])
+        let first = try await backend.start(worker: "w1")
         _ = await waitForLog(backend, "w1", containing: "started")  // the first one runs before it is replaced
-        let second = try await backend.replace(worker: "w1", extraArguments: [])
+        let second = try await backend.replace(worker: "w1")
         #expect(first.pid != second.pid)
         #expect(!isAlive(first.pid!))
         #expect(isAlive(second.pid!))
@@ -98,7 +98,7 @@ struct LocalPodBackendTests {
         }
         #expect(starts == 2, "both processes append to the worker's log")
 
-        _ = try await backend.start(worker: "w2", extraArguments: [])
+        _ = try await backend.start(worker: "w2")
         var exited: WorkerPod?
         for _ in 0..<200 {
             exited = await backend.list().first { $0.id == "w2" && $0.exited }
@@ -117,7 +117,7 @@ struct LocalPodBackendTests {
     func noOrphans() async throws {
         // The "worker" starts a child of its own; stopping the worker must stop that one too.
         let (backend, folder) = try makeBackend("sleep 30 &\necho $! > \"$(dirname \"$0\")/child.pid\"\nwait\n")
-        _ = try await backend.start(worker: "w1", extraArguments: [])
+        _ = try await backend.start(worker: "w1")
         var child: Int32?
         for _ in 0..<200 {
             if let text = try? String(contentsOfFile: "\(folder)/child.pid", encoding: .utf8),

@@ -6,8 +6,8 @@ import Testing
 
 @Suite("Builtin predictors")
 struct BuiltinPredictorTests {
-    func builtinPool(_ name: String, slowdown: Double = 1) throws -> PredictorPoolConfig {
-        PredictorPoolConfig(name: name, command: .builtin(name), batchSize: 4, slowdown: slowdown)
+    func builtinPool(_ name: String) throws -> PredictorPoolConfig {
+        PredictorPoolConfig(name: name, command: .builtin(name), batchSize: 4)
     }
 
     @Test("identity returns every input unchanged, in order, across batches")
@@ -60,28 +60,11 @@ struct BuiltinPredictorTests {
             PredictorPoolConfig(name: "s", command: .builtin("identity"), batchSize: 0),
             PredictorPoolConfig(name: "s", command: .builtin("identity"), minProcesses: 3, maxProcesses: 2),
             PredictorPoolConfig(name: "s", command: .builtin("identity"), maxAttempts: 0),
-            PredictorPoolConfig(name: "s", command: .builtin("identity"), slowdown: 0.5),
         ]
         for config in bad {
             #expect(throws: FlotillaError.self) { try config.validate() }
         }
         #expect(throws: Never.self) { try PredictorPoolConfig(name: "s", command: .builtin("identity")).validate() }
-    }
-
-    @Test("the slowdown test switch keeps each batch busy for `slowdown` times its measured compute time")
-    func slowdown() async throws {
-        let text = String(repeating: "lorem ipsum dolor sit amet ", count: 2000)
-        let samples = Fixtures.samples(4) { _ in .string(text) }
-        let metrics = TestMetrics()
-        let pool = try PredictorPool(config: try builtinPool("hash-embed", slowdown: 3), logger: Logger(label: "t"), metricsFactory: metrics)
-        try await pool.start()
-        let wall = await ContinuousClock().measure { _ = await pool.predict(samples) }
-        await pool.shutdown()
-        // The timer holds the compute time alone; the call lasted compute + 2 × compute of sleep.
-        let compute = Duration.nanoseconds(try metrics.expectTimer("flotilla_predictor_batch_seconds", [("stage", "hash-embed")]).values.last ?? 0)
-        #expect(compute > .zero)
-        #expect(wall >= compute * 3)
-        #expect(wall < compute * 3 + .seconds(2))
     }
 
     @Test("batches, errors and batch times are counted through swift-metrics with the stage dimension")

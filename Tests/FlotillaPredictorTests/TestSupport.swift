@@ -41,7 +41,7 @@ enum Fixtures {
             name: name, command: .process(argv: ["python3", fixture(script)] + args), batchSize: batchSize,
             minProcesses: processes, maxProcesses: maxProcesses ?? processes, batchTimeout: batchTimeout,
             startupTimeout: .seconds(30), maxAttempts: maxAttempts, isolatePoison: isolatePoison,
-            environment: ["PYTHONPATH": pythonDir, "PYTHONDONTWRITEBYTECODE": "1"],
+            environment: ["PYTHONPATH": pythonDir, "PYTHONDONTWRITEBYTECODE": "1", tagVariable: UUID().uuidString],
             shutdownGrace: .seconds(2), autoscale: nil
         )
     }
@@ -53,6 +53,24 @@ enum Fixtures {
     /// A fresh file path that does not exist yet (for the fixtures' "once" markers).
     static func marker() -> String {
         NSTemporaryDirectory() + "flotilla-marker-\(UUID().uuidString)"
+    }
+
+    /// Set to a fresh value in each `config`'s environment, so `processes(of:)` finds that pool's children.
+    static let tagVariable = "FLOTILLA_TEST_POOL"
+
+    /// The live child processes of this test process started for `config` (found through /proc
+    /// by the tag in their environment; the pool itself does not expose pids).
+    static func processes(of config: PredictorPoolConfig) -> [Int32] {
+        guard let tag = config.environment[tagVariable] else { return [] }
+        let wanted = Array("\(tagVariable)=\(tag)".utf8)
+        let entries = (try? FileManager.default.contentsOfDirectory(atPath: "/proc")) ?? []
+        return entries.compactMap(Int32.init).filter { pid in
+            guard let stat = try? String(contentsOfFile: "/proc/\(pid)/stat", encoding: .utf8),
+                  let fields = stat.split(separator: ")").last?.split(separator: " "), fields.count > 2,
+                  Int32(fields[2]) == getpid(), fields[0] != "Z",
+                  let environ = FileManager.default.contents(atPath: "/proc/\(pid)/environ") else { return false }
+            return environ.split(separator: 0).contains { Array($0) == wanted }
+        }.sorted()
     }
 
     /// True when `pid` no longer exists (reaped: a zombie would still answer kill(pid, 0)).
