@@ -27,12 +27,7 @@ extension Worker {
             await take(takes.filter { $0.reason == ControlRecord.warmStartReason }, express: false, runtime)
             for command in commands where command.command != .take { carryOut(command) }
             // Drop queued attempts that became stale while waiting.
-            state.withLock { state in
-                let stale = state.queue.filter { runtime.ledger.shouldSkip($0.record) != nil }
-                guard !stale.isEmpty else { return }
-                state.queue.removeAll { runtime.ledger.shouldSkip($0.record) != nil }
-                for shard in stale { state.release(shard) }
-            }
+            _ = machine.withLock { $0.dropStale(runtime.ledger.shouldSkip) }
             if !messages.isEmpty { changed() }
         }
     }
@@ -44,13 +39,8 @@ extension Worker {
         case .stop: stop(.finished("stopped by the controller"))
         case .cancel: stop(.cancelled)
         case .abandon:
-            state.withLock { state in
-                for (run, shard) in state.running where shard.queued.record.shard == command.shard
-                    && (command.attempt == nil || shard.queued.record.attempt == command.attempt) {
-                    state.running[run]!.abandoned = true
-                    state.release(shard.queued)
-                }
-            }
+            guard let shard = command.shard else { return }
+            _ = machine.withLock { $0.abandon(shard: shard, attempt: command.attempt) }
             changed()
         case .supersede, .scale, .take: break
         }
@@ -71,11 +61,7 @@ extension Worker {
                   runtime.ledger.shouldSkip(record) == nil else { continue }
             taken.append(QueuedShard(record: record, partition: message.topicPartition, offset: message.offset, express: express))
         }
-        let added = state.withLock { state in
-            let fresh = taken.filter { !state.isQueued($0.record) && !state.isRunning($0.record) }
-            if express { state.queue.insert(contentsOf: fresh, at: 0) } else { state.queue.append(contentsOf: fresh) }
-            return fresh
-        }
+        let added = machine.withLock { $0.take(taken, express: express) }
         guard !added.isEmpty else { return }
         schedulerWake.signal()
         heartbeatWake.signal()  // the controller sees them queued here at once
@@ -104,33 +90,19 @@ extension Worker {
         let seconds = max(0.001, Double((now - last).components.seconds) + Double((now - last).components.attoseconds) / 1e18)
         last = now
         let cpuSeconds = ProcessUsage.cpuSeconds()
-        let heartbeat = state.withLock { state in
-            defer {
-                state.samplesSinceHeartbeat = 0
-                state.committed = []
-            }
-            // Finished shards stay in flight until their transaction commits: a shard the
-            // controller sees neither running nor committed would look like waiting work.
-            let running = state.running.values.filter { !$0.abandoned }.map {
-                InFlightShard(shard: $0.queued.record.shard, attempt: $0.queued.record.attempt, run: $0.run, done: $0.done,
-                              total: $0.queued.record.samples, startedAt: $0.startedAt)
-            }
-            let unpublished = (state.publishing + state.finished).map {
-                InFlightShard(shard: $0.ack.shard, attempt: $0.ack.attempt, run: $0.ack.run, done: $0.ack.samples,
-                              total: $0.ack.samples, startedAt: $0.ack.startedAt)
-            }
+        let heartbeat = machine.withLock { machine in
+            let report = machine.heartbeatReport()
             return HeartbeatRecord(
                 job: options.job, worker: options.workerID, host: ProcessInfo.processInfo.hostName, pid: Int(getpid()),
-                state: final ? .stopping : (state.draining ? .draining : .running),
-                inFlight: running + unpublished,
-                queued: state.queue.map(\.record.shard),
-                samplesPerSecond: Double(state.samplesSinceHeartbeat) / seconds,
+                state: final ? .stopping : (machine.phase == .draining ? .draining : .running),
+                inFlight: report.inFlight,
+                queued: report.queued,
+                samplesPerSecond: Double(report.samples) / seconds,
                 predictors: predictors,
-                partitions: state.assigned.map { Int($0.partition) }.sorted(),
-                committed: state.committed,
-                positions: state.positions.map { PartitionPosition(partition: Int($0.key.partition), next: $0.value) }
-                    .sorted { $0.partition < $1.partition },
-                usage: WorkerUsage(cpuSeconds: cpuSeconds, samples: state.samplesDone, shards: state.shardsDone))
+                partitions: machine.assigned.map { Int($0.partition) }.sorted(),
+                committed: report.committed,
+                positions: machine.partitionPositions,
+                usage: WorkerUsage(cpuSeconds: cpuSeconds, samples: machine.samplesDone, shards: machine.shardsDone))
         }
         let message = OutgoingMessage.record(heartbeat, topic: runtime.topics.heartbeats, key: options.workerID)
         do {

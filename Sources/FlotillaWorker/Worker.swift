@@ -9,13 +9,15 @@ import Synchronization
 /// `flotilla worker`: takes shards from the job's consumer group at its own pace, runs them through
 /// the model stages, and publishes results, acks and offsets (atomically in exactly-once mode).
 ///
-/// Five loops share one locked `WorkerState`: intake (Kafka → bounded queue, pausing partitions
-/// when full), scheduler (queue → running shards, `slots` at a time), committer (finished shards →
-/// Kafka), ledger (acks and control → skip lists and commands) and heartbeat.
+/// The rules live in `WorkerMachine` (a value, tested alone); this shell feeds it and carries its
+/// decisions out with five loops: intake (Kafka → bounded queue), scheduler (queue → running
+/// shards, `slots` at a time), committer (finished shards → Kafka), ledger (acks and control →
+/// skip lists and commands) and heartbeat. Each loop waits on a `Wakeup`, never on a timer tick.
 public final class Worker: Sendable {
     let options: WorkerOptions
     let logger: Logger
-    let state = Mutex(WorkerState())
+    /// Sized for real once the stages are known (`configure`).
+    let machine = Mutex(WorkerMachine(slots: 1, holdLimit: 1))
     /// Wake the loops when what they wait for may have changed (see `changed()`).
     let intakeWake = Wakeup(), schedulerWake = Wakeup(), committerWake = Wakeup(), heartbeatWake = Wakeup()
 
@@ -29,13 +31,13 @@ public final class Worker: Sendable {
 
     /// Finish running shards, take no new ones, then return (SIGTERM, `drain` command).
     public func drain() {
-        state.withLock { $0.draining = true }
+        machine.withLock { $0.drain() }
         changed()
     }
 
     /// Abandon everything and return as soon as possible.
     public func stop(_ reason: WorkerExit = .finished("stopped")) {
-        state.withLock { if $0.stopping == nil { $0.stopping = reason } }
+        machine.withLock { $0.stop(reason) }
         changed()
         heartbeatWake.signal()
     }
@@ -65,6 +67,7 @@ public final class Worker: Sendable {
             await reportStartFailure(error, client: client)
             throw error
         }
+        machine.withLock { $0.configure(slots: runtime.slots, holdLimit: runtime.slots + (options.prefetch ?? runtime.slots)) }
         logger.info("worker started", metadata: [
             "flotilla.slots": "\(runtime.slots)", "flotilla.delivery": "\(runtime.publisher.transactional ? "exactly-once" : "at-least-once")",
         ])
@@ -78,40 +81,31 @@ public final class Worker: Sendable {
                 group.addTask { try await self.heartbeatLoop(runtime) }
                 try await group.waitForAll()
             }
-            exit = .success(state.withLock { $0.stopping } ?? .finished("done"))
+            exit = .success(machine.withLock { $0.exit } ?? .finished("done"))
         } catch let error as FlotillaError {
             exit = .failure(error)
         } catch {
             exit = .failure(FlotillaError(.kafka, "worker failed", underlying: error))
         }
-        state.withLock { if $0.stopping == nil { $0.stopping = .finished("failed") } }
+        machine.withLock { $0.stop(.finished("failed")) }
         // Without partitions there is nothing to hand over, and closing would wait out the join.
-        await runtime.shutdown(leaveGroup: !state.withLock { $0.assigned.isEmpty })
-        logger.info("worker stopped", metadata: ["flotilla.shards": "\(state.withLock { $0.shardsDone })"])
+        await runtime.shutdown(leaveGroup: !machine.withLock { $0.assigned.isEmpty })
+        logger.info("worker stopped", metadata: ["flotilla.shards": "\(machine.withLock { $0.shardsDone })"])
         return try exit.get()
     }
 
-    var isStopping: Bool { state.withLock { $0.stopping != nil } }
-
-    /// Finished shards published in one transaction at most: one commit costs a few milliseconds.
-    static let publishBatch = 16
+    var isStopping: Bool { machine.withLock { $0.isStopping } }
 
     // MARK: intake
 
     private func intakeLoop(_ runtime: WorkerRuntime) async throws {
-        let limit = runtime.slots + (options.prefetch ?? runtime.slots)
         var lastPoll = ContinuousClock.now
         while !isStopping {
             // Hold only the shards this worker can start soon: that is what lets faster workers take
             // more. A full worker does not poll, so records stay in Kafka (pausing partitions instead
             // makes the next fetch after resume wait most of a second). It still polls once a minute,
             // to serve rebalances and stay within max.poll.interval.
-            // Finished shards waiting for the committer count too, beyond a batch's worth: what a
-            // worker holds unpublished is what a rebalance makes another worker redo.
-            let room = state.withLock { state in
-                let unpublished = max(0, state.finished.count + state.publishing.count - Self.publishBatch)
-                return state.draining ? 0 : limit - state.queue.count - state.running.count - unpublished
-            }
+            let room = machine.withLock { $0.room }
             guard room > 0 || ContinuousClock.now - lastPoll > .seconds(60) else {
                 await intakeWake.wait(upTo: .seconds(1))
                 continue
@@ -132,10 +126,7 @@ public final class Worker: Sendable {
         switch event {
         case .message(let message):
             let partition = message.topicPartition
-            state.withLock { state in
-                state.offsets.received(partition, message.offset)
-                state.positions[partition] = max(state.positions[partition] ?? 0, message.offset + 1)
-            }
+            machine.withLock { $0.received(partition, offset: message.offset) }
             let record: ShardRecord
             do {
                 record = try RecordCodec.shared.decode(ShardRecord.self, from: message.value)
@@ -145,19 +136,17 @@ public final class Worker: Sendable {
                 if let problem = runtime.config.problem(with: record.source) { throw FlotillaError(.invalidInput, problem) }
             } catch {
                 await runtime.deadLetter(message: message, reason: "\(error)", logger: logger)
-                state.withLock { $0.offsets.finished(partition, message.offset) }
+                machine.withLock { $0.release(partition, offset: message.offset) }
                 return
             }
-            let shard = QueuedShard(record: record, partition: partition, offset: message.offset)
-            state.withLock { state in
-                state.queue.append(shard)
-            }
+            machine.withLock { $0.enqueue(QueuedShard(record: record, partition: partition, offset: message.offset)) }
         case .assigned(let partitions):
             logger.info("partitions assigned", metadata: ["flotilla.partitions": "\(partitions.map(\.partition))"])
-            state.withLock { $0.assigned.formUnion(partitions) }
+            machine.withLock { $0.assign(partitions) }
         case .revoked(let partitions, let lost):
             logger.info("partitions revoked", metadata: ["flotilla.partitions": "\(partitions.map(\.partition))", "flotilla.lost": "\(lost)"])
-            state.withLock { $0.revoke(partitions) }
+            machine.withLock { $0.revoke(partitions) }
+            changed()
         case .error(let error):
             logger.warning("Kafka consumer error", metadata: ["flotilla.error": "\(error)"])
         case .endOfPartition:
@@ -170,40 +159,21 @@ public final class Worker: Sendable {
     private func schedulerLoop(_ runtime: WorkerRuntime) async throws {
         await withDiscardingTaskGroup { group in
             while true {
-                let next = state.withLock { state -> QueuedShard?? in
-                    if state.stopping != nil { return .some(nil) }
-                    if state.draining && state.running.isEmpty && state.finished.isEmpty {
-                        state.stopping = .finished("drained")
-                        return .some(nil)
-                    }
-                    guard !state.draining, let next = state.queue.first else { return nil }
-                    // An express (recovered) shard may use one slot beyond the rest: it should not wait for a slot.
-                    guard state.running.count < runtime.slots + (next.express ? 1 : 0) else { return nil }
-                    return state.queue.removeFirst()
+                let next = machine.withLock { machine in
+                    machine.next(skipReason: runtime.ledger.shouldSkip, newRun: { UUID().uuidString.lowercased() }, now: Timestamp.now())
                 }
                 switch next {
-                case .some(nil):
+                case .stop:
                     // Drained or stopped: the other loops notice now rather than at their next timeout.
                     changed()
                     heartbeatWake.signal()
                     return
-                case .some(.some(let shard)):
-                    if holdsCopy(of: shard) {
-                        // Its express copy runs now: once acked, this copy is skipped and its offset released.
-                        state.withLock { $0.queue.append(shard) }
-                        await schedulerWake.wait(upTo: .milliseconds(20))
-                        continue
-                    }
-                    if let reason = runtime.ledger.shouldSkip(shard.record) {
-                        logger.debug("shard skipped", metadata: [LoggingKeys.shard: "\(shard.record.shard)", "flotilla.reason": "\(reason)"])
-                        state.withLock { $0.release(shard) }
-                        intakeWake.signal()
-                        continue
-                    }
-                    let run = UUID().uuidString.lowercased()
-                    state.withLock { $0.running[run] = RunningShard(queued: shard, run: run, startedAt: Timestamp.now()) }
+                case .skip(let shard, let reason):
+                    logger.debug("shard skipped", metadata: [LoggingKeys.shard: "\(shard.record.shard)", "flotilla.reason": "\(reason)"])
+                    intakeWake.signal()
+                case .start(let shard, let run):
                     group.addTask { await self.execute(shard, run: run, runtime) }
-                case .none:
+                case .wait:
                     await schedulerWake.wait(upTo: .seconds(1))
                 }
             }
@@ -239,7 +209,7 @@ public final class Worker: Sendable {
         } catch {
             if abandoned() {
                 logger.info("shard abandoned")
-                state.withLock { _ = $0.running.removeValue(forKey: run) }
+                machine.withLock { $0.finish(run: run, nil) }
                 changed()
                 return
             }
@@ -247,27 +217,17 @@ public final class Worker: Sendable {
             ack = AckRecord(job: options.job, shard: record.shard, attempt: record.attempt, run: run, worker: options.workerID,
                             samples: 0, status: .failed, error: error.message, startedAt: startedAt)
         }
-        state.withLock { state in
-            guard let running = state.running.removeValue(forKey: run), !running.abandoned else { return }
-            state.finished.append(FinishedShard(partition: shard.partition, offset: shard.offset, results: results, ack: ack))
-        }
+        let finished = FinishedShard(partition: shard.partition, offset: shard.offset, results: results, ack: ack)
+        machine.withLock { $0.finish(run: run, finished) }
         changed()
     }
 
-    /// Whether another copy of the same attempt runs or waits to be published here.
-    private func holdsCopy(of shard: QueuedShard) -> Bool {
-        state.withLock { $0.isRunning(shard.record) || $0.isUnpublished(shard.record) }
-    }
-
     private func isAbandoned(_ run: String) -> Bool {
-        state.withLock { state in
-            guard let running = state.running[run] else { return true }
-            return running.abandoned || state.stopping != nil
-        }
+        machine.withLock { $0.isAbandoned(run) }
     }
 
     private func recordProgress(run: String, done: Int) {
-        state.withLock { state in state.running[run]?.done = done }
+        machine.withLock { $0.progress(run: run, done: done) }
     }
 
     // MARK: committer
@@ -275,49 +235,35 @@ public final class Worker: Sendable {
     private func committerLoop(_ runtime: WorkerRuntime) async throws {
         var lastOffsetCommit = ContinuousClock.now
         while true {
-            let (batch, stop) = state.withLock { state -> ([FinishedShard], Bool) in
-                // Several small shards per transaction: one commit costs a few milliseconds.
-                let batch = Array(state.finished.prefix(Self.publishBatch))
-                state.finished.removeFirst(batch.count)
-                state.publishing = batch
-                return (batch, state.stopping != nil && state.finished.isEmpty)
-            }
-            if !batch.isEmpty {
+            let (batch, done) = machine.withLock { ($0.nextPublish(), $0.committerIsDone) }
+            if let batch {
                 try await publish(batch, runtime)
             } else if ContinuousClock.now - lastOffsetCommit > .seconds(1) {
-                let offsets = state.withLock { $0.offsets.commitOffsets(advance: false) }
+                let offsets = machine.withLock { $0.pendingOffsets() }
                 try await commitWithRetry("commit offsets") { try await runtime.publisher.commitOffsets(offsets, consumer: runtime.consumer) }
-                state.withLock { _ = $0.offsets.commitOffsets(advance: true) }
+                machine.withLock { $0.offsetsCommitted() }
                 lastOffsetCommit = ContinuousClock.now
             }
-            if stop { return }
+            if done { return }
             // Every second at least: the offsets of skipped records are committed on that beat.
-            if batch.isEmpty { await committerWake.wait(upTo: .seconds(1)) }
+            if batch == nil { await committerWake.wait(upTo: .seconds(1)) }
         }
     }
 
     private func publish(_ batch: [FinishedShard], _ runtime: WorkerRuntime) async throws {
-        let batch = try await publishIsolatingRejects(batch, runtime)
-        let samples = batch.reduce(0) { $0 + $1.results.count }
-        state.withLock { state in
-            for shard in batch { state.offsets.finished(shard.partition, shard.offset) }
-            _ = state.offsets.commitOffsets(advance: true)
-            state.samplesSinceHeartbeat += samples
-            state.shardsDone += batch.count
-            state.samplesDone += samples
-            state.publishing = []
-            state.committed += batch.filter { $0.ack.status == .done }.map {
-                CommittedShard(shard: $0.ack.shard, attempt: $0.ack.attempt, run: $0.ack.run, samples: $0.ack.samples,
-                               errorSamples: $0.ack.errorSamples)
-            }
+        let published = try await publishIsolatingRejects(batch, runtime)
+        let noPartitions = machine.withLock { machine in
+            machine.published(published)
+            return machine.assigned.isEmpty
         }
         intakeWake.signal()
-        schedulerWake.signal()  // a copy waiting for this one to be published may now be skipped
+        schedulerWake.signal()  // a copy held for this one may now be skipped
         // Still waiting for a group assignment: work comes from the controller's warm start,
         // which hands out more as soon as a heartbeat shows these committed.
-        if state.withLock({ $0.assigned.isEmpty }) { heartbeatWake.signal() }
-        for shard in batch where shard.ack.status == .done { runtime.ledger.apply(ack: shard.ack) }
-        logger.debug("shards published", metadata: ["flotilla.shards": "\(batch.map(\.ack.shard))", "flotilla.samples": "\(samples)"])
+        if noPartitions { heartbeatWake.signal() }
+        for shard in published where shard.ack.status == .done { runtime.ledger.apply(ack: shard.ack) }
+        logger.debug("shards published", metadata: ["flotilla.shards": "\(published.map(\.ack.shard))",
+                                                      "flotilla.samples": "\(published.reduce(0) { $0 + $1.results.count })"])
     }
 
     /// Publishes `batch`; when the broker rejects its records (too large, invalid), publishes its
@@ -326,8 +272,11 @@ public final class Worker: Sendable {
     /// are published. Returns what was published.
     private func publishIsolatingRejects(_ batch: [FinishedShard], _ runtime: WorkerRuntime) async throws -> [FinishedShard] {
         do {
-            let offsets = state.withLock { $0.offsets.commitOffsets(assumingFinished: batch.map { ($0.partition, $0.offset) }, advance: false) }
-            try await commitWithRetry("publish results") { try await runtime.publisher.publish(batch, offsets: offsets, consumer: runtime.consumer) }
+            try await commitWithRetry("publish results") {
+                // Asked again on every try: a rebalance may have taken partitions away meanwhile.
+                let offsets = machine.withLock { $0.offsetsToCommit(assumingPublished: batch) }
+                try await runtime.publisher.publish(batch, offsets: offsets, consumer: runtime.consumer)
+            }
             return batch
         } catch let rejection as RecordsRejected {
             guard batch.count == 1, var failed = batch.first else {

@@ -1,0 +1,358 @@
+import FlotillaCore
+import RdKafka
+
+/// A shard record taken from Kafka and not yet started.
+struct QueuedShard: Sendable, Equatable {
+    var record: ShardRecord
+    var partition: TopicPartition
+    var offset: Int64
+    /// Fetched on the controller's `take` command rather than from the group's assignment: its
+    /// offset is not this worker's to commit (the group copy is skipped once the shard is done).
+    var express = false
+}
+
+/// A shard execution in progress.
+struct RunningShard: Sendable {
+    var queued: QueuedShard
+    var run: String
+    var startedAt: Int64
+    var done: Int = 0
+    var abandoned = false
+}
+
+/// The worker's rules as a value: what it holds, what it starts next, what it publishes and
+/// commits, and when it stops. Facts go in (records received, partitions assigned or revoked,
+/// shards finished, publishes done, commands); decisions come out. No I/O and no clock: the
+/// `Worker` shell feeds it and carries the decisions out, so every rule is tested without a broker.
+struct WorkerMachine: Sendable {
+    enum Phase: Sendable, Equatable {
+        case running
+        /// Finishing what runs and waits to be published; taking and starting nothing new.
+        case draining
+        /// Stopping now, for this reason.
+        case stopping(WorkerExit)
+    }
+
+    /// What the scheduler does next.
+    enum Next: Sendable, Equatable {
+        case start(QueuedShard, run: String)
+        /// Done elsewhere, superseded or taken by another worker: released unrun.
+        case skip(QueuedShard, reason: String)
+        /// Nothing to start now: wait for a change.
+        case wait
+        /// Drained or stopped: the scheduler ends.
+        case stop
+    }
+
+    /// Shards processed at once.
+    private(set) var slots: Int
+    /// Shards held (queued and running) at most; the intake polls only for the room left.
+    private(set) var holdLimit: Int
+    /// Finished shards per transaction at most: one commit costs a few milliseconds.
+    let publishBatch: Int
+
+    private(set) var phase: Phase = .running
+    private(set) var queue: [QueuedShard] = []
+    private(set) var running: [String: RunningShard] = [:]
+    private(set) var finished: [FinishedShard] = []
+    /// In a transaction now: still in flight for the controller.
+    private(set) var publishing: [FinishedShard] = []
+    /// Copies of an attempt that runs or waits to be published here, set aside until that one ends.
+    private(set) var held: [QueuedShard] = []
+    /// Done shards committed since the last heartbeat (the heartbeat reports and clears them).
+    private(set) var committed: [CommittedShard] = []
+    /// Per assigned partition, the offset after the last record received.
+    private(set) var positions: [TopicPartition: Int64] = [:]
+    private(set) var assigned: Set<TopicPartition> = []
+    private var offsets = OffsetTracker()
+    /// Samples published since the last heartbeat.
+    private(set) var samplesSinceHeartbeat = 0
+    /// Shards and samples published since the worker started.
+    private(set) var shardsDone = 0
+    private(set) var samplesDone = 0
+
+    init(slots: Int, holdLimit: Int, publishBatch: Int = 16) {
+        self.slots = max(1, slots)
+        self.holdLimit = max(1, holdLimit)
+        self.publishBatch = max(1, publishBatch)
+    }
+
+    /// Sets the sizes once the worker knows its stages (a drain or stop asked before stays).
+    mutating func configure(slots: Int, holdLimit: Int) {
+        self.slots = max(1, slots)
+        self.holdLimit = max(1, holdLimit)
+    }
+
+    var isStopping: Bool { if case .stopping = phase { true } else { false } }
+    var exit: WorkerExit? { if case .stopping(let exit) = phase { exit } else { nil } }
+
+    // MARK: intake
+
+    /// Records the intake may take now. Finished shards waiting for the committer count too,
+    /// beyond a batch's worth: what a worker holds unpublished is what a rebalance makes another redo.
+    var room: Int {
+        guard phase == .running else { return 0 }
+        let unpublished = max(0, finished.count + publishing.count - publishBatch)
+        return holdLimit - queue.count - running.count - unpublished
+    }
+
+    /// A record arrived from the group at `offset` of `partition` (before it is decoded).
+    mutating func received(_ partition: TopicPartition, offset: Int64) {
+        offsets.received(partition, offset)
+        positions[partition] = max(positions[partition] ?? 0, offset + 1)
+    }
+
+    /// A decoded shard record, queued to run.
+    mutating func enqueue(_ shard: QueuedShard) {
+        queue.append(shard)
+    }
+
+    /// The record at `offset` needs no results from here (dead-lettered, skipped, superseded):
+    /// its offset may be committed.
+    mutating func release(_ partition: TopicPartition, offset: Int64) {
+        offsets.finished(partition, offset)
+    }
+
+    mutating func assign(_ partitions: [TopicPartition]) {
+        assigned.formUnion(partitions)
+    }
+
+    /// Partitions this worker no longer owns: their queued records go (the new owner reads them),
+    /// their running shards are abandoned, and their offsets are forgotten. Their finished shards
+    /// are still published — results and ack, not the offsets — so the new owner skips them
+    /// instead of redoing them.
+    mutating func revoke(_ partitions: [TopicPartition]) {
+        let lost = Set(partitions)
+        queue.removeAll { lost.contains($0.partition) && !$0.express }
+        held.removeAll { lost.contains($0.partition) && !$0.express }
+        for (run, shard) in running where lost.contains(shard.queued.partition) && !shard.queued.express {
+            running[run]!.abandoned = true
+        }
+        offsets.remove(partitions)
+        for partition in partitions { positions[partition] = nil }
+        assigned.subtract(lost)
+    }
+
+    /// Shards the controller named (`take`): express ones first and allowed a slot beyond the
+    /// rest, warm-start ones last. Returns those that were not here already.
+    mutating func take(_ shards: [QueuedShard], express: Bool) -> [QueuedShard] {
+        let fresh = shards.filter { !holds($0.record) }
+        if express { queue.insert(contentsOf: fresh, at: 0) } else { queue.append(contentsOf: fresh) }
+        return fresh
+    }
+
+    /// Releases queued and held records that `skipReason` now skips (their shard got done or
+    /// superseded while they waited). Returns how many.
+    mutating func dropStale(_ skipReason: (ShardRecord) -> String?) -> Int {
+        let stale = (queue + held).filter { skipReason($0.record) != nil }
+        guard !stale.isEmpty else { return 0 }
+        queue.removeAll { skipReason($0.record) != nil }
+        held.removeAll { skipReason($0.record) != nil }
+        for shard in stale { release(shard) }
+        return stale.count
+    }
+
+    // MARK: commands
+
+    /// Finish what runs, take nothing new, then stop.
+    mutating func drain() {
+        if phase == .running { phase = .draining }
+    }
+
+    /// Stop at once (the first reason stays).
+    mutating func stop(_ exit: WorkerExit) {
+        if !isStopping { phase = .stopping(exit) }
+    }
+
+    /// Abandons the running executions of `shard` (of `attempt`, or every attempt); their records
+    /// are released. Returns whether one was running.
+    mutating func abandon(shard: String, attempt: Int?) -> Bool {
+        var found = false
+        for (run, execution) in running where execution.queued.record.shard == shard
+            && (attempt == nil || execution.queued.record.attempt == attempt) {
+            running[run]!.abandoned = true
+            release(execution.queued)
+            found = true
+        }
+        return found
+    }
+
+    // MARK: scheduling
+
+    /// The scheduler's next move. `skipReason` is the ledger's (done, superseded, taken elsewhere);
+    /// `newRun` names an execution.
+    mutating func next(skipReason: (ShardRecord) -> String?, newRun: () -> String, now: Int64) -> Next {
+        switch phase {
+        case .stopping: return .stop
+        case .draining:
+            if running.isEmpty && finished.isEmpty && publishing.isEmpty {
+                phase = .stopping(.finished("drained"))
+                return .stop
+            }
+            return .wait
+        case .running: break
+        }
+        while let shard = queue.first {
+            if let reason = skipReason(shard.record) {
+                queue.removeFirst()
+                release(shard)
+                return .skip(shard, reason: reason)
+            }
+            if holdsCopy(of: shard.record) {
+                // Another copy of this attempt runs or waits here: once it is published this one
+                // is skipped; if it fails, this one runs.
+                held.append(queue.removeFirst())
+                continue
+            }
+            // An express (recovered) shard may use one slot beyond the rest: it should not wait for a slot.
+            guard running.count < slots + (shard.express ? 1 : 0) else { return .wait }
+            queue.removeFirst()
+            let run = newRun()
+            running[run] = RunningShard(queued: shard, run: run, startedAt: now)
+            return .start(shard, run: run)
+        }
+        return .wait
+    }
+
+    mutating func progress(run: String, done: Int) {
+        running[run]?.done = done
+    }
+
+    /// Whether execution `run` should stop: abandoned, revoked, or the worker stops.
+    func isAbandoned(_ run: String) -> Bool {
+        guard let execution = running[run] else { return true }
+        return execution.abandoned || isStopping
+    }
+
+    /// Execution `run` ended: `shard` (its results and ack) waits to be published, unless the
+    /// execution was abandoned or there is nothing to publish (nil). Held copies of it are back
+    /// in the queue when nothing of it is left here.
+    mutating func finish(run: String, _ shard: FinishedShard?) {
+        guard let execution = running.removeValue(forKey: run) else { return }
+        if let shard, !execution.abandoned {
+            finished.append(shard)
+        } else {
+            requeueHeld(of: execution.queued.record)
+        }
+    }
+
+    // MARK: publishing
+
+    /// The next transaction: up to `publishBatch` finished shards, in flight until `published`
+    /// or `publishFailed`.
+    mutating func nextPublish() -> [FinishedShard]? {
+        guard publishing.isEmpty, !finished.isEmpty else { return nil }
+        publishing = Array(finished.prefix(publishBatch))
+        finished.removeFirst(publishing.count)
+        return publishing
+    }
+
+    /// The offsets a transaction of `shards` commits, recomputed for each try: a rebalance may
+    /// have taken partitions away since.
+    func offsetsToCommit(assumingPublished shards: [FinishedShard]) -> [TopicPartitionOffset] {
+        var offsets = offsets
+        return offsets.commitOffsets(assumingFinished: shards.map { ($0.partition, $0.offset) }, advance: false)
+    }
+
+    /// These shards' transaction committed (`shards` may differ from the batch taken, when the
+    /// broker rejected some and they were re-sent as failed acks).
+    mutating func published(_ shards: [FinishedShard]) {
+        for shard in shards { offsets.finished(shard.partition, shard.offset) }
+        _ = offsets.commitOffsets(advance: true)
+        let samples = shards.reduce(0) { $0 + $1.results.count }
+        samplesSinceHeartbeat += samples
+        shardsDone += shards.count
+        samplesDone += samples
+        committed += shards.filter { $0.ack.status == .done }.map {
+            CommittedShard(shard: $0.ack.shard, attempt: $0.ack.attempt, run: $0.ack.run, samples: $0.ack.samples,
+                           errorSamples: $0.ack.errorSamples)
+        }
+        let batch = publishing
+        publishing = []
+        for shard in batch { requeueHeld(of: shard.ack) }
+    }
+
+    /// The transaction failed and will be retried: its shards go back to the front.
+    mutating func publishFailed() {
+        finished.insert(contentsOf: publishing, at: 0)
+        publishing = []
+    }
+
+    /// Offsets of released records to commit outside a transaction (skipped, dead-lettered).
+    func pendingOffsets() -> [TopicPartitionOffset] {
+        var offsets = offsets
+        return offsets.commitOffsets(advance: false)
+    }
+
+    /// Those offsets were committed.
+    mutating func offsetsCommitted() {
+        _ = offsets.commitOffsets(advance: true)
+    }
+
+    /// Whether the committer is done: stopping with nothing left to publish.
+    var committerIsDone: Bool { isStopping && finished.isEmpty }
+
+    // MARK: heartbeat
+
+    /// What the next heartbeat says of the shards here; clears the committed list and the rate count.
+    /// Finished shards stay in flight until their transaction commits: a shard the controller sees
+    /// neither running nor committed would look like waiting work.
+    mutating func heartbeatReport() -> (inFlight: [InFlightShard], queued: [String], committed: [CommittedShard], samples: Int) {
+        defer {
+            samplesSinceHeartbeat = 0
+            committed = []
+        }
+        let active = running.values.filter { !$0.abandoned }.sorted { $0.startedAt < $1.startedAt }.map {
+            InFlightShard(shard: $0.queued.record.shard, attempt: $0.queued.record.attempt, run: $0.run, done: $0.done,
+                          total: $0.queued.record.samples, startedAt: $0.startedAt)
+        }
+        let unpublished = (publishing + finished).map {
+            InFlightShard(shard: $0.ack.shard, attempt: $0.ack.attempt, run: $0.ack.run, done: $0.ack.samples,
+                          total: $0.ack.samples, startedAt: $0.ack.startedAt)
+        }
+        return (active + unpublished, queue.map(\.record.shard), committed, samplesSinceHeartbeat)
+    }
+
+    var partitionPositions: [PartitionPosition] {
+        positions.map { PartitionPosition(partition: Int($0.key.partition), next: $0.value) }.sorted { $0.partition < $1.partition }
+    }
+
+    // MARK: private
+
+    /// An express copy marks the group copy at the same offset, if this worker holds it: both
+    /// are the same attempt, skipped for the same reason.
+    private mutating func release(_ shard: QueuedShard) {
+        offsets.finished(shard.partition, shard.offset)
+    }
+
+    /// Whether this attempt is queued, running or unpublished here.
+    private func holds(_ record: ShardRecord) -> Bool {
+        queue.contains { $0.record.isSameAttempt(as: record) } || holdsCopy(of: record)
+    }
+
+    /// Whether this attempt runs or waits to be published here.
+    private func holdsCopy(of record: ShardRecord) -> Bool {
+        running.values.contains { !$0.abandoned && $0.queued.record.isSameAttempt(as: record) }
+            || (finished + publishing).contains { $0.ack.shard == record.shard && $0.ack.attempt == record.attempt }
+    }
+
+    private mutating func requeueHeld(of record: ShardRecord) {
+        requeueHeld { $0.isSameAttempt(as: record) }
+    }
+
+    private mutating func requeueHeld(of ack: AckRecord) {
+        requeueHeld { $0.shard == ack.shard && $0.attempt == ack.attempt }
+    }
+
+    private mutating func requeueHeld(_ matches: (ShardRecord) -> Bool) {
+        let back = held.filter { matches($0.record) }
+        guard !back.isEmpty else { return }
+        held.removeAll { matches($0.record) }
+        queue.insert(contentsOf: back, at: 0)
+    }
+}
+
+extension ShardRecord {
+    /// The same shard and attempt.
+    func isSameAttempt(as other: ShardRecord) -> Bool { shard == other.shard && attempt == other.attempt }
+}

@@ -1,0 +1,250 @@
+import FlotillaCore
+@testable import FlotillaWorker
+import RdKafka
+import Testing
+
+/// The worker's rules alone: no broker, no predictor, no clock, no sleeps.
+@Suite("WorkerMachine")
+struct WorkerMachineTests {
+    static let topic = "flotilla.j.shards"
+    let p0 = TopicPartition(topic, 0)
+    let p1 = TopicPartition(topic, 1)
+
+    func record(_ index: Int, attempt: Int = 0) -> ShardRecord {
+        ShardRecord(job: "j", shard: String(format: "s%06d", index), attempt: attempt,
+                    source: .inline([InlineSample(id: "x\(index)", input: .int(Int64(index)))]), samples: 1, createdAt: 0)
+    }
+
+    /// A machine holding records 0..<count, alternating over p0 and p1 at offsets 0, 1, ...
+    func machine(_ count: Int, slots: Int = 2, holdLimit: Int = 8) -> WorkerMachine {
+        var machine = WorkerMachine(slots: slots, holdLimit: holdLimit, publishBatch: 4)
+        machine.assign([p0, p1])
+        for index in 0..<count { receive(&machine, index) }
+        return machine
+    }
+
+    func receive(_ machine: inout WorkerMachine, _ index: Int, attempt: Int = 0) {
+        let partition = index % 2 == 0 ? p0 : p1
+        let offset = Int64(index / 2)
+        machine.received(partition, offset: offset)
+        machine.enqueue(QueuedShard(record: record(index, attempt: attempt), partition: partition, offset: offset))
+    }
+
+    /// Starts the next shard; fails the test when the machine does something else.
+    @discardableResult
+    func start(_ machine: inout WorkerMachine, skip: (ShardRecord) -> String? = { _ in nil }) -> (QueuedShard, String)? {
+        let run = "run-\(machine.running.count)-\(machine.shardsDone)-\(machine.queue.count)"
+        let next = machine.next(skipReason: skip, newRun: { run }, now: 1)
+        guard case .start(let shard, let run) = next else { return nil }
+        return (shard, run)
+    }
+
+    func finished(_ shard: QueuedShard, run: String, status: AckStatus = .done) -> FinishedShard {
+        let result = ResultRecord(job: "j", id: "x", shard: shard.record.shard, attempt: shard.record.attempt, run: run,
+                                  outcome: .output(JSONBytes(.int(1))))
+        return FinishedShard(partition: shard.partition, offset: shard.offset, results: [result],
+                             ack: AckRecord(job: "j", shard: shard.record.shard, attempt: shard.record.attempt, run: run,
+                                            worker: "w1", samples: 1, status: status, startedAt: 0))
+    }
+
+    /// The next transaction's shards; fails the test when there is none.
+    func batch(_ machine: inout WorkerMachine) throws -> [FinishedShard] {
+        let next = machine.nextPublish()
+        return try #require(next)
+    }
+
+    func committedOffsets(_ machine: WorkerMachine) -> [Int32: Int64] {
+        Dictionary(uniqueKeysWithValues: machine.pendingOffsets().map { ($0.topicPartition.partition, $0.offset) })
+    }
+
+    @Test("starts at most `slots` shards; an express shard goes first and may use one slot more")
+    func slotsAndExpress() throws {
+        var machine = machine(4)
+        #expect(start(&machine) != nil)
+        #expect(start(&machine) != nil)
+        #expect(machine.next(skipReason: { _ in nil }, newRun: { "r" }, now: 1) == .wait)
+        let express = QueuedShard(record: record(9), partition: p1, offset: 40, express: true)
+        #expect(machine.take([express], express: true) == [express])
+        #expect(machine.take([express], express: true).isEmpty, "already queued")
+        let (shard, _) = try #require(start(&machine))
+        #expect(shard == express)
+        #expect(machine.running.count == 3)
+    }
+
+    @Test("room counts queued, running and unpublished shards beyond a batch; none while draining")
+    func room() throws {
+        var machine = machine(3, slots: 2, holdLimit: 8)
+        #expect(machine.room == 5)
+        for _ in 0..<2 {
+            let (shard, run) = try #require(start(&machine))
+            machine.finish(run: run, finished(shard, run: run))
+        }
+        #expect(machine.room == 7, "finished shards within a batch of 4 do not count")
+        for _ in 0..<4 { receive(&machine, 10 + machine.queue.count) }
+        let (shard, run) = try #require(start(&machine))
+        machine.finish(run: run, finished(shard, run: run))
+        let (other, otherRun) = try #require(start(&machine))
+        machine.finish(run: otherRun, finished(other, run: otherRun))
+        let (third, thirdRun) = try #require(start(&machine))
+        machine.finish(run: thirdRun, finished(third, run: thirdRun))
+        #expect(machine.room == 8 - 2 - 1, "two queued, five unpublished: one beyond the batch")
+        machine.drain()
+        #expect(machine.room == 0)
+    }
+
+    @Test("a skipped record is released and its offset committed; stale queued records are dropped")
+    func skips() throws {
+        var machine = machine(3)
+        let next = machine.next(skipReason: { $0.shard == "s000000" ? "already done" : nil }, newRun: { "r" }, now: 1)
+        guard case .skip(let shard, let reason) = next else { Issue.record("expected a skip, got \(next)"); return }
+        #expect(shard.record.shard == "s000000" && reason == "already done")
+        #expect(committedOffsets(machine) == [0: 1])
+        #expect(machine.dropStale { $0.shard == "s000002" ? "superseded by attempt 1" : nil } == 1)
+        #expect(machine.queue.map(\.record.shard) == ["s000001"])
+        #expect(committedOffsets(machine) == [0: 2])
+    }
+
+    @Test("offsets commit only the contiguous finished prefix, in the transaction that publishes it")
+    func offsetPrefix() throws {
+        var machine = machine(4, slots: 4)
+        var started: [(QueuedShard, String)] = []
+        for _ in 0..<4 { started.append(try #require(start(&machine))) }
+        // s000002 (p0 @ 1) finishes before s000000 (p0 @ 0): nothing of p0 may be committed yet.
+        machine.finish(run: started[2].1, finished(started[2].0, run: started[2].1))
+        let first = try batch(&machine)
+        #expect(machine.offsetsToCommit(assumingPublished: first).isEmpty)
+        machine.published(first)
+        machine.finish(run: started[0].1, finished(started[0].0, run: started[0].1))
+        let second = try batch(&machine)
+        #expect(machine.offsetsToCommit(assumingPublished: second).map(\.offset) == [2])
+        machine.published(second)
+        #expect(machine.shardsDone == 2 && machine.samplesDone == 2)
+        let report = machine.heartbeatReport()
+        #expect(report.committed.map(\.shard) == ["s000002", "s000000"])
+        #expect(report.inFlight.map(\.shard).sorted() == ["s000001", "s000003"])
+        #expect(machine.heartbeatReport().committed.isEmpty, "the heartbeat clears what it reported")
+    }
+
+    @Test("revoke: queued records of the partition go, running ones are abandoned, finished ones are still published without their offsets")
+    func revoke() throws {
+        var machine = machine(6, slots: 3)
+        let a = try #require(start(&machine))  // s000000 on p0
+        let b = try #require(start(&machine))  // s000001 on p1
+        let c = try #require(start(&machine))  // s000002 on p0
+        machine.finish(run: a.1, finished(a.0, run: a.1))
+        let express = QueuedShard(record: record(20), partition: p0, offset: 30, express: true)
+        _ = machine.take([express], express: true)
+        machine.revoke([p0])
+        #expect(machine.queue.map(\.record.shard) == ["s000020", "s000003", "s000005"], "p0's group records dropped, the express one kept")
+        #expect(machine.isAbandoned(c.1))
+        #expect(!machine.isAbandoned(b.1))
+        #expect(!machine.assigned.contains(p0))
+        let batch = try batch(&machine)
+        #expect(batch.map(\.ack.shard) == ["s000000"], "finished work is published, not dropped")
+        #expect(machine.offsetsToCommit(assumingPublished: batch).isEmpty, "p0 is not this worker's to commit any more")
+        machine.published(batch)
+        machine.finish(run: c.1, finished(c.0, run: c.1))
+        #expect(machine.nextPublish() == nil, "an abandoned execution publishes nothing")
+    }
+
+    @Test("a second copy of an attempt waits until the first is published, then is skipped; if the first fails it runs")
+    func heldCopies() throws {
+        var machine = machine(1, slots: 2)
+        let first = try #require(start(&machine))
+        let express = QueuedShard(record: record(0), partition: p1, offset: 7, express: true)
+        #expect(machine.take([express], express: true).isEmpty, "a take of an attempt running here is refused")
+        // The group delivers the same attempt again (its record re-read after a rebalance).
+        let copy = QueuedShard(record: record(0), partition: p1, offset: 7)
+        machine.received(p1, offset: 7)
+        machine.enqueue(copy)
+        #expect(start(&machine) == nil)
+        #expect(machine.held == [copy] && machine.queue.isEmpty)
+        // The first copy is abandoned: the held one runs.
+        machine.finish(run: first.1, nil)
+        let (again, run) = try #require(start(&machine))
+        #expect(again == copy)
+        // While it waits to be published, a further copy is set aside, then skipped as done.
+        machine.finish(run: run, finished(again, run: run))
+        let late = QueuedShard(record: record(0), partition: p0, offset: 0)
+        machine.enqueue(late)
+        #expect(start(&machine) == nil && machine.held == [late])
+        machine.published(try batch(&machine))
+        #expect(machine.queue == [late])
+        let next = machine.next(skipReason: { _ in "already done" }, newRun: { "r" }, now: 1)
+        #expect(next == .skip(late, reason: "already done"))
+        #expect(committedOffsets(machine) == [0: 1], "p1 @ 7 went with the transaction; the skipped p0 @ 0 waits for the next commit")
+    }
+
+    @Test("drain: running shards finish and are published, nothing new starts, then the worker stops")
+    func drain() throws {
+        var machine = machine(3)
+        let (shard, run) = try #require(start(&machine))
+        machine.drain()
+        #expect(machine.next(skipReason: { _ in nil }, newRun: { "r" }, now: 1) == .wait)
+        #expect(!machine.isAbandoned(run))
+        machine.finish(run: run, finished(shard, run: run))
+        #expect(machine.next(skipReason: { _ in nil }, newRun: { "r" }, now: 1) == .wait, "its results are not published yet")
+        let batch = try batch(&machine)
+        #expect(machine.next(skipReason: { _ in nil }, newRun: { "r" }, now: 1) == .wait, "in a transaction now")
+        machine.published(batch)
+        #expect(machine.next(skipReason: { _ in nil }, newRun: { "r" }, now: 1) == .stop)
+        #expect(machine.exit == .finished("drained"))
+        #expect(machine.committerIsDone)
+    }
+
+    @Test("stop and cancel abandon running shards at once; the first reason stays; finished shards are still published")
+    func stopAndCancel() throws {
+        var machine = machine(3)
+        let a = try #require(start(&machine))
+        let b = try #require(start(&machine))
+        machine.finish(run: a.1, finished(a.0, run: a.1))
+        machine.stop(.cancelled)
+        machine.stop(.finished("stopped"))
+        #expect(machine.exit == .cancelled)
+        #expect(machine.isAbandoned(b.1))
+        #expect(machine.next(skipReason: { _ in nil }, newRun: { "r" }, now: 1) == .stop)
+        #expect(!machine.committerIsDone, "a finished shard is left to publish")
+        let batch = try batch(&machine)
+        machine.published(batch)
+        #expect(machine.committerIsDone)
+    }
+
+    @Test("abandon stops the named attempt only and releases its record")
+    func abandon() throws {
+        var machine = machine(2)
+        let a = try #require(start(&machine))
+        let b = try #require(start(&machine))
+        let otherAttempt = machine.abandon(shard: a.0.record.shard, attempt: 5)
+        let thisAttempt = machine.abandon(shard: a.0.record.shard, attempt: 0)
+        #expect(!otherAttempt && thisAttempt)
+        #expect(machine.isAbandoned(a.1) && !machine.isAbandoned(b.1))
+        #expect(committedOffsets(machine) == [0: 1])
+    }
+
+    @Test("a failed publish puts its shards back first; the retry publishes them and their offsets")
+    func publishFailure() throws {
+        var machine = machine(2)
+        let a = try #require(start(&machine))
+        let b = try #require(start(&machine))
+        machine.finish(run: a.1, finished(a.0, run: a.1))
+        #expect(try batch(&machine).count == 1)
+        #expect(machine.nextPublish() == nil, "one transaction at a time")
+        machine.finish(run: b.1, finished(b.0, run: b.1))
+        machine.publishFailed()
+        let retry = try batch(&machine)
+        #expect(retry.map(\.ack.shard) == ["s000000", "s000001"])
+        #expect(Set(machine.offsetsToCommit(assumingPublished: retry).map(\.offset)) == [1])
+        machine.published(retry)
+        #expect(machine.heartbeatReport().inFlight.isEmpty)
+    }
+
+    @Test("a fatal error stops the machine with the failure as its exit; a later drain changes nothing")
+    func fatal() {
+        var machine = machine(1)
+        machine.stop(.finished("failed"))
+        machine.drain()
+        #expect(machine.exit == .finished("failed"))
+        #expect(machine.room == 0)
+        #expect(machine.next(skipReason: { _ in nil }, newRun: { "r" }, now: 1) == .stop)
+    }
+}
