@@ -137,12 +137,11 @@ extension ControllerService {
             guard now - slot.startedAt >= min(settings.workerTimeoutMs, settings.shardTimeoutMs) else { continue }
             do {
                 _ = try await backend.replace(worker: worker)
-                run.fleet.restarts += 1
-                run.fleet.update(worker) { $0.startedAt = now }
+                run.fleet.replaced(worker, now: now)
                 logger.warning("replaced worker", metadata: ["flotilla.worker": "\(worker)"])
             } catch {
                 logger.error("cannot replace worker", metadata: ["flotilla.worker": "\(worker)", "flotilla.error": "\(error)"])
-                run.fleet.update(worker) { $0.running = false; $0.restartAt = now + 1_000 }
+                run.fleet.replaceFailed(worker, now: now)
             }
             more += run.ledger.workerGone(worker, now: now)
         }
@@ -150,65 +149,54 @@ extension ControllerService {
         return completed
     }
 
-    /// Keeps the fleet at its wanted size: notices exits, restarts with backoff, drains extras.
+    /// Carries out the `FleetPlanner`'s upkeep: exits noticed, restarts, scale-out and scale-in.
+    /// Returns what the ledger decided about workers that are gone.
     func maintainFleet(_ run: inout ControllerRun, _ connection: Connection, now: Int64) async throws -> [LedgerAction] {
         guard backend.managesWorkers else { return [] }
+        if run.fleet.autoscaling, now >= run.nextAutoscale {
+            run.nextAutoscale = now + 1_000  // the backlog walks every shard: once a second is enough
+            let backlog = run.ledger.backlog
+            run.fleet.autoscale(samplesLeft: backlog.samples ?? backlog.shards * run.manifest.config.shard.samples,
+                                shardsLeft: backlog.shards, rates: run.ledger.busyWorkerRates, now: now)
+            if let decision = run.fleet.autoscaler.decisions.last, decision.time == now {
+                logger.info("autoscaler", metadata: [
+                    "flotilla.from": "\(decision.from)", "flotilla.to": "\(decision.to)", "flotilla.reason": "\(decision.reason)",
+                    "flotilla.samples-left": "\(decision.samplesLeft)", "flotilla.shards-left": "\(decision.shardsLeft)",
+                    "flotilla.rate": "\(decision.ratePerWorker)", "flotilla.startup-s": "\(decision.startupSeconds)",
+                ])
+            }
+        }
+        let settings = run.ledger.settings
+        let pods = await backend.list()
         var actions: [LedgerAction] = []
-        for pod in await backend.list() where pod.exited {
-            guard let slot = run.fleet.slots[pod.id], slot.running else { continue }
-            await backend.forget(worker: pod.id)
-            if slot.draining {
-                run.fleet.remove(pod.id)
-                continue
-            }
-            logger.warning("worker exited", metadata: ["flotilla.worker": "\(pod.id)", "flotilla.status": "\(pod.exitStatus.map(String.init) ?? "?")"])
-            if !pod.stopRequested { run.fleet.exited(pod.id, status: pod.exitStatus, now: now) }
-            actions += run.ledger.workerGone(pod.id, now: now)
-            run.fleet.update(pod.id) { slot in
-                slot.running = false
-                slot.quickExits = now - slot.startedAt < Fleet.quickExitMs ? slot.quickExits + 1 : 0
-                slot.restartAt = now + Fleet.backoffMs(quickExits: slot.quickExits)
-            }
-        }
-        let active = run.fleet.active
-        if active.count < run.fleet.desired {
-            for _ in active.count..<run.fleet.desired {
-                let id = run.fleet.addSlot()
-                run.fleet.update(id) { $0.restartAt = now }
-            }
-        } else if active.count > run.fleet.desired {
-            var drains: [OutgoingMessage] = []
-            for slot in active.suffix(active.count - run.fleet.desired) {
-                run.fleet.update(slot.id) { $0.draining = true; $0.drainingSince = now }
-                run.ledger.retire(slot.id)
-                if slot.running {
-                    let control = ControlRecord(job: options.job, target: slot.id, command: .drain, reason: "scale down", time: now)
-                    drains.append(message(control, topic: connection.topics.control, key: slot.id))
-                } else {
-                    run.fleet.remove(slot.id)
-                }
-            }
-            try await send(drains, connection)
-        }
-        // A draining worker gets its shard timeout to finish, then it is stopped.
-        let drainLimit = run.ledger.settings.shardTimeoutMs + run.ledger.settings.workerTimeoutMs
-        for slot in run.fleet.slots.values where slot.draining && slot.running && now - (slot.drainingSince ?? now) > drainLimit {
-            await backend.stop(worker: slot.id, grace: options.stopGrace)
-        }
-        for slot in run.fleet.slots.values.sorted(by: { Fleet.order($0.id, $1.id) })
-        where !slot.running && !slot.draining && (slot.restartAt ?? .max) <= now {
-            do {
-                _ = try await backend.start(worker: slot.id)
-                if slot.startedAt > 0 { run.fleet.restarts += 1 }
-                run.fleet.update(slot.id) { $0.running = true; $0.startedAt = now; $0.restartAt = nil }
-            } catch {
-                logger.error("cannot start worker", metadata: ["flotilla.worker": "\(slot.id)", "flotilla.error": "\(error)"])
-                run.fleet.update(slot.id) { slot in
-                    slot.quickExits += 1
-                    slot.restartAt = now + Swift.max(500, Fleet.backoffMs(quickExits: slot.quickExits))
+        var drains: [OutgoingMessage] = []
+        for action in run.fleet.plan(pods: pods, drainLimitMs: settings.shardTimeoutMs + settings.workerTimeoutMs, now: now) {
+            switch action {
+            case .forget(let id):
+                await backend.forget(worker: id)
+            case .workerGone(let id):
+                let pod = pods.first { $0.id == id }
+                logger.warning("worker exited", metadata: ["flotilla.worker": "\(id)", "flotilla.status": "\(pod?.exitStatus.map(String.init) ?? "?")"])
+                actions += run.ledger.workerGone(id, now: now)
+            case .retire(let id):
+                run.ledger.retire(id)
+            case .drain(let id):
+                let control = ControlRecord(job: options.job, target: id, command: .drain, reason: "scale down", time: now)
+                drains.append(message(control, topic: connection.topics.control, key: id))
+            case .stop(let id):
+                logger.warning("a draining worker ran past its drain limit; stopping it", metadata: ["flotilla.worker": "\(id)"])
+                await backend.stop(worker: id, grace: options.stopGrace)
+            case .start(let id):
+                do {
+                    _ = try await backend.start(worker: id)
+                    run.fleet.started(id, now: now)
+                } catch {
+                    logger.error("cannot start worker", metadata: ["flotilla.worker": "\(id)", "flotilla.error": "\(error)"])
+                    run.fleet.startFailed(id, now: now)
                 }
             }
         }
+        try await send(drains, connection)
         return actions
     }
 
@@ -272,7 +260,7 @@ extension ControllerService {
     func stopFleet(_ run: inout ControllerRun) async {
         guard backend.managesWorkers else { return }
         await backend.stopAll(grace: options.stopGrace)
-        for slot in run.fleet.slots.keys { run.fleet.update(slot) { $0.running = false; $0.draining = true } }
+        run.fleet.stoppingAll()
     }
 
     // MARK: - Status
@@ -292,6 +280,8 @@ extension ControllerService {
             status.duplicates = ledger.duplicates
             status.workerRestarts = fleet.restarts
             status.desiredWorkers = fleet.desired
+            status.autoscaling = fleet.autoscaling
+            status.scaleDecisions = fleet.autoscaler.decisions
             status.updatedAt = now
             status.heartbeatLagMs = run.heartbeatLagMs
             status.tickMs = Double(tickTime.milliseconds)

@@ -114,7 +114,9 @@ struct Connection: Sendable {
 struct ControllerRun: Sendable {
     var ledger: ShardLedger
     var manifest: JobManifest
-    var fleet: Fleet
+    var fleet: FleetPlanner
+    /// When the autoscaler looks next (epoch ms).
+    var nextAutoscale: Int64 = 0
     var cancelled: String?
     /// The largest send-to-apply delay of heartbeats since the last status snapshot (ms).
     var heartbeatLagMs: Int64 = 0
@@ -163,7 +165,7 @@ extension ControllerService {
         var run = ControllerRun(
             ledger: ShardLedger(job: options.job, settings: settings),
             manifest: manifest,
-            fleet: Fleet(config: manifest.config.workers, requested: options.workers))
+            fleet: FleetPlanner(config: manifest.config.workers, requested: options.workers))
         run.ledger.apply(manifest: manifest)
         run.ledger.watchingSince = identity.startedAt
         if [.submitted, .running, .failed].contains(manifest.status) {
@@ -280,7 +282,7 @@ extension ControllerService {
                 run.ledger.apply(control: control)
                 switch control.command {
                 case .scale where control.target == ControlRecord.controller:
-                    if let workers = control.workers { run.fleet.scale(to: workers) }
+                    run.fleet.scale(to: control.workers)  // nil: back to the autoscaler
                 case .cancel:
                     run.cancelled = run.cancelled ?? (control.reason ?? "cancelled")
                 default:
@@ -305,6 +307,7 @@ extension ControllerService {
                         run.fleet.failed(heartbeat.worker, failure, now: now)
                     } else if heartbeat.state == .running {
                         run.fleet.running()
+                        run.fleet.heard(from: heartbeat.worker, now: min(heartbeat.time, now))
                     }
                 }
             case topics.dlq:

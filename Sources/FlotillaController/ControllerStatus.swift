@@ -28,6 +28,10 @@ public struct ControllerStatus: Sendable, Hashable, Codable {
     public var workerRestarts: Int
     /// Workers the fleet wants.
     public var desiredWorkers: Int
+    /// Whether the autoscaler chooses that number (else it is fixed by `--workers` or `flotilla scale`).
+    public var autoscaling = false
+    /// The autoscaler's latest decisions, newest last.
+    public var scaleDecisions: [ScaleDecision] = []
     /// When this snapshot was taken (epoch ms).
     public var updatedAt: Int64
     /// The largest delay from a worker sending a heartbeat to this controller applying it, since

@@ -128,6 +128,23 @@ extension ShardLedger {
         return total
     }
 
+    /// Shards not finished yet and their samples (samples nil when some shard's size is unknown),
+    /// in one pass: the autoscaler's backlog.
+    public var backlog: (shards: Int, samples: Int?) {
+        var shardCount = 0
+        var samples: Int? = 0
+        for entry in shards.values where !entry.isFinished {
+            shardCount += 1
+            samples = samples.flatMap { total in entry.samples.map { total + $0 } }
+        }
+        return (max(shardCount, (expectedShards ?? 0) - shards.count + shardCount), samples)
+    }
+
+    /// The samples/s of each live worker that runs a shard now.
+    public var busyWorkerRates: [Double] {
+        workers.values.filter { !$0.lost && !$0.inFlight.isEmpty }.map(\.samplesPerSecond)
+    }
+
     /// The workers, by id.
     public func workerViews(now: Int64) -> [WorkerView] {
         workers.values.sorted { $0.id < $1.id }.map { worker in

@@ -52,8 +52,9 @@ public struct JobControl: Sendable {
 
     /// Publishes `scale` with `workers` for the controller on the control topic. Returns the
     /// record and the fleet range from the manifest (the controller clamps to it).
-    public func scale(workers: Int) async throws(FlotillaError) -> (record: ControlRecord, range: ClosedRange<Int>) {
-        guard workers >= 0 else {
+    /// Asks the controller for `workers` (a fixed size), or with nil hands the size back to its autoscaler.
+    public func scale(workers: Int?) async throws(FlotillaError) -> (record: ControlRecord, range: ClosedRange<Int>) {
+        if let workers, workers < 0 {
             throw FlotillaError(.invalidConfiguration, "the number of workers must be >= 0, not \(workers)")
         }
         let manifest = try await JobStatusReader(connection: connection, prefix: topics.prefix, job: topics.job, logger: logger)
@@ -63,7 +64,7 @@ public struct JobControl: Sendable {
         }
         let fleet = manifest.config.workers
         let record = ControlRecord(job: topics.job, target: ControlRecord.controller, command: .scale, workers: workers,
-                                   reason: "scaled by user")
+                                   reason: workers == nil ? "autoscale" : "scaled by user")
         let producer = try connection.producer(maxMessageBytes: manifest.config.kafka.maxMessageBytes, logger: logger)
         do {
             try await producer.send(.record(record, topic: topics.control, key: record.target))

@@ -43,7 +43,9 @@ final class ProgressDisplay: Sendable {
         let eta = total.flatMap { total in rate > 0 ? String(format: "%.0fs", Double(total - done) / rate) : nil } ?? "-"
         var text = "\(done)/\(total.map(String.init) ?? "?") samples  \(Self.format(elapsed))  \(String(format: "%.0f", rate))/s"
         if !final { text += "  ETA \(eta)" }
-        text += "  workers \(alive)  re-enqueued \(reEnqueued)"
+        // "workers 2→4": the autoscaler (or a scale command) wants more or fewer than run now.
+        let wanted = status.desiredWorkers != alive && status.desiredWorkers > 0 && !final ? "→\(status.desiredWorkers)" : ""
+        text += "  workers \(alive)\(wanted)  re-enqueued \(reEnqueued)"
         if balanced > 0 { text += " (+\(balanced) balancing)" }
         text += "  dead \(dead)"
         if alive == 0, !final, let error = status.lastWorkerError {

@@ -2,13 +2,13 @@
 import FlotillaCore
 import Testing
 
-/// When a job stops as failed: workers that cannot start (`Fleet`), and the error budget (`ShardLedger`).
+/// When a job stops as failed: workers that cannot start (`FleetPlanner`), and the error budget (`ShardLedger`).
 @Suite("Job failure rules")
 struct JobFailureRulesTests {
     typealias F = Fixtures
 
-    private func fleet(workers: Int = 2) -> Fleet {
-        Fleet(config: FleetConfig(min: workers, max: workers), requested: nil)
+    private func fleet(workers: Int = 2) -> FleetPlanner {
+        FleetPlanner(config: FleetConfig(min: workers, max: workers), requested: nil)
     }
 
     @Test("Three permanent start failures in a row fail the job with the last worker's own message")
@@ -54,11 +54,11 @@ struct JobFailureRulesTests {
 
     @Test("--workers widens workers.min...max to include it")
     func requestedWorkers() {
-        let more = Fleet(config: FleetConfig(min: 1, max: 2), requested: 3)
+        let more = FleetPlanner(config: FleetConfig(min: 1, max: 2), requested: 3)
         #expect(more.desired == 3 && more.max == 3 && more.min == 1)
-        let fewer = Fleet(config: FleetConfig(min: 2, max: 4), requested: 1)
+        let fewer = FleetPlanner(config: FleetConfig(min: 2, max: 4), requested: 1)
         #expect(fewer.desired == 1 && fewer.min == 1 && fewer.max == 4)
-        let none = Fleet(config: FleetConfig(min: 2, max: 4), requested: nil)
+        let none = FleetPlanner(config: FleetConfig(min: 2, max: 4), requested: nil)
         #expect(none.desired == 2)
     }
 

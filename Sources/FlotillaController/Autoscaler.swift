@@ -1,0 +1,116 @@
+import FlotillaCore
+
+/// Chooses the fleet size from the job's backlog and the workers' measured speed: a value,
+/// observations in and a decision out, tested with an injected clock.
+///
+/// The rule, in order:
+/// 1. Nothing is decided until one worker's start-up time (start → first heartbeat) and the fleet's
+///    rate are measured: no guesses.
+/// 2. `wanted = ceil(samplesLeft / (rate per worker × 2 × start-up))`: enough workers to finish the
+///    backlog in about two start-up times. A worker started for less work than that would spend
+///    most of its life starting; more workers finish sooner only while the backlog lasts.
+/// 3. Never more workers than unfinished shards (a worker without a shard idles), clamped to
+///    `workers.min … workers.max`.
+/// 4. Up at once, but not again within one start-up time of the last scale-up (the new workers
+///    must start and be measured first); down only after the smaller size was wanted for
+///    `scaleDownAfter` without a break, and then by draining (a worker finishes what it holds).
+struct Autoscaler: Sendable {
+    typealias Decision = ScaleDecision
+
+    let min: Int
+    let max: Int
+    /// How long a smaller size must be wanted before workers are drained.
+    let scaleDownAfterMs: Int64
+    /// Start-up times measured (ms), the latest last.
+    private(set) var startups: [Int64] = []
+    /// Smoothed samples/s of one busy worker.
+    private(set) var ratePerWorker: Double?
+    private var lastScaleUp: Int64?
+    /// Since when a smaller size is wanted without a break.
+    private var smallerSince: Int64?
+    /// The latest decisions, newest last (at most `keep`).
+    private(set) var decisions: [Decision] = []
+    static let keep = 20
+
+    init(min: Int, max: Int, scaleDownAfterMs: Int64 = 30_000) {
+        self.min = min
+        self.max = max
+        self.scaleDownAfterMs = scaleDownAfterMs
+    }
+
+    /// A worker started `milliseconds` before its first heartbeat.
+    mutating func measuredStartup(_ milliseconds: Int64) {
+        startups.append(Swift.max(1, milliseconds))
+        if startups.count > 5 { startups.removeFirst() }
+    }
+
+    /// The busy workers' own rates (samples/s) from their latest heartbeats.
+    mutating func measuredRates(_ rates: [Double]) {
+        let busy = rates.filter { $0 > 0 }
+        guard !busy.isEmpty else { return }
+        let mean = busy.reduce(0, +) / Double(busy.count)
+        ratePerWorker = ratePerWorker.map { 0.7 * $0 + 0.3 * mean } ?? mean
+    }
+
+    /// The median start-up time measured, in ms.
+    var startupMs: Int64? {
+        guard !startups.isEmpty else { return nil }
+        return startups.sorted()[startups.count / 2]
+    }
+
+    /// The size wanted for this backlog, before hysteresis; nil while the inputs are unmeasured.
+    func wanted(samplesLeft: Int, shardsLeft: Int) -> Int? {
+        guard let rate = ratePerWorker, rate > 0, let startupMs else { return nil }
+        let horizon = rate * 2 * Double(startupMs) / 1_000  // samples one worker does in two start-ups
+        let byWork = Int((Double(samplesLeft) / Swift.max(horizon, 1)).rounded(.up))
+        return Swift.min(Swift.max(byWork, 1), Swift.max(shardsLeft, 0)).clamped(min, max)
+    }
+
+    /// The fleet size to run now, given `current`; records a decision when it changes.
+    mutating func decide(current: Int, samplesLeft: Int, shardsLeft: Int, now: Int64) -> Int {
+        guard let wanted = wanted(samplesLeft: samplesLeft, shardsLeft: shardsLeft) else { return current }
+        if wanted > current {
+            smallerSince = nil
+            if let lastScaleUp, now - lastScaleUp < startupMs ?? 0 { return current }
+            lastScaleUp = now
+            return record(current, wanted, samplesLeft, shardsLeft, now, "backlog of \(samplesLeft) samples needs more workers")
+        }
+        guard wanted < current else {
+            smallerSince = nil
+            return current
+        }
+        let since = smallerSince ?? now
+        smallerSince = since
+        guard now - since >= scaleDownAfterMs else { return current }
+        smallerSince = nil
+        let why = shardsLeft < current ? "\(shardsLeft) unfinished shards for \(current) workers" : "backlog of \(samplesLeft) samples needs fewer workers"
+        return record(current, wanted, samplesLeft, shardsLeft, now, why)
+    }
+
+    private mutating func record(_ from: Int, _ to: Int, _ samplesLeft: Int, _ shardsLeft: Int, _ now: Int64, _ reason: String) -> Int {
+        decisions.append(Decision(time: now, from: from, to: to, samplesLeft: samplesLeft, shardsLeft: shardsLeft,
+                                  ratePerWorker: ((ratePerWorker ?? 0) * 10).rounded() / 10,
+                                  startupSeconds: Double(startupMs ?? 0) / 1_000, reason: reason))
+        if decisions.count > Self.keep { decisions.removeFirst() }
+        return to
+    }
+}
+
+/// One autoscaler decision, with what it was based on (logged, and shown in `/status`).
+public struct ScaleDecision: Sendable, Hashable, Codable {
+    /// When (epoch ms).
+    public var time: Int64
+    public var from: Int
+    public var to: Int
+    public var samplesLeft: Int
+    public var shardsLeft: Int
+    /// Mean samples/s of a busy worker.
+    public var ratePerWorker: Double
+    /// The median measured start-up time of a worker.
+    public var startupSeconds: Double
+    public var reason: String
+}
+
+extension Int {
+    func clamped(_ low: Int, _ high: Int) -> Int { Swift.min(Swift.max(self, low), high) }
+}

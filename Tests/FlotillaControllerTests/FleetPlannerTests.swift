@@ -1,0 +1,144 @@
+import FlotillaCore
+@testable import FlotillaController
+import Testing
+
+/// The fleet rules and the autoscaler alone: pods and clocks are values, nothing runs.
+@Suite("FleetPlanner and Autoscaler")
+struct FleetPlannerTests {
+    func pod(_ id: String, exited: Bool = false, status: Int32? = nil, stopRequested: Bool = false) -> WorkerPod {
+        WorkerPod(id: id, startedAt: 0, exited: exited, exitStatus: status, stopRequested: stopRequested)
+    }
+
+    /// Plans at `now` and reports the started slots to the planner, as the controller does.
+    func plan(_ fleet: inout FleetPlanner, _ pods: [WorkerPod] = [], now: Int64, drainLimitMs: Int64 = 60_000) -> [FleetAction] {
+        let actions = fleet.plan(pods: pods, drainLimitMs: drainLimitMs, now: now)
+        for case .start(let id) in actions { fleet.started(id, now: now) }
+        return actions
+    }
+
+    @Test("starts the wanted workers as slots w1, w2 ...; an exit is recovered and restarted, with a backoff after quick exits")
+    func restartsWithBackoff() {
+        var fleet = FleetPlanner(config: FleetConfig(min: 2, max: 2), requested: nil)
+        #expect(plan(&fleet, now: 0) == [.start("w1"), .start("w2")])
+        #expect(plan(&fleet, now: 100).isEmpty)
+        // w2 dies 1 s after its start: a quick exit, restarted after 0.5 s.
+        #expect(plan(&fleet, [pod("w2", exited: true, status: 137)], now: 1_000) == [.forget("w2"), .workerGone("w2")])
+        #expect(plan(&fleet, now: 1_400).isEmpty)
+        #expect(plan(&fleet, now: 1_500) == [.start("w2")])
+        #expect(fleet.restarts == 1)
+        // Again quickly: 1 s, then 2 s ...
+        _ = plan(&fleet, [pod("w2", exited: true, status: 1)], now: 2_000)
+        #expect(plan(&fleet, now: 2_900).isEmpty)
+        #expect(plan(&fleet, now: 3_000) == [.start("w2")])
+        #expect(FleetPlanner.backoffMs(quickExits: 3) == 2_000)
+        #expect(FleetPlanner.backoffMs(quickExits: 20) == 30_000)
+        // After a long run, no backoff.
+        #expect(plan(&fleet, [pod("w2", exited: true, status: 0)], now: 60_000) == [.forget("w2"), .workerGone("w2"), .start("w2")])
+        #expect(fleet.lastError?.message == "worker w2 exited with status 0")
+    }
+
+    @Test("a start the backend refuses is tried again after a backoff of at least 0.5 s")
+    func startFailure() {
+        var fleet = FleetPlanner(config: FleetConfig(min: 1, max: 1), requested: nil)
+        #expect(fleet.plan(pods: [], drainLimitMs: 1_000, now: 0) == [.start("w1")])
+        fleet.startFailed("w1", now: 0)
+        #expect(fleet.plan(pods: [], drainLimitMs: 1_000, now: 400).isEmpty)
+        #expect(fleet.plan(pods: [], drainLimitMs: 1_000, now: 500) == [.start("w1")])
+    }
+
+    @Test("scale in drains the newest workers; a drained worker's exit is expected and not restarted; the drain limit stops it once")
+    func drainLimits() {
+        var fleet = FleetPlanner(config: FleetConfig(min: 1, max: 3), requested: 3)
+        _ = plan(&fleet, now: 0)
+        fleet.scale(to: 1)
+        #expect(plan(&fleet, now: 1_000, drainLimitMs: 10_000) == [.retire("w2"), .drain("w2"), .retire("w3"), .drain("w3")])
+        #expect(plan(&fleet, now: 5_000, drainLimitMs: 10_000).isEmpty)
+        // w2 finishes and exits: gone from the fleet, nothing re-enqueued, no restart.
+        #expect(plan(&fleet, [pod("w2", exited: true, status: 0, stopRequested: false)], now: 6_000, drainLimitMs: 10_000) == [.forget("w2")])
+        #expect(fleet.slots["w2"] == nil)
+        // w3 is still busy past the limit: stopped, once.
+        #expect(plan(&fleet, now: 11_001, drainLimitMs: 10_000) == [.stop("w3")])
+        #expect(plan(&fleet, now: 12_000, drainLimitMs: 10_000).isEmpty)
+        #expect(fleet.active.map(\.id) == ["w1"])
+    }
+
+    @Test("a scale command fixes the size within min...max; a scale without a size hands it back to the autoscaler")
+    func scaleCommands() {
+        var fleet = FleetPlanner(config: FleetConfig(min: 1, max: 4), requested: nil)
+        #expect(fleet.autoscaling && fleet.desired == 1)
+        fleet.scale(to: 9)
+        #expect(fleet.desired == 4 && !fleet.autoscaling)
+        fleet.scale(to: nil)
+        #expect(fleet.autoscaling)
+        #expect(!FleetPlanner(config: FleetConfig(min: 1, max: 4), requested: 2).autoscaling, "--workers fixes the size")
+        #expect(!FleetPlanner(config: FleetConfig(min: 3, max: 3), requested: nil).autoscaling, "nothing to choose")
+    }
+
+    @Test("the autoscaler decides nothing until a start-up time and a rate are measured")
+    func noGuesses() {
+        var scaler = Autoscaler(min: 1, max: 8)
+        #expect(scaler.decide(current: 1, samplesLeft: 1_000_000, shardsLeft: 1_000, now: 0) == 1)
+        scaler.measuredStartup(2_000)
+        #expect(scaler.decide(current: 1, samplesLeft: 1_000_000, shardsLeft: 1_000, now: 0) == 1)
+        scaler.measuredRates([0, 0])
+        #expect(scaler.decide(current: 1, samplesLeft: 1_000_000, shardsLeft: 1_000, now: 0) == 1, "idle workers measure nothing")
+        #expect(scaler.decisions.isEmpty)
+    }
+
+    @Test("up to what finishes the backlog in about two start-ups, never past the unfinished shards or max; not again within a start-up")
+    func scalesUp() throws {
+        var scaler = Autoscaler(min: 1, max: 8)
+        scaler.measuredStartup(2_000)
+        scaler.measuredRates([100])  // one worker does 400 samples in two start-ups
+        #expect(scaler.wanted(samplesLeft: 1_000, shardsLeft: 50) == 3)
+        #expect(scaler.wanted(samplesLeft: 100_000, shardsLeft: 50) == 8, "max")
+        #expect(scaler.wanted(samplesLeft: 100_000, shardsLeft: 5) == 5, "no worker without a shard")
+        #expect(scaler.wanted(samplesLeft: 300, shardsLeft: 3) == 1, "less than two start-ups of work: no new worker")
+        #expect(scaler.decide(current: 1, samplesLeft: 2_000, shardsLeft: 20, now: 10_000) == 5)
+        let decision = try #require(scaler.decisions.last)
+        #expect(decision.from == 1 && decision.to == 5 && decision.samplesLeft == 2_000 && decision.startupSeconds == 2)
+        #expect(scaler.decide(current: 5, samplesLeft: 100_000, shardsLeft: 100, now: 11_000) == 5, "cooldown: one start-up")
+        #expect(scaler.decide(current: 5, samplesLeft: 100_000, shardsLeft: 100, now: 12_000) == 8)
+    }
+
+    @Test("down only after the smaller size was wanted for the whole delay, without a break; never flaps")
+    func scalesDownSlowly() {
+        var scaler = Autoscaler(min: 1, max: 8, scaleDownAfterMs: 30_000)
+        scaler.measuredStartup(1_000)
+        scaler.measuredRates([100])
+        #expect(scaler.decide(current: 6, samplesLeft: 200, shardsLeft: 2, now: 0) == 6)
+        #expect(scaler.decide(current: 6, samplesLeft: 200, shardsLeft: 2, now: 20_000) == 6)
+        // The backlog grows again for a moment: the wait starts over.
+        #expect(scaler.decide(current: 6, samplesLeft: 1_100, shardsLeft: 60, now: 25_000) == 6, "6 wanted again")
+        #expect(scaler.decide(current: 6, samplesLeft: 200, shardsLeft: 2, now: 26_000) == 6)
+        #expect(scaler.decide(current: 6, samplesLeft: 200, shardsLeft: 2, now: 55_000) == 6)
+        #expect(scaler.decide(current: 6, samplesLeft: 200, shardsLeft: 2, now: 56_000) == 1)
+        #expect(scaler.decisions.last?.reason == "2 unfinished shards for 6 workers")
+        // A steady backlog: no decision at all, tick after tick.
+        var steady = Autoscaler(min: 1, max: 8)
+        steady.measuredStartup(1_000)
+        var size = 1
+        for tick in 0..<200 {
+            steady.measuredRates([100 + Double(tick % 7)])
+            size = steady.decide(current: size, samplesLeft: 1_000, shardsLeft: 100, now: Int64(tick) * 1_000)
+        }
+        #expect(steady.decisions.count == 1, "one scale-up, then quiet: \(steady.decisions.map(\.to))")
+    }
+
+    @Test("the planner measures start-up from start to first heartbeat and follows the autoscaler's size")
+    func plannerAutoscales() {
+        var fleet = FleetPlanner(config: FleetConfig(min: 1, max: 4), requested: nil)
+        #expect(plan(&fleet, now: 0) == [.start("w1")])
+        fleet.autoscale(samplesLeft: 10_000, shardsLeft: 100, rates: [200], now: 500)
+        #expect(fleet.desired == 1, "start-up not measured yet")
+        fleet.heard(from: "w1", now: 1_500)
+        fleet.heard(from: "w1", now: 3_000)
+        #expect(fleet.autoscaler.startupMs == 1_500)
+        fleet.autoscale(samplesLeft: 10_000, shardsLeft: 100, rates: [200], now: 4_000)
+        #expect(fleet.desired == 4)
+        #expect(plan(&fleet, now: 4_000) == [.start("w2"), .start("w3"), .start("w4")])
+        fleet.scale(to: 2)
+        fleet.autoscale(samplesLeft: 10_000, shardsLeft: 100, rates: [200], now: 60_000)
+        #expect(fleet.desired == 2, "a fixed size wins")
+    }
+}
