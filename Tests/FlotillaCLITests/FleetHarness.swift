@@ -63,11 +63,12 @@ final class FleetHarness: @unchecked Sendable {
         guard result.status == 0 else { throw HarnessError("submit failed (\(result.status)): \(result.stderr)") }
     }
 
-    func startController(workers: Int, extra: [String] = []) throws {
+    /// - Parameter workers: a fixed fleet size (`--workers`); nil leaves the size to the autoscaler.
+    func startController(workers: Int?, extra: [String] = []) throws {
         let process = Process()
         process.executableURL = URL(fileURLWithPath: CommandRunner.flotillaExecutable)
-        process.arguments = ["controller", job, "--brokers", brokers, "--workers", String(workers), "--json",
-                             "--log-dir", "\(folder)/logs"] + extra
+        process.arguments = ["controller", job, "--brokers", brokers, "--json", "--log-dir", "\(folder)/logs"]
+            + (workers.map { ["--workers", String($0)] } ?? []) + extra
         starts += 1
         // One pair of files per controller: two processes writing one file would overwrite each other.
         let output = try Self.file("\(folder)/\(Self.name("controller", start: starts)).out")
