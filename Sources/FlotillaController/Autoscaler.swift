@@ -59,8 +59,11 @@ struct Autoscaler: Sendable {
     }
 
     /// The size wanted for this backlog, before hysteresis; nil while the inputs are unmeasured.
-    func wanted(samplesLeft: Int, shardsLeft: Int) -> Int? {
-        guard let rate = ratePerWorker, rate > 0, let startupMs else { return nil }
+    /// No backlog wants no worker (`min` may keep some); a backlog with no worker wants one,
+    /// measured or not: nothing else can make progress.
+    func wanted(samplesLeft: Int, shardsLeft: Int, current: Int = 1) -> Int? {
+        if shardsLeft <= 0 { return min }
+        guard let rate = ratePerWorker, rate > 0, let startupMs else { return current == 0 ? Swift.max(1, min) : nil }
         let horizon = rate * 2 * Double(startupMs) / 1_000  // samples one worker does in two start-ups
         let byWork = Int((Double(samplesLeft) / Swift.max(horizon, 1)).rounded(.up))
         return Swift.min(Swift.max(byWork, 1), Swift.max(shardsLeft, 0)).clamped(min, max)
@@ -68,9 +71,13 @@ struct Autoscaler: Sendable {
 
     /// The fleet size to run now, given `current`; records a decision when it changes.
     mutating func decide(current: Int, samplesLeft: Int, shardsLeft: Int, now: Int64) -> Int {
-        guard let wanted = wanted(samplesLeft: samplesLeft, shardsLeft: shardsLeft) else { return current }
+        guard let wanted = wanted(samplesLeft: samplesLeft, shardsLeft: shardsLeft, current: current) else { return current }
         if wanted > current {
             smallerSince = nil
+            if current == 0 {
+                lastScaleUp = now
+                return record(current, wanted, samplesLeft, shardsLeft, now, "\(shardsLeft) shards and no worker")
+            }
             if let lastScaleUp, now - lastScaleUp < startupMs ?? 0 { return current }
             lastScaleUp = now
             return record(current, wanted, samplesLeft, shardsLeft, now, "backlog of \(samplesLeft) samples needs more workers")
@@ -83,7 +90,7 @@ struct Autoscaler: Sendable {
         smallerSince = since
         guard now - since >= scaleDownAfterMs else { return current }
         smallerSince = nil
-        let why = shardsLeft < current ? "\(shardsLeft) unfinished shards for \(current) workers" : "backlog of \(samplesLeft) samples needs fewer workers"
+        let why = shardsLeft == 0 ? "no backlog" : shardsLeft < current ? "\(shardsLeft) unfinished shards for \(current) workers" : "backlog of \(samplesLeft) samples needs fewer workers"
         return record(current, wanted, samplesLeft, shardsLeft, now, why)
     }
 

@@ -264,7 +264,8 @@ extension ControllerService {
                 do {
                     let record = try codec.decode(ShardRecord.self, from: message.value)
                     if let problem = run.manifest.config.problem(with: record.source) { throw FlotillaError(.invalidInput, problem) }
-                    run.ledger.apply(shard: record, partition: Int(message.partition), offset: message.offset)
+                    run.ledger.apply(shard: record, partition: Int(message.partition), offset: message.offset,
+                                     receivedAt: replaying ? nil : now)
                 } catch {
                     if let shard = message.keyString, !shard.isEmpty {
                         run.ledger.applyUndecodableShard(shard, reason: "\(error)")
@@ -283,6 +284,9 @@ extension ControllerService {
                 switch control.command {
                 case .scale where control.target == ControlRecord.controller:
                     run.fleet.scale(to: control.workers)  // nil: back to the autoscaler
+                case .close where control.target == ControlRecord.controller:
+                    run.ledger.close(at: min(control.time, now))
+                    if !replaying { logger.info("job closed: it ends once every shard published so far is done") }
                 case .cancel:
                     run.cancelled = run.cancelled ?? (control.reason ?? "cancelled")
                 default:

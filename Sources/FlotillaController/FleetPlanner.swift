@@ -78,11 +78,12 @@ struct FleetPlanner: Sendable {
     /// include it: the operator's explicit number wins over the spec.
     init(config: FleetConfig, requested: Int?) {
         let requested = requested.map { Swift.max(1, $0) }
-        min = Swift.min(Swift.max(1, config.min), requested ?? .max)
+        min = Swift.min(Swift.max(0, config.min), requested ?? .max)
         max = Swift.max(min, config.max, requested ?? 0)
         desired = Swift.min(max, Swift.max(min, requested ?? config.min))
         fixed = requested
-        autoscaler = Autoscaler(min: min, max: max)
+        autoscaler = Autoscaler(min: min, max: max,
+                                scaleDownAfterMs: (config.idleTimeout ?? FleetConfig.defaultIdleTimeout).milliseconds)
     }
 
     /// The operator's size (clamped to `min … max`), or nil to hand the size back to the autoscaler.

@@ -32,7 +32,7 @@ extension ShardLedger {
         speculate(now: now, plan: &plan, actions: &actions)
         reconcile(now: now, plan: &plan, actions: &actions)
 
-        if !completed, isComplete {
+        if !completed, isComplete, !isHeldOpen(now: clock) {
             completed = true
             actions.append(.complete(summary(now: clock)))
         }

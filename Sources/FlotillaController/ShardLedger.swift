@@ -28,6 +28,13 @@ public struct ShardLedger: Sendable, Hashable {
     public private(set) var expectedSamples: Int?
     /// When the job was submitted (manifest `createdAt`).
     public private(set) var createdAt: Int64?
+    /// An open job (`mode: open`) ends only once closed, and not before the shards topic has
+    /// been quiet for `quietAfterCloseMs` after the close (see `isHeldOpen`).
+    public private(set) var isOpen = false
+    /// When the job was closed (the close command's time).
+    public private(set) var closedAt: Int64?
+    /// When the controller last read a shard it did not know (epoch ms, its own clock).
+    public private(set) var lastNewShardAt: Int64?
     /// Whether `complete` was emitted.
     public internal(set) var completed = false
     /// Workers this ledger asked to replace.
@@ -54,10 +61,29 @@ public struct ShardLedger: Sendable, Hashable {
         expectedShards = manifest.shards
         expectedSamples = manifest.samples
         createdAt = manifest.createdAt
+        isOpen = manifest.config.mode == .open
     }
 
+    /// A `close` command for this open job, sent at `time`.
+    public mutating func close(at time: Int64) {
+        closedAt = min(closedAt ?? time, time)
+    }
+
+    /// Whether an open job must stay open at `now`: not closed, or closed so recently that a shard
+    /// published just before the close may still be on its way to this controller's reader.
+    public func isHeldOpen(now: Int64) -> Bool {
+        guard isOpen else { return false }
+        guard let closedAt else { return true }
+        return now - max(closedAt, lastNewShardAt ?? 0) < quietAfterCloseMs
+    }
+
+    /// Two heartbeat intervals, at least a second: many fetch waits of the shards reader.
+    var quietAfterCloseMs: Int64 { max(1_000, 2 * settings.heartbeatMs) }
+
     /// A shard record read from the shards topic at `partition`/`offset` (nil when unknown).
-    public mutating func apply(shard record: ShardRecord, partition: Int? = nil, offset: Int64? = nil) {
+    /// `receivedAt`: when it was read (the open job's close waits for new shards to stop arriving).
+    public mutating func apply(shard record: ShardRecord, partition: Int? = nil, offset: Int64? = nil, receivedAt: Int64? = nil) {
+        if shards[record.shard] == nil, let receivedAt { lastNewShardAt = receivedAt }
         var entry = shards[record.shard] ?? ShardEntry(id: record.shard)
         if record.attempt >= entry.latestAttempt {
             entry.source = record.source

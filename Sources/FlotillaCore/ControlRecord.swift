@@ -68,6 +68,9 @@ public enum ControlCommand: String, Sendable, Hashable, Codable, CaseIterable {
     /// the express lane for re-enqueued shards, which would otherwise wait behind the backlog of
     /// the partition they were published to. The record stays in Kafka as the durable copy.
     case take
-    /// To the controller: run `workers` workers (clamped to workers.min...workers.max).
+    /// To the controller: run `workers` workers (clamped to workers.min...workers.max); without
+    /// `workers`, let the autoscaler choose.
     case scale
+    /// To the controller of an open job: end the job once every shard published before this is done.
+    case close
 }

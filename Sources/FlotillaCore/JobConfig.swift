@@ -22,6 +22,9 @@ public struct JobConfig: Sendable, Hashable, Codable {
     public var delivery: DeliveryMode
     /// Kafka client settings.
     public var kafka: KafkaConfig
+    /// `open`: the job stays open for shards published after its own until `flotilla close`;
+    /// nil (or `closed`): it ends when its submitted shards are done.
+    public var mode: JobMode?
     /// The absolute folder relative paths were resolved against (the spec file's folder).
     public var baseDirectory: String
 
@@ -35,6 +38,7 @@ public struct JobConfig: Sendable, Hashable, Codable {
         faults: FaultConfig = FaultConfig(),
         delivery: DeliveryMode = .exactlyOnce,
         kafka: KafkaConfig = KafkaConfig(),
+        mode: JobMode? = nil,
         baseDirectory: String
     ) {
         self.job = job
@@ -46,6 +50,7 @@ public struct JobConfig: Sendable, Hashable, Codable {
         self.faults = faults
         self.delivery = delivery
         self.kafka = kafka
+        self.mode = mode
         self.baseDirectory = baseDirectory
     }
 
@@ -100,15 +105,29 @@ public struct OutputConfig: Sendable, Hashable, Codable {
 
 /// The fleet size range the controller scales within.
 public struct FleetConfig: Sendable, Hashable, Codable {
-    /// Never fewer workers than this. Default 1; must be >= 0.
+    /// Never fewer workers than this. Default 1; must be >= 0 (0: the fleet scales to zero when idle).
     public var min: Int
     /// Never more workers than this. Default 4; must be >= 1 and >= min.
     public var max: Int
+    /// How long the autoscaler must want fewer workers before it drains some (nil: 30 s).
+    public var idleTimeout: Duration?
 
-    public init(min: Int = 1, max: Int = 4) {
+    public static let defaultIdleTimeout: Duration = .seconds(30)
+
+    public init(min: Int = 1, max: Int = 4, idleTimeout: Duration? = nil) {
         self.min = min
         self.max = max
+        self.idleTimeout = idleTimeout
     }
+}
+
+/// How a job ends.
+public enum JobMode: String, Sendable, Hashable, Codable, CaseIterable {
+    /// When its submitted shards are done (the default).
+    case closed
+    /// When it is closed (`flotilla close`) and every shard published until then is done:
+    /// pipelines may publish more shards meanwhile.
+    case open
 }
 
 /// Whether a shard's results and its ack are published in one Kafka transaction.

@@ -33,6 +33,7 @@ struct SpecReader {
         let faults = try spec["faults"].map(readFaults) ?? FaultConfig()
         let delivery = try spec["delivery"].map(readDelivery) ?? .exactlyOnce
         let kafka = try spec["kafka"].map(readKafka) ?? KafkaConfig()
+        let mode = try spec["mode"].map(readMode)
         // Coherent limits: unless set, a sample may be as large as a result record can carry.
         if try spec["shard"]?.mapping(allowed: ["samples", "maxSampleBytes"])["maxSampleBytes"] == nil {
             shard.maxSampleBytes = ShardConfig.defaultMaxSampleBytes(maxMessageBytes: kafka.maxMessageBytes)
@@ -40,7 +41,7 @@ struct SpecReader {
 
         return JobConfig(
             job: job, inputs: inputs, shard: shard, stages: stages, outputs: outputs,
-            workers: workers, faults: faults, delivery: delivery, kafka: kafka, baseDirectory: base)
+            workers: workers, faults: faults, delivery: delivery, kafka: kafka, mode: mode, baseDirectory: base)
     }
 
     // MARK: Sections
@@ -123,7 +124,7 @@ struct SpecReader {
             let count = try positive(node)
             return ProcessRange(min: count, max: count)
         }
-        let map = try node.mapping(allowed: ["min", "max"])
+        let map = try node.mapping(allowed: ["min", "max", "idleTimeout"])
         let min = try map["min"].map(positive) ?? 1
         let maxNode = map["max"]
         let max = try maxNode.map(positive) ?? Swift.max(min, 1)
@@ -151,7 +152,7 @@ struct SpecReader {
             let count = try positive(node)
             return FleetConfig(min: count, max: count)
         }
-        let map = try node.mapping(allowed: ["min", "max"])
+        let map = try node.mapping(allowed: ["min", "max", "idleTimeout"])
         var min = 1
         if let minNode = map["min"] {
             min = try minNode.int()
@@ -162,7 +163,7 @@ struct SpecReader {
         if max < min {
             throw (maxNode ?? node).error("(\(max)) must be >= workers.min (\(min))")
         }
-        return FleetConfig(min: min, max: max)
+        return FleetConfig(min: min, max: max, idleTimeout: try map["idleTimeout"].map { node throws(FlotillaError) in try positive(duration: node) })
     }
 
     func readFaults(_ node: SpecNode) throws(FlotillaError) -> FaultConfig {
@@ -190,6 +191,12 @@ struct SpecReader {
                 "faults.shardTimeout (\(SpecDuration.format(config.shardTimeout))) must be longer than faults.heartbeat (\(heartbeat))")
         }
         return config
+    }
+
+    func readMode(_ node: SpecNode) throws(FlotillaError) -> JobMode {
+        let text = try node.nonEmptyString()
+        guard let mode = JobMode(rawValue: text) else { throw node.error("must be closed or open, not '\(text)'") }
+        return mode
     }
 
     func readDelivery(_ node: SpecNode) throws(FlotillaError) -> DeliveryMode {

@@ -3,7 +3,7 @@ import FlotillaKafka
 import Logging
 import RdKafka
 
-/// `flotilla cancel` and `flotilla scale`: commands published for the workers and the controller.
+/// `flotilla cancel`, `scale` and `close`: commands published for the workers and the controller.
 public struct JobControl: Sendable {
     public var connection: BrokerConnection
     public var topics: TopicNames
@@ -72,5 +72,26 @@ public struct JobControl: Sendable {
             throw FlotillaError(.kafka, "cannot publish the scale command of job '\(topics.job)' to \(topics.control)", underlying: error)
         }
         return (record, min(fleet.min, fleet.max)...max(fleet.min, fleet.max))
+    }
+
+    /// Publishes `close` for the controller of an open job: it ends the job once every shard
+    /// published before the close is done. Refused for a job that is not open, or already over.
+    public func close() async throws(FlotillaError) -> ControlRecord {
+        let manifest = try await JobStatusReader(connection: connection, prefix: topics.prefix, job: topics.job, logger: logger)
+            .read().manifest
+        guard manifest.config.mode == .open else {
+            throw FlotillaError(.invalidInput, "job '\(topics.job)' is not open (mode: open in its spec); it ends by itself when its shards are done")
+        }
+        if manifest.status == .done || manifest.status == .cancelled {
+            throw FlotillaError(.invalidInput, "job '\(topics.job)' is already \(manifest.status.rawValue)")
+        }
+        let record = ControlRecord(job: topics.job, target: ControlRecord.controller, command: .close, reason: "closed by user")
+        let producer = try connection.producer(maxMessageBytes: manifest.config.kafka.maxMessageBytes, logger: logger)
+        do {
+            try await producer.send(.record(record, topic: topics.control, key: record.target))
+        } catch {
+            throw FlotillaError(.kafka, "cannot publish the close command of job '\(topics.job)' to \(topics.control)", underlying: error)
+        }
+        return record
     }
 }

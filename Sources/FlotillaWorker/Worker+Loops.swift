@@ -42,7 +42,7 @@ extension Worker {
             guard let shard = command.shard else { return }
             _ = machine.withLock { $0.abandon(shard: shard, attempt: command.attempt) }
             changed()
-        case .supersede, .scale, .take: break
+        case .supersede, .scale, .take, .close: break
         }
     }
 

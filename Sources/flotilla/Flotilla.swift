@@ -10,6 +10,6 @@ struct Flotilla: AsyncParsableCommand {
         commandName: "flotilla",
         abstract: "Elastic, fault-tolerant batch inference driven by Kafka.",
         version: "flotilla \(version)",
-        subcommands: [BrokerCommand.self, SubmitCommand.self, StatusCommand.self, ResultsCommand.self, CancelCommand.self, ScaleCommand.self, ControllerCommand.self, WorkerCommand.self, RunCommand.self]
+        subcommands: [BrokerCommand.self, SubmitCommand.self, StatusCommand.self, ResultsCommand.self, CancelCommand.self, CloseCommand.self, ScaleCommand.self, ControllerCommand.self, WorkerCommand.self, RunCommand.self]
     )
 }

@@ -22,8 +22,10 @@ final class FleetHarness: @unchecked Sendable {
     /// - Parameters:
     ///   - stage: the predictor argv (YAML list) of the single stage, or `builtin: NAME`.
     ///   - maxWorkers: `workers.max` (it also sets the shards topic's partition count).
+    ///   - workers: the `workers:` mapping's contents, replacing `min: 1, max: maxWorkers`.
+    ///   - top: extra top-level spec lines (e.g. `mode: open`).
     init(samples count: Int, samplesPerShard: Int, stage: String, extraInputs: String = "", faults: String = "",
-         maxWorkers: Int = 4, outputs: String = "", maxAttempts: Int = 3) async throws {
+         maxWorkers: Int = 4, outputs: String = "", maxAttempts: Int = 3, workers: String? = nil, top: String = "") async throws {
         fixture = try await BrokerFixture()
         folder = FileManager.default.temporaryDirectory.appendingPathComponent("flotilla-fleet-\(UUID().uuidString.prefix(8))").path
         try FileManager.default.createDirectory(atPath: folder, withIntermediateDirectories: true)
@@ -34,6 +36,7 @@ final class FleetHarness: @unchecked Sendable {
         specPath = "\(folder)/job.yaml"
         let spec = """
             job: \(job)
+            \(top)
             inputs:
               - file: data.jsonl
             \(extraInputs)
@@ -45,7 +48,7 @@ final class FleetHarness: @unchecked Sendable {
                 timeout: 5s
                 env: { PYTHONPATH: \(CommandRunner.repositoryRoot)/python }
             \(outputs)
-            workers: { min: 1, max: \(maxWorkers) }
+            workers: { \(workers ?? "min: 1, max: \(maxWorkers)") }
             faults: { maxAttempts: \(maxAttempts), heartbeat: 500ms, workerTimeout: 3s, shardTimeout: 30s\(faults) }
             """
         try spec.write(toFile: specPath, atomically: true, encoding: .utf8)
