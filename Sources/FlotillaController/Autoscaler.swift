@@ -14,6 +14,10 @@ import FlotillaCore
 /// 4. Up at once, but not again within one start-up time of the last scale-up (the new workers
 ///    must start and be measured first); down only after the smaller size was wanted for
 ///    `scaleDownAfter` without a break, and then by draining (a worker finishes what it holds).
+/// 5. Each scale-up is a trial: three start-ups (and 3 s) later the fleet's total rate must have
+///    grown by at least a quarter of what the new workers promised. If it did not (workers sharing
+///    one machine's cores, a saturated broker or source), the size before is a ceiling for the
+///    rest of the job and the extra workers are drained at once.
 struct Autoscaler: Sendable {
     typealias Decision = ScaleDecision
 
@@ -26,6 +30,12 @@ struct Autoscaler: Sendable {
     /// Smoothed samples/s of one busy worker.
     private(set) var ratePerWorker: Double?
     private var lastScaleUp: Int64?
+    /// The busy workers' total samples/s, smoothed.
+    private(set) var fleetRate: Double = 0
+    /// The latest scale-up, until its gain is judged.
+    private var trial: (from: Int, to: Int, rateBefore: Double, at: Int64)?
+    /// A size past which more workers were measured not to help: never exceeded again.
+    private(set) var ceiling: Int?
     /// Since when a smaller size is wanted without a break.
     private var smallerSince: Int64?
     /// The latest decisions, newest last (at most `keep`).
@@ -48,8 +58,10 @@ struct Autoscaler: Sendable {
     mutating func measuredRates(_ rates: [Double]) {
         let busy = rates.filter { $0 > 0 }
         guard !busy.isEmpty else { return }
-        let mean = busy.reduce(0, +) / Double(busy.count)
+        let total = busy.reduce(0, +)
+        let mean = total / Double(busy.count)
         ratePerWorker = ratePerWorker.map { 0.7 * $0 + 0.3 * mean } ?? mean
+        fleetRate = fleetRate > 0 ? 0.5 * fleetRate + 0.5 * total : total
     }
 
     /// The median start-up time measured, in ms.
@@ -66,11 +78,23 @@ struct Autoscaler: Sendable {
         guard let rate = ratePerWorker, rate > 0, let startupMs else { return current == 0 ? Swift.max(1, min) : nil }
         let horizon = rate * 2 * Double(startupMs) / 1_000  // samples one worker does in two start-ups
         let byWork = Int((Double(samplesLeft) / Swift.max(horizon, 1)).rounded(.up))
-        return Swift.min(Swift.max(byWork, 1), Swift.max(shardsLeft, 0)).clamped(min, max)
+        return Swift.min(Swift.max(byWork, 1), Swift.max(shardsLeft, 0), ceiling ?? max).clamped(min, max)
     }
 
     /// The fleet size to run now, given `current`; records a decision when it changes.
     mutating func decide(current: Int, samplesLeft: Int, shardsLeft: Int, now: Int64) -> Int {
+        if let trial, let startupMs, now - trial.at >= 3 * startupMs + 3_000 {
+            self.trial = nil
+            let promised = Double(trial.to - trial.from) / Double(trial.from)
+            if fleetRate < trial.rateBefore * (1 + 0.25 * promised) {
+                ceiling = trial.from
+                if current > trial.from {
+                    let rates = String(format: "%.0f → %.0f samples/s", trial.rateBefore, fleetRate)
+                    return record(current, trial.from, samplesLeft, shardsLeft, now,
+                                  "\(trial.to) workers did no better than \(trial.from) (\(rates)): staying at \(trial.from)")
+                }
+            }
+        }
         guard let wanted = wanted(samplesLeft: samplesLeft, shardsLeft: shardsLeft, current: current) else { return current }
         if wanted > current {
             smallerSince = nil
@@ -79,7 +103,9 @@ struct Autoscaler: Sendable {
                 return record(current, wanted, samplesLeft, shardsLeft, now, "\(shardsLeft) shards and no worker")
             }
             if let lastScaleUp, now - lastScaleUp < startupMs ?? 0 { return current }
+            if trial != nil { return current }  // the last scale-up is not judged yet
             lastScaleUp = now
+            if fleetRate > 0 { trial = (current, wanted, fleetRate, now) }
             return record(current, wanted, samplesLeft, shardsLeft, now, "backlog of \(samplesLeft) samples needs more workers")
         }
         guard wanted < current else {

@@ -9,7 +9,7 @@ import Yams
 /// predictor programs are checked later, by the code that uses them. See docs/JOBSPEC.md.
 public enum JobSpecLoader {
     /// The top-level keys, in the order messages list them.
-    static let topLevelKeys = ["job", "mode", "inputs", "shard", "stages", "outputs", "workers", "faults", "delivery", "kafka"]
+    static let topLevelKeys = ["job", "inputs", "shard", "stages", "outputs", "workers", "faults", "delivery", "kafka", "mode"]
 
     /// Loads the spec at `path`; relative paths inside it resolve against its folder.
     ///

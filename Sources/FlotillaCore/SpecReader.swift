@@ -124,7 +124,7 @@ struct SpecReader {
             let count = try positive(node)
             return ProcessRange(min: count, max: count)
         }
-        let map = try node.mapping(allowed: ["min", "max", "idleTimeout"])
+        let map = try node.mapping(allowed: ["min", "max"])
         let min = try map["min"].map(positive) ?? 1
         let maxNode = map["max"]
         let max = try maxNode.map(positive) ?? Swift.max(min, 1)

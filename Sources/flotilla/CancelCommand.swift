@@ -23,8 +23,7 @@ struct CancelCommand: AsyncParsableCommand {
 
     func run() async throws {
         try await exitOnFlotillaError {
-            let control = JobControl(connection: try kafka.connection(), prefix: try topic.validated(),
-                                     job: try validatedJobID(job), logger: CommandLogging.kafkaLogger())
+            let control = try JobControl(kafka, topic, job: job)
             switch try await control.cancel() {
             case .cancelled(let counts):
                 print("job \(job) cancelled: \(counts.done) of \(plural(counts.shards, "shard")) were done (\(plural(counts.samples, "sample"))); workers stop")

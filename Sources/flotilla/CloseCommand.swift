@@ -24,8 +24,7 @@ struct CloseCommand: AsyncParsableCommand {
 
     func run() async throws {
         try await exitOnFlotillaError {
-            let control = JobControl(connection: try kafka.connection(), prefix: try topic.validated(),
-                                     job: try validatedJobID(job), logger: CommandLogging.kafkaLogger())
+            let control = try JobControl(kafka, topic, job: job)
             _ = try await control.close()
             print("closed \(job): its controller ends the job once every shard published so far is done")
         }

@@ -118,6 +118,14 @@ struct JobTopicOptions: ParsableArguments {
     }
 }
 
+extension JobControl {
+    /// The control of job `id` on the cluster and prefix the command line names.
+    init(_ kafka: KafkaOptions, _ topic: JobTopicOptions, job id: String) throws(FlotillaError) {
+        self.init(connection: try kafka.connection(), prefix: try topic.validated(), job: try validatedJobID(id),
+                  logger: CommandLogging.kafkaLogger())
+    }
+}
+
 /// The job id argument, checked like the spec's `job`.
 func validatedJobID(_ id: String) throws(FlotillaError) -> String {
     if let problem = JobSpecLoader.problem(withJobID: id) {

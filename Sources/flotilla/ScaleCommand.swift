@@ -36,8 +36,7 @@ struct ScaleCommand: AsyncParsableCommand {
 
     func run() async throws {
         try await exitOnFlotillaError {
-            let control = JobControl(connection: try kafka.connection(), prefix: try topic.validated(),
-                                     job: try validatedJobID(job), logger: CommandLogging.kafkaLogger())
+            let control = try JobControl(kafka, topic, job: job)
             let (record, range) = try await control.scale(workers: workers)
             guard let workers else {
                 print("asked the controller of \(job) to autoscale within \(range.lowerBound)...\(plural(range.upperBound, "worker")) (\(control.topics.control), target \(record.target))")

@@ -98,7 +98,28 @@ struct FleetPlannerTests {
         let decision = try #require(scaler.decisions.last)
         #expect(decision.from == 1 && decision.to == 5 && decision.samplesLeft == 2_000 && decision.startupSeconds == 2)
         #expect(scaler.decide(current: 5, samplesLeft: 100_000, shardsLeft: 100, now: 11_000) == 5, "cooldown: one start-up")
-        #expect(scaler.decide(current: 5, samplesLeft: 100_000, shardsLeft: 100, now: 12_000) == 8)
+        scaler.measuredRates(Array(repeating: 100, count: 5))
+        scaler.measuredRates(Array(repeating: 100, count: 5))
+        #expect(scaler.decide(current: 5, samplesLeft: 100_000, shardsLeft: 100, now: 12_000) == 5, "the trial is not judged yet")
+        #expect(scaler.decide(current: 5, samplesLeft: 100_000, shardsLeft: 100, now: 19_000) == 8, "5 workers did 5x: on to max")
+        #expect(scaler.ceiling == nil)
+    }
+
+    @Test("a scale-up that does not raise the fleet's rate (shared cores) is undone at once and not tried again")
+    func noGainNoMore() throws {
+        var scaler = Autoscaler(min: 1, max: 4)
+        scaler.measuredStartup(1_000)
+        scaler.measuredRates([300])
+        #expect(scaler.decide(current: 1, samplesLeft: 100_000, shardsLeft: 100, now: 0) == 4)
+        // Four workers on the cores one used: each does a quarter.
+        for _ in 0..<5 { scaler.measuredRates([80, 75, 70, 80]) }
+        #expect(scaler.decide(current: 4, samplesLeft: 90_000, shardsLeft: 90, now: 5_000) == 4, "judged after three start-ups and 3 s")
+        #expect(scaler.decide(current: 4, samplesLeft: 90_000, shardsLeft: 90, now: 6_000) == 1)
+        let decision = try #require(scaler.decisions.last)
+        #expect(decision.reason.hasPrefix("4 workers did no better than 1"), "\(decision.reason)")
+        #expect(scaler.ceiling == 1)
+        for _ in 0..<5 { scaler.measuredRates([300]) }
+        #expect(scaler.decide(current: 1, samplesLeft: 80_000, shardsLeft: 80, now: 60_000) == 1, "the ceiling holds")
     }
 
     @Test("down only after the smaller size was wanted for the whole delay, without a break; never flaps")
@@ -119,7 +140,7 @@ struct FleetPlannerTests {
         steady.measuredStartup(1_000)
         var size = 1
         for tick in 0..<200 {
-            steady.measuredRates([100 + Double(tick % 7)])
+            steady.measuredRates(Array(repeating: 100 + Double(tick % 7), count: size))
             size = steady.decide(current: size, samplesLeft: 1_000, shardsLeft: 100, now: Int64(tick) * 1_000)
         }
         #expect(steady.decisions.count == 1, "one scale-up, then quiet: \(steady.decisions.map(\.to))")

@@ -57,7 +57,7 @@ struct JobSpecValidationTests {
     @Test("unknown keys are refused at every level, with the expected keys")
     func unknownKeys() {
         #expect(specError(withExtra("wokers: 2"))?.message
-            == "unknown key 'wokers' at the top level (job.yaml:6); expected one of: job, inputs, shard, stages, outputs, workers, faults, delivery, kafka")
+            == "unknown key 'wokers' at the top level (job.yaml:6); expected one of: job, inputs, shard, stages, outputs, workers, faults, delivery, kafka, mode")
         #expect(specError(minimalSpec.replacingOccurrences(of: "builtin: identity", with: "builtin: identity\n    modle: x"))?.message
             == "unknown key 'modle' in stages[0] (job.yaml:6); expected one of: name, predictor, builtin, batch, processes, timeout, startTimeout, env, passEnv")
         #expect(specError(withExtra("shard: { sample: 5 }"))?.message

@@ -67,7 +67,7 @@ enum Fixtures {
         return entries.compactMap(Int32.init).filter { pid in
             guard let stat = try? String(contentsOfFile: "/proc/\(pid)/stat", encoding: .utf8),
                   let fields = stat.split(separator: ")").last?.split(separator: " "), fields.count > 2,
-                  Int32(fields[2]) == getpid(), fields[0] != "Z",
+                  Int32(fields[1]) == getpid(), fields[0] != "Z",
                   let environ = FileManager.default.contents(atPath: "/proc/\(pid)/environ") else { return false }
             return environ.split(separator: 0).contains { Array($0) == wanted }
         }.sorted()
