@@ -14,8 +14,9 @@ import FlotillaCore
 /// 4. Up at once, but not again within one start-up time of the last scale-up (the new workers
 ///    must start and be measured first); down only after the smaller size was wanted for
 ///    `scaleDownAfter` without a break, and then by draining (a worker finishes what it holds).
-/// 5. Each scale-up is a trial: three start-ups (and 3 s) later the fleet's total rate must have
-///    grown by at least a quarter of what the new workers promised. If it did not (workers sharing
+/// 5. Each scale-up is a trial: once all its workers are busy (and a rate window more), or at the latest
+///    three start-ups and 10 s after it, the fleet's total rate must have grown by at least a
+///    quarter of what the new workers promised. If it did not (workers sharing
 ///    one machine's cores, a saturated broker or source), the size before is a ceiling for the
 ///    rest of the job and the extra workers are drained at once.
 struct Autoscaler: Sendable {
@@ -27,11 +28,17 @@ struct Autoscaler: Sendable {
     let scaleDownAfterMs: Int64
     /// Start-up times measured (ms), the latest last.
     private(set) var startups: [Int64] = []
-    /// Smoothed samples/s of one busy worker.
+    /// Samples/s of one busy worker: the fleet's rate over the busy workers.
     private(set) var ratePerWorker: Double?
     private var lastScaleUp: Int64?
-    /// The busy workers' total samples/s, smoothed.
+    /// Samples/s done by the whole fleet over the last `window` (the ledger's count, not the
+    /// workers' own per-heartbeat figures, which come in bursts as shards commit in batches).
     private(set) var fleetRate: Double = 0
+    /// Workers busy at the latest measure.
+    private(set) var busyWorkers = 0
+    /// (time, samples done) over the last `windowMs`.
+    private var history: [(time: Int64, done: Int)] = []
+    static let windowMs: Int64 = 5_000
     /// The latest scale-up, until its gain is judged.
     private var trial: (from: Int, to: Int, rateBefore: Double, at: Int64)?
     /// A size past which more workers were measured not to help: never exceeded again.
@@ -54,14 +61,15 @@ struct Autoscaler: Sendable {
         if startups.count > 5 { startups.removeFirst() }
     }
 
-    /// The busy workers' own rates (samples/s) from their latest heartbeats.
-    mutating func measuredRates(_ rates: [Double]) {
-        let busy = rates.filter { $0 > 0 }
-        guard !busy.isEmpty else { return }
-        let total = busy.reduce(0, +)
-        let mean = total / Double(busy.count)
-        ratePerWorker = ratePerWorker.map { 0.7 * $0 + 0.3 * mean } ?? mean
-        fleetRate = fleetRate > 0 ? 0.5 * fleetRate + 0.5 * total : total
+    /// The samples done so far (the ledger's count) and how many workers run a shard, at `now`.
+    mutating func measured(samplesDone: Int, busyWorkers busy: Int, now: Int64) {
+        busyWorkers = busy
+        history.append((now, samplesDone))
+        history.removeAll { now - $0.time > Self.windowMs }
+        // A first estimate after a second: enough to tell 1 worker from 4; trials use a whole window.
+        guard let first = history.first, now - first.time >= 1_000 else { return }
+        fleetRate = Double(samplesDone - first.done) * 1_000 / Double(now - first.time)
+        if busy > 0, fleetRate > 0 { ratePerWorker = fleetRate / Double(busy) }
     }
 
     /// The median start-up time measured, in ms.
@@ -83,7 +91,8 @@ struct Autoscaler: Sendable {
 
     /// The fleet size to run now, given `current`; records a decision when it changes.
     mutating func decide(current: Int, samplesLeft: Int, shardsLeft: Int, now: Int64) -> Int {
-        if let trial, let startupMs, now - trial.at >= 3 * startupMs + 3_000 {
+        if let trial, let startupMs,
+           (busyWorkers >= trial.to && now - trial.at >= startupMs + Self.windowMs) || now - trial.at >= 3 * startupMs + 10_000 {
             self.trial = nil
             let promised = Double(trial.to - trial.from) / Double(trial.from)
             if fleetRate < trial.rateBefore * (1 + 0.25 * promised) {

@@ -157,7 +157,8 @@ extension ControllerService {
             run.nextAutoscale = now + 1_000  // the backlog walks every shard: once a second is enough
             let backlog = run.ledger.backlog
             run.fleet.autoscale(samplesLeft: backlog.samples ?? backlog.shards * run.manifest.config.shard.samples,
-                                shardsLeft: backlog.shards, rates: run.ledger.busyWorkerRates, now: now)
+                                shardsLeft: backlog.shards, samplesDone: run.ledger.samplesDone,
+                                busyWorkers: run.ledger.busyWorkers, now: now)
             if let decision = run.fleet.autoscaler.decisions.last, decision.time == now {
                 logger.info("autoscaler", metadata: [
                     "flotilla.from": "\(decision.from)", "flotilla.to": "\(decision.to)", "flotilla.reason": "\(decision.reason)",

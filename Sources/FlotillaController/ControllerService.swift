@@ -311,7 +311,9 @@ extension ControllerService {
                         run.fleet.failed(heartbeat.worker, failure, now: now)
                     } else if heartbeat.state == .running {
                         run.fleet.running()
-                        run.fleet.heard(from: heartbeat.worker, now: min(heartbeat.time, now))
+                        if !heartbeat.inFlight.isEmpty || !(heartbeat.committed ?? []).isEmpty {
+                            run.fleet.heardWorking(from: heartbeat.worker, now: min(heartbeat.time, now))
+                        }
                     }
                 }
             case topics.dlq:

@@ -95,16 +95,18 @@ struct FleetPlanner: Sendable {
     /// Whether the autoscaler chooses the size: a range to choose in and no fixed size.
     var autoscaling: Bool { fixed == nil && min < max }
 
-    /// A heartbeat from `worker`: its first since its start measures the start-up time.
-    mutating func heard(from worker: String, now: Int64) {
+    /// A heartbeat from `worker` that shows it working (a shard running or committed): the
+    /// first since its start measures the start-up time — the time to useful work, group join
+    /// and model loading included.
+    mutating func heardWorking(from worker: String, now: Int64) {
         guard let slot = slots[worker], slot.running, !slot.heard else { return }
         slots[worker]!.heard = true
         autoscaler.measuredStartup(now - slot.startedAt)
     }
 
-    /// Lets the autoscaler set `desired` from the backlog and the busy workers' rates.
-    mutating func autoscale(samplesLeft: Int, shardsLeft: Int, rates: [Double], now: Int64) {
-        autoscaler.measuredRates(rates)
+    /// Lets the autoscaler set `desired` from the backlog and the fleet's measured speed.
+    mutating func autoscale(samplesLeft: Int, shardsLeft: Int, samplesDone: Int, busyWorkers: Int, now: Int64) {
+        autoscaler.measured(samplesDone: samplesDone, busyWorkers: busyWorkers, now: now)
         guard autoscaling else { return }
         desired = autoscaler.decide(current: desired, samplesLeft: samplesLeft, shardsLeft: shardsLeft, now: now)
     }

@@ -140,9 +140,9 @@ extension ShardLedger {
         return (max(shardCount, (expectedShards ?? 0) - shards.count + shardCount), samples)
     }
 
-    /// The samples/s of each live worker that runs a shard now.
-    public var busyWorkerRates: [Double] {
-        workers.values.filter { !$0.lost && !$0.inFlight.isEmpty }.map(\.samplesPerSecond)
+    /// Live workers that run a shard now.
+    public var busyWorkers: Int {
+        workers.values.filter { !$0.lost && !$0.inFlight.isEmpty }.count
     }
 
     /// The workers, by id.

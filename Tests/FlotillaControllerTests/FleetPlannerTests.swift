@@ -74,22 +74,50 @@ struct FleetPlannerTests {
         #expect(!FleetPlanner(config: FleetConfig(min: 3, max: 3), requested: nil).autoscaling, "nothing to choose")
     }
 
+    /// Feeds `scaler` one measure a second from `from` to `to` (inclusive): `workers` busy ones
+    /// doing `perWorker` samples/s each; `done` is the running count.
+    func feed(_ scaler: inout Autoscaler, perWorker: Double, workers: Int, from: Int64, to: Int64, done: inout Int) {
+        for now in stride(from: from, through: to, by: 1_000) {
+            scaler.measured(samplesDone: done, busyWorkers: workers, now: now)
+            done += Int(perWorker * Double(workers))
+        }
+    }
+
     @Test("the autoscaler decides nothing until a start-up time and a rate are measured")
     func noGuesses() {
         var scaler = Autoscaler(min: 1, max: 8)
         #expect(scaler.decide(current: 1, samplesLeft: 1_000_000, shardsLeft: 1_000, now: 0) == 1)
         scaler.measuredStartup(2_000)
         #expect(scaler.decide(current: 1, samplesLeft: 1_000_000, shardsLeft: 1_000, now: 0) == 1)
-        scaler.measuredRates([0, 0])
-        #expect(scaler.decide(current: 1, samplesLeft: 1_000_000, shardsLeft: 1_000, now: 0) == 1, "idle workers measure nothing")
+        var done = 0
+        feed(&scaler, perWorker: 0, workers: 0, from: 0, to: 10_000, done: &done)
+        #expect(scaler.decide(current: 1, samplesLeft: 1_000_000, shardsLeft: 1_000, now: 10_000) == 1, "idle workers measure nothing")
+        var fresh = Autoscaler(min: 1, max: 8)
+        fresh.measuredStartup(2_000)
+        feed(&fresh, perWorker: 100, workers: 1, from: 0, to: 500, done: &done)
+        #expect(fresh.decide(current: 1, samplesLeft: 1_000_000, shardsLeft: 1_000, now: 500) == 1, "less than a second of measures")
         #expect(scaler.decisions.isEmpty)
     }
 
-    @Test("up to what finishes the backlog in about two start-ups, never past the unfinished shards or max; not again within a start-up")
+    @Test("the rate is the fleet's done samples over a 5 s window, not the workers' bursty per-heartbeat figures")
+    func rateWindow() {
+        var scaler = Autoscaler(min: 1, max: 8)
+        var done = 0
+        // Shards commit in bursts: 1 000 samples every 5 s is 200 samples/s, whatever a heartbeat says.
+        for now in stride(from: Int64(0), through: 20_000, by: 1_000) {
+            if now % 5_000 == 0 { done += 1_000 }
+            scaler.measured(samplesDone: done, busyWorkers: 2, now: now)
+        }
+        #expect((160...250).contains(scaler.fleetRate), "\(scaler.fleetRate)")
+        #expect((80...125).contains(scaler.ratePerWorker ?? 0), "\(scaler.ratePerWorker ?? 0)")
+    }
+
+    @Test("up to what finishes the backlog in about two start-ups, never past the unfinished shards or max; not again before the last scale-up is judged")
     func scalesUp() throws {
         var scaler = Autoscaler(min: 1, max: 8)
         scaler.measuredStartup(2_000)
-        scaler.measuredRates([100])  // one worker does 400 samples in two start-ups
+        var done = 0
+        feed(&scaler, perWorker: 100, workers: 1, from: 0, to: 10_000, done: &done)  // one worker does 400 samples in two start-ups
         #expect(scaler.wanted(samplesLeft: 1_000, shardsLeft: 50) == 3)
         #expect(scaler.wanted(samplesLeft: 100_000, shardsLeft: 50) == 8, "max")
         #expect(scaler.wanted(samplesLeft: 100_000, shardsLeft: 5) == 5, "no worker without a shard")
@@ -98,10 +126,10 @@ struct FleetPlannerTests {
         let decision = try #require(scaler.decisions.last)
         #expect(decision.from == 1 && decision.to == 5 && decision.samplesLeft == 2_000 && decision.startupSeconds == 2)
         #expect(scaler.decide(current: 5, samplesLeft: 100_000, shardsLeft: 100, now: 11_000) == 5, "cooldown: one start-up")
-        scaler.measuredRates(Array(repeating: 100, count: 5))
-        scaler.measuredRates(Array(repeating: 100, count: 5))
-        #expect(scaler.decide(current: 5, samplesLeft: 100_000, shardsLeft: 100, now: 12_000) == 5, "the trial is not judged yet")
-        #expect(scaler.decide(current: 5, samplesLeft: 100_000, shardsLeft: 100, now: 19_000) == 8, "5 workers did 5x: on to max")
+        feed(&scaler, perWorker: 100, workers: 5, from: 11_000, to: 16_000, done: &done)
+        #expect(scaler.decide(current: 5, samplesLeft: 100_000, shardsLeft: 100, now: 16_000) == 5, "the trial is not judged yet")
+        feed(&scaler, perWorker: 100, workers: 5, from: 17_000, to: 17_000, done: &done)
+        #expect(scaler.decide(current: 5, samplesLeft: 100_000, shardsLeft: 100, now: 17_000) == 8, "5 workers did 5x: on to max")
         #expect(scaler.ceiling == nil)
     }
 
@@ -109,16 +137,18 @@ struct FleetPlannerTests {
     func noGainNoMore() throws {
         var scaler = Autoscaler(min: 1, max: 4)
         scaler.measuredStartup(1_000)
-        scaler.measuredRates([300])
-        #expect(scaler.decide(current: 1, samplesLeft: 100_000, shardsLeft: 100, now: 0) == 4)
+        var done = 0
+        feed(&scaler, perWorker: 300, workers: 1, from: 0, to: 6_000, done: &done)
+        #expect(scaler.decide(current: 1, samplesLeft: 100_000, shardsLeft: 100, now: 6_000) == 4)
         // Four workers on the cores one used: each does a quarter.
-        for _ in 0..<5 { scaler.measuredRates([80, 75, 70, 80]) }
-        #expect(scaler.decide(current: 4, samplesLeft: 90_000, shardsLeft: 90, now: 5_000) == 4, "judged after three start-ups and 3 s")
-        #expect(scaler.decide(current: 4, samplesLeft: 90_000, shardsLeft: 90, now: 6_000) == 1)
+        feed(&scaler, perWorker: 75, workers: 4, from: 7_000, to: 11_000, done: &done)
+        #expect(scaler.decide(current: 4, samplesLeft: 90_000, shardsLeft: 90, now: 11_000) == 4, "judged once all are busy, a start-up and a window on")
+        feed(&scaler, perWorker: 75, workers: 4, from: 12_000, to: 12_000, done: &done)
+        #expect(scaler.decide(current: 4, samplesLeft: 90_000, shardsLeft: 90, now: 12_000) == 1)
         let decision = try #require(scaler.decisions.last)
         #expect(decision.reason.hasPrefix("4 workers did no better than 1"), "\(decision.reason)")
         #expect(scaler.ceiling == 1)
-        for _ in 0..<5 { scaler.measuredRates([300]) }
+        feed(&scaler, perWorker: 300, workers: 1, from: 13_000, to: 60_000, done: &done)
         #expect(scaler.decide(current: 1, samplesLeft: 80_000, shardsLeft: 80, now: 60_000) == 1, "the ceiling holds")
     }
 
@@ -126,7 +156,8 @@ struct FleetPlannerTests {
     func scalesDownSlowly() {
         var scaler = Autoscaler(min: 1, max: 8, scaleDownAfterMs: 30_000)
         scaler.measuredStartup(1_000)
-        scaler.measuredRates([100])
+        var done = 0
+        feed(&scaler, perWorker: 100, workers: 6, from: -5_000, to: 0, done: &done)
         #expect(scaler.decide(current: 6, samplesLeft: 200, shardsLeft: 2, now: 0) == 6)
         #expect(scaler.decide(current: 6, samplesLeft: 200, shardsLeft: 2, now: 20_000) == 6)
         // The backlog grows again for a moment: the wait starts over.
@@ -135,31 +166,34 @@ struct FleetPlannerTests {
         #expect(scaler.decide(current: 6, samplesLeft: 200, shardsLeft: 2, now: 55_000) == 6)
         #expect(scaler.decide(current: 6, samplesLeft: 200, shardsLeft: 2, now: 56_000) == 1)
         #expect(scaler.decisions.last?.reason == "2 unfinished shards for 6 workers")
-        // A steady backlog: no decision at all, tick after tick.
+        // A steady backlog: one scale-up, then no decision at all, tick after tick.
         var steady = Autoscaler(min: 1, max: 8)
         steady.measuredStartup(1_000)
         var size = 1
+        var steadyDone = 0
         for tick in 0..<200 {
-            steady.measuredRates(Array(repeating: 100 + Double(tick % 7), count: size))
+            steady.measured(samplesDone: steadyDone, busyWorkers: size, now: Int64(tick) * 1_000)
+            steadyDone += (100 + tick % 7) * size
             size = steady.decide(current: size, samplesLeft: 1_000, shardsLeft: 100, now: Int64(tick) * 1_000)
         }
         #expect(steady.decisions.count == 1, "one scale-up, then quiet: \(steady.decisions.map(\.to))")
     }
 
-    @Test("the planner measures start-up from start to first heartbeat and follows the autoscaler's size")
+    @Test("the planner measures start-up from start to the first working heartbeat and follows the autoscaler's size")
     func plannerAutoscales() {
         var fleet = FleetPlanner(config: FleetConfig(min: 1, max: 4), requested: nil)
         #expect(plan(&fleet, now: 0) == [.start("w1")])
-        fleet.autoscale(samplesLeft: 10_000, shardsLeft: 100, rates: [200], now: 500)
-        #expect(fleet.desired == 1, "start-up not measured yet")
-        fleet.heard(from: "w1", now: 1_500)
-        fleet.heard(from: "w1", now: 3_000)
+        for now in stride(from: Int64(500), through: 4_000, by: 500) {
+            fleet.autoscale(samplesLeft: 10_000, shardsLeft: 100, samplesDone: Int(now / 5), busyWorkers: 1, now: now)
+            if now == 1_000 { #expect(fleet.desired == 1, "start-up not measured yet") }
+            if now == 1_500 { fleet.heardWorking(from: "w1", now: 1_500) }
+            if now == 3_000 { fleet.heardWorking(from: "w1", now: 3_000) }
+        }
         #expect(fleet.autoscaler.startupMs == 1_500)
-        fleet.autoscale(samplesLeft: 10_000, shardsLeft: 100, rates: [200], now: 4_000)
         #expect(fleet.desired == 4)
         #expect(plan(&fleet, now: 4_000) == [.start("w2"), .start("w3"), .start("w4")])
         fleet.scale(to: 2)
-        fleet.autoscale(samplesLeft: 10_000, shardsLeft: 100, rates: [200], now: 60_000)
+        fleet.autoscale(samplesLeft: 10_000, shardsLeft: 100, samplesDone: 5_000, busyWorkers: 4, now: 60_000)
         #expect(fleet.desired == 2, "a fixed size wins")
     }
 }
