@@ -6,9 +6,12 @@ struct QueuedShard: Sendable, Equatable {
     var record: ShardRecord
     var partition: TopicPartition
     var offset: Int64
-    /// Fetched on the controller's `take` command rather than from the group's assignment: its
-    /// offset is not this worker's to commit (the group copy is skipped once the shard is done).
+    /// Runs first and may use a slot beyond the rest (a recovered shard the controller sent).
     var express = false
+    /// Fetched on the controller's `take` command (express lane or warm start) rather than from
+    /// the group's assignment: its offset is not this worker's to commit (the group copy is
+    /// skipped once the shard is done), and nobody else will run it if this worker lets it go.
+    var taken = false
 }
 
 /// A shard execution in progress.
@@ -123,9 +126,9 @@ struct WorkerMachine: Sendable {
     /// instead of redoing them.
     mutating func revoke(_ partitions: [TopicPartition]) {
         let lost = Set(partitions)
-        queue.removeAll { lost.contains($0.partition) && !$0.express }
-        held.removeAll { lost.contains($0.partition) && !$0.express }
-        for (run, shard) in running where lost.contains(shard.queued.partition) && !shard.queued.express {
+        queue.removeAll { lost.contains($0.partition) && !$0.taken }
+        held.removeAll { lost.contains($0.partition) && !$0.taken }
+        for (run, shard) in running where lost.contains(shard.queued.partition) && !shard.queued.taken {
             running[run]!.abandoned = true
         }
         offsets.remove(partitions)
@@ -136,7 +139,12 @@ struct WorkerMachine: Sendable {
     /// Shards the controller named (`take`): express ones first and allowed a slot beyond the
     /// rest, warm-start ones last. Returns those that were not here already.
     mutating func take(_ shards: [QueuedShard], express: Bool) -> [QueuedShard] {
-        let fresh = shards.filter { !holds($0.record) }
+        let fresh = shards.filter { !holds($0.record) }.map { shard in
+            var taken = shard
+            taken.taken = true
+            taken.express = express
+            return taken
+        }
         if express { queue.insert(contentsOf: fresh, at: 0) } else { queue.append(contentsOf: fresh) }
         return fresh
     }
@@ -154,9 +162,15 @@ struct WorkerMachine: Sendable {
 
     // MARK: commands
 
-    /// Finish what runs, take nothing new, then stop.
+    /// Finish what runs, take nothing new, then stop. Group records still queued are let go
+    /// unrun: their offsets are never committed, so the partition's next owner reads them again
+    /// (the controller re-enqueues nothing). Shards the controller handed over (`take`: the express
+    /// lane, the warm start) still run: their owners skip them.
     mutating func drain() {
-        if phase == .running { phase = .draining }
+        guard phase == .running else { return }
+        phase = .draining
+        queue.removeAll { !$0.taken }
+        held.removeAll { !$0.taken }
     }
 
     /// Stop at once (the first reason stays).
@@ -185,11 +199,11 @@ struct WorkerMachine: Sendable {
         switch phase {
         case .stopping: return .stop
         case .draining:
-            if running.isEmpty && finished.isEmpty && publishing.isEmpty {
+            if running.isEmpty && finished.isEmpty && publishing.isEmpty && queue.isEmpty && held.isEmpty {
                 phase = .stopping(.finished("drained"))
                 return .stop
             }
-            return .wait
+            if queue.isEmpty { return .wait }
         case .running: break
         }
         while let shard = queue.first {

@@ -63,7 +63,7 @@ struct WorkerMachineTests {
         #expect(start(&machine) != nil)
         #expect(start(&machine) != nil)
         #expect(machine.next(skipReason: { _ in nil }, newRun: { "r" }, now: 1) == .wait)
-        let express = QueuedShard(record: record(9), partition: p1, offset: 40, express: true)
+        let express = QueuedShard(record: record(9), partition: p1, offset: 40, express: true, taken: true)
         #expect(machine.take([express], express: true) == [express])
         #expect(machine.take([express], express: true).isEmpty, "already queued")
         let (shard, _) = try #require(start(&machine))
@@ -132,7 +132,7 @@ struct WorkerMachineTests {
         let b = try #require(start(&machine))  // s000001 on p1
         let c = try #require(start(&machine))  // s000002 on p0
         machine.finish(run: a.1, finished(a.0, run: a.1))
-        let express = QueuedShard(record: record(20), partition: p0, offset: 30, express: true)
+        let express = QueuedShard(record: record(20), partition: p0, offset: 30, express: true, taken: true)
         _ = machine.take([express], express: true)
         machine.revoke([p0])
         #expect(machine.queue.map(\.record.shard) == ["s000020", "s000003", "s000005"], "p0's group records dropped, the express one kept")
@@ -151,7 +151,7 @@ struct WorkerMachineTests {
     func heldCopies() throws {
         var machine = machine(1, slots: 2)
         let first = try #require(start(&machine))
-        let express = QueuedShard(record: record(0), partition: p1, offset: 7, express: true)
+        let express = QueuedShard(record: record(0), partition: p1, offset: 7, express: true, taken: true)
         #expect(machine.take([express], express: true).isEmpty, "a take of an attempt running here is refused")
         // The group delivers the same attempt again (its record re-read after a rebalance).
         let copy = QueuedShard(record: record(0), partition: p1, offset: 7)
@@ -175,11 +175,20 @@ struct WorkerMachineTests {
         #expect(committedOffsets(machine) == [0: 1], "p1 @ 7 went with the transaction; the skipped p0 @ 0 waits for the next commit")
     }
 
-    @Test("drain: running shards finish and are published, nothing new starts, then the worker stops")
+    @Test("drain: running shards finish and are published, queued group records are let go unrun (never committed), taken ones still run, then the worker stops")
     func drain() throws {
         var machine = machine(3)
         let (shard, run) = try #require(start(&machine))
+        let express = QueuedShard(record: record(9), partition: p1, offset: 30, express: true, taken: true)
+        _ = machine.take([express], express: true)
         machine.drain()
+        #expect(machine.queue.map(\.record.shard) == ["s000009"], "the group's records go back to the group")
+        #expect(machine.heartbeatReport().queued == ["s000009"])
+        let next = machine.next(skipReason: { _ in nil }, newRun: { "taken" }, now: 1)
+        guard case .start(let started, let startedRun) = next else { Issue.record("\(next)"); return }
+        #expect(started.record.shard == "s000009" && started.taken && startedRun == "taken", "a shard the controller handed over still runs")
+        machine.finish(run: "taken", nil)
+        #expect(committedOffsets(machine).isEmpty, "the let-go records' offsets are never committed")
         #expect(machine.next(skipReason: { _ in nil }, newRun: { "r" }, now: 1) == .wait)
         #expect(!machine.isAbandoned(run))
         machine.finish(run: run, finished(shard, run: run))
