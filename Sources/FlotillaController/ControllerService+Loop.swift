@@ -306,6 +306,7 @@ extension ControllerService {
                 status.etaSeconds = ledger.isComplete ? 0 : nil
             }
         }
+        metrics.update(from: board.status)
     }
 
     // MARK: - Records

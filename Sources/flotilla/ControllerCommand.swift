@@ -13,7 +13,9 @@ struct ControllerCommand: AsyncParsableCommand {
         discussion: """
             Rebuilds its state from the job's topics, so it can be stopped and restarted at any time \
             (that is how a job is resumed). Shows progress on stderr like `run`. Serves /status, \
-            /metrics and /healthz on 127.0.0.1. Exit status as for `run`: 0 every shard done, \
+            /metrics and /healthz over HTTP (127.0.0.1 and a free port unless --http-address or \
+            --http-port say otherwise), and POST /actions/scale?workers=N and /actions/cancel to \
+            holders of the bearer token ($FLOTILLA_HTTP_TOKEN or --http-token-file). Exit status as for `run`: 0 every shard done, \
             3 some shards dead-lettered, 4 too many failed samples, 2 bad input or a predictor that \
             cannot start (or an unknown job, or one another controller already runs), 1 anything \
             else (including a cancelled job, or one taken over by another controller). One \
@@ -35,8 +37,7 @@ struct ControllerCommand: AsyncParsableCommand {
     @Option(help: "Workers to run (default: the job's workers.min); widens workers.min...workers.max to include it.")
     var workers: Int?
 
-    @Option(name: .customLong("http-port"), help: "Port of the status server on 127.0.0.1 (0: any free port).")
-    var httpPort: Int = 0
+    @OptionGroup var http: HTTPOptions
 
     @Option(name: .customLong("log-dir"), help: "Folder for the workers' log files (default: a folder under the temporary directory).")
     var logDir: String?
@@ -55,7 +56,6 @@ struct ControllerCommand: AsyncParsableCommand {
             throw ValidationError("--backend must be local, external or kubernetes, not '\(backend)'")
         }
         if let workers, workers < 1 { throw ValidationError("--workers must be at least 1") }
-        guard (0...65535).contains(httpPort) else { throw ValidationError("--http-port must be between 0 and 65535") }
         for argument in workerArgs where !argument.contains("=") || argument.hasPrefix("=") {
             throw ValidationError("--worker-arg must look like W=ARG (e.g. w2=--slowdown=3), not '\(argument)'")
         }
@@ -80,12 +80,14 @@ struct ControllerCommand: AsyncParsableCommand {
                 pods = ExternalPodBackend()
             }
             var options = ControllerOptions(job: job, brokers: connection.bootstrapServers, topicPrefix: prefix, workers: workers,
-                                            workerArguments: FleetLauncher.workerArguments(workerArgs), httpPort: httpPort,
+                                            workerArguments: FleetLauncher.workerArguments(workerArgs),
                                             kafkaProperties: connection.properties)
+            options.http = try http.settings(always: true)
             options.manifestTimeout = connection.timeout
             options.takeOver = takeOver
             options.signer = try ManifestSignature.fromEnvironment()
-            let service = ControllerService(options: options, backend: pods, logger: CommandLogging.kafkaLogger()) { address in
+            let service = ControllerService(options: options, backend: pods, logger: CommandLogging.kafkaLogger(),
+                                            registry: CommandMetrics.bootstrap()) { address in
                 printError("flotilla controller: status at \(address)/status")
             }
             guard let outcome = try await FleetLauncher.runWithProgress(service, totalSamples: nil, logger: logger) else {

@@ -45,8 +45,8 @@ struct RunCommand: AsyncParsableCommand {
     @Flag(name: .customLong("no-out"), help: "Write no results file (with the embedded broker they are gone when the run ends).")
     var noOut = false
 
-    @Option(name: .customLong("http-port"), help: "Serve /status, /metrics and /healthz on 127.0.0.1 at this port (0: any free port).")
-    var httpPort: Int?
+    /// Serve /status, /metrics, /healthz (and the actions, with the token) when given.
+    @OptionGroup var http: HTTPOptions
 
     @Option(name: .customLong("log-dir"), help: "Folder for the broker's and workers' logs (default: a temporary folder, removed after a successful run).")
     var logDir: String?
@@ -56,7 +56,6 @@ struct RunCommand: AsyncParsableCommand {
 
     func validate() throws {
         if let workers, workers < 1 { throw ValidationError("--workers must be at least 1") }
-        if let httpPort, !(0...65535).contains(httpPort) { throw ValidationError("--http-port must be between 0 and 65535") }
         if out != nil && noOut { throw ValidationError("--out and --no-out contradict each other; give one") }
     }
 
@@ -93,10 +92,12 @@ struct RunCommand: AsyncParsableCommand {
             let backend = try FleetLauncher.localBackend(job: config.job, brokers: brokers, topicPrefix: config.kafka.topicPrefix,
                                                          kafkaProperties: connection.properties, logDirectory: logs.path, logger: logger)
             var options = ControllerOptions(job: config.job, brokers: brokers, topicPrefix: config.kafka.topicPrefix, workers: workers,
-                                            workerArguments: FleetLauncher.workerArguments(workerArgs), httpPort: httpPort,
+                                            workerArguments: FleetLauncher.workerArguments(workerArgs),
                                             kafkaProperties: connection.properties)
+            options.http = try http.settings(always: false)
             options.signer = submitter.signer
-            let service = ControllerService(options: options, backend: backend, logger: CommandLogging.kafkaLogger()) { address in
+            let service = ControllerService(options: options, backend: backend, logger: CommandLogging.kafkaLogger(),
+                                            registry: CommandMetrics.bootstrap()) { address in
                 printError("flotilla run: status at \(address)/status")
             }
             let outcome = try await FleetLauncher.runWithProgress(service, totalSamples: plan.samples, logger: logger)
