@@ -3,7 +3,9 @@ import FlotillaHTTP
 import FlotillaKafka
 import Foundation
 import Hummingbird
+import NIOCore
 import RdKafka
+import ServiceLifecycle
 
 /// The controller's operator surface: `/status`, `/metrics`, `/healthz` for anyone who can
 /// connect, and the actions `POST /actions/scale?workers=N` and `POST /actions/cancel` with the
@@ -19,6 +21,13 @@ extension ControllerService {
                 OperatorServer.text(registry.emitToString(), type: "text/plain; version=0.0.4; charset=utf-8")
             }
             router.get("/healthz") { _, _ in OperatorServer.text("ok \(board.status.state)\n") }
+            router.get("/") { _, _ in
+                var page = OperatorServer.text(DashboardPage.html, type: "text/html; charset=utf-8")
+                // Self-contained: the page may load nothing from anywhere, and talk only to this server.
+                page.headers[.contentSecurityPolicy] = "default-src 'none'; style-src 'unsafe-inline'; script-src 'unsafe-inline'; connect-src 'self'"
+                return page
+            }
+            router.get("/events") { _, _ in Self.events(board) }
             let actions = router.group("/actions").add(middleware: ActionGuard(token: settings.token))
             actions.post("/scale") { request, _ in
                 var request = request
@@ -31,6 +40,21 @@ extension ControllerService {
                 return await self.cancelAction(reason: request.uri.queryParameters["reason"].map { String($0).removingPercentEncoding ?? String($0) })
             }
         }
+    }
+
+    /// `GET /events`: server-sent events, the status JSON once a second. A stream ends after five
+    /// minutes (browsers reconnect by themselves) or when the server stops.
+    static func events(_ board: StatusBoard) -> Response {
+        let body = ResponseBody { writer in
+            let end = ContinuousClock.now + .seconds(300)
+            try await writer.write(ByteBuffer(string: "retry: 1000\n\n"))
+            while !Task.isCancelled, !Task.isShuttingDownGracefully, ContinuousClock.now < end {
+                try await writer.write(ByteBuffer(string: "data: \(board.status.compactJSON)\n\n"))
+                try await Task.sleep(for: .seconds(1))
+            }
+            try await writer.finish(nil)
+        }
+        return Response(status: .ok, headers: [.contentType: "text/event-stream", .cacheControl: "no-cache"], body: body)
     }
 
     /// `POST /actions/scale?workers=N`: the `scale` control record for the controller.

@@ -12,14 +12,15 @@ struct ControllerCommand: AsyncParsableCommand {
         abstract: "Run a submitted job: start workers, detect failures, re-enqueue, balance, finish.",
         discussion: """
             Rebuilds its state from the job's topics, so it can be stopped and restarted at any time \
-            (that is how a job is resumed). Shows progress on stderr like `run`. Serves /status, \
-            /metrics and /healthz over HTTP (127.0.0.1 and a free port unless --http-address or \
-            --http-port say otherwise), and POST /actions/scale?workers=N and /actions/cancel to \
-            holders of the bearer token ($FLOTILLA_HTTP_TOKEN or --http-token-file). Exit status as for `run`: 0 every shard done, \
-            3 some shards dead-lettered, 4 too many failed samples, 2 bad input or a predictor that \
-            cannot start (or an unknown job, or one another controller already runs), 1 anything \
-            else (including a cancelled job, or one taken over by another controller). One \
-            controller runs a job at a time: a second one refuses to start unless given --take-over.
+            (that is how a job is resumed). Shows progress on stderr like `run`. Serves a live \
+            dashboard (/), /status, /metrics and /healthz over HTTP, on 127.0.0.1 and a free port \
+            unless --http-address or --http-port say otherwise; POST /actions/scale?workers=N and \
+            /actions/cancel need the bearer token ($FLOTILLA_HTTP_TOKEN or --http-token-file). \
+            Exit status as for `run`: 0 every shard done, 3 some shards dead-lettered, 4 too many \
+            failed samples, 2 bad input or a predictor that cannot start (or an unknown job, or one \
+            another controller already runs), 1 anything else (including a cancelled job, or one \
+            taken over by another controller). One controller runs a job at a time: a second one \
+            refuses to start unless given --take-over.
 
             Example: flotilla controller myjob --brokers 127.0.0.1:9092 --workers 4
             """
@@ -89,6 +90,7 @@ struct ControllerCommand: AsyncParsableCommand {
             let service = ControllerService(options: options, backend: pods, logger: CommandLogging.kafkaLogger(),
                                             registry: CommandMetrics.bootstrap()) { address in
                 printError("flotilla controller: status at \(address)/status")
+                printError("flotilla controller: dashboard at \(address)/")
             }
             guard let outcome = try await FleetLauncher.runWithProgress(service, totalSamples: nil, logger: logger) else {
                 printError("flotilla controller: stopped before the job finished; run the same command again to carry on")

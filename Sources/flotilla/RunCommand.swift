@@ -18,7 +18,9 @@ struct RunCommand: AsyncParsableCommand {
             JOB.results.jsonl in the current folder (or --out), since the broker ends with the run. \
             Exit status: 0 every shard done, 3 some shards dead-lettered, 4 more failed samples than \
             faults.maxErrorRate allows, 2 bad input or configuration (a predictor that cannot start \
-            included), 1 anything else. Ctrl-C stops the fleet cleanly and keeps the results so far.
+            included), 1 anything else. Ctrl-C stops the fleet cleanly and keeps the results so far. \
+            With --http-port or --http-address it serves a live dashboard at / and /status, \
+            /metrics, /healthz (docs/OPERATIONS.md, "HTTP").
 
             Examples: flotilla run config/examples/quickstart.yaml --out predictions.jsonl
                       flotilla run job.yaml --brokers 127.0.0.1:9092 --resume   (after an interruption)
@@ -45,7 +47,7 @@ struct RunCommand: AsyncParsableCommand {
     @Flag(name: .customLong("no-out"), help: "Write no results file (with the embedded broker they are gone when the run ends).")
     var noOut = false
 
-    /// Serve /status, /metrics, /healthz (and the actions, with the token) when given.
+    /// Serve the dashboard, /status, /metrics, /healthz (and the actions, with the token) when given.
     @OptionGroup var http: HTTPOptions
 
     @Option(name: .customLong("log-dir"), help: "Folder for the broker's and workers' logs (default: a temporary folder, removed after a successful run).")
@@ -99,6 +101,7 @@ struct RunCommand: AsyncParsableCommand {
             let service = ControllerService(options: options, backend: backend, logger: CommandLogging.kafkaLogger(),
                                             registry: CommandMetrics.bootstrap()) { address in
                 printError("flotilla run: status at \(address)/status")
+                printError("flotilla run: dashboard at \(address)/")
             }
             let outcome = try await FleetLauncher.runWithProgress(service, totalSamples: plan.samples, logger: logger)
             var extra: [String: String] = [:]

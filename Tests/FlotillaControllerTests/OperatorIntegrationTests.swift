@@ -150,7 +150,10 @@ final class PrometheusServer: @unchecked Sendable {
 
     func stop() {
         process.terminate()
-        process.waitUntilExit()
+        // Not waitUntilExit: it was seen to hang when called from an async test (chromedriver).
+        let deadline = ContinuousClock.now + .seconds(5)
+        while process.isRunning, ContinuousClock.now < deadline { usleep(20_000) }
+        if process.isRunning { kill(process.processIdentifier, SIGKILL) }
         try? FileManager.default.removeItem(atPath: folder)
     }
 }
