@@ -13,9 +13,8 @@ final class ControllerMetrics: Sendable {
         ShardReason.workerLost, .leaseExpired, .retry, .stolen, .speculative, .reconcile, .released,
     ].map(\.rawValue)
 
-    private struct Instruments: @unchecked Sendable {
-        // swift-metrics' instruments are thread-safe classes not marked Sendable; they are only
-        // touched under the Mutex below.
+    /// The instruments by label value, and the counters' values already exported.
+    private struct Instruments: Sendable {
         var shards: [String: Gauge] = [:]
         var samples: Counter
         var expected: Gauge
@@ -30,7 +29,6 @@ final class ControllerMetrics: Sendable {
         var eta: Gauge?
         var tick: Gauge
         var actions: [String: Counter] = [:]
-        /// The counters' values already exported.
         var exported: [String: Int] = [:]
     }
 
