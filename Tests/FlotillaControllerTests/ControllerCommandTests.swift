@@ -1,3 +1,4 @@
+import EmbeddedBroker
 import FlotillaCore
 import FlotillaTestSupport
 import Foundation
@@ -46,5 +47,28 @@ struct ControllerCommandTests {
                                              "--brokers", "127.0.0.1:1", "--backend", "mesos"])
         #expect(backend.status == 64 || backend.status == 2)
         #expect(backend.stderr.contains("--backend must be local, external or kubernetes"))
+    }
+
+    @Test("FLOTILLA_HTTP_ADDRESS sets the address (loopback when only a port is given); bad addresses and short tokens exit 2")
+    func httpAddress() async throws {
+        let fixture = try await BrokerFixture()
+        let harness = try await JobHarness(fixture: fixture, shards: 1, faults: Self.faults)
+        try await harness.ack(0, worker: "w1")
+        let port = try FreePort.find()
+        let output = try CommandRunner.run([CommandRunner.flotillaExecutable, "controller", harness.job,
+                                            "--brokers", fixture.bootstrapServers, "--backend", "external"],
+                                           environment: ["FLOTILLA_HTTP_ADDRESS": ":\(port)"])
+        #expect(output.status == 0, "stderr: \(output.stderr)")
+        #expect(output.stderr.contains("status at http://127.0.0.1:\(port)/status"))
+        #expect(output.stderr.contains("dashboard at http://127.0.0.1:\(port)/"))
+
+        let bad = try CommandRunner.run([CommandRunner.flotillaExecutable, "controller", "j1", "--brokers", "127.0.0.1:1",
+                                         "--http-address", "127.0.0.1:99999"])
+        #expect(bad.status == 64 || bad.status == 2)
+        #expect(bad.stderr.contains("port 0...65535"))
+        let short = try CommandRunner.run([CommandRunner.flotillaExecutable, "controller", "j1", "--brokers", "127.0.0.1:1"],
+                                          environment: ["FLOTILLA_HTTP_TOKEN": "short"])
+        #expect(short.status == 2)
+        #expect(short.stderr.contains("at least 16 characters"))
     }
 }
