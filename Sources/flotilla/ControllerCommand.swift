@@ -65,6 +65,7 @@ struct ControllerCommand: AsyncParsableCommand {
     func run() async throws {
         try await exitOnFlotillaError {
             let job = try validatedJobID(job)
+            let httpSettings = try http.settings(always: true)
             let connection = try kafka.connection()
             let prefix = try topics.validated()
             if backend == "kubernetes" {
@@ -83,7 +84,7 @@ struct ControllerCommand: AsyncParsableCommand {
             var options = ControllerOptions(job: job, brokers: connection.bootstrapServers, topicPrefix: prefix, workers: workers,
                                             workerArguments: FleetLauncher.workerArguments(workerArgs),
                                             kafkaProperties: connection.properties)
-            options.http = try http.settings(always: true)
+            options.http = httpSettings
             options.manifestTimeout = connection.timeout
             options.takeOver = takeOver
             options.signer = try ManifestSignature.fromEnvironment()

@@ -64,6 +64,7 @@ struct RunCommand: AsyncParsableCommand {
     func run() async throws {
         try await exitOnFlotillaError {
             let logger = CommandLogging.logger("flotilla.run")
+            let httpSettings = try http.settings(always: false)
             var phases = RunPhases()
             let config = try JobSpecLoader.load(path: spec, builtins: Set(BuiltinPredictors.names))
             let logs = try logDirectory(job: config.job)
@@ -96,7 +97,7 @@ struct RunCommand: AsyncParsableCommand {
             var options = ControllerOptions(job: config.job, brokers: brokers, topicPrefix: config.kafka.topicPrefix, workers: workers,
                                             workerArguments: FleetLauncher.workerArguments(workerArgs),
                                             kafkaProperties: connection.properties)
-            options.http = try http.settings(always: false)
+            options.http = httpSettings
             options.signer = submitter.signer
             let service = ControllerService(options: options, backend: backend, logger: CommandLogging.kafkaLogger(),
                                             registry: CommandMetrics.bootstrap()) { address in

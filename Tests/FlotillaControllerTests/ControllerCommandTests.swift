@@ -49,14 +49,14 @@ struct ControllerCommandTests {
         #expect(backend.stderr.contains("--backend must be local, external or kubernetes"))
     }
 
-    @Test("FLOTILLA_HTTP_ADDRESS sets the address (loopback when only a port is given); bad addresses and short tokens exit 2")
+    @Test("FLOTILLA_HTTP_ADDRESS sets the address (':PORT' is loopback) and local workers do not inherit it; bad addresses and short tokens exit 2")
     func httpAddress() async throws {
         let fixture = try await BrokerFixture()
-        let harness = try await JobHarness(fixture: fixture, shards: 1, faults: Self.faults)
-        try await harness.ack(0, worker: "w1")
+        let harness = try await JobHarness(fixture: fixture, shards: 2, faults: Self.faults, builtin: "identity")
         let port = try FreePort.find()
-        let output = try CommandRunner.run([CommandRunner.flotillaExecutable, "controller", harness.job,
-                                            "--brokers", fixture.bootstrapServers, "--backend", "external"],
+        // Real local workers run the job: had they inherited the address, none could bind it.
+        let output = try CommandRunner.run([CommandRunner.flotillaExecutable, "controller", harness.job, "--workers", "2",
+                                            "--brokers", fixture.bootstrapServers, "--backend", "local", "--json"],
                                            environment: ["FLOTILLA_HTTP_ADDRESS": ":\(port)"])
         #expect(output.status == 0, "stderr: \(output.stderr)")
         #expect(output.stderr.contains("status at http://127.0.0.1:\(port)/status"))

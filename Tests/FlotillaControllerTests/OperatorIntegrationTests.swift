@@ -29,6 +29,16 @@ struct OperatorIntegrationTests {
         throw FlotillaError(.internal, "the controller's HTTP server did not start")
     }
 
+    /// POST with the token, again while the controller answers 503 (not connected to Kafka yet).
+    func act(_ url: String) async throws -> HTTPTestClient.Reply {
+        let deadline = ContinuousClock.now + .seconds(20)
+        while true {
+            let reply = try await HTTPTestClient.post(url, token: Self.token)
+            guard reply.status == 503, ContinuousClock.now < deadline else { return reply }
+            try await Task.sleep(for: .milliseconds(100))
+        }
+    }
+
     func status(_ url: String) async throws -> ControllerStatus {
         try JSONDecoder().decode(ControllerStatus.self, from: Data(try await HTTPTestClient.get("\(url)/status").body.utf8))
     }
@@ -43,7 +53,7 @@ struct OperatorIntegrationTests {
         let url = try await address(of: service)
 
         #expect(try await HTTPTestClient.post("\(url)/actions/scale?workers=2").status == 401)
-        let scaled = try await HTTPTestClient.post("\(url)/actions/scale?workers=2", token: Self.token)
+        let scaled = try await act("\(url)/actions/scale?workers=2")
         #expect(scaled.status == 202, "\(scaled.body)")
         let record = try await watcher.first(ControlRecord.self, topic: harness.topics.control, timeout: .seconds(10)) { record, _ in
             record.command == .scale
@@ -53,7 +63,7 @@ struct OperatorIntegrationTests {
         while try await status(url).desiredWorkers != 2, ContinuousClock.now < deadline { try await Task.sleep(for: .milliseconds(100)) }
         #expect(try await status(url).desiredWorkers == 2)
 
-        let cancelled = try await HTTPTestClient.post("\(url)/actions/cancel?reason=from%20the%20test", token: Self.token)
+        let cancelled = try await act("\(url)/actions/cancel?reason=from%20the%20test")
         #expect(cancelled.status == 202, "\(cancelled.body)")
         let result = try #require(try await outcome)
         guard case .cancelled = result else {
