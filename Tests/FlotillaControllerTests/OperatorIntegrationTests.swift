@@ -119,6 +119,42 @@ struct OperatorIntegrationTests {
         let result = try #require(try await outcome)
         #expect(result.summary.done == 4)
     }
+
+    @Test("flotilla worker --http-address serves its predictor metrics (batches, batch latency per stage) and /healthz")
+    func workerMetrics() async throws {
+        let fixture = try await BrokerFixture()
+        let harness = try await JobHarness(fixture: fixture, shards: 4, faults: Self.faults, builtin: "identity")
+        let port = try FreePort.find()
+        let worker = Process()
+        worker.executableURL = URL(fileURLWithPath: CommandRunner.flotillaExecutable)
+        worker.arguments = ["worker", harness.job, "--brokers", fixture.bootstrapServers, "--worker-id", "w1",
+                            "--http-address", "127.0.0.1:\(port)"]
+        worker.standardOutput = FileHandle.nullDevice
+        worker.standardError = FileHandle.nullDevice
+        try worker.run()
+        defer {
+            if worker.isRunning { kill(worker.processIdentifier, SIGKILL) }
+        }
+        var metrics = ""
+        let deadline = ContinuousClock.now + .seconds(30)
+        while ContinuousClock.now < deadline {
+            metrics = (try? await HTTPTestClient.get("http://127.0.0.1:\(port)/metrics"))?.body ?? ""
+            if metrics.contains(#"flotilla_predictor_batch_seconds_count{stage="echo"} 4"#) { break }
+            try await Task.sleep(for: .milliseconds(200))
+        }
+        #expect(metrics.contains(#"flotilla_predictor_batches_total{stage="echo"} 4"#), "\(metrics)")
+        #expect(metrics.contains(#"flotilla_predictor_batch_seconds_count{stage="echo"} 4"#))
+        #expect(metrics.contains("# TYPE flotilla_predictor_batch_seconds histogram"))
+        #expect(try await HTTPTestClient.get("http://127.0.0.1:\(port)/healthz").status == 200)
+        if Tools.has("promtool") {
+            let check = try CommandRunner.run(["promtool", "check", "metrics"], input: metrics)
+            #expect(check.status == 0, "promtool: \(check.stdout)\(check.stderr)")
+        }
+        worker.terminate()  // drains: finishes, commits, exits 0
+        let exitBy = ContinuousClock.now + .seconds(20)
+        while worker.isRunning, ContinuousClock.now < exitBy { try await Task.sleep(for: .milliseconds(100)) }
+        #expect(!worker.isRunning && worker.terminationStatus == 0)
+    }
 }
 
 /// A Prometheus server on a free loopback port scraping one target every second.
