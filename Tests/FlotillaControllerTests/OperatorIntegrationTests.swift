@@ -155,6 +155,68 @@ struct OperatorIntegrationTests {
         while worker.isRunning, ContinuousClock.now < exitBy { try await Task.sleep(for: .milliseconds(100)) }
         #expect(!worker.isRunning && worker.terminationStatus == 0)
     }
+
+    @Test("flotilla status --watch shows the controller's rate and ETA, the figures of /status")
+    func statusWatch() async throws {
+        let fixture = try await BrokerFixture()
+        let harness = try await JobHarness(fixture: fixture, shards: 4, faults: Self.faults)
+        let service = try controller(harness)
+        async let outcome = service.runJob()
+        let url = try await address(of: service)
+        let beats = Task {
+            while !Task.isCancelled {
+                var record = Fixtures.heartbeat("w1", at: Timestamp.now(), running: [(1, 0, 1)], partitions: [0, 1, 2, 3])
+                record.job = harness.job
+                record.samplesPerSecond = 50
+                try? await harness.publish(record, topic: harness.topics.heartbeats, key: "w1")
+                try? await Task.sleep(for: .milliseconds(250))
+            }
+        }
+        defer { beats.cancel() }
+        try await harness.ack(0, worker: "w1")
+        let deadline = ContinuousClock.now + .seconds(15)
+        while ContinuousClock.now < deadline {
+            let now = try await status(url)
+            if now.samplesDone == 2, now.samplesPerSecond == 50 { break }
+            try await Task.sleep(for: .milliseconds(100))
+        }
+        let expected = try await status(url)
+        #expect(expected.samplesDone == 2 && expected.samplesPerSecond == 50 && expected.etaSeconds != nil)
+
+        let output = FileManager.default.temporaryDirectory.appendingPathComponent("status-watch-\(harness.job).jsonl").path
+        _ = FileManager.default.createFile(atPath: output, contents: nil)
+        defer { try? FileManager.default.removeItem(atPath: output) }
+        let watch = Process()
+        watch.executableURL = URL(fileURLWithPath: CommandRunner.flotillaExecutable)
+        watch.arguments = ["status", harness.job, "--brokers", fixture.bootstrapServers, "--watch", "--json"]
+        watch.standardOutput = FileHandle(forWritingAtPath: output)
+        watch.standardError = FileHandle.nullDevice
+        let started = ContinuousClock.now
+        try watch.run()
+        defer { if watch.isRunning { kill(watch.processIdentifier, SIGKILL) } }
+        var live: [String: Any]?
+        let seen = ContinuousClock.now + .seconds(30)
+        while live == nil, ContinuousClock.now < seen {
+            try await Task.sleep(for: .milliseconds(200))
+            let lines = ((try? String(contentsOfFile: output, encoding: .utf8)) ?? "").split(separator: "\n")
+            live = lines.compactMap { try? JSONSerialization.jsonObject(with: Data($0.utf8)) as? [String: Any] }
+                .compactMap { $0["live"] as? [String: Any] }.last
+        }
+        let shown = try #require(live, "status --watch printed no live figures")
+        #expect(ContinuousClock.now - started < .seconds(15), "each refresh reaches the pipe at once")
+        print("status --watch showed the controller's figures \(ContinuousClock.now - started) after it started")
+        #expect(shown["samplesDone"] as? Int == expected.samplesDone)
+        #expect(shown["samplesPerSecond"] as? Double == expected.samplesPerSecond)
+        let eta = try #require(shown["etaSeconds"] as? Double)
+        #expect(abs(eta - (expected.etaSeconds ?? -1)) < 0.001)
+
+        for index in 1..<4 { try await harness.ack(index, worker: "w1") }
+        #expect(try #require(try await outcome).summary.done == 4)
+        let exitBy = ContinuousClock.now + .seconds(20)
+        while watch.isRunning, ContinuousClock.now < exitBy { try await Task.sleep(for: .milliseconds(100)) }
+        #expect(!watch.isRunning && watch.terminationStatus == 0, "status --watch ends with the job")
+        print("status --watch ended \(ContinuousClock.now - started) after it started")
+    }
 }
 
 /// A Prometheus server on a free loopback port scraping one target every second.
