@@ -10,7 +10,7 @@ import Synchronization
 final class ControllerProgressReader: Sendable {
     private let reader: TopicReader
     private let job: String
-    /// The newest controller heartbeat seen, and when (this machine's clock) it was read.
+    /// The newest heartbeat of this job's controller seen so far.
     private let latest = Mutex<ControllerHeartbeat?>(nil)
 
     /// nil when the topic cannot be read (no heartbeats yet, an old job): the watch goes on without.
