@@ -6,6 +6,7 @@ import Hummingbird
 import NIOCore
 import RdKafka
 import ServiceLifecycle
+import Synchronization
 
 /// The controller's operator surface: `/status`, `/metrics`, `/healthz` for anyone who can
 /// connect, and the actions `POST /actions/scale?workers=N` and `POST /actions/cancel` with the
@@ -87,8 +88,20 @@ extension ControllerService {
             return OperatorServer.text("the controller is not connected to Kafka yet; try again in a moment\n", status: .serviceUnavailable)
         }
         let topic = TopicNames(prefix: options.topicPrefix, job: options.job).control
+        // A request waits for the broker's acknowledgement at most `requestTimeout` (librdkafka
+        // would keep trying for minutes). The send cannot be cancelled, so it runs in its own task,
+        // which ends with the delivery; the record may still be delivered after a 504.
+        let timeout = options.http?.requestTimeout ?? .seconds(10)
+        let delivered = await FirstOf<Result<Bool, any Error>>.race(
+            { do { _ = try await producer.send(.record(record, topic: topic, key: record.target)); return .success(true) } catch { return .failure(error) } },
+            { try? await Task.sleep(for: timeout); return .success(false) })
+        if case .success(false) = delivered {
+            metrics.countAction(action, result: "timeout")
+            return OperatorServer.text("the broker did not acknowledge the \(action) command within \(timeout); it may still be delivered, check /status\n",
+                                       status: .gatewayTimeout)
+        }
         do {
-            _ = try await producer.send(.record(record, topic: topic, key: record.target))
+            _ = try delivered.get()
         } catch {
             metrics.countAction(action, result: "failed")
             logger.error("cannot publish an HTTP action", metadata: ["flotilla.action": "\(action)", "flotilla.error": "\(error)"])
@@ -100,5 +113,23 @@ extension ControllerService {
         for (key, value) in answer { fields[key] = value }
         let body = (try? JSONSerialization.data(withJSONObject: fields, options: [.sortedKeys])) ?? Data("{}".utf8)
         return OperatorServer.json(String(decoding: body, as: UTF8.self) + "\n", status: .accepted)
+    }
+}
+
+/// The first of two results; the other goes on to its end in its own task.
+private final class FirstOf<Value: Sendable>: Sendable {
+    private let continuation = Mutex<CheckedContinuation<Value, Never>?>(nil)
+
+    static func race(_ first: @escaping @Sendable () async -> Value, _ second: @escaping @Sendable () async -> Value) async -> Value {
+        let race = FirstOf()
+        return await withCheckedContinuation { continuation in
+            race.continuation.withLock { $0 = continuation }
+            Task { race.resume(await first()) }
+            Task { race.resume(await second()) }
+        }
+    }
+
+    private func resume(_ value: Value) {
+        continuation.withLock { $0.take() }?.resume(returning: value)
     }
 }

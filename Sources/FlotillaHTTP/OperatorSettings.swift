@@ -11,6 +11,9 @@ public struct OperatorSettings: Sendable {
     /// A connection that completes no request for this long is closed: a client that sends a
     /// request slowly, byte by byte, holds a connection no longer than this.
     public var idleTimeout: Duration = .seconds(10)
+    /// An action that cannot finish in this long (the broker does not take its record) is
+    /// answered 504.
+    public var requestTimeout: Duration = .seconds(10)
 
     public init(address: HTTPListenAddress = HTTPListenAddress(port: 0), token: ActionToken? = nil) {
         self.address = address

@@ -27,17 +27,25 @@ final class ControllerProgressReader: Sendable {
 
     /// The controller's figures if it sent a heartbeat within `freshMs`, else nil.
     func current(freshMs: Int64 = 10_000) async -> ControllerProgress? {
-        // Everything that arrived since the last call: a poll that returns nothing ends it.
+        // The first call reads the tail to its end; later ones what arrived since (a poll that
+        // returns nothing ends them).
+        if !reader.caughtUp {
+            take((try? await reader.readToEnd(timeout: .seconds(5))) ?? [])
+        }
         for _ in 0..<1_000 {
             guard let messages = try? await reader.poll(timeout: .milliseconds(20)), !messages.isEmpty else { break }
-            for message in messages where message.keyString == ControllerHeartbeat.key {
-                guard let beat = try? RecordCodec.shared.decode(ControllerHeartbeat.self, from: message.value), beat.job == job else { continue }
-                latest.withLock { if ($0?.time ?? .min) <= beat.time { $0 = beat } }
-            }
+            take(messages)
         }
         return latest.withLock { beat in
             guard let beat, beat.stopping != true, Timestamp.now() - beat.time < freshMs else { return nil }
             return beat.progress
+        }
+    }
+
+    private func take(_ messages: [KafkaMessage]) {
+        for message in messages where message.keyString == ControllerHeartbeat.key {
+            guard let beat = try? RecordCodec.shared.decode(ControllerHeartbeat.self, from: message.value), beat.job == job else { continue }
+            latest.withLock { if ($0?.time ?? .min) <= beat.time { $0 = beat } }
         }
     }
 

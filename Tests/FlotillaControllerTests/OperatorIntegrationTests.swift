@@ -74,6 +74,30 @@ struct OperatorIntegrationTests {
         #expect(metrics.contains(#"flotilla_controller_http_actions_total{job="\#(harness.job)",action="scale",result="published"} 1"#))
     }
 
+    @Test("An action the broker does not take within the request timeout is answered 504, and the server goes on")
+    func actionTimeout() async throws {
+        let fixture = try await BrokerFixture()
+        let harness = try await JobHarness(fixture: fixture, shards: 1, faults: Self.faults)
+        var options = ControllerOptions(job: harness.job, brokers: fixture.bootstrapServers,
+                                        tickInterval: .milliseconds(100), manifestTimeout: .seconds(20))
+        var settings = OperatorSettings(token: try ActionToken(Self.token))
+        settings.requestTimeout = .seconds(1)
+        options.http = settings
+        let service = ControllerService(options: options, backend: ExternalPodBackend(), logger: fixture.logger)
+        let run = Task { try await service.runJob() }
+        // Cancelled, not awaited: with its broker gone the controller waits for deliveries that
+        // librdkafka keeps retrying, and ends when they time out.
+        defer { run.cancel() }
+        let url = try await address(of: service)
+        #expect(try await act("\(url)/actions/scale?workers=1").status == 202)
+        fixture.broker.stop()
+        let started = ContinuousClock.now
+        let reply = try await HTTPTestClient.post("\(url)/actions/scale?workers=2", token: Self.token)
+        #expect(reply.status == 504, "\(reply.body)")
+        #expect(ContinuousClock.now - started < .seconds(4))
+        #expect(try await HTTPTestClient.get("\(url)/healthz").status == 200)
+    }
+
     @Test("A real Prometheus server scrapes /metrics on loopback; its query API returns the job's done samples",
           .enabled(if: Tools.has("prometheus"), "prometheus missing: apt-get install prometheus (tools/setup does)"))
     func prometheusScrapes() async throws {
@@ -199,8 +223,9 @@ struct OperatorIntegrationTests {
         while live == nil, ContinuousClock.now < seen {
             try await Task.sleep(for: .milliseconds(200))
             let lines = ((try? String(contentsOfFile: output, encoding: .utf8)) ?? "").split(separator: "\n")
+            // The latest controller heartbeat at each refresh: the one after the ack has these figures.
             live = lines.compactMap { try? JSONSerialization.jsonObject(with: Data($0.utf8)) as? [String: Any] }
-                .compactMap { $0["live"] as? [String: Any] }.last
+                .compactMap { $0["live"] as? [String: Any] }.last { $0["samplesDone"] as? Int == expected.samplesDone }
         }
         let shown = try #require(live, "status --watch printed no live figures")
         #expect(ContinuousClock.now - started < .seconds(15), "each refresh reaches the pipe at once")
