@@ -230,6 +230,16 @@ struct OperatorServerTests {
         }
     }
 
+    @Test("A port in use is refused with a message naming the address")
+    func portInUse() async throws {
+        try await Self.serving { _, url in
+            let port = try #require(Int(url.split(separator: ":").last ?? ""))
+            let second = OperatorServer(settings: OperatorSettings(address: HTTPListenAddress(port: port)), logger: Logger(label: "test")) { _ in }
+            let error = await #expect(throws: FlotillaError.self) { try await second.serving { 0 } }
+            #expect(error?.message.contains("127.0.0.1:\(port)") == true, "\(String(describing: error))")
+        }
+    }
+
     @Test("/metrics passes promtool check metrics", .enabled(if: Tools.has("promtool"), "promtool missing: apt-get install prometheus (tools/setup does)"))
     func promtool() async throws {
         try await Self.serving { service, url in
