@@ -21,6 +21,11 @@ let package = Package(
         .package(url: "https://github.com/swift-server/swift-service-lifecycle.git", from: "2.13.0"),
         .package(url: "https://github.com/jpsim/Yams.git", from: "6.2.2"),
         .package(url: "https://github.com/apple/swift-crypto.git", from: "3.12.3"),
+        // The operator surface: HTTP server, Prometheus exposition; async-http-client for tests only.
+        .package(url: "https://github.com/hummingbird-project/hummingbird.git", from: "2.28.1", traits: ["FullFoundation"]),
+        .package(url: "https://github.com/swift-server/swift-prometheus.git", from: "2.4.1"),
+        .package(url: "https://github.com/swift-server/async-http-client.git", from: "1.37.0"),
+        .package(url: "https://github.com/apple/swift-nio.git", from: "2.101.2"),
     ],
     targets: [
         // C at the edge: librdkafka through pkg-config, imported only by RdKafka.
@@ -82,9 +87,28 @@ let package = Package(
             swiftSettings: swiftSettings
         ),
         .target(
+            name: "FlotillaHTTP",
+            dependencies: [
+                "FlotillaCore",
+                .product(name: "Hummingbird", package: "hummingbird"),
+                .product(name: "HummingbirdCore", package: "hummingbird"),
+                .product(name: "NIOCore", package: "swift-nio"),
+                .product(name: "Prometheus", package: "swift-prometheus"),
+                .product(name: "Metrics", package: "swift-metrics"),
+                .product(name: "Crypto", package: "swift-crypto"),
+                .product(name: "Logging", package: "swift-log"),
+                .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
+            ],
+            swiftSettings: swiftSettings
+        ),
+        .target(
             name: "FlotillaController",
             dependencies: [
-                "RdKafka", "FlotillaKafka", "FlotillaCore",
+                "RdKafka", "FlotillaKafka", "FlotillaCore", "FlotillaHTTP",
+                .product(name: "Hummingbird", package: "hummingbird"),
+                .product(name: "NIOCore", package: "swift-nio"),
+                .product(name: "Prometheus", package: "swift-prometheus"),
+                .product(name: "Metrics", package: "swift-metrics"),
                 .product(name: "Logging", package: "swift-log"),
                 .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
             ],
@@ -101,7 +125,11 @@ let package = Package(
                 "FlotillaJobs",
                 "FlotillaController",
                 "FlotillaWorker",
+                "FlotillaHTTP",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
+                .product(name: "Hummingbird", package: "hummingbird"),
+                .product(name: "Metrics", package: "swift-metrics"),
+                .product(name: "Prometheus", package: "swift-prometheus"),
                 .product(name: "Logging", package: "swift-log"),
                 .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
             ],
@@ -116,7 +144,18 @@ let package = Package(
         .testTarget(name: "FlotillaCLITests", dependencies: ["FlotillaTestSupport", "EmbeddedBroker", "FlotillaCore", "RdKafka"], swiftSettings: swiftSettings),
         .testTarget(name: "FlotillaJobsTests", dependencies: ["FlotillaJobs", "FlotillaTestSupport", "FlotillaCore", "RdKafka", "EmbeddedBroker", .product(name: "Logging", package: "swift-log")], swiftSettings: swiftSettings),
         .testTarget(name: "FlotillaWorkerTests", dependencies: ["FlotillaWorker", "FlotillaTestSupport", "FlotillaCore", "RdKafka"], swiftSettings: swiftSettings),
-        .testTarget(name: "FlotillaControllerTests", dependencies: ["FlotillaController", "FlotillaTestSupport", "FlotillaCore", "RdKafka", .product(name: "Logging", package: "swift-log")], swiftSettings: swiftSettings),
+        .testTarget(
+            name: "FlotillaControllerTests",
+            dependencies: [
+                "FlotillaController", "FlotillaHTTP", "FlotillaTestSupport", "FlotillaCore", "RdKafka", "EmbeddedBroker",
+                .product(name: "Logging", package: "swift-log"),
+                .product(name: "AsyncHTTPClient", package: "async-http-client"),
+                .product(name: "NIOCore", package: "swift-nio"),
+                .product(name: "NIOHTTP1", package: "swift-nio"),
+                .product(name: "Prometheus", package: "swift-prometheus"),
+            ],
+            swiftSettings: swiftSettings
+        ),
         .testTarget(name: "FlotillaCoreTests", dependencies: ["FlotillaCore"], swiftSettings: swiftSettings),
         .testTarget(name: "FlotillaSourcesTests", dependencies: ["FlotillaSources", "FlotillaCore", .product(name: "Logging", package: "swift-log")], swiftSettings: swiftSettings),
         .testTarget(

@@ -36,8 +36,9 @@ struct Autoscaler: Sendable {
     private(set) var fleetRate: Double = 0
     /// Workers busy at the latest measure.
     private(set) var busyWorkers = 0
-    /// (time, samples done) over the last `windowMs`.
-    private var history: [(time: Int64, done: Int)] = []
+    /// The fleet's rate; a first estimate after a second (enough to tell 1 worker from 4), while
+    /// trials wait for a whole window.
+    private var window = RateWindow(windowMs: Autoscaler.windowMs, minimumMs: 1_000)
     static let windowMs: Int64 = 5_000
     /// The latest scale-up, until its gain is judged.
     private var trial: (from: Int, to: Int, rateBefore: Double, at: Int64)?
@@ -64,11 +65,9 @@ struct Autoscaler: Sendable {
     /// The samples done so far (the ledger's count) and how many workers run a shard, at `now`.
     mutating func measured(samplesDone: Int, busyWorkers busy: Int, now: Int64) {
         busyWorkers = busy
-        history.append((now, samplesDone))
-        history.removeAll { now - $0.time > Self.windowMs }
-        // A first estimate after a second: enough to tell 1 worker from 4; trials use a whole window.
-        guard let first = history.first, now - first.time >= 1_000 else { return }
-        fleetRate = Double(samplesDone - first.done) * 1_000 / Double(now - first.time)
+        window.add(done: samplesDone, at: now)
+        guard let rate = window.rate else { return }
+        fleetRate = rate
         if busy > 0, fleetRate > 0 { ratePerWorker = fleetRate / Double(busy) }
     }
 

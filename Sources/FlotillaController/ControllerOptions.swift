@@ -1,4 +1,5 @@
 import FlotillaCore
+import FlotillaHTTP
 
 /// How `ControllerService` runs a job.
 public struct ControllerOptions: Sendable {
@@ -16,9 +17,8 @@ public struct ControllerOptions: Sendable {
     public var manifestTimeout: Duration
     /// How long a stopping worker gets between SIGTERM and SIGKILL.
     public var stopGrace: Duration
-    /// Serve `/status`, `/metrics` and `/healthz` on 127.0.0.1 at this port (0: any free port);
-    /// nil: no HTTP.
-    public var httpPort: Int?
+    /// The HTTP server (`/status`, `/metrics`, `/healthz`, actions with the token); nil: none.
+    public var http: OperatorSettings?
     /// librdkafka properties passed through (security, SASL, TLS).
     public var kafkaProperties: [String: String]
     /// Replace a controller that already runs the job (it stops when it reads this one's
@@ -40,7 +40,8 @@ public struct ControllerOptions: Sendable {
         self.tickInterval = tickInterval
         self.manifestTimeout = manifestTimeout
         self.stopGrace = stopGrace
-        self.httpPort = httpPort
+        // `httpPort`: loopback at that port (0: any free port), no token (actions refused).
+        self.http = httpPort.map { OperatorSettings(address: HTTPListenAddress(port: $0)) }
         self.kafkaProperties = kafkaProperties
     }
 }

@@ -86,6 +86,11 @@ extension ControllerService {
         var beat = identity
         beat.time = now
         beat.stopping = stopping ? true : nil
+        let status = board.status
+        if status.state == "running" {
+            beat.progress = ControllerProgress(samplesDone: status.samplesDone, samplesPerSecond: status.samplesPerSecond,
+                                               etaSeconds: status.etaSeconds)
+        }
         do {
             try connection.producer.enqueue(message(beat, topic: connection.topics.heartbeats, key: ControllerHeartbeat.key))
         } catch {

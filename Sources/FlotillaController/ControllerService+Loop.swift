@@ -65,7 +65,7 @@ extension ControllerService {
                 run.undecodable = []
             }
             let completed = try await execute(actions, connection, &run, now: now)
-            updateBoard(run, now: now, tickTime: ContinuousClock.now - tickStart)
+            updateBoard(&run, now: now, tickTime: ContinuousClock.now - tickStart)
             if run.heartbeatLagMs > run.ledger.settings.workerTimeoutMs / 2 {
                 logger.warning("heartbeats reach the controller late", metadata: ["flotilla.lag-ms": "\(run.heartbeatLagMs)"])
             }
@@ -266,9 +266,11 @@ extension ControllerService {
 
     // MARK: - Status
 
-    func updateBoard(_ run: ControllerRun, now: Int64, tickTime: Duration = .zero) {
+    func updateBoard(_ run: inout ControllerRun, now: Int64, tickTime: Duration = .zero) {
         let ledger = run.ledger
         let samples = ledger.samplesDone
+        run.rate.add(done: samples, at: now)
+        let measured = run.rate.rate
         let counts = ledger.phaseCounts
         let fleet = run.fleet
         board.update { status in
@@ -288,15 +290,19 @@ extension ControllerService {
             status.tickMs = Double(tickTime.milliseconds)
             status.lastWorkerError = fleet.lastError.map { "\($0.worker): \($0.message)" }
             status.lastWorkerErrorAgoMs = fleet.lastError.map { max(0, now - $0.time) }
-            // Rate over the live workers' own measure: it moves within a heartbeat, not per shard.
-            let rate = status.workers.filter { !$0.lost }.reduce(0) { $0 + $1.samplesPerSecond }
+            // The done count over the last seconds; the workers' own (bursty) figures until it spans
+            // one, or while nothing committed in it (long shards still running).
+            let workersRate = status.workers.filter { !$0.lost }.reduce(0) { $0 + $1.samplesPerSecond }
+            let rate = measured.flatMap { $0 > 0 ? $0 : nil } ?? workersRate
             status.samplesPerSecond = rate
+            status.deadLetterReasons = ledger.deadReasons
             if let remaining = ledger.samplesRemaining, rate > 0 {
                 status.etaSeconds = Double(remaining) / rate
             } else {
                 status.etaSeconds = ledger.isComplete ? 0 : nil
             }
         }
+        metrics.update(from: board.status)
     }
 
     // MARK: - Records

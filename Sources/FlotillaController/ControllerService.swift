@@ -1,6 +1,8 @@
 import FlotillaCore
+import FlotillaHTTP
 import Foundation
 import Logging
+import Prometheus
 import RdKafka
 import ServiceLifecycle
 import Synchronization
@@ -14,21 +16,29 @@ import Synchronization
 /// the acks topic says is done.
 public final class ControllerService: Service {
     public let options: ControllerOptions
-    /// The snapshot `/status` and `/metrics` serve.
+    /// The snapshot `/status` serves and the metrics are fed from.
     public let board: StatusBoard
+    /// What `/metrics` renders: this controller's metrics, and whatever else the executable
+    /// bootstrapped into the same registry.
+    public let registry: PrometheusCollectorRegistry
+    let metrics: ControllerMetrics
     let backend: any PodBackend
     let logger: Logger
     private let onListening: @Sendable (String) -> Void
-    private let state = Mutex<(outcome: ControllerOutcome?, httpAddress: String?)>((nil, nil))
+    private let state = Mutex<(outcome: ControllerOutcome?, httpAddress: String?, producer: KafkaProducer?)>((nil, nil, nil))
     /// This process's identity in its heartbeats.
     let identity: ControllerHeartbeat
     /// Checks manifests when a manifest key is configured.
     let signer: ManifestSignature?
 
-    /// `onListening` is called with `http://127.0.0.1:PORT` once the status server listens.
+    /// `onListening` is called with `http://HOST:PORT` once the HTTP server listens. `registry`
+    /// keeps the metrics (a fresh one by default; the executable passes the one it bootstrapped).
     public init(options: ControllerOptions, backend: any PodBackend, logger: Logger,
+                registry: PrometheusCollectorRegistry = PrometheusCollectorRegistry(),
                 onListening: @escaping @Sendable (String) -> Void = { _ in }) {
         self.options = options
+        self.registry = registry
+        self.metrics = ControllerMetrics(job: options.job, factory: FlotillaMetricsFactory(registry: registry))
         self.onListening = onListening
         self.backend = backend
         self.board = StatusBoard(job: options.job)
@@ -43,8 +53,10 @@ public final class ControllerService: Service {
 
     /// How the run ended, once it has.
     public var outcome: ControllerOutcome? { state.withLock { $0.outcome } }
-    /// `http://127.0.0.1:PORT` once the status server listens.
+    /// `http://HOST:PORT` once the HTTP server listens.
     public var httpAddress: String? { state.withLock { $0.httpAddress } }
+    /// The producer HTTP actions publish with, while connected.
+    var controlProducer: KafkaProducer? { state.withLock { $0.producer } }
 
     /// `Service`: runs the job; the outcome is in `outcome`. A graceful shutdown (SIGTERM) stops
     /// the fleet and returns without finishing the job (a later controller carries on).
@@ -54,18 +66,22 @@ public final class ControllerService: Service {
     }
 
     /// Runs the job to completion or cancellation. Returns nil when shut down gracefully first.
-    public func runJob(onListening: @Sendable (String) -> Void = { _ in }) async throws -> ControllerOutcome? {
-        var server: StatusServer?
-        if let port = options.httpPort {
-            let board = board
-            let started = try StatusServer(port: port, logger: logger) { board.respond(to: $0) }
-            server = started
-            state.withLock { $0.httpAddress = started.address }
-            logger.info("status server listening", metadata: ["flotilla.address": "\(started.address)"])
-            onListening(started.address)
+    /// With `options.http`, the HTTP server runs alongside and stops when the job ends.
+    public func runJob(onListening: @escaping @Sendable (String) -> Void = { _ in }) async throws -> ControllerOutcome? {
+        guard let settings = options.http else { return try await runConnected() }
+        let server = operatorServer(settings) { address in
+            self.state.withLock { $0.httpAddress = address }
+            onListening(address)
         }
-        defer { server?.stop() }
+        if !settings.address.isLoopback {
+            logger.warning("the HTTP server listens beyond this machine", metadata: [
+                "flotilla.address": "\(settings.address)", "flotilla.actions": "\(settings.token == nil ? "disabled" : "need the token")",
+            ])
+        }
+        return try await server.serving { try await runConnected() }
+    }
 
+    private func runConnected() async throws -> ControllerOutcome? {
         var client = KafkaClientConfiguration(bootstrapServers: options.brokers, properties: options.kafkaProperties)
         client.clientID = "flotilla-controller"
         let topics = TopicNames(prefix: options.topicPrefix, job: options.job)
@@ -81,6 +97,8 @@ public final class ControllerService: Service {
         } catch {
             throw FlotillaError(.kafka, "cannot create Kafka clients for \(options.brokers)", underlying: error)
         }
+        state.withLock { $0.producer = connection.producer }
+        defer { state.withLock { $0.producer = nil } }
         var run: ControllerRun
         do {
             run = try await replay(connection)
@@ -117,6 +135,8 @@ struct ControllerRun: Sendable {
     var fleet: FleetPlanner
     /// When the autoscaler looks next (epoch ms).
     var nextAutoscale: Int64 = 0
+    /// The fleet's speed from the ledger's done count (`/status`'s rate and ETA).
+    var rate = RateWindow()
     var cancelled: String?
     /// The largest send-to-apply delay of heartbeats since the last status snapshot (ms).
     var heartbeatLagMs: Int64 = 0

@@ -32,6 +32,8 @@ public struct ControllerStatus: Sendable, Hashable, Codable {
     public var autoscaling = false
     /// The autoscaler's latest decisions, newest last.
     public var scaleDecisions: [ScaleDecision] = []
+    /// Dead-lettered shards by their reason (the most common 5).
+    public var deadLetterReasons: [ErrorCount] = []
     /// When this snapshot was taken (epoch ms).
     public var updatedAt: Int64
     /// The largest delay from a worker sending a heartbeat to this controller applying it, since
@@ -58,53 +60,21 @@ public struct ControllerStatus: Sendable, Hashable, Codable {
         updatedAt = Timestamp.now()
     }
 
-    /// The snapshot as pretty JSON.
-    public var json: String {
+    /// The snapshot as pretty JSON (`/status`).
+    public var json: String { encoded(pretty: true) + "\n" }
+
+    /// The snapshot as JSON on one line (`/events`).
+    public var compactJSON: String { encoded(pretty: false) }
+
+    private func encoded(pretty: Bool) -> String {
         let encoder = JSONEncoder()
-        encoder.outputFormatting = [.sortedKeys, .prettyPrinted, .withoutEscapingSlashes]
+        encoder.outputFormatting = pretty ? [.sortedKeys, .prettyPrinted, .withoutEscapingSlashes] : [.sortedKeys, .withoutEscapingSlashes]
         encoder.nonConformingFloatEncodingStrategy = .convertToString(positiveInfinity: "Infinity", negativeInfinity: "-Infinity", nan: "NaN")
-        return ((try? encoder.encode(self)).map { String(decoding: $0, as: UTF8.self) } ?? "{}") + "\n"
-    }
-
-    /// The snapshot in the Prometheus text exposition format.
-    public var prometheus: String {
-        var lines: [String] = []
-        func family(_ name: String, _ type: String, _ help: String) {
-            lines.append("# HELP \(name) \(help)")
-            lines.append("# TYPE \(name) \(type)")
-        }
-        let job = Self.escape(self.job)
-        family("flotilla_controller_shards", "gauge", "Shards of the job by state.")
-        for phase in ShardPhase.allCases {
-            lines.append("flotilla_controller_shards{job=\"\(job)\",state=\"\(phase.rawValue)\"} \(shards[phase.rawValue] ?? 0)")
-        }
-        family("flotilla_controller_samples_total", "counter", "Samples in done shards.")
-        lines.append("flotilla_controller_samples_total{job=\"\(job)\"} \(samplesDone)")
-        family("flotilla_controller_reenqueues_total", "counter", "Shard attempts published after the first, by reason.")
-        for reason in Self.reasons.union(reEnqueues.keys).sorted() {
-            lines.append("flotilla_controller_reenqueues_total{job=\"\(job)\",reason=\"\(Self.escape(reason))\"} \(reEnqueues[reason] ?? 0)")
-        }
-        family("flotilla_controller_worker_restarts_total", "counter", "Workers replaced or restarted.")
-        lines.append("flotilla_controller_worker_restarts_total{job=\"\(job)\"} \(workerRestarts)")
-        family("flotilla_controller_duplicates_total", "counter", "Shards acked done more than once (ran twice).")
-        lines.append("flotilla_controller_duplicates_total{job=\"\(job)\"} \(duplicates)")
-        family("flotilla_controller_workers", "gauge", "Workers heard from within the worker timeout.")
-        lines.append("flotilla_controller_workers{job=\"\(job)\"} \(workers.filter { !$0.lost }.count)")
-        return lines.joined(separator: "\n") + "\n"
-    }
-
-    /// Reasons always exported (at 0) so that rates work from the first scrape.
-    static let reasons: Set<String> = [
-        ShardReason.workerLost, .leaseExpired, .retry, .stolen, .speculative, .reconcile, .released,
-    ].reduce(into: []) { $0.insert($1.rawValue) }
-
-    static func escape(_ value: String) -> String {
-        value.replacingOccurrences(of: "\\", with: "\\\\").replacingOccurrences(of: "\"", with: "\\\"")
-            .replacingOccurrences(of: "\n", with: "\\n")
+        return (try? encoder.encode(self)).map { String(decoding: $0, as: UTF8.self) } ?? "{}"
     }
 }
 
-/// The latest `ControllerStatus`, written by the controller's loop and read by the HTTP thread.
+/// The latest `ControllerStatus`, written by the controller's loop and read by the HTTP server.
 public final class StatusBoard: Sendable {
     private let current: Mutex<ControllerStatus>
 
@@ -116,20 +86,5 @@ public final class StatusBoard: Sendable {
 
     public func update(_ body: (inout ControllerStatus) -> Void) {
         current.withLock { body(&$0) }
-    }
-
-    /// Serves `/status`, `/metrics` and `/healthz`.
-    public func respond(to path: String) -> HTTPResponse {
-        switch path {
-        case "/status":
-            return HTTPResponse(status: 200, contentType: "application/json", body: status.json)
-        case "/metrics":
-            return HTTPResponse(status: 200, contentType: "text/plain; version=0.0.4; charset=utf-8", body: status.prometheus)
-        case "/healthz":
-            let state = status.state
-            return HTTPResponse(status: 200, body: "ok \(state)\n")
-        default:
-            return HTTPResponse(status: 404, body: "not found: try /status, /metrics or /healthz\n")
-        }
     }
 }

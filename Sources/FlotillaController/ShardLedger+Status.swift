@@ -30,6 +30,8 @@ public struct WorkerView: Sendable, Hashable, Codable {
     public var samplesPerSecond: Double
     /// The worker process's own CPU per finished sample so far, in µs (nil before it reports one).
     public var cpuMicrosPerSample: Double?
+    /// Its predictor pools, per stage: processes, busy ones, restarts.
+    public var predictors: [PredictorStatus] = []
 }
 
 extension ShardLedger {
@@ -140,6 +142,11 @@ extension ShardLedger {
         return (max(shardCount, (expectedShards ?? 0) - shards.count + shardCount), samples)
     }
 
+    /// Dead-lettered shards by reason, the most common first (5 at most).
+    public var deadReasons: [ErrorCount] {
+        ErrorCount.top(shards.values.lazy.filter { $0.winner == nil }.compactMap(\.dead).map { ($0, 1) }, limit: 5)
+    }
+
     /// Live workers that run a shard now.
     public var busyWorkers: Int {
         workers.values.filter { !$0.lost && !$0.inFlight.isEmpty }.count
@@ -152,7 +159,8 @@ extension ShardLedger {
                        lost: worker.lost, lastHeartbeatAgoMs: max(0, now - worker.lastSeen),
                        inFlight: worker.inFlight.map(\.shard), queued: worker.queued.count, idle: worker.idle,
                        partitions: worker.partitions ?? [], samplesPerSecond: worker.samplesPerSecond,
-                       cpuMicrosPerSample: worker.usage?.microsPerSample.map { ($0 * 100).rounded() / 100 })
+                       cpuMicrosPerSample: worker.usage?.microsPerSample.map { ($0 * 100).rounded() / 100 },
+                       predictors: worker.predictors)
         }
     }
 

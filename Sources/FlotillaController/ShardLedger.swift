@@ -165,6 +165,7 @@ public struct ShardLedger: Sendable, Hashable {
         worker.partitions = heartbeat.partitions
         worker.samplesPerSecond = heartbeat.samplesPerSecond
         if let usage = heartbeat.usage { worker.usage = usage }
+        worker.predictors = heartbeat.predictors
         // A smoothed rate of the worker while it works (an idle worker reports 0): stealing
         // splits a backlog between thief and donor in proportion to their rates.
         if !heartbeat.idle, heartbeat.samplesPerSecond > 0 {
@@ -379,6 +380,8 @@ struct WorkerEntry: Sendable, Hashable {
     var samplesPerSecond = 0.0
     /// The worker's own cost so far, from its last heartbeat that reported it.
     var usage: WorkerUsage?
+    /// Its predictor pools, from its last heartbeat.
+    var predictors: [PredictorStatus] = []
     /// Smoothed samples per second while busy (0 until measured).
     var rate = 0.0
     var lost = false

@@ -23,6 +23,9 @@ public struct ControllerHeartbeat: FlotillaRecord, Hashable {
     public var takeOver: Bool?
     /// Set in the last heartbeat of a controller that stops: the job is free for another one.
     public var stopping: Bool?
+    /// The live figures of the controller's `/status` while the job runs, so that `flotilla
+    /// status --watch` shows the same rate and ETA (optional).
+    public var progress: ControllerProgress?
 
     public init(job: String, controller: String, host: String, pid: Int, startedAt: Int64, time: Int64 = Timestamp.now(),
                 takeOver: Bool? = nil) {
@@ -37,4 +40,19 @@ public struct ControllerHeartbeat: FlotillaRecord, Hashable {
 
     /// "host pid 123 (started 2026-12-01T15:00:00Z)".
     public var holder: String { "\(host) pid \(pid)" }
+}
+
+/// The figures of a running job as its controller's `/status` has them.
+public struct ControllerProgress: Sendable, Hashable, Codable {
+    public var samplesDone: Int
+    /// Samples finished per second now: the live workers' own measures, summed.
+    public var samplesPerSecond: Double
+    /// Seconds left at that rate; nil while unknown.
+    public var etaSeconds: Double?
+
+    public init(samplesDone: Int, samplesPerSecond: Double, etaSeconds: Double?) {
+        self.samplesDone = samplesDone
+        self.samplesPerSecond = samplesPerSecond.isFinite ? samplesPerSecond : 0
+        self.etaSeconds = etaSeconds.flatMap { $0.isFinite ? $0 : nil }
+    }
 }

@@ -23,23 +23,33 @@ public struct JobStatusReader: Sendable {
 
     /// Reads the status every `interval` and hands each report to `show`, until the job's state
     /// is final (returns that report) or `stop` says so (returns the last report). One set of
-    /// Kafka clients serves every refresh.
+    /// Kafka clients serves every refresh. Each report carries the controller's live figures
+    /// (`live`) while it sends them.
     public func watch(
         interval: Duration = .seconds(2), stop: @escaping @Sendable () -> Bool,
         _ show: (JobStatusReport) throws(FlotillaError) -> Void
     ) async throws(FlotillaError) -> JobStatusReport {
-        try await session { read throws(FlotillaError) in
-            while true {
-                let report = try await read()
-                try show(report)
-                if report.isFinal || stop() { return report }
-                let next = ContinuousClock.now + interval
-                while ContinuousClock.now < next {
-                    if stop() { return report }
-                    try? await Task.sleep(for: .milliseconds(50))
+        let live = await ControllerProgressReader.open(connection: connection, topics: topics, logger: logger)
+        let outcome: Result<JobStatusReport, FlotillaError>
+        do throws(FlotillaError) {
+            outcome = .success(try await session { read throws(FlotillaError) in
+                while true {
+                    var report = try await read()
+                    if !report.isFinal { report.live = await live?.current() }
+                    try show(report)
+                    if report.isFinal || stop() { return report }
+                    let next = ContinuousClock.now + interval
+                    while ContinuousClock.now < next {
+                        if stop() { return report }
+                        try? await Task.sleep(for: .milliseconds(50))
+                    }
                 }
-            }
+            })
+        } catch {
+            outcome = .failure(error)
         }
+        await live?.close()
+        return try outcome.get()
     }
 
     /// Runs `body` with a function that reads the status through one admin client and one scan.
@@ -123,6 +133,8 @@ public struct JobStatusReport: Sendable, Hashable {
     public var undecodable: Int
     /// Whether any shard was acked, failed, re-enqueued or dead-lettered.
     public var anyActivity: Bool
+    /// The controller's live rate and ETA (its `/status`), when watching and it sends them.
+    public var live: ControllerProgress?
 
     public init(manifest: JobManifest, counts: JobStatusSummary, failedShards: Int, deadRecords: Int, undecodable: Int, anyActivity: Bool) {
         self.manifest = manifest

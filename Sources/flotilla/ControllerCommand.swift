@@ -12,12 +12,15 @@ struct ControllerCommand: AsyncParsableCommand {
         abstract: "Run a submitted job: start workers, detect failures, re-enqueue, balance, finish.",
         discussion: """
             Rebuilds its state from the job's topics, so it can be stopped and restarted at any time \
-            (that is how a job is resumed). Shows progress on stderr like `run`. Serves /status, \
-            /metrics and /healthz on 127.0.0.1. Exit status as for `run`: 0 every shard done, \
-            3 some shards dead-lettered, 4 too many failed samples, 2 bad input or a predictor that \
-            cannot start (or an unknown job, or one another controller already runs), 1 anything \
-            else (including a cancelled job, or one taken over by another controller). One \
-            controller runs a job at a time: a second one refuses to start unless given --take-over.
+            (that is how a job is resumed). Shows progress on stderr like `run`. Serves a live \
+            dashboard (/), /status, /metrics and /healthz over HTTP, on 127.0.0.1 and a free port \
+            unless --http-address or --http-port say otherwise; POST /actions/scale?workers=N and \
+            /actions/cancel need the bearer token ($FLOTILLA_HTTP_TOKEN or --http-token-file). \
+            Exit status as for `run`: 0 every shard done, 3 some shards dead-lettered, 4 too many \
+            failed samples, 2 bad input or a predictor that cannot start (or an unknown job, or one \
+            another controller already runs), 1 anything else (including a cancelled job, or one \
+            taken over by another controller). One controller runs a job at a time: a second one \
+            refuses to start unless given --take-over.
 
             Example: flotilla controller myjob --brokers 127.0.0.1:9092 --workers 4
             """
@@ -35,8 +38,7 @@ struct ControllerCommand: AsyncParsableCommand {
     @Option(help: "Workers to run (default: the job's workers.min); widens workers.min...workers.max to include it.")
     var workers: Int?
 
-    @Option(name: .customLong("http-port"), help: "Port of the status server on 127.0.0.1 (0: any free port).")
-    var httpPort: Int = 0
+    @OptionGroup var http: HTTPOptions
 
     @Option(name: .customLong("log-dir"), help: "Folder for the workers' log files (default: a folder under the temporary directory).")
     var logDir: String?
@@ -52,12 +54,12 @@ struct ControllerCommand: AsyncParsableCommand {
             throw ValidationError("--backend must be local, external or kubernetes, not '\(backend)'")
         }
         if let workers, workers < 1 { throw ValidationError("--workers must be at least 1") }
-        guard (0...65535).contains(httpPort) else { throw ValidationError("--http-port must be between 0 and 65535") }
     }
 
     func run() async throws {
         try await exitOnFlotillaError {
             let job = try validatedJobID(job)
+            let httpSettings = try http.settings(always: true)
             let connection = try kafka.connection()
             let prefix = try topics.validated()
             if backend == "kubernetes" {
@@ -74,13 +76,15 @@ struct ControllerCommand: AsyncParsableCommand {
                 pods = ExternalPodBackend()
             }
             var options = ControllerOptions(job: job, brokers: connection.bootstrapServers, topicPrefix: prefix, workers: workers,
-                                            httpPort: httpPort,
                                             kafkaProperties: connection.properties)
+            options.http = httpSettings
             options.manifestTimeout = connection.timeout
             options.takeOver = takeOver
             options.signer = try ManifestSignature.fromEnvironment()
-            let service = ControllerService(options: options, backend: pods, logger: CommandLogging.kafkaLogger()) { address in
+            let service = ControllerService(options: options, backend: pods, logger: CommandLogging.kafkaLogger(),
+                                            registry: CommandMetrics.bootstrap()) { address in
                 printError("flotilla controller: status at \(address)/status")
+                printError("flotilla controller: dashboard at \(address)/")
             }
             guard let outcome = try await FleetLauncher.runWithProgress(service, totalSamples: nil, logger: logger) else {
                 printError("flotilla controller: stopped before the job finished; run the same command again to carry on")

@@ -1,5 +1,6 @@
 import FlotillaController
 import FlotillaCore
+import FlotillaHTTP
 import Foundation
 import Logging
 import ServiceLifecycle
@@ -12,7 +13,9 @@ enum FleetLauncher {
         let arguments = ["worker", job, "--brokers", brokers, "--prefix", topicPrefix]
         // Properties reach the workers in a file only the owner can read, never on their command
         // lines (which `ps` shows everyone): they may hold SASL passwords.
-        var environment: [String: String] = [:]
+        // Workers do not inherit the controller's HTTP address (they would all try to bind it) nor
+        // its action token (they take no actions). An empty value reads as unset.
+        var environment: [String: String] = [HTTPListenAddress.variable: "", ActionToken.variable: "", ActionToken.fileVariable: ""]
         if !kafkaProperties.isEmpty {
             try? FileManager.default.createDirectory(atPath: logDirectory, withIntermediateDirectories: true)
             let path = "\(logDirectory)/kafka.properties"

@@ -1,19 +1,16 @@
 import FlotillaController
 import FlotillaCore
 import Foundation
-import Synchronization
 
 /// Live progress of a job on stderr: a redrawn bar on a terminal, a plain line every few seconds
-/// otherwise. Each line has the elapsed time and a rate smoothed over the last seconds; while no
-/// worker is alive it shows the last worker error, so a fleet that cannot start says why.
+/// otherwise. Each line has the elapsed time, and the rate and ETA of the controller's `/status`
+/// (one source of truth: the live workers' own measures); while no worker is alive it shows the
+/// last worker error, so a fleet that cannot start says why. The final line's rate is the average.
 final class ProgressDisplay: Sendable {
     let board: StatusBoard
     let totalSamples: Int?
     let isTerminal = isatty(STDERR_FILENO) == 1
     private let started = ContinuousClock.now
-    /// Recent (time, samples done) readings: the rate is taken over this window.
-    private let readings = Mutex<[(at: ContinuousClock.Instant, done: Int)]>([])
-    private static let window: Duration = .seconds(10)
 
     init(board: StatusBoard, totalSamples: Int?) {
         self.board = board
@@ -35,12 +32,12 @@ final class ProgressDisplay: Sendable {
         let total = totalSamples ?? status.totalSamples
         let done = total.map { min(status.samplesDone, $0) } ?? status.samplesDone
         let elapsed = ContinuousClock.now - started
-        let rate = final ? Double(done) / max(0.001, elapsed.seconds) : smoothedRate(done: done)
+        let rate = final ? Double(done) / max(0.001, elapsed.seconds) : status.samplesPerSecond
         let alive = status.workers.filter { !$0.lost }.count
         let balanced = (status.reEnqueues["stolen"] ?? 0) + (status.reEnqueues["speculative"] ?? 0)
         let reEnqueued = status.reEnqueues.values.reduce(0, +) - balanced
         let dead = status.shards["dead"] ?? 0
-        let eta = total.flatMap { total in rate > 0 ? String(format: "%.0fs", Double(total - done) / rate) : nil } ?? "-"
+        let eta = status.etaSeconds.map { String(format: "%.0fs", $0) } ?? "-"
         var text = "\(done)/\(total.map(String.init) ?? "?") samples  \(Self.format(elapsed))  \(String(format: "%.0f", rate))/s"
         if !final { text += "  ETA \(eta)" }
         // "workers 2→4": the autoscaler (or a scale command) wants more or fewer than run now.
@@ -63,17 +60,6 @@ final class ProgressDisplay: Sendable {
             FileHandle.standardError.write(Data((output + (final ? "\n" : "")).utf8))
         } else {
             FileHandle.standardError.write(Data("progress: \(text)\n".utf8))
-        }
-    }
-
-    /// Samples per second over the last `window`: steadier than the workers' instant rates.
-    private func smoothedRate(done: Int) -> Double {
-        let now = ContinuousClock.now
-        return readings.withLock { readings in
-            readings.append((now, done))
-            readings.removeAll { now - $0.at > Self.window }
-            guard let first = readings.first, now - first.at > .milliseconds(500) else { return 0 }
-            return Double(done - first.done) / (now - first.at).seconds
         }
     }
 

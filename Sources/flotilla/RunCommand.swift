@@ -18,7 +18,9 @@ struct RunCommand: AsyncParsableCommand {
             JOB.results.jsonl in the current folder (or --out), since the broker ends with the run. \
             Exit status: 0 every shard done, 3 some shards dead-lettered, 4 more failed samples than \
             faults.maxErrorRate allows, 2 bad input or configuration (a predictor that cannot start \
-            included), 1 anything else. Ctrl-C stops the fleet cleanly and keeps the results so far.
+            included), 1 anything else. Ctrl-C stops the fleet cleanly and keeps the results so far. \
+            With --http-port or --http-address it serves a live dashboard at / and /status, \
+            /metrics, /healthz (docs/OPERATIONS.md, "HTTP").
 
             Examples: flotilla run config/examples/quickstart.yaml --out predictions.jsonl
                       flotilla run job.yaml --brokers 127.0.0.1:9092 --resume   (after an interruption)
@@ -45,21 +47,21 @@ struct RunCommand: AsyncParsableCommand {
     @Flag(name: .customLong("no-out"), help: "Write no results file (with the embedded broker they are gone when the run ends).")
     var noOut = false
 
-    @Option(name: .customLong("http-port"), help: "Serve /status, /metrics and /healthz on 127.0.0.1 at this port (0: any free port).")
-    var httpPort: Int?
+    /// Serve the dashboard, /status, /metrics, /healthz (and the actions, with the token) when given.
+    @OptionGroup var http: HTTPOptions
 
     @Option(name: .customLong("log-dir"), help: "Folder for the broker's and workers' logs (default: a temporary folder, removed after a successful run).")
     var logDir: String?
 
     func validate() throws {
         if let workers, workers < 1 { throw ValidationError("--workers must be at least 1") }
-        if let httpPort, !(0...65535).contains(httpPort) { throw ValidationError("--http-port must be between 0 and 65535") }
         if out != nil && noOut { throw ValidationError("--out and --no-out contradict each other; give one") }
     }
 
     func run() async throws {
         try await exitOnFlotillaError {
             let logger = CommandLogging.logger("flotilla.run")
+            let httpSettings = try http.settings(always: false)
             var phases = RunPhases()
             let config = try JobSpecLoader.load(path: spec, builtins: Set(BuiltinPredictors.names))
             let logs = try logDirectory(job: config.job)
@@ -90,11 +92,13 @@ struct RunCommand: AsyncParsableCommand {
             let backend = try FleetLauncher.localBackend(job: config.job, brokers: brokers, topicPrefix: config.kafka.topicPrefix,
                                                          kafkaProperties: connection.properties, logDirectory: logs.path, logger: logger)
             var options = ControllerOptions(job: config.job, brokers: brokers, topicPrefix: config.kafka.topicPrefix, workers: workers,
-                                            httpPort: httpPort,
                                             kafkaProperties: connection.properties)
+            options.http = httpSettings
             options.signer = submitter.signer
-            let service = ControllerService(options: options, backend: backend, logger: CommandLogging.kafkaLogger()) { address in
+            let service = ControllerService(options: options, backend: backend, logger: CommandLogging.kafkaLogger(),
+                                            registry: CommandMetrics.bootstrap()) { address in
                 printError("flotilla run: status at \(address)/status")
+                printError("flotilla run: dashboard at \(address)/")
             }
             let outcome = try await FleetLauncher.runWithProgress(service, totalSamples: plan.samples, logger: logger)
             var extra: [String: String] = [:]

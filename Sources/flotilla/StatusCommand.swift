@@ -10,7 +10,8 @@ struct StatusCommand: AsyncParsableCommand {
         commandName: "status",
         abstract: "Show a job's state: shards done, failed and dead-lettered, samples done.",
         discussion: """
-            With --watch, refreshes every 2 s until the job is done or cancelled, or Ctrl-C. \
+            With --watch, refreshes every 2 s until the job is done or cancelled, or Ctrl-C, and \
+            shows the controller's live rate and ETA (the figures of its /status) while it runs. \
             Exit 0, or 3 when the job is done with dead-lettered shards. See docs/OPERATIONS.md.
 
             Example: flotilla status myjob --brokers 127.0.0.1:9092 --watch
@@ -56,6 +57,8 @@ struct StatusCommand: AsyncParsableCommand {
     }
 
     private func show(_ report: JobStatusReport) throws(FlotillaError) {
+        // Each refresh reaches a pipe at once (`--watch --json | jq`): stdout to a pipe is block-buffered.
+        defer { fflush(nil) }
         if json {
             print(try JSONOutput.line(StatusJSON(report)))
             return
@@ -65,6 +68,10 @@ struct StatusCommand: AsyncParsableCommand {
         print("job \(c.job): \(report.state.rawValue)")
         print("  shards: \(c.shards) total, \(c.done) done, \(report.failedShards) failed (retrying), \(c.dead) dead-lettered, \(report.pendingShards) pending")
         print("  samples: \(c.samples)\(expected) done, \(c.failedSamples) with errors; \(String(format: "%.1f", c.seconds)) s, \(String(format: "%.1f", c.samplesPerSecond)) samples/s")
+        if let live = report.live {
+            let eta = live.etaSeconds.map { ProgressDisplay.format(.milliseconds(Int64($0 * 1_000))) } ?? "-"
+            print("  now (the controller's /status): \(live.samplesDone) samples done, \(String(format: "%.0f", live.samplesPerSecond)) samples/s, ETA \(eta)")
+        }
         if c.reEnqueued > 0 || c.duplicates > 0 {
             print("  re-enqueued attempts: \(c.reEnqueued), duplicate executions: \(c.duplicates)")
         }
@@ -79,12 +86,13 @@ struct StatusCommand: AsyncParsableCommand {
 
 /// The `--json` object: the summary fields (`job, shards, done, dead, samples, failedSamples,
 /// seconds, samplesPerSecond, reEnqueued, duplicates`) plus `state`, `failed`, `pending`,
-/// `expectedSamples` and, once the manifest has one, the final `summary`.
+/// `expectedSamples`, once the manifest has one the final `summary`, and with `--watch` while the
+/// controller runs the job `live` (`samplesDone`, `samplesPerSecond`, `etaSeconds`: its `/status`).
 private struct StatusJSON: Encodable {
     let report: JobStatusReport
     init(_ report: JobStatusReport) { self.report = report }
 
-    private enum Key: String, CodingKey { case state, failed, pending, expectedSamples, summary, updatedAt }
+    private enum Key: String, CodingKey { case state, failed, pending, expectedSamples, summary, updatedAt, live }
 
     func encode(to encoder: any Encoder) throws {
         try report.counts.encode(to: encoder)
@@ -95,6 +103,7 @@ private struct StatusJSON: Encodable {
         try container.encodeIfPresent(report.manifest.samples, forKey: .expectedSamples)
         try container.encodeIfPresent(report.manifest.summary, forKey: .summary)
         try container.encode(report.manifest.updatedAt, forKey: .updatedAt)
+        try container.encodeIfPresent(report.live, forKey: .live)
     }
 }
 

@@ -1,5 +1,6 @@
 import ArgumentParser
 import FlotillaCore
+import FlotillaHTTP
 import FlotillaWorker
 import Foundation
 
@@ -12,7 +13,9 @@ struct WorkerCommand: AsyncParsableCommand {
             SIGTERM or SIGINT drains the worker: it finishes the shards it is running, takes no new \
             ones, commits and exits 0. A fatal Kafka error exits 1 after flushing, for a supervisor \
             to replace the worker. Usually started by `flotilla controller` (backend local); start \
-            it yourself with `--backend external`, one per host or pod.
+            it yourself with `--backend external`, one per host or pod. With --http-address (or \
+            $FLOTILLA_HTTP_ADDRESS) it serves its own /metrics (predictor batches and latency per \
+            stage) and /healthz.
 
             Example: flotilla worker myjob --brokers 127.0.0.1:9092 --worker-id w7
             """
@@ -26,6 +29,8 @@ struct WorkerCommand: AsyncParsableCommand {
 
     @Option(name: .customLong("worker-id"), help: "Stable id of this worker slot (names its transactional id). Default: host-pid.")
     var workerID: String?
+
+    @OptionGroup var http: HTTPOptions
 
     @Option(help: "Shards processed at once (default: stages + 1, at least 2).")
     var slots: Int?
@@ -47,10 +52,25 @@ struct WorkerCommand: AsyncParsableCommand {
             options.kafkaProperties = connection.properties
             options.slots = slots
             options.prefetch = prefetch
-            let worker = Worker(options: options, logger: CommandLogging.logger("flotilla.worker"))
+            let registry = CommandMetrics.bootstrap()
+            let logger = CommandLogging.logger("flotilla.worker")
+            let worker = Worker(options: options, logger: logger)
             let signals = SignalWatcher.onTermination { worker.drain() }
             defer { signals.cancel() }
-            let exit = try await worker.run()
+            let exit: WorkerExit
+            if let settings = try http.settings(always: false) {
+                let server = OperatorServer(settings: settings, logger: logger, onListening: { [id = options.workerID] address in
+                    printError("flotilla worker \(id): metrics at \(address)/metrics")
+                }) { router in
+                    router.get("/metrics") { _, _ in
+                        OperatorServer.text(registry.emitToString(), type: "text/plain; version=0.0.4; charset=utf-8")
+                    }
+                    router.get("/healthz") { _, _ in OperatorServer.text("ok\n") }
+                }
+                exit = try await server.serving { try await worker.run() }
+            } else {
+                exit = try await worker.run()
+            }
             printError("flotilla worker \(options.workerID): \(exit)")
         }
     }

@@ -1,3 +1,4 @@
+import EmbeddedBroker
 import FlotillaCore
 import FlotillaTestSupport
 import Foundation
@@ -46,5 +47,28 @@ struct ControllerCommandTests {
                                              "--brokers", "127.0.0.1:1", "--backend", "mesos"])
         #expect(backend.status == 64 || backend.status == 2)
         #expect(backend.stderr.contains("--backend must be local, external or kubernetes"))
+    }
+
+    @Test("FLOTILLA_HTTP_ADDRESS sets the address (':PORT' is loopback) and local workers do not inherit it; bad addresses and short tokens exit 2")
+    func httpAddress() async throws {
+        let fixture = try await BrokerFixture()
+        let harness = try await JobHarness(fixture: fixture, shards: 2, faults: Self.faults, builtin: "identity")
+        let port = try FreePort.find()
+        // Real local workers run the job: had they inherited the address, none could bind it.
+        let output = try CommandRunner.run([CommandRunner.flotillaExecutable, "controller", harness.job, "--workers", "2",
+                                            "--brokers", fixture.bootstrapServers, "--backend", "local", "--json"],
+                                           environment: ["FLOTILLA_HTTP_ADDRESS": ":\(port)"])
+        #expect(output.status == 0, "stderr: \(output.stderr)")
+        #expect(output.stderr.contains("status at http://127.0.0.1:\(port)/status"))
+        #expect(output.stderr.contains("dashboard at http://127.0.0.1:\(port)/"))
+
+        let bad = try CommandRunner.run([CommandRunner.flotillaExecutable, "controller", "j1", "--brokers", "127.0.0.1:1",
+                                         "--http-address", "127.0.0.1:99999"])
+        #expect(bad.status == 64 || bad.status == 2)
+        #expect(bad.stderr.contains("port 0...65535"))
+        let short = try CommandRunner.run([CommandRunner.flotillaExecutable, "controller", "j1", "--brokers", "127.0.0.1:1"],
+                                          environment: ["FLOTILLA_HTTP_TOKEN": "short"])
+        #expect(short.status == 2)
+        #expect(short.stderr.contains("at least 16 characters"))
     }
 }

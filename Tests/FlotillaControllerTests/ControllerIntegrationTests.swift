@@ -61,12 +61,12 @@ struct ControllerIntegrationTests {
 
         // The status server shows it while the job runs.
         let address = try #require(service.httpAddress)
-        let status = try StatusServerTests.get("\(address)/status")
+        let status = try await HTTPTestClient.get("\(address)/status")
         let decoded = try JSONDecoder().decode(ControllerStatus.self, from: Data(status.body.utf8))
         #expect(decoded.state == "running")
         #expect(decoded.workers.first { $0.id == "w1" }?.lost == true)
         #expect(decoded.reEnqueues["worker-lost"] == 1)
-        #expect(try StatusServerTests.get("\(address)/metrics").body.contains("reason=\"worker-lost\"} 1"))
+        #expect(try await HTTPTestClient.get("\(address)/metrics").body.contains("reason=\"worker-lost\"} 1"))
 
         try await harness.ack(0, attempt: 1, worker: "w2")
         try await harness.ack(3, worker: "w2", status: .failed, error: "boom")

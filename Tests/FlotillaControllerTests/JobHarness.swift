@@ -13,10 +13,11 @@ struct JobHarness: Sendable {
     var topics: TopicNames { config.topics }
     var job: String { config.job }
 
-    init(fixture: BrokerFixture, shards: Int, faults: FaultConfig, partitions: Int = 4) async throws {
+    /// `builtin`: the stage's predictor; real workers (`flotilla worker`) know `identity`, not `echo`.
+    init(fixture: BrokerFixture, shards: Int, faults: FaultConfig, partitions: Int = 4, builtin: String = "echo") async throws {
         self.fixture = fixture
         let job = "it-\(UUID().uuidString.prefix(8).lowercased())"
-        config = JobConfig(job: job, inputs: [.inline([])], stages: [StageConfig(name: "echo", predictor: .builtin("echo"))],
+        config = JobConfig(job: job, inputs: [.inline([])], stages: [StageConfig(name: "echo", predictor: .builtin(builtin))],
                            workers: FleetConfig(min: 1, max: 2), faults: faults,
                            kafka: KafkaConfig(partitions: partitions), baseDirectory: "/tmp")
         producer = try fixture.producer()

@@ -1,0 +1,29 @@
+/// Samples per second from a running count of done samples over the last few seconds: the
+/// controller's own measure of the fleet's speed. The workers' per-heartbeat figures come in
+/// bursts as shards commit in batches; this is what `/status`, the progress line, the dashboard
+/// and the autoscaler show and use.
+struct RateWindow: Sendable {
+    /// How far back the rate looks.
+    let windowMs: Int64
+    /// The shortest span that gives a rate at all.
+    let minimumMs: Int64
+    private var points: [(time: Int64, done: Int)] = []
+
+    init(windowMs: Int64 = 5_000, minimumMs: Int64 = 1_000) {
+        self.windowMs = windowMs
+        self.minimumMs = minimumMs
+    }
+
+    /// `done` samples were done by `now`.
+    mutating func add(done: Int, at now: Int64) {
+        if let last = points.last, last.time == now { points.removeLast() }
+        points.append((now, done))
+        points.removeAll { now - $0.time > windowMs }
+    }
+
+    /// Samples per second over the window; nil until it spans `minimumMs`.
+    var rate: Double? {
+        guard let first = points.first, let last = points.last, last.time - first.time >= minimumMs else { return nil }
+        return Double(last.done - first.done) * 1_000 / Double(last.time - first.time)
+    }
+}
