@@ -28,6 +28,9 @@ final class ControllerMetrics: Sendable {
         var workerThroughput: [String: Gauge] = [:]
         var eta: Gauge?
         var tick: Gauge
+        var failedSamples: Counter
+        var heartbeatLag: Gauge
+        var workerCPU: [String: Gauge] = [:]
         var actions: [String: Counter] = [:]
         var exported: [String: Int] = [:]
     }
@@ -49,7 +52,9 @@ final class ControllerMetrics: Sendable {
             workers: Gauge(label: MetricCatalog.workers, dimensions: job, factory: factory),
             desired: Gauge(label: MetricCatalog.desiredWorkers, dimensions: job, factory: factory),
             throughput: Gauge(label: MetricCatalog.throughput, dimensions: job, factory: factory),
-            tick: Gauge(label: MetricCatalog.tick, dimensions: job, factory: factory))
+            tick: Gauge(label: MetricCatalog.tick, dimensions: job, factory: factory),
+            failedSamples: Counter(label: MetricCatalog.failedSamples, dimensions: job, factory: factory),
+            heartbeatLag: Gauge(label: MetricCatalog.heartbeatLag, dimensions: job, factory: factory))
         for phase in ShardPhase.allCases {
             instruments.shards[phase.rawValue] = Gauge(label: MetricCatalog.shards, dimensions: job + [("state", phase.rawValue)], factory: factory)
             instruments.shards[phase.rawValue]?.record(0)
@@ -57,7 +62,8 @@ final class ControllerMetrics: Sendable {
         for reason in Self.reasons {
             instruments.reEnqueues[reason] = Counter(label: MetricCatalog.reEnqueues, dimensions: job + [("reason", reason)], factory: factory)
         }
-        for gauge in [instruments.expected, instruments.backlog, instruments.workers, instruments.desired, instruments.throughput, instruments.tick] {
+        for gauge in [instruments.expected, instruments.backlog, instruments.workers, instruments.desired, instruments.throughput, instruments.tick,
+                      instruments.heartbeatLag] {
             gauge.record(0)
         }
         self.instruments = Mutex(instruments)
@@ -77,6 +83,8 @@ final class ControllerMetrics: Sendable {
             Self.grow(m.samples, "samples", to: status.samplesDone, &m.exported)
             Self.grow(m.restarts, "restarts", to: status.workerRestarts, &m.exported)
             Self.grow(m.duplicates, "duplicates", to: status.duplicates, &m.exported)
+            Self.grow(m.failedSamples, "failedSamples", to: status.failedSamples, &m.exported)
+            m.heartbeatLag.record(Double(status.heartbeatLagMs) / 1_000)
             for (reason, count) in status.reEnqueues {
                 if m.reEnqueues[reason] == nil {
                     m.reEnqueues[reason] = Counter(label: MetricCatalog.reEnqueues, dimensions: job + [("reason", reason)], factory: factory)
@@ -84,7 +92,7 @@ final class ControllerMetrics: Sendable {
                 Self.grow(m.reEnqueues[reason]!, "reenqueues/\(reason)", to: count, &m.exported)
             }
             m.expected.record(status.totalSamples ?? 0)
-            m.backlog.record(max(0, (status.totalSamples ?? status.samplesDone) - status.samplesDone))
+            m.backlog.record(status.backlogSamples ?? max(0, (status.totalSamples ?? status.samplesDone) - status.samplesDone))
             let live = status.workers.filter { !$0.lost }
             m.workers.record(live.count)
             m.desired.record(status.desiredWorkers)
@@ -95,11 +103,21 @@ final class ControllerMetrics: Sendable {
                     m.workerThroughput[worker.id] = Gauge(label: MetricCatalog.workerThroughput, dimensions: job + [("worker", worker.id)], factory: factory)
                 }
                 m.workerThroughput[worker.id]?.record(worker.samplesPerSecond)
+                if let micros = worker.cpuMicrosPerSample {
+                    if m.workerCPU[worker.id] == nil {
+                        m.workerCPU[worker.id] = Gauge(label: MetricCatalog.workerCPU, dimensions: job + [("worker", worker.id)], factory: factory)
+                    }
+                    m.workerCPU[worker.id]?.record(micros / 1e6)
+                }
             }
             let ids = Set(live.map(\.id))
             for (id, gauge) in m.workerThroughput where !ids.contains(id) {
                 gauge.destroy()
                 m.workerThroughput[id] = nil
+            }
+            for (id, gauge) in m.workerCPU where !ids.contains(id) {
+                gauge.destroy()
+                m.workerCPU[id] = nil
             }
             if let eta = status.etaSeconds, eta.isFinite {
                 if m.eta == nil { m.eta = Gauge(label: MetricCatalog.eta, dimensions: job, factory: factory) }

@@ -296,6 +296,8 @@ extension ControllerService {
             let rate = measured.flatMap { $0 > 0 ? $0 : nil } ?? workersRate
             status.samplesPerSecond = rate
             status.deadLetterReasons = ledger.deadReasons
+            status.failedSamples = ledger.failedSamplesDone
+            status.backlogSamples = ledger.samplesRemaining
             if let remaining = ledger.samplesRemaining, rate > 0 {
                 status.etaSeconds = Double(remaining) / rate
             } else {

@@ -32,6 +32,10 @@ public struct ControllerStatus: Sendable, Hashable, Codable {
     public var autoscaling = false
     /// The autoscaler's latest decisions, newest last.
     public var scaleDecisions: [ScaleDecision] = []
+    /// Of the samples done, those that ended as error results.
+    public var failedSamples = 0
+    /// Samples of shards not done yet, where their records say (nil when unknown).
+    public var backlogSamples: Int?
     /// Dead-lettered shards by their reason (the most common 5).
     public var deadLetterReasons: [ErrorCount] = []
     /// When this snapshot was taken (epoch ms).

@@ -19,7 +19,7 @@ public enum MetricCatalog {
     public static let workers = "flotilla_controller_workers"
     /// Workers the fleet wants (`job`).
     public static let desiredWorkers = "flotilla_controller_desired_workers"
-    /// Samples per second now, the live workers' sum (`job`).
+    /// Samples per second now, from the done count over the last 5 s (`job`).
     public static let throughput = "flotilla_controller_throughput_samples_per_second"
     /// Samples per second of one worker, from its heartbeat (`job`, `worker`).
     public static let workerThroughput = "flotilla_controller_worker_throughput_samples_per_second"
@@ -29,6 +29,12 @@ public enum MetricCatalog {
     public static let tick = "flotilla_controller_tick_seconds"
     /// HTTP actions by name and result (`job`, `action`, `result`).
     public static let actions = "flotilla_controller_http_actions_total"
+    /// Samples of done shards that ended as error results (`job`).
+    public static let failedSamples = "flotilla_controller_failed_samples_total"
+    /// One worker process's own CPU per finished sample (`job`, `worker`), from its heartbeat.
+    public static let workerCPU = "flotilla_controller_worker_cpu_seconds_per_sample"
+    /// The largest delay from a worker's heartbeat to the controller applying it (`job`).
+    public static let heartbeatLag = "flotilla_controller_heartbeat_lag_seconds"
 
     /// The help text by metric name.
     public static let help: [String: String] = [
@@ -41,11 +47,14 @@ public enum MetricCatalog {
         duplicates: "Shards acked done more than once (ran twice).",
         workers: "Workers heard from within the worker timeout.",
         desiredWorkers: "Workers the fleet wants.",
-        throughput: "Samples finished per second now: the sum of the live workers' own measures.",
+        throughput: "Samples finished per second now: the controller's done count over the last 5 s.",
         workerThroughput: "Samples finished per second by one worker, from its last heartbeat.",
         eta: "Seconds left at the current rate.",
         tick: "How long the controller's last tick took.",
         actions: "Operator actions received over HTTP, by action and result.",
+        failedSamples: "Samples of done shards that ended as error results.",
+        workerCPU: "A worker process's own CPU seconds per finished sample (predictors excluded).",
+        heartbeatLag: "The largest delay from a worker sending a heartbeat to the controller applying it, since the last snapshot.",
         "flotilla_predictor_batches_total": "Predictor batches answered, by stage.",
         "flotilla_predictor_restarts_total": "Predictor processes replaced after a fault, by stage.",
         "flotilla_predictor_sample_errors_total": "Samples that ended as error results, by stage.",

@@ -19,8 +19,9 @@ struct RunCommand: AsyncParsableCommand {
             Exit status: 0 every shard done, 3 some shards dead-lettered, 4 more failed samples than \
             faults.maxErrorRate allows, 2 bad input or configuration (a predictor that cannot start \
             included), 1 anything else. Ctrl-C stops the fleet cleanly and keeps the results so far. \
-            With --http-port or --http-address it serves a live dashboard at / and /status, \
-            /metrics, /healthz (docs/OPERATIONS.md, "HTTP").
+            It serves a live dashboard at / and /status, /metrics, /healthz on 127.0.0.1 and a \
+            free port (--http-port or --http-address choose; docs/OPERATIONS.md, "HTTP") and prints \
+            the dashboard's address at the start.
 
             Examples: flotilla run config/examples/quickstart.yaml --out predictions.jsonl
                       flotilla run job.yaml --brokers 127.0.0.1:9092 --resume   (after an interruption)
@@ -47,7 +48,7 @@ struct RunCommand: AsyncParsableCommand {
     @Flag(name: .customLong("no-out"), help: "Write no results file (with the embedded broker they are gone when the run ends).")
     var noOut = false
 
-    /// Serve the dashboard, /status, /metrics, /healthz (and the actions, with the token) when given.
+    /// Serve the dashboard, /status, /metrics, /healthz (and the actions, with the token): on loopback and a free port unless given.
     @OptionGroup var http: HTTPOptions
 
     @Option(name: .customLong("log-dir"), help: "Folder for the broker's and workers' logs (default: a temporary folder, removed after a successful run).")
@@ -61,7 +62,7 @@ struct RunCommand: AsyncParsableCommand {
     func run() async throws {
         try await exitOnFlotillaError {
             let logger = CommandLogging.logger("flotilla.run")
-            let httpSettings = try http.settings(always: false)
+            let httpSettings = try http.settings(always: true)
             var phases = RunPhases()
             let config = try JobSpecLoader.load(path: spec, builtins: Set(BuiltinPredictors.names))
             let logs = try logDirectory(job: config.job)
@@ -97,8 +98,7 @@ struct RunCommand: AsyncParsableCommand {
             options.signer = submitter.signer
             let service = ControllerService(options: options, backend: backend, logger: CommandLogging.kafkaLogger(),
                                             registry: CommandMetrics.bootstrap()) { address in
-                printError("flotilla run: status at \(address)/status")
-                printError("flotilla run: dashboard at \(address)/")
+                printError("flotilla run: dashboard at \(address)/ (status at \(address)/status)")
             }
             let outcome = try await FleetLauncher.runWithProgress(service, totalSamples: plan.samples, logger: logger)
             var extra: [String: String] = [:]
