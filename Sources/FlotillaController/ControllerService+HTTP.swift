@@ -9,7 +9,8 @@ import ServiceLifecycle
 import Synchronization
 
 /// The controller's operator surface: `/status`, `/metrics`, `/healthz` for anyone who can
-/// connect, and the actions `POST /actions/scale?workers=N` and `POST /actions/cancel` with the
+/// connect, and the actions `POST /actions/scale?workers=N`, `/actions/autoscale`, `/actions/drain?worker=ID`,
+/// `/actions/close` and `/actions/cancel` with the
 /// bearer token. An action publishes the same control record as `flotilla scale` / `flotilla
 /// cancel` on the job's control topic; this controller applies it when it reads it back, like any
 /// other, so a restarted controller replays it too.
@@ -34,6 +35,22 @@ extension ControllerService {
                 var request = request
                 _ = try await request.collectBody(upTo: settings.maxBodyBytes)
                 return await self.scaleAction(workers: request.uri.queryParameters["workers"].map(String.init))
+            }
+            actions.post("/autoscale") { request, _ in
+                var request = request
+                _ = try await request.collectBody(upTo: settings.maxBodyBytes)
+                let record = ControlRecord(job: self.options.job, target: ControlRecord.controller, command: .scale, reason: "autoscale over HTTP")
+                return await self.publish(record, action: "autoscale", answer: [:])
+            }
+            actions.post("/drain") { request, _ in
+                var request = request
+                _ = try await request.collectBody(upTo: settings.maxBodyBytes)
+                return await self.drainAction(worker: request.uri.queryParameters["worker"].map(String.init))
+            }
+            actions.post("/close") { request, _ in
+                var request = request
+                _ = try await request.collectBody(upTo: settings.maxBodyBytes)
+                return await self.closeAction()
             }
             actions.post("/cancel") { request, _ in
                 var request = request
@@ -80,6 +97,28 @@ extension ControllerService {
         let record = ControlRecord(job: options.job, target: ControlRecord.allWorkers, command: .cancel,
                                    reason: reason.flatMap { $0.isEmpty ? nil : $0 } ?? "cancelled over HTTP")
         return await publish(record, action: "cancel", answer: [:])
+    }
+
+    /// `POST /actions/drain?worker=wN`: that worker finishes and publishes what it holds, then
+    /// exits; the controller starts a fresh process in its slot (a graceful replacement).
+    func drainAction(worker: String?) async -> Response {
+        guard let worker, board.status.workers.contains(where: { $0.id == worker && !$0.lost }) else {
+            metrics.countAction("drain", result: "invalid")
+            let live = board.status.workers.filter { !$0.lost }.map(\.id).joined(separator: ", ")
+            return OperatorServer.text("name a live worker: POST /actions/drain?worker=ID (live: \(live.isEmpty ? "none" : live))\n", status: .badRequest)
+        }
+        let record = ControlRecord(job: options.job, target: worker, command: .drain, reason: "drained over HTTP")
+        return await publish(record, action: "drain", answer: [:])
+    }
+
+    /// `POST /actions/close`: the `close` control record of an open job (`mode: open`).
+    func closeAction() async -> Response {
+        guard board.status.open else {
+            metrics.countAction("close", result: "refused")
+            return OperatorServer.text("job '\(options.job)' is not open (mode: open); it ends by itself when its shards are done\n", status: .conflict)
+        }
+        let record = ControlRecord(job: options.job, target: ControlRecord.controller, command: .close, reason: "closed over HTTP")
+        return await publish(record, action: "close", answer: [:])
     }
 
     private func publish(_ record: ControlRecord, action: String, answer: [String: Int]) async -> Response {

@@ -284,6 +284,7 @@ extension ControllerService {
             status.workerRestarts = fleet.restarts
             status.desiredWorkers = fleet.desired
             status.autoscaling = fleet.autoscaling
+            status.open = ledger.isOpen
             status.scaleDecisions = fleet.autoscaler.decisions
             status.updatedAt = now
             status.heartbeatLagMs = run.heartbeatLagMs

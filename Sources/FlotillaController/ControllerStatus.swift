@@ -30,6 +30,8 @@ public struct ControllerStatus: Sendable, Hashable, Codable {
     public var desiredWorkers: Int
     /// Whether the autoscaler chooses that number (else it is fixed by `--workers` or `flotilla scale`).
     public var autoscaling = false
+    /// `mode: open`: the job ends on `flotilla close` (or `POST /actions/close`).
+    public var open = false
     /// The autoscaler's latest decisions, newest last.
     public var scaleDecisions: [ScaleDecision] = []
     /// Of the samples done, those that ended as error results.

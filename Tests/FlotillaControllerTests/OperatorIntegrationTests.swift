@@ -43,7 +43,7 @@ struct OperatorIntegrationTests {
         try JSONDecoder().decode(ControllerStatus.self, from: Data(try await HTTPTestClient.get("\(url)/status").body.utf8))
     }
 
-    @Test("POST /actions/scale publishes the scale record the controller applies; /actions/cancel cancels the job")
+    @Test("POST /actions/scale publishes the scale record the controller applies; autoscale hands the size back; close and drain check their target; /actions/cancel cancels the job")
     func actions() async throws {
         let fixture = try await BrokerFixture()
         let harness = try await JobHarness(fixture: fixture, shards: 3, faults: Self.faults)
@@ -62,6 +62,15 @@ struct OperatorIntegrationTests {
         let deadline = ContinuousClock.now + .seconds(10)
         while try await status(url).desiredWorkers != 2, ContinuousClock.now < deadline { try await Task.sleep(for: .milliseconds(100)) }
         #expect(try await status(url).desiredWorkers == 2)
+        let autoscale = try await act("\(url)/actions/autoscale")
+        #expect(autoscale.status == 202, "\(autoscale.body)")
+        let handback = try await watcher.first(ControlRecord.self, topic: harness.topics.control, timeout: .seconds(10)) { record, _ in
+            record.command == .scale && record.workers == nil
+        }
+        #expect(handback != nil, "autoscale is a scale command without a size")
+        #expect(try await act("\(url)/actions/close").status == 409, "the job is not open")
+        #expect(try await act("\(url)/actions/drain?worker=w9").status == 400, "no such live worker")
+        #expect(try await HTTPTestClient.post("\(url)/actions/drain?worker=w1").status == 401)
 
         let cancelled = try await act("\(url)/actions/cancel?reason=from%20the%20test")
         #expect(cancelled.status == 202, "\(cancelled.body)")
