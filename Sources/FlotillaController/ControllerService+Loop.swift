@@ -285,6 +285,7 @@ extension ControllerService {
             status.desiredWorkers = fleet.desired
             status.autoscaling = fleet.autoscaling
             status.open = ledger.isOpen
+            status.jobs = [JobListing(run.manifest)] + run.otherJobs.values.sorted { $0.updatedAt > $1.updatedAt }.prefix(49)
             status.scaleDecisions = fleet.autoscaler.decisions
             status.updatedAt = now
             status.heartbeatLagMs = run.heartbeatLagMs

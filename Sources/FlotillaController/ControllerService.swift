@@ -137,6 +137,8 @@ struct ControllerRun: Sendable {
     var nextAutoscale: Int64 = 0
     /// The fleet's speed from the ledger's done count (`/status`'s rate and ETA).
     var rate = RateWindow()
+    /// Other jobs on `<p>.jobs`, by id, from their latest manifests (the dashboard's picker).
+    var otherJobs: [String: JobListing] = [:]
     var cancelled: String?
     /// The largest send-to-apply delay of heartbeats since the last status snapshot (ms).
     var heartbeatLagMs: Int64 = 0
@@ -272,7 +274,11 @@ extension ControllerService {
         do {
             switch message.topic {
             case topics.jobs:
-                guard message.keyString == options.job else { return }
+                guard message.keyString == options.job else {
+                    // Another job: listed for the dashboard's picker; a record that does not decode is not ours to judge.
+                    if let other = try? codec.decode(JobManifest.self, from: message.value) { run.otherJobs[other.config.job] = JobListing(other) }
+                    return
+                }
                 let manifest = try codec.decode(JobManifest.self, from: message.value)
                 if let problem = signer?.problem(with: manifest) {
                     logger.error("ignoring a manifest update", metadata: ["flotilla.error": "\(problem)"])

@@ -32,6 +32,9 @@ public struct ControllerStatus: Sendable, Hashable, Codable {
     public var autoscaling = false
     /// `mode: open`: the job ends on `flotilla close` (or `POST /actions/close`).
     public var open = false
+    /// The jobs on `<p>.jobs` as their latest manifests say (this one first, then the most
+    /// recently updated; 50 at most): the dashboard's job picker.
+    public var jobs: [JobListing] = []
     /// The autoscaler's latest decisions, newest last.
     public var scaleDecisions: [ScaleDecision] = []
     /// Of the samples done, those that ended as error results.
@@ -77,6 +80,26 @@ public struct ControllerStatus: Sendable, Hashable, Codable {
         encoder.outputFormatting = pretty ? [.sortedKeys, .prettyPrinted, .withoutEscapingSlashes] : [.sortedKeys, .withoutEscapingSlashes]
         encoder.nonConformingFloatEncodingStrategy = .convertToString(positiveInfinity: "Infinity", negativeInfinity: "-Infinity", nan: "NaN")
         return (try? encoder.encode(self)).map { String(decoding: $0, as: UTF8.self) } ?? "{}"
+    }
+}
+
+/// One job of `<p>.jobs`, from its latest manifest.
+public struct JobListing: Sendable, Hashable, Codable {
+    public var job: String
+    public var status: String
+    public var shards: Int
+    public var samples: Int?
+    /// Shards done, once a summary was written (at the end, or by `cancel`).
+    public var done: Int?
+    public var updatedAt: Int64
+
+    init(_ manifest: JobManifest) {
+        job = manifest.config.job
+        status = manifest.status.rawValue
+        shards = manifest.shards
+        samples = manifest.samples
+        done = manifest.summary?.done
+        updatedAt = manifest.updatedAt
     }
 }
 

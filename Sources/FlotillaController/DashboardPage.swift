@@ -40,10 +40,15 @@ enum DashboardPage {
       svg { width:100%; height:160px; display:block; }
       .error { color:var(--warn); margin-top:8px; font-size:12px; }
       footer { padding:0 24px 16px; color:var(--dim); font-size:12px; }
+      .picker { margin-left:auto; color:var(--dim); font-size:12px; }
+      .picker select { background:var(--panel); color:var(--text); border:1px solid var(--line); border-radius:4px; padding:2px 6px; }
+      .other { margin:16px 24px 0; padding:10px 16px; background:var(--panel); border:1px solid var(--line); border-radius:8px; }
     </style>
     </head>
     <body>
-    <header><h1>Flotilla · <span id="job">…</span></h1><span id="state" class="state">connecting</span></header>
+    <header><h1>Flotilla · <span id="job">…</span></h1><span id="state" class="state">connecting</span>
+      <label class="picker">jobs on this cluster <select id="jobs"></select></label></header>
+    <div id="other" class="other" hidden></div>
     <main>
       <section class="wide">
         <h2>Progress</h2>
@@ -89,7 +94,26 @@ enum DashboardPage {
         '<text x="4" y="14" fill="#8a99a8" font-size="11">' + Math.round(max) + '/s</text>' +
         (xy.length ? '<polyline fill="none" stroke="#3fb6ff" stroke-width="2" points="' + line + '"/>' : "");
     }
+    let picked = null, last = null;
+    function pickJobs(s) {
+      const select = $("jobs"), jobs = s.jobs || [];
+      const wanted = jobs.map(j => j.job).join(",");
+      if (select.dataset.jobs !== wanted) {
+        select.replaceChildren(...jobs.map(j => { const o = el("option", "", j.job + " (" + j.status + ")"); o.value = j.job; return o; }));
+        select.dataset.jobs = wanted;
+        select.value = picked || s.job;
+      }
+      const other = jobs.find(j => j.job === picked && j.job !== s.job), panel = $("other");
+      panel.hidden = !other;
+      if (other) {
+        panel.textContent = other.job + ": " + other.status + " · " + other.shards + " shards" + (other.samples != null ? ", " + other.samples + " samples" : "") +
+          (other.done != null ? " · " + other.done + " shards done" : "") + " · from its manifest on the jobs topic; its own controller serves its live view";
+      }
+    }
+    $("jobs").onchange = event => { picked = event.target.value; if (last) pickJobs(last); };
     function render(s) {
+      last = s;
+      pickJobs(s);
       text("job", s.job);
       const state = $("state"); state.textContent = s.state; state.className = "state " + s.state;
       const total = s.totalSamples;

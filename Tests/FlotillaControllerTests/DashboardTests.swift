@@ -44,6 +44,11 @@ struct DashboardTests {
         }
         defer { beats.cancel() }
 
+        // Another job on the same cluster, for the picker.
+        let other = JobManifest(config: JobConfig(job: "other-job", inputs: [.inline([])], stages: [StageConfig(name: "s", predictor: .builtin("identity"))],
+                                                  baseDirectory: "/tmp"), shards: 7, samples: 70, status: .running)
+        try await harness.publish(other, topic: harness.topics.jobs, key: "other-job")
+
         let browser = try await WebDriver()
         do {
             try await browser.open("\(url)/")
@@ -79,6 +84,16 @@ struct DashboardTests {
             let pools = shown["pools"] as? [String] ?? []
             #expect(pools.contains("model: 2 processes, 1 busy, 2 restarts"), "\(pools)")
             #expect(status.samplesDone == 32 && status.shards["done"] == 16)
+            // The picker lists both jobs; picking the other shows what its manifest says.
+            let options = try await browser.run("return [...document.querySelectorAll('#jobs option')].map(o => o.value)") as? [String] ?? []
+            #expect(options == [harness.job, "other-job"], "\(options)")
+            _ = try await browser.run("const s = document.getElementById('jobs'); s.value = 'other-job'; s.dispatchEvent(new Event('change')); return 1")
+            let seenBefore = try await updates(browser)
+            let pickDeadline = ContinuousClock.now + .seconds(10)
+            while try await updates(browser) < seenBefore + 2, ContinuousClock.now < pickDeadline { try await Task.sleep(for: .milliseconds(200)) }
+            let panel = try await browser.run("const p = document.getElementById('other'); return p.hidden ? '' : p.textContent") as? String ?? ""
+            #expect(panel.hasPrefix("other-job: running · 7 shards, 70 samples"), "\(panel)")
+            _ = try await browser.run("const s = document.getElementById('jobs'); s.value = '\(harness.job)'; s.dispatchEvent(new Event('change')); return 1")
             let png = try await browser.screenshot()
             let path = FileManager.default.temporaryDirectory.appendingPathComponent("flotilla-dashboard.png").path
             try png.write(to: URL(fileURLWithPath: path))
