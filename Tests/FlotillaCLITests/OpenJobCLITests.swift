@@ -21,11 +21,15 @@ struct OpenJobCLITests {
         #expect(harness.controller?.isRunning == true, "an open job does not end by itself")
         // A pipeline publishes one more shard.
         let record = #"{"v":1,"job":"\#(harness.job)","shard":"s100000","attempt":0,"reason":"initial","createdAt":1795000000000,"samples":2,"source":{"kind":"inline","samples":[{"id":"p1","input":{"text":"hello"}},{"id":"p2","input":{"text":"world"}}]}}"#
+        let publishedAt = ContinuousClock.now
         let published = try CommandRunner.run(["sh", "-c", "printf '%s\\n' \"$0\" | kcat -P -b \(harness.brokers) -t flotilla.\(harness.job).shards -k s100000 -H flotilla-v=1 -H flotilla-type=shard -H flotilla-attempt=0", record])
         #expect(published.status == 0, "\(published.stderr)")
         try await expectEventually(harness, "a worker back for the new shard, and the shard done") { status in
             (status["samplesDone"] as? Int) == 42
         }
+        let backIn = ContinuousClock.now - publishedAt
+        print("open job: from the pipeline's shard to its results committed with the fleet at zero: \(backIn)")
+        #expect(backIn < .seconds(10), "a worker starts and commits the shard's results within 10 s (took \(backIn))")
         let decisions = (harness.controllerStatus()?["scaleDecisions"] as? [[String: Any]] ?? []).compactMap { $0["to"] as? Int }
         #expect(decisions.starts(with: [1]) && decisions.contains(0), "0 → 1 at the start, → 0 when idle, → 1 for the new shard: \(decisions)")
         let closed = try CommandRunner.run([CommandRunner.flotillaExecutable, "close", harness.job, "--brokers", harness.brokers])
