@@ -31,32 +31,25 @@ extension ControllerService {
             }
             router.get("/events") { _, _ in Self.events(board) }
             let actions = router.group("/actions").add(middleware: ActionGuard(token: settings.token))
-            actions.post("/scale") { request, _ in
-                var request = request
-                _ = try await request.collectBody(upTo: settings.maxBodyBytes)
-                return await self.scaleAction(workers: request.uri.queryParameters["workers"].map(String.init))
+            /// An action route: the (bounded) body is read first, then `handle` gets the query.
+            func action(_ path: String, _ handle: @escaping @Sendable (_ query: [String: String]) async -> Response) {
+                actions.post(RouterPath(path)) { request, _ in
+                    var request = request
+                    _ = try await request.collectBody(upTo: settings.maxBodyBytes)
+                    var query: [String: String] = [:]
+                    // The first value of a repeated key, as the parameters subscript gives it.
+                    for (key, value) in request.uri.queryParameters where query[String(key)] == nil { query[String(key)] = String(value) }
+                    return await handle(query)
+                }
             }
-            actions.post("/autoscale") { request, _ in
-                var request = request
-                _ = try await request.collectBody(upTo: settings.maxBodyBytes)
+            action("/scale") { await self.scaleAction(workers: $0["workers"]) }
+            action("/autoscale") { _ in
                 let record = ControlRecord(job: self.options.job, target: ControlRecord.controller, command: .scale, reason: "autoscale over HTTP")
                 return await self.publish(record, action: "autoscale", answer: [:])
             }
-            actions.post("/drain") { request, _ in
-                var request = request
-                _ = try await request.collectBody(upTo: settings.maxBodyBytes)
-                return await self.drainAction(worker: request.uri.queryParameters["worker"].map(String.init))
-            }
-            actions.post("/close") { request, _ in
-                var request = request
-                _ = try await request.collectBody(upTo: settings.maxBodyBytes)
-                return await self.closeAction()
-            }
-            actions.post("/cancel") { request, _ in
-                var request = request
-                _ = try await request.collectBody(upTo: settings.maxBodyBytes)
-                return await self.cancelAction(reason: request.uri.queryParameters["reason"].map { String($0).removingPercentEncoding ?? String($0) })
-            }
+            action("/drain") { await self.drainAction(worker: $0["worker"]) }
+            action("/close") { _ in await self.closeAction() }
+            action("/cancel") { await self.cancelAction(reason: $0["reason"].map { $0.removingPercentEncoding ?? $0 }) }
         }
     }
 
