@@ -20,8 +20,6 @@ import FlotillaCore
 ///    one machine's cores, a saturated broker or source), the size before is a ceiling for the
 ///    rest of the job and the extra workers are drained at once.
 struct Autoscaler: Sendable {
-    typealias Decision = ScaleDecision
-
     let min: Int
     let max: Int
     /// How long a smaller size must be wanted before workers are drained.
@@ -47,7 +45,7 @@ struct Autoscaler: Sendable {
     /// Since when a smaller size is wanted without a break.
     private var smallerSince: Int64?
     /// The latest decisions, newest last (at most `keep`).
-    private(set) var decisions: [Decision] = []
+    private(set) var decisions: [ScaleDecision] = []
     static let keep = 20
 
     init(min: Int, max: Int, scaleDownAfterMs: Int64 = 30_000) {
@@ -129,7 +127,7 @@ struct Autoscaler: Sendable {
     }
 
     private mutating func record(_ from: Int, _ to: Int, _ samplesLeft: Int, _ shardsLeft: Int, _ now: Int64, _ reason: String) -> Int {
-        decisions.append(Decision(time: now, from: from, to: to, samplesLeft: samplesLeft, shardsLeft: shardsLeft,
+        decisions.append(ScaleDecision(time: now, from: from, to: to, samplesLeft: samplesLeft, shardsLeft: shardsLeft,
                                   ratePerWorker: ((ratePerWorker ?? 0) * 10).rounded() / 10,
                                   startupSeconds: Double(startupMs ?? 0) / 1_000, reason: reason))
         if decisions.count > Self.keep { decisions.removeFirst() }

@@ -299,8 +299,9 @@ extension ControllerService {
             status.samplesPerSecond = rate
             status.deadLetterReasons = ledger.deadReasons
             status.failedSamples = ledger.failedSamplesDone
-            status.backlogSamples = ledger.samplesRemaining
-            if let remaining = ledger.samplesRemaining, rate > 0 {
+            let remaining = ledger.samplesRemaining  // walks every shard: once per snapshot
+            status.backlogSamples = remaining
+            if let remaining, rate > 0 {
                 status.etaSeconds = Double(remaining) / rate
             } else {
                 status.etaSeconds = ledger.isComplete ? 0 : nil
