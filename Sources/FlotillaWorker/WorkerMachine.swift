@@ -253,7 +253,7 @@ struct WorkerMachine: Sendable {
     // MARK: publishing
 
     /// The next transaction: up to `publishBatch` finished shards, in flight until `published`
-    /// or `publishFailed`.
+    /// (the shell retries a failed transaction with the same shards, asking `offsetsToCommit` again).
     mutating func nextPublish() -> [FinishedShard]? {
         guard publishing.isEmpty, !finished.isEmpty else { return nil }
         publishing = Array(finished.prefix(publishBatch))
@@ -284,12 +284,6 @@ struct WorkerMachine: Sendable {
         let batch = publishing
         publishing = []
         for shard in batch { requeueHeld(of: shard.ack) }
-    }
-
-    /// The transaction failed and will be retried: its shards go back to the front.
-    mutating func publishFailed() {
-        finished.insert(contentsOf: publishing, at: 0)
-        publishing = []
     }
 
     /// Offsets of released records to commit outside a transaction (skipped, dead-lettered).

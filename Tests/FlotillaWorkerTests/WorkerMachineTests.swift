@@ -230,21 +230,25 @@ struct WorkerMachineTests {
         #expect(committedOffsets(machine) == [0: 1])
     }
 
-    @Test("a failed publish puts its shards back first; the retry publishes them and their offsets")
-    func publishFailure() throws {
+    @Test("a transaction retried after a rebalance: the same shards, and only the offsets still owned")
+    func publishRetry() throws {
         var machine = machine(2)
-        let a = try #require(start(&machine))
-        let b = try #require(start(&machine))
+        let a = try #require(start(&machine))  // s000000 on p0
+        let b = try #require(start(&machine))  // s000001 on p1
         machine.finish(run: a.1, finished(a.0, run: a.1))
-        #expect(try batch(&machine).count == 1)
-        #expect(machine.nextPublish() == nil, "one transaction at a time")
         machine.finish(run: b.1, finished(b.0, run: b.1))
-        machine.publishFailed()
-        let retry = try batch(&machine)
-        #expect(retry.map(\.ack.shard) == ["s000000", "s000001"])
-        #expect(Set(machine.offsetsToCommit(assumingPublished: retry).map(\.offset)) == [1])
-        machine.published(retry)
+        let batch = try batch(&machine)
+        #expect(batch.map(\.ack.shard) == ["s000000", "s000001"])
+        #expect(machine.nextPublish() == nil, "one transaction at a time")
+        #expect(Set(machine.offsetsToCommit(assumingPublished: batch).map(\.topicPartition.partition)) == [0, 1])
+        // The first try fails; a rebalance takes p1 before the retry.
+        machine.revoke([p1])
+        #expect(machine.offsetsToCommit(assumingPublished: batch).map(\.topicPartition.partition) == [0],
+                "the retry commits no offset of a partition this worker lost")
+        #expect(machine.heartbeatReport().inFlight.map(\.shard).sorted() == ["s000000", "s000001"], "still in flight")
+        machine.published(batch)
         #expect(machine.heartbeatReport().inFlight.isEmpty)
+        #expect(machine.shardsDone == 2)
     }
 
     @Test("a fatal error stops the machine with the failure as its exit; a later drain changes nothing")
