@@ -34,10 +34,8 @@ struct Autoscaler: Sendable {
     private(set) var fleetRate: Double = 0
     /// Workers busy at the latest measure.
     private(set) var busyWorkers = 0
-    /// The fleet's rate; a first estimate after a second (enough to tell 1 worker from 4), while
-    /// trials wait for a whole window.
-    private var window = RateWindow(windowMs: Autoscaler.windowMs, minimumMs: 1_000)
-    static let windowMs: Int64 = 5_000
+    /// The span of the rate it is given (`RateWindow`'s): a trial waits for a whole window.
+    static let windowMs = RateWindow().windowMs
     /// The latest scale-up, until its gain is judged.
     private var trial: (from: Int, to: Int, rateBefore: Double, at: Int64)?
     /// A size past which more workers were measured not to help: never exceeded again.
@@ -60,11 +58,12 @@ struct Autoscaler: Sendable {
         if startups.count > 5 { startups.removeFirst() }
     }
 
-    /// The samples done so far (the ledger's count) and how many workers run a shard, at `now`.
-    mutating func measured(samplesDone: Int, busyWorkers busy: Int, now: Int64) {
+    /// The fleet's rate (the controller's `RateWindow` over the ledger's done count: a first
+    /// estimate after a second, enough to tell 1 worker from 4; nil before) and how many workers
+    /// run a shard.
+    mutating func measured(fleetRate rate: Double?, busyWorkers busy: Int) {
         busyWorkers = busy
-        window.add(done: samplesDone, at: now)
-        guard let rate = window.rate else { return }
+        guard let rate else { return }
         fleetRate = rate
         if busy > 0, fleetRate > 0 { ratePerWorker = fleetRate / Double(busy) }
     }

@@ -58,6 +58,9 @@ extension ControllerService {
             let tickStart = ContinuousClock.now
             nextTick = tickStart + options.tickInterval
             let now = Timestamp.now()
+            // Measured before the fleet's upkeep, which the autoscaler's rate feeds; a tick changes no done count.
+            let samplesDone = run.ledger.samplesDone
+            run.rate.add(done: samplesDone, at: now)
             var actions = try await maintainFleet(&run, connection, now: now)
             actions += run.ledger.tick(now: now)
             if !run.undecodable.isEmpty {
@@ -65,7 +68,7 @@ extension ControllerService {
                 run.undecodable = []
             }
             let completed = try await execute(actions, connection, &run, now: now)
-            updateBoard(&run, now: now, tickTime: ContinuousClock.now - tickStart)
+            updateBoard(run, samplesDone: samplesDone, now: now, tickTime: ContinuousClock.now - tickStart)
             if run.heartbeatLagMs > run.ledger.settings.workerTimeoutMs / 2 {
                 logger.warning("heartbeats reach the controller late", metadata: ["flotilla.lag-ms": "\(run.heartbeatLagMs)"])
             }
@@ -157,7 +160,7 @@ extension ControllerService {
             run.nextAutoscale = now + 1_000  // the backlog walks every shard: once a second is enough
             let backlog = run.ledger.backlog
             run.fleet.autoscale(samplesLeft: backlog.samples ?? backlog.shards * run.manifest.config.shard.samples,
-                                shardsLeft: backlog.shards, samplesDone: run.ledger.samplesDone,
+                                shardsLeft: backlog.shards, fleetRate: run.rate.rate,
                                 busyWorkers: run.ledger.busyWorkers, now: now)
             if let decision = run.fleet.autoscaler.decisions.last, decision.time == now {
                 logger.info("autoscaler", metadata: [
@@ -266,10 +269,8 @@ extension ControllerService {
 
     // MARK: - Status
 
-    func updateBoard(_ run: inout ControllerRun, now: Int64, tickTime: Duration = .zero) {
+    func updateBoard(_ run: ControllerRun, samplesDone samples: Int, now: Int64, tickTime: Duration = .zero) {
         let ledger = run.ledger
-        let samples = ledger.samplesDone
-        run.rate.add(done: samples, at: now)
         let measured = run.rate.rate
         let counts = ledger.phaseCounts
         let fleet = run.fleet

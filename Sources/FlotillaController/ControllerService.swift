@@ -135,7 +135,8 @@ struct ControllerRun: Sendable {
     var fleet: FleetPlanner
     /// When the autoscaler looks next (epoch ms).
     var nextAutoscale: Int64 = 0
-    /// The fleet's speed from the ledger's done count (`/status`'s rate and ETA).
+    /// The fleet's speed from the ledger's done count: `/status`'s rate and ETA, and the
+    /// autoscaler's measure (fed at the start of every tick).
     var rate = RateWindow()
     /// Other jobs on `<p>.jobs`, by id, from their latest manifests (the dashboard's picker).
     var otherJobs: [String: JobListing] = [:]

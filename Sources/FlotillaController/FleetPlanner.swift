@@ -105,8 +105,8 @@ struct FleetPlanner: Sendable {
     }
 
     /// Lets the autoscaler set `desired` from the backlog and the fleet's measured speed.
-    mutating func autoscale(samplesLeft: Int, shardsLeft: Int, samplesDone: Int, busyWorkers: Int, now: Int64) {
-        autoscaler.measured(samplesDone: samplesDone, busyWorkers: busyWorkers, now: now)
+    mutating func autoscale(samplesLeft: Int, shardsLeft: Int, fleetRate: Double?, busyWorkers: Int, now: Int64) {
+        autoscaler.measured(fleetRate: fleetRate, busyWorkers: busyWorkers)
         guard autoscaling else { return }
         desired = autoscaler.decide(current: desired, samplesLeft: samplesLeft, shardsLeft: shardsLeft, now: now)
     }

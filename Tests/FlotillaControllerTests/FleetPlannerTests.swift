@@ -74,12 +74,24 @@ struct FleetPlannerTests {
         #expect(!FleetPlanner(config: FleetConfig(min: 3, max: 3), requested: nil).autoscaling, "nothing to choose")
     }
 
+    /// A running count of done samples and the `RateWindow` over it, as the controller keeps them.
+    struct Done {
+        var count = 0
+        var window = RateWindow()
+
+        /// The count at `now`, measured into `scaler` with `busy` workers.
+        mutating func measure(_ scaler: inout Autoscaler, busy: Int, now: Int64) {
+            window.add(done: count, at: now)
+            scaler.measured(fleetRate: window.rate, busyWorkers: busy)
+        }
+    }
+
     /// Feeds `scaler` one measure a second from `from` to `to` (inclusive): `workers` busy ones
-    /// doing `perWorker` samples/s each; `done` is the running count.
-    func feed(_ scaler: inout Autoscaler, perWorker: Double, workers: Int, from: Int64, to: Int64, done: inout Int) {
+    /// doing `perWorker` samples/s each.
+    func feed(_ scaler: inout Autoscaler, perWorker: Double, workers: Int, from: Int64, to: Int64, done: inout Done) {
         for now in stride(from: from, through: to, by: 1_000) {
-            scaler.measured(samplesDone: done, busyWorkers: workers, now: now)
-            done += Int(perWorker * Double(workers))
+            done.measure(&scaler, busy: workers, now: now)
+            done.count += Int(perWorker * Double(workers))
         }
     }
 
@@ -89,12 +101,13 @@ struct FleetPlannerTests {
         #expect(scaler.decide(current: 1, samplesLeft: 1_000_000, shardsLeft: 1_000, now: 0) == 1)
         scaler.measuredStartup(2_000)
         #expect(scaler.decide(current: 1, samplesLeft: 1_000_000, shardsLeft: 1_000, now: 0) == 1)
-        var done = 0
+        var done = Done()
         feed(&scaler, perWorker: 0, workers: 0, from: 0, to: 10_000, done: &done)
         #expect(scaler.decide(current: 1, samplesLeft: 1_000_000, shardsLeft: 1_000, now: 10_000) == 1, "idle workers measure nothing")
         var fresh = Autoscaler(min: 1, max: 8)
         fresh.measuredStartup(2_000)
-        feed(&fresh, perWorker: 100, workers: 1, from: 0, to: 500, done: &done)
+        var freshDone = Done()
+        feed(&fresh, perWorker: 100, workers: 1, from: 0, to: 500, done: &freshDone)
         #expect(fresh.decide(current: 1, samplesLeft: 1_000_000, shardsLeft: 1_000, now: 500) == 1, "less than a second of measures")
         #expect(scaler.decisions.isEmpty)
     }
@@ -102,11 +115,11 @@ struct FleetPlannerTests {
     @Test("the rate is the fleet's done samples over a 5 s window, not the workers' bursty per-heartbeat figures")
     func rateWindow() {
         var scaler = Autoscaler(min: 1, max: 8)
-        var done = 0
+        var done = Done()
         // Shards commit in bursts: 1 000 samples every 5 s is 200 samples/s, whatever a heartbeat says.
         for now in stride(from: Int64(0), through: 20_000, by: 1_000) {
-            if now % 5_000 == 0 { done += 1_000 }
-            scaler.measured(samplesDone: done, busyWorkers: 2, now: now)
+            if now % 5_000 == 0 { done.count += 1_000 }
+            done.measure(&scaler, busy: 2, now: now)
         }
         #expect((160...250).contains(scaler.fleetRate), "\(scaler.fleetRate)")
         #expect((80...125).contains(scaler.ratePerWorker ?? 0), "\(scaler.ratePerWorker ?? 0)")
@@ -116,7 +129,7 @@ struct FleetPlannerTests {
     func scalesUp() throws {
         var scaler = Autoscaler(min: 1, max: 8)
         scaler.measuredStartup(2_000)
-        var done = 0
+        var done = Done()
         feed(&scaler, perWorker: 100, workers: 1, from: 0, to: 10_000, done: &done)  // one worker does 400 samples in two start-ups
         #expect(scaler.wanted(samplesLeft: 1_000, shardsLeft: 50) == 3)
         #expect(scaler.wanted(samplesLeft: 100_000, shardsLeft: 50) == 8, "max")
@@ -137,7 +150,7 @@ struct FleetPlannerTests {
     func noGainNoMore() throws {
         var scaler = Autoscaler(min: 1, max: 4)
         scaler.measuredStartup(1_000)
-        var done = 0
+        var done = Done()
         feed(&scaler, perWorker: 300, workers: 1, from: 0, to: 6_000, done: &done)
         #expect(scaler.decide(current: 1, samplesLeft: 100_000, shardsLeft: 100, now: 6_000) == 4)
         // Four workers on the cores one used: each does a quarter.
@@ -156,7 +169,7 @@ struct FleetPlannerTests {
     func scalesDownSlowly() {
         var scaler = Autoscaler(min: 1, max: 8, scaleDownAfterMs: 30_000)
         scaler.measuredStartup(1_000)
-        var done = 0
+        var done = Done()
         feed(&scaler, perWorker: 100, workers: 6, from: -5_000, to: 0, done: &done)
         #expect(scaler.decide(current: 6, samplesLeft: 200, shardsLeft: 2, now: 0) == 6)
         #expect(scaler.decide(current: 6, samplesLeft: 200, shardsLeft: 2, now: 20_000) == 6)
@@ -170,10 +183,10 @@ struct FleetPlannerTests {
         var steady = Autoscaler(min: 1, max: 8)
         steady.measuredStartup(1_000)
         var size = 1
-        var steadyDone = 0
+        var steadyDone = Done()
         for tick in 0..<200 {
-            steady.measured(samplesDone: steadyDone, busyWorkers: size, now: Int64(tick) * 1_000)
-            steadyDone += (100 + tick % 7) * size
+            steadyDone.measure(&steady, busy: size, now: Int64(tick) * 1_000)
+            steadyDone.count += (100 + tick % 7) * size
             size = steady.decide(current: size, samplesLeft: 1_000, shardsLeft: 100, now: Int64(tick) * 1_000)
         }
         #expect(steady.decisions.count == 1, "one scale-up, then quiet: \(steady.decisions.map(\.to))")
@@ -183,8 +196,10 @@ struct FleetPlannerTests {
     func plannerAutoscales() {
         var fleet = FleetPlanner(config: FleetConfig(min: 1, max: 4), requested: nil)
         #expect(plan(&fleet, now: 0) == [.start("w1")])
+        var window = RateWindow()
         for now in stride(from: Int64(500), through: 4_000, by: 500) {
-            fleet.autoscale(samplesLeft: 10_000, shardsLeft: 100, samplesDone: Int(now / 5), busyWorkers: 1, now: now)
+            window.add(done: Int(now / 5), at: now)
+            fleet.autoscale(samplesLeft: 10_000, shardsLeft: 100, fleetRate: window.rate, busyWorkers: 1, now: now)
             if now == 1_000 { #expect(fleet.desired == 1, "start-up not measured yet") }
             if now == 1_500 { fleet.heardWorking(from: "w1", now: 1_500) }
             if now == 3_000 { fleet.heardWorking(from: "w1", now: 3_000) }
@@ -193,7 +208,8 @@ struct FleetPlannerTests {
         #expect(fleet.desired == 4)
         #expect(plan(&fleet, now: 4_000) == [.start("w2"), .start("w3"), .start("w4")])
         fleet.scale(to: 2)
-        fleet.autoscale(samplesLeft: 10_000, shardsLeft: 100, samplesDone: 5_000, busyWorkers: 4, now: 60_000)
+        window.add(done: 5_000, at: 60_000)
+        fleet.autoscale(samplesLeft: 10_000, shardsLeft: 100, fleetRate: window.rate, busyWorkers: 4, now: 60_000)
         #expect(fleet.desired == 2, "a fixed size wins")
     }
 }

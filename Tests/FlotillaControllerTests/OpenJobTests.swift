@@ -50,10 +50,10 @@ struct OpenJobTests {
         var fleet = FleetPlanner(config: FleetConfig(min: 0, max: 3, idleTimeout: .seconds(5)), requested: nil)
         #expect(fleet.desired == 0 && fleet.autoscaling)
         #expect(fleet.plan(pods: [], drainLimitMs: 60_000, now: 0).isEmpty)
-        fleet.autoscale(samplesLeft: 0, shardsLeft: 0, samplesDone: 0, busyWorkers: 0, now: 0)
+        fleet.autoscale(samplesLeft: 0, shardsLeft: 0, fleetRate: nil, busyWorkers: 0, now: 0)
         #expect(fleet.desired == 0)
         // A shard arrives: one worker at once, measured or not.
-        fleet.autoscale(samplesLeft: 20, shardsLeft: 1, samplesDone: 0, busyWorkers: 0, now: 1_000)
+        fleet.autoscale(samplesLeft: 20, shardsLeft: 1, fleetRate: nil, busyWorkers: 0, now: 1_000)
         #expect(fleet.desired == 1)
         #expect(fleet.autoscaler.decisions.last?.reason == "1 shards and no worker")
         let started = fleet.plan(pods: [], drainLimitMs: 60_000, now: 1_000)
@@ -61,16 +61,16 @@ struct OpenJobTests {
         fleet.started("w1", now: 1_000)
         fleet.heardWorking(from: "w1", now: 1_400)
         // Done: no backlog for the idle timeout drains the worker.
-        fleet.autoscale(samplesLeft: 0, shardsLeft: 0, samplesDone: 0, busyWorkers: 0, now: 3_000)
+        fleet.autoscale(samplesLeft: 0, shardsLeft: 0, fleetRate: nil, busyWorkers: 0, now: 3_000)
         #expect(fleet.desired == 1)
-        fleet.autoscale(samplesLeft: 0, shardsLeft: 0, samplesDone: 0, busyWorkers: 0, now: 8_000)
+        fleet.autoscale(samplesLeft: 0, shardsLeft: 0, fleetRate: nil, busyWorkers: 0, now: 8_000)
         #expect(fleet.desired == 0)
         #expect(fleet.autoscaler.decisions.last?.reason == "no backlog")
         #expect(fleet.plan(pods: [], drainLimitMs: 60_000, now: 8_000) == [.retire("w1"), .drain("w1")])
         // And back from zero when the next shard comes.
         let exit = WorkerPod(id: "w1", startedAt: 1_000, exited: true, exitStatus: 0)
         #expect(fleet.plan(pods: [exit], drainLimitMs: 60_000, now: 9_000) == [.forget("w1")])
-        fleet.autoscale(samplesLeft: 20, shardsLeft: 1, samplesDone: 0, busyWorkers: 0, now: 30_000)
+        fleet.autoscale(samplesLeft: 20, shardsLeft: 1, fleetRate: nil, busyWorkers: 0, now: 30_000)
         #expect(fleet.desired == 1)
     }
 }
