@@ -61,18 +61,7 @@ public struct ResultRecord: FlotillaRecord, Hashable {
         attempt = try container.decode(Int.self, forKey: .attempt)
         run = try container.decode(String.self, forKey: .run)
         stage = try container.decodeIfPresent(String.self, forKey: .stage)
-        switch (container.contains(.output), container.contains(.error)) {
-        case (true, false):
-            outcome = .output(try container.decode(JSONBytes.self, forKey: .output))
-        case (false, true):
-            outcome = .error(try container.decode(String.self, forKey: .error))
-        case (true, true):
-            throw DecodingError.dataCorruptedError(
-                forKey: .error, in: container, debugDescription: "has both output and error; expected exactly one")
-        case (false, false):
-            throw DecodingError.keyNotFound(CodingKeys.output, DecodingError.Context(
-                codingPath: [], debugDescription: "expected output or error"))
-        }
+        outcome = try Outcome(container, output: .output, error: .error)
     }
 
     public func encode(to encoder: any Encoder) throws {
@@ -82,11 +71,33 @@ public struct ResultRecord: FlotillaRecord, Hashable {
         try container.encode(shard, forKey: .shard)
         try container.encode(attempt, forKey: .attempt)
         try container.encode(run, forKey: .run)
-        switch outcome {
-        case .output(let value): try container.encode(value, forKey: .output)
-        case .error(let message): try container.encode(message, forKey: .error)
-        }
+        try outcome.encode(into: &container, output: .output, error: .error)
         try container.encodeIfPresent(stage, forKey: .stage)
+    }
+}
+
+extension ResultRecord.Outcome {
+    /// Exactly one of `output` / `error`; an `output` of null is a real (null) output.
+    init<Key: CodingKey>(_ container: KeyedDecodingContainer<Key>, output: Key, error: Key) throws {
+        switch (container.contains(output), container.contains(error)) {
+        case (true, false):
+            self = .output(try container.decode(JSONBytes.self, forKey: output))
+        case (false, true):
+            self = .error(try container.decode(String.self, forKey: error))
+        case (true, true):
+            throw DecodingError.dataCorruptedError(
+                forKey: error, in: container, debugDescription: "has both output and error; expected exactly one")
+        case (false, false):
+            throw DecodingError.keyNotFound(output, DecodingError.Context(
+                codingPath: container.codingPath, debugDescription: "expected output or error"))
+        }
+    }
+
+    func encode<Key: CodingKey>(into container: inout KeyedEncodingContainer<Key>, output: Key, error: Key) throws {
+        switch self {
+        case .output(let value): try container.encode(value, forKey: output)
+        case .error(let message): try container.encode(message, forKey: error)
+        }
     }
 }
 

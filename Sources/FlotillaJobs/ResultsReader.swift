@@ -47,11 +47,12 @@ public struct ResultsReader: Sendable {
         let resultsScan = try TopicScan(connection: connection, logger: logger)
         do throws(FlotillaError) {
             try await resultsScan.forEach([topics.results], metadata: metadata) { message throws(FlotillaError) in
-                guard let result = message.decode(ResultRecord.self, problems: &ledger.undecodable),
-                      let accepted = ledger.ledger.add(result: result) else { return }
-                summary.samples += 1
-                if accepted.error != nil { summary.errors += 1 }
-                try emit(accepted)
+                for result in message.decodeResults(problems: &ledger.undecodable) {
+                    guard let accepted = ledger.ledger.add(result: result) else { continue }
+                    summary.samples += 1
+                    if accepted.error != nil { summary.errors += 1 }
+                    try emit(accepted)
+                }
             }
         } catch {
             await resultsScan.close()

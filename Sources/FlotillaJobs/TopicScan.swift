@@ -107,4 +107,15 @@ extension KafkaMessage {
             return nil
         }
     }
+
+    /// The per-sample results in a record of the results topic (a batch or a single result);
+    /// empty when undecodable, which `problems` counts.
+    func decodeResults(problems: inout Int) -> [ResultRecord] {
+        do {
+            return try RecordCodec.shared.decodeResults(from: value, type: recordType)
+        } catch {
+            problems += 1
+            return []
+        }
+    }
 }

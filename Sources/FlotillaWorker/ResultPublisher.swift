@@ -22,6 +22,8 @@ struct ResultPublisher: Sendable {
     let transactional: Bool
     let topics: TopicNames
     let publishResults: Bool
+    /// The record size limit (`kafka.maxMessageBytes`) that result batches are cut to.
+    let maxMessageBytes: Int
 
     func publish(_ shards: [FinishedShard], offsets: [TopicPartitionOffset], consumer: KafkaConsumer) async throws(KafkaError) {
         let results = publishResults ? resultMessages(shards) : []
@@ -58,19 +60,14 @@ struct ResultPublisher: Sendable {
         }
     }
 
-    /// One message per result; the headers (the same for every result of an attempt) are built
-    /// once per shard and shared, not once per sample.
+    /// A few records per shard (`ResultBatch`), not one per sample: per-record costs on both
+    /// sides of the wire were most of what publishing cost.
     private func resultMessages(_ shards: [FinishedShard]) -> [OutgoingMessage] {
-        var messages: [OutgoingMessage] = []
-        messages.reserveCapacity(shards.reduce(0) { $0 + $1.results.count })
-        for shard in shards {
-            let headers = OutgoingMessage.headers(for: ResultRecord.self, attempt: shard.ack.attempt)
-            for result in shard.results {
-                messages.append(OutgoingMessage(topic: topics.results, key: result.id, value: RecordCodec.shared.encode(result),
-                                                headers: headers))
+        shards.flatMap { shard in
+            ResultBatch.pack(shard.results, maxMessageBytes: maxMessageBytes).map { batch in
+                .record(batch, topic: topics.results, key: batch.shard, attempt: batch.attempt)
             }
         }
-        return messages
     }
 
     private func message(for ack: AckRecord) -> OutgoingMessage {
@@ -79,13 +76,10 @@ struct ResultPublisher: Sendable {
 }
 
 extension ResultRecord {
-    /// Kafka's framing of one result beyond its JSON and key: headers, record and batch overhead.
-    static let framingBytes = 512
-
     /// An error result in place of this one when its record would not fit in `maxMessageBytes`
     /// (the producer would reject it, and with it the whole transaction); nil when it fits.
     func oversized(maxMessageBytes: Int) -> ResultRecord? {
-        let size = estimatedJSONSize + id.utf8.count + Self.framingBytes
+        let size = estimatedJSONSize + id.utf8.count + ResultBatch.framingBytes
         guard size > maxMessageBytes, case .output = outcome else { return nil }
         return ResultRecord(job: job, id: id, shard: shard, attempt: attempt, run: run, outcome: .error(
             "the result is about \(size) bytes, over the \(maxMessageBytes)-byte record limit (kafka.maxMessageBytes); make the output smaller or raise the limit"),

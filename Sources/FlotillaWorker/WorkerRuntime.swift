@@ -78,7 +78,7 @@ struct WorkerRuntime: Sendable {
                 config: config, topics: topics, consumer: consumer, resultProducer: resultProducer, plainProducer: plainProducer,
                 ledgerReader: ledgerReader, expressReader: expressReader, ledger: WorkerLedger(workerID: options.workerID),
                 publisher: ResultPublisher(producer: resultProducer, transactional: transactional, topics: topics,
-                                           publishResults: config.outputs.results),
+                                           publishResults: config.outputs.results, maxMessageBytes: config.kafka.maxMessageBytes),
                 processor: ShardProcessor(job: config.job, stages: pools, reader: ShardReader(logger: logger, maxSampleBytes: config.shard.maxSampleBytes)),
                 slots: slots, outputDirectory: config.outputs.directory)
         } catch {

@@ -164,7 +164,7 @@ final class FleetHarness: @unchecked Sendable {
         defer { Task { await reader.close() } }
         let messages = try await reader.readToEnd()
         let acks = messages.filter { $0.topic == topics.acks }.compactMap { try? RecordCodec.shared.decode(AckRecord.self, from: $0.value) }
-        let results = messages.filter { $0.topic == topics.results }.compactMap { try? RecordCodec.shared.decode(ResultRecord.self, from: $0.value) }
+        let results = messages.filter { $0.topic == topics.results }.flatMap { (try? RecordCodec.shared.decodeResults(from: $0.value, type: nil)) ?? [] }
         return ResultLedger.select(acks: acks, results: results)
     }
 

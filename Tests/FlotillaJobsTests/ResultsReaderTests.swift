@@ -37,6 +37,15 @@ struct SubmittedJob {
         }
     }
 
+    /// The same results as `results(...)`, as one batch record (what workers write).
+    func batch(shard: Int, attempt: Int, run: String, tag: String = "") -> OutgoingMessage {
+        let shardID = ShardRecord.shardID(index: shard)
+        let records = Self.samples[shard].map { id in
+            ResultRecord(job: job, id: id, shard: shardID, attempt: attempt, run: run, outcome: .output(JSONBytes(.string("\(id)\(tag)"))))
+        }
+        return JobsTest.message(ResultBatch(records), topic: topics.results, key: shardID, attempt: attempt)
+    }
+
     func errorResult(shard: Int, attempt: Int, run: String, id: String, message: String) -> OutgoingMessage {
         let record = ResultRecord(job: job, id: id, shard: ShardRecord.shardID(index: shard), attempt: attempt, run: run,
                                   outcome: .error(message), stage: "echo")
@@ -150,6 +159,22 @@ struct ResultsReaderTests {
         #expect(run.stderr.contains("warning: job \(job.job) is incomplete"))
         #expect(run.stderr.contains("1 dead-lettered (s000002)"))
         #expect(run.stderr.contains("1 not done (s000001)"))
+    }
+
+    @Test("Batch records and single records (older workers) of one job both count, by the same rule")
+    func batchesAndSingles() async throws {
+        let job = try await SubmittedJob.make("batches")
+        try await job.publishTransaction([job.batch(shard: 0, attempt: 0, run: "A"), job.ack(shard: 0, attempt: 0, run: "A")], id: "A")
+        try await job.publishTransaction(job.results(shard: 1, attempt: 0, run: "B") + [job.ack(shard: 1, attempt: 0, run: "B")], id: "B")
+        // Shard 2: a zombie's batch (never acked), then the winner's.
+        try await job.fixture.producer().send(job.batch(shard: 2, attempt: 0, run: "Z", tag: "-zombie"))
+        try await job.publishTransaction([job.batch(shard: 2, attempt: 1, run: "C"), job.ack(shard: 2, attempt: 1, run: "C")], id: "C")
+        var lines: [String: String] = [:]
+        let summary = try await job.reader().read { result throws(FlotillaError) in lines[result.id] = result.output?.stringValue }
+        #expect(summary.isComplete)
+        #expect(summary.samples == 9)
+        #expect(summary.discarded == 3)
+        #expect(lines == Dictionary(uniqueKeysWithValues: SubmittedJob.samples.flatMap { $0 }.map { ($0, $0) }))
     }
 
     @Test("flotilla results of an unknown job: exit 2 naming the job")

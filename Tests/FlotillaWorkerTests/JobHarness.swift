@@ -84,7 +84,7 @@ struct JobHarness {
     /// The results a reader applying the documented rule sees.
     func readerResults() async throws -> [ResultRecord] {
         let acks = try await read(config.topics.acks).compactMap { try? RecordCodec.shared.decode(AckRecord.self, from: $0.value) }
-        let results = try await read(config.topics.results).compactMap { try? RecordCodec.shared.decode(ResultRecord.self, from: $0.value) }
+        let results = try await read(config.topics.results).flatMap { (try? RecordCodec.shared.decodeResults(from: $0.value, type: nil)) ?? [] }
         return ResultLedger.select(acks: acks, results: results)
     }
 

@@ -1,0 +1,56 @@
+import Testing
+@testable import FlotillaCore
+
+@Suite("Result batches")
+struct ResultBatchTests {
+    private func result(_ id: String, _ outcome: ResultRecord.Outcome, stage: String? = nil) -> ResultRecord {
+        ResultRecord(job: "j", id: id, shard: "s000004", attempt: 2, run: "r", outcome: outcome, stage: stage)
+    }
+
+    @Test("written JSON is the Codable form, sorted keys, and decodes to the same per-sample results")
+    func writtenForm() throws {
+        let batch = ResultBatch([result("a", .output(JSONBytes(.array([.int(1), .double(0.5)])))),
+                                 result("b", .output(.null)),
+                                 result("c\"q", .error("bad input"), stage: "classify")])
+        #expect(text(codec.encode(batch)) == #"{"attempt":2,"job":"j","results":[{"id":"a","output":[1,0.5]},{"id":"b","output":null},{"error":"bad input","id":"c\"q","stage":"classify"}],"run":"r","shard":"s000004","v":1}"#)
+        try roundTrip(batch)
+        #expect(try codec.decodeResults(from: codec.encode(batch), type: "results") == batch.results)
+        #expect(try codec.decodeResults(from: codec.encode(batch), type: nil) == batch.results)
+    }
+
+    @Test("a single result record from an older worker reads as one result")
+    func singleRecords() throws {
+        let single = result("a", .output(JSONBytes(.int(7))))
+        #expect(try codec.decodeResults(from: codec.encode(single), type: "result") == [single])
+        #expect(try codec.decodeResults(from: codec.encode(single), type: nil) == [single])
+        #expect(throws: FlotillaError.self) { try codec.decodeResults(from: codec.encode(single), type: "ack") }
+    }
+
+    @Test("entries hold exactly one of output and error; an empty list or a bad shard id is refused")
+    func refused() {
+        #expect(decodeError(ResultBatch.self, #"{"v":1,"job":"j","shard":"s000000","attempt":0,"run":"r","results":[{"id":"a"}]}"#)?
+            .contains("output") == true)
+        #expect(decodeError(ResultBatch.self, #"{"v":1,"job":"j","shard":"s000000","attempt":0,"run":"r","results":[{"id":"a","output":1,"error":"x"}]}"#)?
+            .contains("exactly one") == true)
+        #expect(decodeError(ResultBatch.self, #"{"v":1,"job":"j","shard":"s000000","attempt":0,"run":"r","results":[]}"#)?
+            .contains("empty") == true)
+        #expect(decodeError(ResultBatch.self, #"{"v":1,"job":"j","shard":"../x","attempt":0,"run":"r","results":[{"id":"a","output":1}]}"#) != nil)
+    }
+
+    @Test("packing keeps every record under the limit, in order, and puts a large result alone")
+    func packing() {
+        let small = (0..<1_000).map { result("id-\($0)", .output(JSONBytes(trusted: Array(repeating: UInt8(ascii: "1"), count: 90)))) }
+        let whole = ResultBatch.pack(small, maxMessageBytes: 1_000_000)
+        #expect(whole.count == 1)
+        let limit = 20_000
+        let cut = ResultBatch.pack(small, maxMessageBytes: limit)
+        #expect(cut.count > 5)
+        #expect(cut.flatMap(\.results) == small)
+        for batch in cut { #expect(codec.encode(batch).count + ResultBatch.framingBytes <= limit) }
+        let big = result("big", .output(JSONBytes(trusted: Array(repeating: UInt8(ascii: "2"), count: 19_300))))
+        let mixed = ResultBatch.pack([small[0], big, small[1]], maxMessageBytes: limit)
+        #expect(mixed.map { $0.results.map(\.id) } == [["id-0"], ["big"], ["id-1"]])
+        for batch in mixed { #expect(codec.encode(batch).count + ResultBatch.framingBytes <= limit) }
+        #expect(ResultBatch.pack([], maxMessageBytes: limit).isEmpty)
+    }
+}
