@@ -62,7 +62,7 @@ public struct JSONScanner {
         guard index < bytes.count else { return fail("unexpected end of input") }
         switch bytes[index] {
         case UInt8(ascii: "{"): return forEachMember { scanner, _ in scanner.skipValue() }
-        case UInt8(ascii: "["): return forEachElement { $0.skipValue() }
+        case UInt8(ascii: "["): return skipArray()
         case UInt8(ascii: "\""): return skipString()
         case UInt8(ascii: "t"): return literal("true")
         case UInt8(ascii: "f"): return literal("false")
@@ -72,29 +72,53 @@ public struct JSONScanner {
         }
     }
 
-    /// Moves past a number, checking only its syntax: the hottest loop when inputs are vectors.
+    /// Moves past a number, checking only its syntax: the hottest loop when inputs are vectors,
+    /// so the cursor lives in a local (a register) rather than in `self` while it runs.
     @inline(__always)
     private mutating func skipNumber() -> Bool {
         let count = bytes.count
-        if bytes[index] == UInt8(ascii: "-") { index += 1 }
-        guard index < count, Self.isDigit(bytes[index]) else { return fail("invalid number") }
-        if bytes[index] == UInt8(ascii: "0") {
-            index += 1
+        let base = bytes.baseAddress!  // the caller checked index < count, so there are bytes
+        @inline(__always) func isDigit(_ at: Int) -> Bool { at < count && base[at] &- UInt8(ascii: "0") < 10 }
+        var at = index
+        defer { index = at }
+        if base[at] == UInt8(ascii: "-") { at += 1 }
+        guard isDigit(at) else { return fail("invalid number") }
+        if base[at] == UInt8(ascii: "0") {
+            at += 1
         } else {
-            repeat { index += 1 } while index < count && Self.isDigit(bytes[index])
+            repeat { at += 1 } while isDigit(at)
         }
-        if index < count && bytes[index] == UInt8(ascii: ".") {
-            index += 1
-            guard index < count, Self.isDigit(bytes[index]) else { return fail("invalid number") }
-            repeat { index += 1 } while index < count && Self.isDigit(bytes[index])
+        if at < count && base[at] == UInt8(ascii: ".") {
+            at += 1
+            guard isDigit(at) else { return fail("invalid number") }
+            repeat { at += 1 } while isDigit(at)
         }
-        if index < count && (bytes[index] | 0x20) == UInt8(ascii: "e") {
-            index += 1
-            if index < count && (bytes[index] == UInt8(ascii: "+") || bytes[index] == UInt8(ascii: "-")) { index += 1 }
-            guard index < count, Self.isDigit(bytes[index]) else { return fail("invalid number") }
-            repeat { index += 1 } while index < count && Self.isDigit(bytes[index])
+        if at < count && (base[at] | 0x20) == UInt8(ascii: "e") {
+            at += 1
+            if at < count && (base[at] == UInt8(ascii: "+") || base[at] == UInt8(ascii: "-")) { at += 1 }
+            guard isDigit(at) else { return fail("invalid number") }
+            repeat { at += 1 } while isDigit(at)
         }
         return true
+    }
+
+    /// Moves past the array at the cursor. Numbers, the usual elements of model inputs, are
+    /// checked inline rather than through `skipValue` and a closure per element.
+    private mutating func skipArray() -> Bool {
+        guard let empty = open(UInt8(ascii: "["), UInt8(ascii: "]"), expected: "expected an array") else { return false }
+        if empty { return true }
+        while true {
+            skipWhitespace()
+            guard index < bytes.count else { return fail("unexpected end of input") }
+            let byte = bytes[index]
+            if byte == UInt8(ascii: "-") || byte &- UInt8(ascii: "0") < 10 {
+                guard skipNumber() else { return false }
+            } else {
+                guard skipValue() else { return false }
+            }
+            guard let closed = next(UInt8(ascii: "]"), expected: "expected ',' or ']'") else { return false }
+            if closed { return true }
+        }
     }
 
     /// Walks the object at the cursor: for each member, `body` gets the scanner positioned at the
@@ -172,7 +196,7 @@ public struct JSONScanner {
         return depth <= maxDepth || fail("nested deeper than \(maxDepth) levels")
     }
 
-    private mutating func literal(_ word: StaticString) -> Bool {
+    mutating func literal(_ word: StaticString) -> Bool {
         let count = word.utf8CodeUnitCount
         guard index + count <= bytes.count else { return fail("unexpected end of input") }
         let pointer = word.utf8Start
@@ -326,41 +350,9 @@ public struct JSONScanner {
         return value
     }
 
-    private mutating func failed<T>(_ message: String) -> T? {
+    mutating func failed<T>(_ message: String) -> T? {
         fail(message)
         return nil
-    }
-
-    // MARK: Trees
-
-    /// The value at the cursor as a tree (duplicate keys: the last wins).
-    public mutating func value() -> JSONValue? {
-        skipWhitespace()
-        guard index < bytes.count else { return failed("unexpected end of input") }
-        switch bytes[index] {
-        case UInt8(ascii: "{"):
-            var members: [String: JSONValue] = [:]
-            let ok = forEachMember { scanner, key in
-                guard let member = scanner.value() else { return false }
-                members[key.string] = member
-                return true
-            }
-            return ok ? .object(members) : nil
-        case UInt8(ascii: "["):
-            var elements: [JSONValue] = []
-            let ok = forEachElement { scanner in
-                guard let element = scanner.value() else { return false }
-                elements.append(element)
-                return true
-            }
-            return ok ? .array(elements) : nil
-        case UInt8(ascii: "\""): return string().map(JSONValue.string)
-        case UInt8(ascii: "t"): return literal("true") ? .bool(true) : nil
-        case UInt8(ascii: "f"): return literal("false") ? .bool(false) : nil
-        case UInt8(ascii: "n"): return literal("null") ? .null : nil
-        case UInt8(ascii: "-"), UInt8(ascii: "0")...UInt8(ascii: "9"): return number()
-        default: return failed("unexpected character '\(Self.describe(bytes[index]))'")
-        }
     }
 
     // MARK: Helpers
