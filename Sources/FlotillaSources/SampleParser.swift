@@ -217,14 +217,15 @@ struct DuplicateIDs {
 
     /// The sample itself, or an error sample when its id was already seen at an earlier line.
     mutating func check(_ sample: Sample, line: Int64) -> Sample {
-        if let first = firstSeen[sample.id] {
+        // One hash per sample: duplicates are rare, so the first line is put back only for them.
+        if let first = firstSeen.updateValue(line, forKey: sample.id) {
+            firstSeen[sample.id] = first
             let ownID = "\(source):\(line)"
             firstSeen[ownID] = firstSeen[ownID] ?? line
             return Sample(id: ownID, input: .failure(SampleError(
                 "duplicate sample id '\(sample.id)' (first at \(source):\(first))"
             )))
         }
-        firstSeen[sample.id] = line
         return sample
     }
 }
