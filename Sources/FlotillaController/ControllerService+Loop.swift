@@ -68,7 +68,9 @@ extension ControllerService {
                 run.undecodable = []
             }
             let completed = try await execute(actions, connection, &run, now: now)
-            updateBoard(run, samplesDone: samplesDone, now: now, tickTime: ContinuousClock.now - tickStart)
+            let tickTime = ContinuousClock.now - tickStart
+            run.cost.tick(took: tickTime)
+            updateBoard(run, samplesDone: samplesDone, now: now, tickTime: tickTime)
             if run.heartbeatLagMs > run.ledger.settings.workerTimeoutMs / 2 {
                 logger.warning("heartbeats reach the controller late", metadata: ["flotilla.lag-ms": "\(run.heartbeatLagMs)"])
             }
@@ -207,7 +209,7 @@ extension ControllerService {
     // MARK: - Endings
 
     func finishCompleted(_ summary: JobStatusSummary, _ connection: Connection, _ run: inout ControllerRun) async throws -> ControllerOutcome {
-        try await end(as: .done, summary, reason: "job complete", connection, &run)
+        let summary = try await end(as: .done, summary, reason: "job complete", connection, &run)
         // Every winner is in place (completion waits for the acks): what is left never won.
         if let directory = run.manifest.config.outputs.directory { OutputDirectory(directory).removePending() }
         logger.info("job complete", metadata: [
@@ -221,13 +223,15 @@ extension ControllerService {
         var summary = run.ledger.summary(now: Timestamp.now())
         summary.failure = failure
         logger.error("job failed", metadata: ["flotilla.reason": "\(failure.kind.rawValue)", "flotilla.error": "\(failure.message)"])
-        try await end(as: .failed, summary, reason: "job failed: \(failure.kind.rawValue)", connection, &run)
-        return .failed(summary)
+        return .failed(try await end(as: .failed, summary, reason: "job failed: \(failure.kind.rawValue)", connection, &run))
     }
 
-    /// The final manifest, a stop to every worker, the fleet stopped.
+    /// The final manifest, a stop to every worker, the fleet stopped. Returns the summary with
+    /// the controller's cost added.
     private func end(as status: JobStatus, _ summary: JobStatusSummary, reason: String, _ connection: Connection,
-                     _ run: inout ControllerRun) async throws {
+                     _ run: inout ControllerRun) async throws -> JobStatusSummary {
+        var summary = summary
+        summary.controller = run.cost.cost
         var manifest = run.manifest
         manifest.status = status
         manifest.summary = summary
@@ -238,10 +242,12 @@ extension ControllerService {
         run.manifest = manifest
         await stopFleet(&run)
         board.update { $0.state = status.rawValue }
+        return summary
     }
 
     func finishCancelled(reason: String, _ connection: Connection, _ run: inout ControllerRun) async throws -> ControllerOutcome {
-        let summary = run.ledger.summary(now: Timestamp.now())
+        var summary = run.ledger.summary(now: Timestamp.now())
+        summary.controller = run.cost.cost
         var records: [OutgoingMessage] = []
         if run.manifest.status != .cancelled {
             var manifest = run.manifest

@@ -143,6 +143,8 @@ struct ControllerRun: Sendable {
     var cancelled: String?
     /// The largest send-to-apply delay of heartbeats since the last status snapshot (ms).
     var heartbeatLagMs: Int64 = 0
+    /// What the job costs this controller, for the summary.
+    var cost = ControllerCostMeter()
     /// Dead letters for undecodable shard records, sent at the next tick.
     var undecodable: [(key: String, letter: DeadLetterRecord)] = []
     /// When this controller's next own heartbeat is due (epoch ms).
@@ -333,6 +335,7 @@ extension ControllerService {
                 run.ledger.apply(heartbeat: heartbeat, receivedAt: replaying ? min(heartbeat.time, now) : now)
                 if !replaying {
                     run.heartbeatLagMs = max(run.heartbeatLagMs, now - heartbeat.time)
+                    run.cost.heartbeat(lagMs: now - heartbeat.time)
                     if let failure = heartbeat.failure {
                         logger.error("worker cannot start", metadata: ["flotilla.worker": "\(heartbeat.worker)", "flotilla.error": "\(failure.message)"])
                         run.fleet.failed(heartbeat.worker, failure, now: now)

@@ -37,6 +37,8 @@ public struct JobStatusSummary: Sendable, Hashable, Codable {
     public var failure: JobFailure?
     /// The most common error results, most common first (optional).
     public var topErrors: [ErrorCount]?
+    /// What the job cost the controller that finished it (optional).
+    public var controller: ControllerCost?
 
     public init(
         job: String, shards: Int, done: Int, dead: Int, samples: Int, failedSamples: Int,
@@ -76,5 +78,31 @@ public struct WorkerCPU: Sendable, Hashable, Codable {
         seconds = (usage.cpuSeconds * 1000).rounded() / 1000
         microsPerSample = usage.microsPerSample.map { ($0 * 100).rounded() / 100 }
         millisPerShard = usage.millisPerShard.map { ($0 * 1000).rounded() / 1000 }
+    }
+}
+
+/// What a job cost the controller that finished it, counted from that controller's start: its own
+/// CPU, its ticks, and how late the fleet's heartbeats were when it applied them (produced →
+/// applied), so an operator can size a deployment from any run (docs/BENCHMARKS.md, cost model).
+public struct ControllerCost: Sendable, Hashable, Codable {
+    public var cpuSeconds: Double
+    public var ticks: Int
+    public var meanTickMs: Double
+    public var maxTickMs: Double
+    /// Worker heartbeats applied (replayed ones not counted).
+    public var heartbeats: Int
+    public var meanHeartbeatLagMs: Double
+    public var maxHeartbeatLagMs: Double
+
+    public init(cpuSeconds: Double, ticks: Int, meanTickMs: Double, maxTickMs: Double, heartbeats: Int,
+                meanHeartbeatLagMs: Double, maxHeartbeatLagMs: Double) {
+        func rounded(_ value: Double) -> Double { value.isFinite ? (value * 1000).rounded() / 1000 : 0 }
+        self.cpuSeconds = rounded(cpuSeconds)
+        self.ticks = ticks
+        self.meanTickMs = rounded(meanTickMs)
+        self.maxTickMs = rounded(maxTickMs)
+        self.heartbeats = heartbeats
+        self.meanHeartbeatLagMs = rounded(meanHeartbeatLagMs)
+        self.maxHeartbeatLagMs = rounded(maxHeartbeatLagMs)
     }
 }

@@ -35,7 +35,7 @@ struct FleetScaleTests {
         #expect(Set(lines.compactMap { $0["id"] as? String }) == Set(harness.samples))
     }
 
-    @Test("flotilla run --json (embedded broker): stdout is one JSON summary whose seconds and wallSeconds measure the job")
+    @Test("flotilla run --json (embedded broker): stdout is one JSON summary whose seconds and wallSeconds measure the job, with the controller's cost")
     func runJSON() throws {
         let jobFolder = try JobFolder("runjson")
         let folder = jobFolder.path
@@ -60,6 +60,9 @@ struct FleetScaleTests {
         let wallSeconds = try #require(summary.wallSeconds)
         #expect(summary.seconds > 0 && summary.seconds <= wallSeconds)
         #expect(wallSeconds <= Double(wall.components.seconds) + 1, "the summary's wall time fits inside the command's")
+        let cost = try #require(summary.controller, "the summary says what the job cost the controller")
+        #expect(cost.ticks > 0 && cost.heartbeats > 0 && cost.cpuSeconds > 0)
+        #expect(cost.maxTickMs >= cost.meanTickMs && cost.maxHeartbeatLagMs >= cost.meanHeartbeatLagMs)
         #expect(run.stderr.contains("finished:"), "the human summary is on stderr")
     }
 }
