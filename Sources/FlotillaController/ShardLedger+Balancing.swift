@@ -4,10 +4,17 @@ extension ShardLedger {
     /// The donor that stands for partitions whose owner was lost and that no live worker owns yet.
     static let orphanDonor = "(orphaned partitions)"
 
-    /// Live running workers that report idle, own partitions and were not just sent work.
+    /// Live running workers that report idle, own partitions with no record waiting on them, and
+    /// were not just sent work. A worker idle with records waiting on its own partitions is waiting
+    /// for a fetch, not for work: stealing for it only queues copies behind its own records (on a
+    /// saturated broker that made a fifth of 2 000 shards `stolen`, measured at 20 workers).
     func idleWorkers(now: Int64, plan: TargetPlan) -> [String] {
         workers.values
-            .filter { !$0.lost && $0.idle && $0.state == .running && now >= $0.stealBlockedUntil && plan.partitions[$0.id] != nil }
+            .filter { worker in
+                guard !worker.lost, worker.idle, worker.state == .running, now >= worker.stealBlockedUntil,
+                      let owned = plan.partitions[worker.id] else { return false }
+                return owned.allSatisfy { (plan.pendingByPartition[$0] ?? 0) == 0 }
+            }
             .map(\.id).sorted()
     }
 

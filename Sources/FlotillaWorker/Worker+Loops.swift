@@ -10,7 +10,7 @@ extension Worker {
         while !isStopping {
             let messages: [KafkaMessage]
             do {
-                messages = try await runtime.ledgerReader.poll(timeout: .milliseconds(100))
+                messages = try await runtime.commandReader.poll(timeout: .milliseconds(100)) + runtime.acksReader.poll(timeout: .zero)
             } catch {
                 throw FlotillaError(.kafka, "cannot read the job's acks and control topics", underlying: error)
             }

@@ -14,7 +14,10 @@ struct WorkerRuntime: Sendable {
     let resultProducer: KafkaProducer
     /// Heartbeats and dead letters: outside transactions, so they flow while a transaction is open.
     let plainProducer: KafkaProducer
-    let ledgerReader: TopicReader
+    /// The control topic: commands, the warm start's takes among them, so a short fetch wait.
+    let commandReader: TopicReader
+    /// The acks topic: done shards to skip, a hint that can come a second late.
+    let acksReader: TopicReader
     /// Reads single shard records named by `take` commands (group-less).
     let expressReader: KafkaConsumer
     let ledger: WorkerLedger
@@ -65,10 +68,12 @@ struct WorkerRuntime: Sendable {
             let (resultProducer, transactional) = try await makeResultProducer(options: options, config: config, client: client, logger: logger)
             let plainProducer = try KafkaProducer(configuration: KafkaProducerConfiguration(client: client), logger: logger)
             // Commands (the warm start's takes among them) within a quarter second: the embedded
-            // broker holds an empty fetch for its whole wait. Cost: 20 idle workers 19 % of a broker
-            // core at 250 ms, 10 % at 1 s (measured on Tansu).
-            let ledgerReader = try await TopicReader(client: client, topics: [topics.acks, topics.control],
-                                                     fetchWait: .milliseconds(250), logger: logger)
+            // broker holds an empty fetch for its whole wait. Acks only save work, so they wait 1 s:
+            // Tansu re-polls a fetch's partitions until its wait ends, each poll scanning its
+            // transaction state, and 20 workers' ack tails at 250 ms saturated it (measured).
+            let commandReader = try await TopicReader(client: client, topics: [topics.control], isolation: .readUncommitted,
+                                                      fetchWait: .milliseconds(250), logger: logger)
+            let acksReader = try await TopicReader(client: client, topics: [topics.acks], fetchWait: .seconds(1), logger: logger)
             var expressConfig = KafkaConsumerConfiguration(client: client, groupID: nil)
             expressConfig.fetchWait = .milliseconds(10)  // a take should not wait out an empty fetch
             let expressReader = try KafkaConsumer(configuration: expressConfig, logger: logger)
@@ -76,7 +81,7 @@ struct WorkerRuntime: Sendable {
             let slots = options.slots ?? max(2, config.stages.count + 1)
             return WorkerRuntime(
                 config: config, topics: topics, consumer: consumer, resultProducer: resultProducer, plainProducer: plainProducer,
-                ledgerReader: ledgerReader, expressReader: expressReader, ledger: WorkerLedger(workerID: options.workerID),
+                commandReader: commandReader, acksReader: acksReader, expressReader: expressReader, ledger: WorkerLedger(workerID: options.workerID),
                 publisher: ResultPublisher(producer: resultProducer, transactional: transactional, topics: topics,
                                            publishResults: config.outputs.results, maxMessageBytes: config.kafka.maxMessageBytes),
                 processor: ShardProcessor(job: config.job, stages: pools, reader: ShardReader(logger: logger, maxSampleBytes: config.shard.maxSampleBytes)),
@@ -148,7 +153,8 @@ struct WorkerRuntime: Sendable {
         for stage in processor.stages { await stage.pool.shutdown() }
         try? await plainProducer.flush(timeout: .seconds(5))
         try? await resultProducer.flush(timeout: .seconds(5))
-        await ledgerReader.close()
+        await commandReader.close()
+        await acksReader.close()
         try? await expressReader.close()
     }
 

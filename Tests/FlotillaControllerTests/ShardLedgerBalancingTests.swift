@@ -21,6 +21,18 @@ struct ShardLedgerBalancingTests {
         #expect(ledger.tick(now: 1_200).reEnqueues.isEmpty, "the idle worker was just sent work")
     }
 
+    @Test("An idle worker with records waiting on its own partitions is waiting for a fetch: no stealing for it")
+    func noStealForAWorkerWithItsOwnBacklog() {
+        var ledger = F.ledger(shards: 6, partition: { $0 < 4 ? 0 : 6 })
+        ledger.apply(heartbeat: F.heartbeat("w1", at: 1_000, running: [(0, 0, 1)], queued: [1, 2, 3], partitions: [0, 1, 2]), receivedAt: 1_000)
+        ledger.apply(heartbeat: F.heartbeat("w3", at: 1_000, partitions: [6, 7]), receivedAt: 1_000)
+        #expect(ledger.tick(now: 1_100).reEnqueues.isEmpty, "s000004 and s000005 wait on w3's partition 6")
+        // Once its own records are done, it steals again.
+        for index in [4, 5] { ledger.apply(ack: F.ack(index, worker: "w3", startedAt: 1_000, finishedAt: 1_200)) }
+        ledger.apply(heartbeat: F.heartbeat("w3", at: 1_300, partitions: [6, 7]), receivedAt: 1_300)
+        #expect(ledger.tick(now: 1_400).reEnqueues.map(\.record.shard) == [F.id(3), F.id(2)])
+    }
+
     @Test("Stealing takes records still waiting in Kafka on a busy worker's partitions, last offset first")
     func stealFromKafkaBacklog() {
         var ledger = F.ledger(shards: 6, partition: { _ in 0 })
