@@ -103,11 +103,7 @@ extension ResultRecord.Outcome {
 
 extension ResultRecord: JSONWritableRecord {
     public var estimatedJSONSize: Int {
-        let outcomeSize = switch outcome {
-        case .output(let bytes): bytes.bytes.count
-        case .error(let message): message.utf8.count + 16
-        }
-        return 96 + outcomeSize + id.utf8.count + job.utf8.count + run.utf8.count + shard.utf8.count + (stage?.utf8.count ?? 0)
+        64 + entryJSONSize + job.utf8.count + run.utf8.count + shard.utf8.count
     }
 
     /// The same object `Codable` writes (sorted keys, `"v"`), with the output spliced in as bytes:
