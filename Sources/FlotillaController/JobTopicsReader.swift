@@ -1,7 +1,6 @@
 import FlotillaCore
 import Logging
 import RdKafka
-import Synchronization
 
 /// Reads every partition of a job's topics from the beginning (no consumer group), and says when
 /// each has been read to its end once: the controller's replay.
@@ -13,9 +12,7 @@ import Synchronization
 /// controller more slowly than ten workers sent them: the fleet looked lost (measured).
 final class JobTopicsReader: Sendable {
     let consumer: KafkaConsumer
-    /// Made once the shards topic's partition count is known (`shardsFetchWait`).
-    private let shardsConsumer = Mutex<KafkaConsumer?>(nil)
-    private let shardsConfiguration: KafkaConsumerConfiguration
+    let shardsConsumer: KafkaConsumer
     /// The acks topic alone: it is written in transactions, so it is read `read_committed`. The
     /// other topics are not, and a `read_committed` reader took 0.5-1 s to reach their ends on the
     /// embedded broker (read_uncommitted: 0.06 s), which every job start paid (measured).
@@ -32,32 +29,14 @@ final class JobTopicsReader: Sendable {
         configuration.reportEndOfPartition = true
         configuration.maxPartitionFetchBytes = 1024 * 1024
         consumer = try KafkaConsumer(configuration: configuration, logger: logger)
-        shardsConfiguration = configuration
+        configuration.fetchWait = .milliseconds(100)
+        shardsConsumer = try KafkaConsumer(configuration: configuration, logger: logger)
         // Acks are published in transactions: a reader must not count an aborted one.
         configuration.isolationLevel = .readCommitted
         configuration.fetchWait = .milliseconds(50)
         acksConsumer = try KafkaConsumer(configuration: configuration, logger: logger)
         self.topics = topics
         self.logger = logger
-    }
-
-    /// The shards tail's fetch wait: 25 ms per partition, within 100 ms … 1 s. Tansu answers a
-    /// fetch by polling every partition in it until the wait ends, and each poll scans its whole
-    /// transaction state, so the tail's cost is partitions × fetches per second: at 20 workers
-    /// (40 partitions) a 100 ms wait saturated the broker (2 000 tiny shards: 40 s and 21 %
-    /// re-enqueued; at 1 s, 22 s and 2 %). A job's first shards still reach the warm start at
-    /// once where it matters most, on small fleets.
-    static func shardsFetchWait(partitions: Int) -> Duration {
-        .milliseconds(min(1_000, max(100, 25 * partitions)))
-    }
-
-    private func makeShardsConsumer(partitions: Int) throws(KafkaError) -> KafkaConsumer {
-        if let made = shardsConsumer.withLock({ $0 }) { return made }
-        var configuration = shardsConfiguration
-        configuration.fetchWait = Self.shardsFetchWait(partitions: partitions)
-        let made = try KafkaConsumer(configuration: configuration, logger: logger)
-        shardsConsumer.withLock { $0 = made }
-        return made
     }
 
     /// The topics read, in the order their records should be applied when several are ready.
@@ -85,12 +64,11 @@ final class JobTopicsReader: Sendable {
                 }
                 do {
                     let quiet = [topics.acks, topics.control, topics.dlq]
-                    let shardPartitions = partitions.filter { $0.topic == topics.shards }
-                    let shardsConsumer = shardPartitions.isEmpty ? nil : try makeShardsConsumer(partitions: shardPartitions.count)
                     let split = [
                         (consumer, partitions.filter { $0.topic != topics.shards && !quiet.contains($0.topic) }),
+                        (shardsConsumer, partitions.filter { $0.topic == topics.shards }),
                         (acksConsumer, partitions.filter { quiet.contains($0.topic) }),
-                    ] + (shardsConsumer.map { [($0, shardPartitions)] } ?? [])
+                    ]
                     await withTaskGroup(of: Void.self) { group in
                         for (reader, assigned) in split {
                             group.addTask { await reader.loadMetadata(for: Array(Set(assigned.map(\.topic)))) }
@@ -112,8 +90,8 @@ final class JobTopicsReader: Sendable {
     /// What the consumers have: the shards' and acks' ready events, then the others' (waiting up to `timeout`).
     func poll(timeout: Duration) async throws(FlotillaError) -> [ConsumerEvent] {
         do {
-            let shards = try await shardsConsumer.withLock({ $0 })?.poll(maxEvents: 2_000, timeout: .zero) ?? []
-            let ready = try await shards + acksConsumer.poll(maxEvents: 2_000, timeout: .zero)
+            let ready = try await shardsConsumer.poll(maxEvents: 2_000, timeout: .zero)
+                + acksConsumer.poll(maxEvents: 2_000, timeout: .zero)
             return try await ready + consumer.poll(maxEvents: 2_000, timeout: ready.isEmpty ? timeout : .zero)
         } catch {
             throw FlotillaError(.kafka, "reading the job's topics failed", underlying: error)
@@ -122,7 +100,7 @@ final class JobTopicsReader: Sendable {
 
     func close() async {
         try? await consumer.close()
-        try? await shardsConsumer.withLock({ $0 })?.close()
+        try? await shardsConsumer.close()
         try? await acksConsumer.close()
     }
 }

@@ -65,15 +65,18 @@ struct WorkerRuntime: Sendable {
             throw error
         }
         do {
-            let (resultProducer, transactional) = try await makeResultProducer(options: options, config: config, client: client, logger: logger)
-            let plainProducer = try KafkaProducer(configuration: KafkaProducerConfiguration(client: client), logger: logger)
             // Commands (the warm start's takes among them) within a quarter second: the embedded
             // broker holds an empty fetch for its whole wait. Acks only save work, so they wait 1 s:
             // Tansu re-polls a fetch's partitions until its wait ends, each poll scanning its
             // transaction state, and 20 workers' ack tails at 250 ms saturated it (measured).
-            let commandReader = try await TopicReader(client: client, topics: [topics.control], isolation: .readUncommitted,
-                                                      fetchWait: .milliseconds(250), logger: logger)
-            let acksReader = try await TopicReader(client: client, topics: [topics.acks], fetchWait: .seconds(1), logger: logger)
+            // Both readers start while the transactional producer initialises.
+            async let commandReading = TopicReader(client: client, topics: [topics.control], isolation: .readUncommitted,
+                                                   fetchWait: .milliseconds(250), logger: logger)
+            async let acksReading = TopicReader(client: client, topics: [topics.acks], fetchWait: .seconds(1), logger: logger)
+            let (resultProducer, transactional) = try await makeResultProducer(options: options, config: config, client: client, logger: logger)
+            let plainProducer = try KafkaProducer(configuration: KafkaProducerConfiguration(client: client), logger: logger)
+            let commandReader = try await commandReading
+            let acksReader = try await acksReading
             var expressConfig = KafkaConsumerConfiguration(client: client, groupID: nil)
             expressConfig.fetchWait = .milliseconds(10)  // a take should not wait out an empty fetch
             let expressReader = try KafkaConsumer(configuration: expressConfig, logger: logger)
