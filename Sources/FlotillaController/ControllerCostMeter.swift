@@ -12,7 +12,7 @@ struct ControllerCostMeter: Sendable {
     private var lagMaxMs = 0.0
 
     mutating func tick(took duration: Duration) {
-        let ms = Double(duration.components.seconds) * 1_000 + Double(duration.components.attoseconds) / 1e15
+        let ms = duration.seconds * 1_000
         ticks += 1
         tickTotalMs += ms
         tickMaxMs = max(tickMaxMs, ms)

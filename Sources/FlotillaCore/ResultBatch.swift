@@ -30,12 +30,19 @@ public struct ResultBatch: FlotillaRecord, Hashable {
     /// Kafka's framing of one record beyond its JSON and key: headers, record and batch overhead.
     public static let framingBytes = 512
 
+    /// About how many bytes a record of `result`'s execution takes beyond its entries: the fields
+    /// it holds once, its key (the shard id) and Kafka's framing. With `entryJSONSize`, the one
+    /// estimate behind both packing and the oversized-result check.
+    public static func overheadBytes(of result: ResultRecord) -> Int {
+        framingBytes + 96 + 2 * result.shard.utf8.count + result.job.utf8.count + result.run.utf8.count
+    }
+
     /// `results` (one execution's) cut into batches whose records stay within `maxMessageBytes`.
     /// A result too large for a record of its own must have been replaced by an error first
     /// (`ResultRecord.oversized`); it then travels alone.
     public static func pack(_ results: [ResultRecord], maxMessageBytes: Int) -> [ResultBatch] {
         guard let first = results.first else { return [] }
-        let budget = maxMessageBytes - framingBytes - first.shard.utf8.count - first.job.utf8.count - first.run.utf8.count - 96
+        let budget = maxMessageBytes - overheadBytes(of: first)
         var batches: [ResultBatch] = []
         var start = results.startIndex
         var size = 0
@@ -138,7 +145,7 @@ extension ResultBatch: JSONWritableRecord {
 
 extension ResultRecord {
     /// About how many bytes this result takes as an entry of a batch.
-    var entryJSONSize: Int {
+    public var entryJSONSize: Int {
         let outcomeSize = switch outcome {
         case .output(let bytes): bytes.bytes.count
         case .error(let message): message.utf8.count + 16

@@ -85,7 +85,7 @@ public struct BrokerConnection: Sendable, Hashable {
 
     /// "10s", "1.5s".
     static func describe(_ duration: Duration) -> String {
-        let seconds = Double(duration.components.seconds) + Double(duration.components.attoseconds) / 1e18
+        let seconds = duration.seconds
         return seconds == seconds.rounded() ? "\(Int(seconds))s" : "\(seconds)s"
     }
 }

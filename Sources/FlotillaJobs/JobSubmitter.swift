@@ -239,13 +239,6 @@ public struct SubmitReport: Sendable, Hashable {
     public var seconds: Double
 }
 
-extension Duration {
-    /// The duration in seconds, as a `Double`.
-    var seconds: Double {
-        Double(components.seconds) + Double(components.attoseconds) / 1e18
-    }
-}
-
 /// Initial shard records already on the shards topic (an interrupted submission), checked against
 /// the plan: a different source under the same shard id means the input changed.
 struct PresentShards {

@@ -129,10 +129,3 @@ enum ExitStatus: Sendable, Equatable, CustomStringConvertible {
     }
 }
 
-extension Duration {
-    /// The duration in seconds as a Double.
-    var seconds: Double {
-        let (s, atto) = components
-        return Double(s) + Double(atto) / 1e18
-    }
-}

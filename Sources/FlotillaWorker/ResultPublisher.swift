@@ -76,10 +76,11 @@ struct ResultPublisher: Sendable {
 }
 
 extension ResultRecord {
-    /// An error result in place of this one when its record would not fit in `maxMessageBytes`
-    /// (the producer would reject it, and with it the whole transaction); nil when it fits.
+    /// An error result in place of this one when a results record holding it alone would not fit
+    /// in `maxMessageBytes` (the producer would reject it, and with it the whole transaction); nil
+    /// when it fits.
     func oversized(maxMessageBytes: Int) -> ResultRecord? {
-        let size = estimatedJSONSize + id.utf8.count + ResultBatch.framingBytes
+        let size = ResultBatch.overheadBytes(of: self) + entryJSONSize
         guard size > maxMessageBytes, case .output = outcome else { return nil }
         return ResultRecord(job: job, id: id, shard: shard, attempt: attempt, run: run, outcome: .error(
             "the result is about \(size) bytes, over the \(maxMessageBytes)-byte record limit (kafka.maxMessageBytes); make the output smaller or raise the limit"),

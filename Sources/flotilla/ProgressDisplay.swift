@@ -73,7 +73,3 @@ final class ProgressDisplay: Sendable {
     }
 }
 
-extension Duration {
-    /// The duration in seconds, fractional.
-    var seconds: Double { Double(components.seconds) + Double(components.attoseconds) / 1e18 }
-}
