@@ -71,11 +71,8 @@ public final class LocalPodBackend: PodBackend {
     public func start(worker id: String) async throws(FlotillaError) -> WorkerPod {
         let running = children.withLock { $0[id].map { !$0.pod.exited } ?? false }
         if running { throw FlotillaError(.internal, "worker \(id) is already running") }
-        var argv = [executable] + baseArguments + ["--worker-id", id]
         // Parent-death signal: the worker dies with the controller (see SpawnThread).
-        if FileManager.default.isExecutableFile(atPath: "/usr/bin/setpriv") {
-            argv = ["/usr/bin/setpriv", "--pdeathsig", "KILL", "--"] + argv
-        }
+        let argv = ChildSpawn.dyingWithParent([executable] + baseArguments + ["--worker-id", id])
         let env = ProcessInfo.processInfo.environment.merging(environment) { $1 }.map { "\($0.key)=\($0.value)" }
         let log = logFile(of: id)
         let command = argv
@@ -166,48 +163,15 @@ public final class LocalPodBackend: PodBackend {
         }
     }
 
-    /// posix_spawn with stdin from /dev/null and stdout + stderr appended to `logFile`.
+    /// Spawns with stdin from /dev/null and stdout + stderr appended to `logFile`.
     private static func spawn(argv: [String], environment: [String], logFile: String) -> Result<pid_t, FlotillaError> {
-        var actions = posix_spawn_file_actions_t()
-        posix_spawn_file_actions_init(&actions)
-        defer { posix_spawn_file_actions_destroy(&actions) }
-        posix_spawn_file_actions_addopen(&actions, 0, "/dev/null", O_RDONLY, 0)
+        let spawn = ChildSpawn(ownProcessGroup: true)
+        spawn.open(0, path: "/dev/null", flags: O_RDONLY)
         // Owner-only: a worker's log may quote its configuration.
-        posix_spawn_file_actions_addopen(&actions, 1, logFile, O_WRONLY | O_CREAT | O_APPEND, 0o600)
-        posix_spawn_file_actions_adddup2(&actions, 1, 2)
-        // Other descriptors of the controller (Kafka sockets, the HTTP listener) stay out of the child.
-        if let closefrom = addClosefrom { _ = closefrom(&actions, 3) }
-
-        var attributes = posix_spawnattr_t()
-        posix_spawnattr_init(&attributes)
-        defer { posix_spawnattr_destroy(&attributes) }
-        posix_spawnattr_setpgroup(&attributes, 0)
-        var noSignals = sigset_t()
-        sigemptyset(&noSignals)
-        posix_spawnattr_setsigmask(&attributes, &noSignals)
-        // Ignored signals survive exec; the controller may ignore SIGINT/SIGTERM/SIGPIPE, a worker must not.
-        var defaults = sigset_t()
-        sigemptyset(&defaults)
-        for signal in [SIGPIPE, SIGINT, SIGTERM, SIGHUP, SIGQUIT, SIGCHLD] { sigaddset(&defaults, signal) }
-        posix_spawnattr_setsigdefault(&attributes, &defaults)
-        posix_spawnattr_setflags(&attributes, Int16(POSIX_SPAWN_SETPGROUP | POSIX_SPAWN_SETSIGMASK | POSIX_SPAWN_SETSIGDEF))
-
-        var cArgv = argv.map { strdup($0) } + [nil]
-        var cEnv = environment.map { strdup($0) } + [nil]
-        defer {
-            for pointer in cArgv { free(pointer) }
-            for pointer in cEnv { free(pointer) }
+        spawn.open(1, path: logFile, flags: O_WRONLY | O_CREAT | O_APPEND, mode: 0o600)
+        spawn.duplicate(1, to: 2)
+        return spawn.spawn(argv: argv, environment: environment).mapError { failure in
+            FlotillaError(.internal, "cannot start worker '\(argv.joined(separator: " "))': \(failure)")
         }
-        var pid: pid_t = 0
-        let result = posix_spawn(&pid, argv[0], &actions, &attributes, &cArgv, &cEnv)
-        guard result == 0 else {
-            return .failure(FlotillaError(.internal, "cannot start worker '\(argv.joined(separator: " "))': \(String(cString: strerror(result)))"))
-        }
-        return .success(pid)
     }
-
-    private typealias AddClosefrom = @convention(c) (UnsafeMutablePointer<posix_spawn_file_actions_t>, Int32) -> Int32
-    nonisolated(unsafe) private static let dl = dlopen(nil, RTLD_NOW)
-    private static let addClosefrom: AddClosefrom? = dlsym(dl, "posix_spawn_file_actions_addclosefrom_np")
-        .map { unsafeBitCast($0, to: AddClosefrom.self) }
 }

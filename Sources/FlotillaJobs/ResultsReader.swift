@@ -8,11 +8,15 @@ import RdKafka
 /// `ResultLedger` (docs/PROTOCOL.md, "Reading results exactly once"): a result counts only when
 /// its (`shard`, `attempt`, `run`) matches its shard's first done ack, once per sample id. Only
 /// shards whose ack was read count; results of a shard acked after the acks were read are left
-/// out, so the output is a consistent snapshot of done shards. Also reads the DLQ and the manifest.
+/// out, so the output is a consistent snapshot of done shards: a done shard whose results are not
+/// all readable yet is read on for up to `settleTime`, and named in `incompleteShards` if it
+/// still falls short. Also reads the DLQ and the manifest.
 public struct ResultsReader: Sendable {
     public var connection: BrokerConnection
     public var topics: TopicNames
     public var logger: Logger
+    /// How long to read on for done shards whose results are not all readable yet.
+    public var settleTime: Duration = .seconds(10)
 
     public init(connection: BrokerConnection, prefix: String = KafkaConfig.defaultTopicPrefix, job: String, logger: Logger) {
         self.connection = connection
@@ -45,14 +49,25 @@ public struct ResultsReader: Sendable {
 
         var summary = ResultsSummary(job: topics.job, shards: manifest.shards, expectedSamples: manifest.samples)
         let resultsScan = try TopicScan(connection: connection, logger: logger)
+        // A done ack can be readable before all its results: a transaction's commit markers reach
+        // the acks and results partitions at different moments, and a scan stops at each
+        // partition's end as it was then. So a done shard short of results is read on (from where
+        // the scan stopped) until it is complete or `settleTime` has passed.
+        let settleDeadline = ContinuousClock.now + settleTime
+        var positions: [TopicPartition: Int64] = [:]
         do throws(FlotillaError) {
-            try await resultsScan.forEach([topics.results], metadata: metadata) { message throws(FlotillaError) in
-                for result in message.decodeResults(problems: &ledger.undecodable) {
-                    guard let accepted = ledger.ledger.add(result: result) else { continue }
-                    summary.samples += 1
-                    if accepted.error != nil { summary.errors += 1 }
-                    try emit(accepted)
+            while true {
+                positions = try await resultsScan.forEach([topics.results], metadata: metadata, from: positions) { message throws(FlotillaError) in
+                    for result in message.decodeResults(problems: &ledger.undecodable) {
+                        guard let accepted = ledger.ledger.add(result: result) else { continue }
+                        summary.samples += 1
+                        if accepted.error != nil { summary.errors += 1 }
+                        try emit(accepted)
+                    }
                 }
+                guard !ledger.ledger.incompleteShards.isEmpty, ContinuousClock.now < settleDeadline else { break }
+                summary.settleRounds += 1
+                try? await Task.sleep(for: .milliseconds(200))
             }
         } catch {
             await resultsScan.close()
@@ -71,7 +86,7 @@ public struct ResultsReader: Sendable {
         summary.deadShards = ledger.dead.subtracting(done).sorted()
         summary.missingShards = ids.filter { !done.contains($0) && !ledger.dead.contains($0) }
         if !summary.incompleteShards.isEmpty {
-            logger.warning("done shards with fewer results than their ack counts", metadata: [
+            logger.warning("done shards still short of results after reading on", metadata: [
                 "flotilla.shards": "\(summary.incompleteShards.joined(separator: ","))",
             ])
         }
@@ -124,8 +139,10 @@ public struct ResultsSummary: Sendable, Hashable {
     public var deadShards: [String] = []
     /// Shards neither done nor dead-lettered (still running, or lost), sorted.
     public var missingShards: [String] = []
-    /// Done shards with fewer results than their ack counts (should be none).
+    /// Done shards still short of the results their ack counts after `settleTime`, sorted.
     public var incompleteShards: [String] = []
+    /// Extra reads of the results topic for done shards short of results (0 in a settled job).
+    public var settleRounds = 0
     /// DLQ records without a shard (undecodable records).
     public var deadRecords = 0
     /// Results not handed out: other executions, duplicates, or shards without a done ack.

@@ -40,17 +40,22 @@ final class TopicScan: Sendable {
     /// Calls `handle` with every record of the existing ones of `topics`, in order per partition
     /// (partitions and topics interleave), until all partitions reached their end. Fails when
     /// nothing arrives for `connection.timeout` (a stalled read), not after a fixed total.
+    /// - Parameter start: where to start in some partitions (an earlier scan's answer); the others
+    ///   are read from their beginning.
+    /// - Returns: the offset after the last record read, per partition, for a later scan to go on from.
+    @discardableResult
     func forEach(
-        _ topics: [String], metadata: ClusterMetadata,
+        _ topics: [String], metadata: ClusterMetadata, from start: [TopicPartition: Int64] = [:],
         _ handle: (KafkaMessage) throws(FlotillaError) -> Void
-    ) async throws(FlotillaError) {
+    ) async throws(FlotillaError) -> [TopicPartition: Int64] {
         let existing = topics.filter { metadata.topics[$0] != nil }
-        guard !existing.isEmpty else { return }
+        guard !existing.isEmpty else { return start }
         // Offset 0 rather than "beginning": it spares a ListOffsets round trip per partition, and
         // a partition whose start was deleted falls back to its earliest offset (offset reset).
         let partitions = existing.flatMap { topic in
-            (0..<(metadata.topics[topic] ?? 0)).map { TopicPartitionOffset(topic, $0, 0) }
+            (0..<(metadata.topics[topic] ?? 0)).map { TopicPartitionOffset(topic, $0, start[TopicPartition(topic, $0)] ?? 0) }
         }
+        var next = Dictionary(uniqueKeysWithValues: partitions.map { ($0.topicPartition, $0.offset) })
         let names = existing.joined(separator: ", ")
         do {
             try await consumer.assign(partitions)
@@ -72,7 +77,10 @@ final class TopicScan: Sendable {
                 switch event {
                 case .message(let message):
                     // Records of an earlier scan's partitions may still be queued: skip them.
-                    if assigned.contains(message.topicPartition) { try handle(message) }
+                    if assigned.contains(message.topicPartition) {
+                        next[message.topicPartition] = max(next[message.topicPartition] ?? 0, message.offset + 1)
+                        try handle(message)
+                    }
                 case .endOfPartition(let partition, _):
                     remaining.remove(partition)
                 case .error(let error):
@@ -87,6 +95,7 @@ final class TopicScan: Sendable {
                     "reading \(names) at \(connection.bootstrapServers) made no progress for \(BrokerConnection.describe(connection.timeout)) (a large topic on a busy broker can take longer per fetch: raise --timeout)")
             }
         }
+        return next
     }
 }
 

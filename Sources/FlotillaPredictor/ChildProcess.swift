@@ -48,58 +48,24 @@ final class ChildProcess: Sendable {
         let childEnds = [stdinPipe[0], stdoutPipe[1], stderrPipe[1]]
         defer { for fd in childEnds { close(fd) } }
 
-        var actions = posix_spawn_file_actions_t()
-        posix_spawn_file_actions_init(&actions)
-        defer { posix_spawn_file_actions_destroy(&actions) }
-        posix_spawn_file_actions_adddup2(&actions, stdinPipe[0], 0)
-        posix_spawn_file_actions_adddup2(&actions, stdoutPipe[1], 1)
-        posix_spawn_file_actions_adddup2(&actions, stderrPipe[1], 2)
-        // Other descriptors of this process (sockets, files without close-on-exec) stay out of the child.
-        if let closefrom = Spawn.addClosefrom { _ = closefrom(&actions, 3) }
-        if let workingDirectory {
-            guard let chdir = Spawn.addChdir else {
-                throw FlotillaError(.predictor, "this C library cannot set a child's working directory; leave workingDirectory unset")
-            }
-            _ = chdir(&actions, workingDirectory)
-        }
-
-        var attributes = posix_spawnattr_t()
-        posix_spawnattr_init(&attributes)
-        defer { posix_spawnattr_destroy(&attributes) }
-        // Own process group: a kill reaches helpers the predictor started, and a terminal's Ctrl-C
-        // goes to the parent only, which then shuts its predictors down in order.
-        posix_spawnattr_setpgroup(&attributes, 0)
-        var noSignals = sigset_t()
-        sigemptyset(&noSignals)
-        posix_spawnattr_setsigmask(&attributes, &noSignals)
-        // Ignored signals survive exec; the parent may ignore SIGPIPE, the child must not.
-        var defaults = sigset_t()
-        sigemptyset(&defaults)
-        for signal in [SIGPIPE, SIGINT, SIGTERM, SIGHUP, SIGQUIT, SIGCHLD] { sigaddset(&defaults, signal) }
-        posix_spawnattr_setsigdefault(&attributes, &defaults)
-        posix_spawnattr_setflags(&attributes, Int16(POSIX_SPAWN_SETPGROUP | POSIX_SPAWN_SETSIGMASK | POSIX_SPAWN_SETSIGDEF))
-
-        var merged: [String: String] = [:]
-        var entry = environ
-        while let pointer = entry.pointee {
-            let text = String(cString: pointer)
-            if let equals = text.firstIndex(of: "=") { merged[String(text[..<equals])] = String(text[text.index(after: equals)...]) }
-            entry += 1
-        }
-        for (key, value) in environment { merged[key] = value }
-        let cArgs: [UnsafeMutablePointer<CChar>?] = argv.map { strdup($0) } + [nil]
-        let cEnv: [UnsafeMutablePointer<CChar>?] = merged.map { strdup("\($0.key)=\($0.value)") } + [nil]
-        defer {
-            for pointer in cArgs { free(pointer) }
-            for pointer in cEnv { free(pointer) }
-        }
-        var pid: pid_t = 0
-        let rc = posix_spawnp(&pid, argv[0], &actions, &attributes, cArgs, cEnv)
-        guard rc == 0 else {
+        let spawn = ChildSpawn(ownProcessGroup: true)
+        spawn.duplicate(stdinPipe[0], to: 0)
+        spawn.duplicate(stdoutPipe[1], to: 1)
+        spawn.duplicate(stderrPipe[1], to: 2)
+        if let workingDirectory, !spawn.changeDirectory(to: workingDirectory) {
             for fd in [stdinPipe[1], stdoutPipe[0], stderrPipe[0]] { close(fd) }
-            let what = rc == ENOENT ? "executable '\(argv[0])' not found (looked in PATH)"
-                : rc == EACCES ? "'\(argv[0])' is not executable (permission denied)"
-                : "spawn failed: \(String(cString: strerror(rc)))"
+            throw FlotillaError(.predictor, "this C library cannot set a child's working directory; leave workingDirectory unset")
+        }
+        // Own process group (see ChildSpawn): a kill reaches helpers the predictor started, and a
+        // terminal's Ctrl-C goes to the parent only, which then shuts its predictors down in order.
+        let pid: pid_t
+        switch spawn.spawn(argv: argv, environment: ChildSpawn.environment(with: environment), searchPath: true) {
+        case .success(let spawned): pid = spawned
+        case .failure(let failure):
+            for fd in [stdinPipe[1], stdoutPipe[0], stderrPipe[0]] { close(fd) }
+            let what = failure.code == ENOENT ? "executable '\(argv[0])' not found (looked in PATH)"
+                : failure.code == EACCES ? "'\(argv[0])' is not executable (permission denied)"
+                : "spawn failed: \(failure)"
             var where_ = ""
             if let workingDirectory { where_ = " in working directory '\(workingDirectory)'" }
             throw FlotillaError(.predictor, "cannot start \(argv.joined(separator: " "))\(where_): \(what)")
@@ -162,13 +128,9 @@ final class ChildProcess: Sendable {
 
 /// GNU spawn helpers Swift's Glibc module does not import (they sit behind `_GNU_SOURCE`).
 enum Spawn {
-    typealias AddChdir = @convention(c) (UnsafeMutablePointer<posix_spawn_file_actions_t>, UnsafePointer<CChar>) -> Int32
-    typealias AddClosefrom = @convention(c) (UnsafeMutablePointer<posix_spawn_file_actions_t>, Int32) -> Int32
     typealias Pipe2 = @convention(c) (UnsafeMutablePointer<Int32>, Int32) -> Int32
 
     nonisolated(unsafe) private static let handle = dlopen(nil, RTLD_NOW)
-    static let addChdir: AddChdir? = dlsym(handle, "posix_spawn_file_actions_addchdir_np").map { unsafeBitCast($0, to: AddChdir.self) }
-    static let addClosefrom: AddClosefrom? = dlsym(handle, "posix_spawn_file_actions_addclosefrom_np").map { unsafeBitCast($0, to: AddClosefrom.self) }
     private static let pipe2Function: Pipe2? = dlsym(handle, "pipe2").map { unsafeBitCast($0, to: Pipe2.self) }
 
     /// `pipe2`, or `pipe` + `FD_CLOEXEC` where the C library lacks it.

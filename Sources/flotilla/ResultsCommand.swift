@@ -48,7 +48,7 @@ struct ResultsCommand: AsyncParsableCommand {
             problems.append("\(summary.missingShards.count) not done (\(Self.list(summary.missingShards)))")
         }
         if !summary.incompleteShards.isEmpty {
-            problems.append("\(summary.incompleteShards.count) done but missing results (\(Self.list(summary.incompleteShards)))")
+            problems.append("\(summary.incompleteShards.count) done but still settling, some of their results not readable yet (\(Self.list(summary.incompleteShards)); run again)")
         }
         return text + "\nwarning: job \(summary.job) is incomplete: shards " + problems.joined(separator: ", ")
             + "; these shards' samples are not in the output"

@@ -39,6 +39,28 @@ struct BrokerCommandTests {
         #expect(!FreePort.accepts(port: port), "the broker process is gone")
     }
 
+    // A test run or `flotilla run` killed with -9 must not leave its broker behind.
+    @Test("The embedded broker dies with the process that started it, even one killed with -9")
+    func brokerDiesWithParent() async throws {
+        let port = try FreePort.find()
+        let parent = Process()
+        parent.executableURL = URL(fileURLWithPath: CommandRunner.flotillaExecutable)
+        parent.arguments = ["broker", "--port", String(port)]
+        parent.currentDirectoryURL = URL(fileURLWithPath: CommandRunner.repositoryRoot)
+        parent.standardOutput = FileHandle.nullDevice
+        try parent.run()
+        defer { if parent.isRunning { kill(parent.processIdentifier, SIGKILL) } }
+        let deadline = ContinuousClock.now + .seconds(20)
+        while !FreePort.accepts(port: port) && ContinuousClock.now < deadline { try await Task.sleep(for: .milliseconds(50)) }
+        let children = try CommandRunner.run(["pgrep", "-P", String(parent.processIdentifier)])
+        let broker = try #require(children.stdout.split(separator: "\n").first.flatMap { Int32($0) }, "the broker is a child of flotilla broker")
+        kill(parent.processIdentifier, SIGKILL)
+        let gone = ContinuousClock.now + .seconds(5)
+        while kill(broker, 0) == 0 && ContinuousClock.now < gone { try await Task.sleep(for: .milliseconds(50)) }
+        #expect(kill(broker, 0) != 0, "broker \(broker) outlived its parent")
+        #expect(!FreePort.accepts(port: port))
+    }
+
     @Test("A port already in use is a clear configuration error (exit 2)")
     func portInUse() async throws {
         let fixture = try await BrokerFixture()

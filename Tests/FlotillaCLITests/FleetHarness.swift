@@ -12,8 +12,11 @@ final class FleetHarness: @unchecked Sendable {
     let folder: String
     let job: String
     let samples: [String]
+    let samplesPerShard: Int
     let specPath: String
     var controller: Process?
+    /// Workers this test started itself (the `external` backend's fleet).
+    var externalWorkers: [Process] = []
     /// What the latest controller wrote to stdout.
     var controllerOutput: String {
         (try? String(contentsOfFile: "\(folder)/\(Self.name("controller", start: starts)).out", encoding: .utf8)) ?? ""
@@ -30,6 +33,7 @@ final class FleetHarness: @unchecked Sendable {
         folder = FileManager.default.temporaryDirectory.appendingPathComponent("flotilla-fleet-\(UUID().uuidString.prefix(8))").path
         try FileManager.default.createDirectory(atPath: folder, withIntermediateDirectories: true)
         job = "fleet-\(UUID().uuidString.prefix(8).lowercased())"
+        self.samplesPerShard = samplesPerShard
         samples = (0..<count).map { String(format: "s%06d", $0) }
         let lines = samples.enumerated().map { #"{"id":"\#($1)","n":\#($0)}"# }.joined(separator: "\n") + "\n"
         try lines.write(toFile: "\(folder)/data.jsonl", atomically: true, encoding: .utf8)
@@ -56,6 +60,7 @@ final class FleetHarness: @unchecked Sendable {
 
     deinit {
         if let controller, controller.isRunning { kill(controller.processIdentifier, SIGKILL) }
+        for worker in externalWorkers where worker.isRunning { kill(worker.processIdentifier, SIGKILL) }
         _ = try? CommandRunner.run(["pkill", "-9", "-f", "worker \(job) --brokers"])
     }
 
@@ -80,6 +85,21 @@ final class FleetHarness: @unchecked Sendable {
         process.standardError = errors
         try process.run()
         controller = process
+    }
+
+    /// Starts `flotilla worker` as an operator would beside a controller with `--backend external`;
+    /// it logs to `logs/ID.log`.
+    func startWorker(id: String) throws -> Process {
+        try FileManager.default.createDirectory(atPath: "\(folder)/logs", withIntermediateDirectories: true)
+        let process = Process()
+        process.executableURL = URL(fileURLWithPath: CommandRunner.flotillaExecutable)
+        process.arguments = ["worker", job, "--brokers", brokers, "--worker-id", id]
+        let log = try Self.file("\(folder)/logs/\(id).log")
+        process.standardOutput = log
+        process.standardError = log
+        try process.run()
+        externalWorkers.append(process)
+        return process
     }
 
     /// Controllers started so far; the files of the n-th are `controller[-n].out/.err`.
@@ -157,15 +177,73 @@ final class FleetHarness: @unchecked Sendable {
         return try? JSONSerialization.jsonObject(with: Data(line.utf8)) as? [String: Any]
     }
 
-    /// The reader rule applied to a raw read_committed read of the acks and results topics.
-    func rawReaderResults() async throws -> [ResultRecord] {
+    /// The reader rule applied to a raw read_committed read of the acks and results topics,
+    /// read on (as `flotilla results` does) while a done shard is short of results: a
+    /// transaction's markers reach the acks and results partitions at different moments.
+    func rawReaderResults(settleTime: Duration = .seconds(10)) async throws -> [ResultRecord] {
         let topics = TopicNames(job: job)
-        let reader = try await TopicReader(client: fixture.client, topics: [topics.acks, topics.results], logger: fixture.logger)
-        defer { Task { await reader.close() } }
-        let messages = try await reader.readToEnd()
-        let acks = messages.filter { $0.topic == topics.acks }.compactMap { try? RecordCodec.shared.decode(AckRecord.self, from: $0.value) }
-        let results = messages.filter { $0.topic == topics.results }.flatMap { (try? RecordCodec.shared.decodeResults(from: $0.value, type: nil)) ?? [] }
-        return ResultLedger.select(acks: acks, results: results)
+        let deadline = ContinuousClock.now + settleTime
+        while true {
+            let reader = try await TopicReader(client: fixture.client, topics: [topics.acks, topics.results], logger: fixture.logger)
+            let messages = try await reader.readToEnd()
+            await reader.close()
+            var ledger = ResultLedger()
+            var selected: [ResultRecord] = []
+            for message in messages where message.topic == topics.acks {
+                if let ack = try? RecordCodec.shared.decode(AckRecord.self, from: message.value) { selected += ledger.add(ack: ack) }
+            }
+            for message in messages where message.topic == topics.results {
+                for result in (try? RecordCodec.shared.decodeResults(from: message.value, type: nil)) ?? [] {
+                    if let accepted = ledger.add(result: result) { selected.append(accepted) }
+                }
+            }
+            if ledger.incompleteShards.isEmpty || ContinuousClock.now >= deadline { return selected }
+            settleRounds += 1
+            try await Task.sleep(for: .milliseconds(200))
+        }
+    }
+
+    /// Extra rounds `rawReaderResults` read for done shards short of results.
+    private(set) var settleRounds = 0
+
+    /// Why a raw read missed samples: per missing shard, its acks and the results records of each
+    /// execution, from a read_committed and a read_uncommitted re-read, and each partition's end.
+    func rawReaderDiagnosis(missing: Set<String>) async throws -> String {
+        let topics = TopicNames(job: job)
+        let index = Dictionary(uniqueKeysWithValues: samples.enumerated().map { ($1, $0) })
+        var report: [String] = ["missing \(missing.count): \(missing.sorted().prefix(20))"]
+        for isolation in [KafkaConsumerConfiguration.IsolationLevel.readCommitted, .readUncommitted] {
+            let reader = try await TopicReader(client: fixture.client, topics: [topics.acks, topics.results], isolation: isolation, logger: fixture.logger)
+            let messages = try await reader.readToEnd()
+            await reader.close()
+            var ends: [String: Int64] = [:]
+            for message in messages { ends["\(message.topicPartition)", default: -1] = max(ends["\(message.topicPartition)", default: -1], message.offset) }
+            report.append("\(isolation): \(messages.count) records; last offsets read \(ends.sorted { $0.key < $1.key })")
+            let shards = Set(missing.compactMap { index[$0] }.map { ShardRecord.shardID(index: $0 / samplesPerShard) })
+            for shard in shards.sorted() {
+                for message in messages where message.topic == topics.acks {
+                    if let ack = try? RecordCodec.shared.decode(AckRecord.self, from: message.value), ack.shard == shard {
+                        report.append("  \(shard) ack @\(message.offset): \(ack.status) attempt \(ack.attempt) run \(ack.run) samples \(ack.samples)")
+                    }
+                }
+                for message in messages where message.topic == topics.results {
+                    let results = (try? RecordCodec.shared.decodeResults(from: message.value, type: nil)) ?? []
+                    let mine = results.filter { $0.shard == shard }
+                    guard let first = mine.first else { continue }
+                    let gone = mine.filter { missing.contains($0.id) }.count
+                    report.append("  \(shard) results \(message.topicPartition)@\(message.offset): attempt \(first.attempt) run \(first.run) \(mine.count) samples, \(gone) of them missing")
+                }
+            }
+        }
+        let admin = try fixture.admin()
+        let metadata = try await admin.metadata()
+        for topic in [topics.acks, topics.results] {
+            for partition in 0..<(metadata.topics[topic] ?? 0) {
+                let marks = try await admin.watermarks(TopicPartition(topic, partition))
+                report.append("watermarks \(topic)[\(partition)]: \(marks)")
+            }
+        }
+        return report.joined(separator: "\n")
     }
 
     /// Re-enqueued shard records (attempt > 0) by reason.

@@ -161,6 +161,37 @@ struct ResultsReaderTests {
         #expect(run.stderr.contains("1 not done (s000001)"))
     }
 
+    // What a reader meets when a transaction's marker reached the acks partition before the
+    // results partition: a done ack whose results are not readable yet.
+    @Test("A done shard whose results become readable only after the ack is read on for, then complete; named when it never settles")
+    func resultsStillSettling() async throws {
+        let job = try await SubmittedJob.make("settling")
+        let producer = try job.fixture.producer()
+        for shard in 0..<2 {
+            try await job.publishTransaction([job.batch(shard: shard, attempt: 0, run: "r\(shard)"), job.ack(shard: shard, attempt: 0, run: "r\(shard)")], id: "r\(shard)")
+        }
+        try await producer.send(job.ack(shard: 2, attempt: 0, run: "late"))
+        let late = Task {
+            try await Task.sleep(for: .seconds(1.5))
+            try await producer.send(job.batch(shard: 2, attempt: 0, run: "late"))
+        }
+        var ids = Set<String>()
+        let summary = try await job.reader().read { result throws(FlotillaError) in ids.insert(result.id) }
+        try await late.value
+        #expect(summary.isComplete)
+        #expect(summary.settleRounds > 0, "the first read ended before shard 2's results were there")
+        #expect(ids == Set(SubmittedJob.samples.flatMap { $0 }))
+
+        // A shard that never settles is named once the settle time is over.
+        let other = try await SubmittedJob.make("never-settles")
+        try await other.fixture.producer().send(other.ack(shard: 0, attempt: 0, run: "never"))
+        var otherReader = other.reader()
+        otherReader.settleTime = .milliseconds(500)
+        let unsettled = try await otherReader.read { _ throws(FlotillaError) in }
+        #expect(unsettled.incompleteShards == ["s000000"])
+        #expect(!unsettled.isComplete)
+    }
+
     @Test("Batch records and single records (older workers) of one job both count, by the same rule")
     func batchesAndSingles() async throws {
         let job = try await SubmittedJob.make("batches")

@@ -2,23 +2,23 @@ import Foundation
 
 /// One long-lived thread that spawns the backend's children.
 ///
-/// Children get a parent-death signal (`setpriv --pdeathsig KILL`), which Linux sends when the
+/// Children get a parent-death signal (`ChildSpawn.dyingWithParent`), which Linux sends when the
 /// *thread* that spawned them exits. Pool threads come and go, so spawns run here, on a thread
-/// that lives as long as the backend.
-final class SpawnThread: @unchecked Sendable {
+/// that lives as long as the children should.
+public final class SpawnThread: @unchecked Sendable {
     // `jobs` and `stopped` are guarded by `condition`.
     private let condition = NSCondition()
     private var jobs: [@Sendable () -> Void] = []
     private var stopped = false
 
-    init(name: String) {
+    public init(name: String) {
         let thread = Thread { [self] in self.loop() }
         thread.name = name
         thread.start()
     }
 
     /// Runs `body` on the spawn thread and returns its result.
-    func run<T: Sendable>(_ body: @escaping @Sendable () -> T) async -> T {
+    public func run<T: Sendable>(_ body: @escaping @Sendable () -> T) async -> T {
         await withCheckedContinuation { continuation in
             condition.withLock {
                 jobs.append { continuation.resume(returning: body()) }
@@ -28,7 +28,7 @@ final class SpawnThread: @unchecked Sendable {
     }
 
     /// Ends the thread once the queued jobs ran.
-    func stop() {
+    public func stop() {
         condition.withLock {
             stopped = true
             condition.signal()
