@@ -24,7 +24,11 @@ extension ShardLedger {
             .filter { !$0.lost && !$0.retiring && $0.state == .running && $0.partitions?.isEmpty == true }
             .map(\.id).sorted()
         guard !joining.isEmpty else { return }
-        var candidates = shards.keys.sorted().compactMap { id -> (String, Int, Int, Int64)? in
+        // From the end of the backlog: when the group forms, partition owners start at the head,
+        // so a take issued while the controller does not know of it yet (up to a heartbeat late)
+        // collides with a group copy only in a job a few shards deep. Taking from the head made
+        // every late take a shard run twice (measured: 11–32 of 2 000 with 3 workers).
+        var candidates = shards.keys.sorted(by: >).compactMap { id -> (String, Int, Int, Int64)? in
             guard let entry = shards[id], warmTakes[id] == nil, !entry.isFinished, entry.source != nil,
                   entry.latestAttempt >= max(0, entry.supersededBelow), !entry.isExecuting(live: plan.live),
                   !plan.queued.contains(id), let latest = entry.attempts[entry.latestAttempt],

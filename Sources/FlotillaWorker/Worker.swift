@@ -143,6 +143,10 @@ public final class Worker: Sendable {
         case .assigned(let partitions):
             logger.info("partitions assigned", metadata: ["flotilla.partitions": "\(partitions.map(\.partition))"])
             machine.withLock { $0.assign(partitions) }
+            // At once, not at the next beat: the controller warm-starts only while no worker owns
+            // partitions, and each beat it does not know of this assignment risks a take that
+            // races this worker's own group copy.
+            heartbeatWake.signal()
         case .revoked(let partitions, let lost):
             logger.info("partitions revoked", metadata: ["flotilla.partitions": "\(partitions.map(\.partition))", "flotilla.lost": "\(lost)"])
             machine.withLock { $0.revoke(partitions) }

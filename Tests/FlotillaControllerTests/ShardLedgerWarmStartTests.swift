@@ -11,7 +11,7 @@ extension Array where Element == LedgerAction {
 
 @Suite("Shard ledger: warm start of joining workers")
 struct ShardLedgerWarmStartTests {
-    @Test("a worker without an assignment is handed pending first publications: 4, then 2 more per finished one")
+    @Test("a worker without an assignment is handed pending first publications from the end: 4, then 2 more per finished one")
     func handsOutShares() {
         var ledger = Fixtures.ledger(shards: 100)
         ledger.apply(heartbeat: Fixtures.heartbeat("w1", at: 1_000, partitions: []), receivedAt: 1_000)
@@ -20,6 +20,8 @@ struct ShardLedgerWarmStartTests {
         #expect(takes.filter { $0.worker == "w1" }.count == 4)
         #expect(takes.filter { $0.worker == "w2" }.count == 4)
         #expect(Set(takes.map(\.shard)).count == 8, "no shard handed out twice")
+        // From the end of the backlog, where the group's owners arrive last.
+        #expect(Set(takes.map(\.shard)) == Set((92..<100).map(Fixtures.id)))
         #expect(ledger.tick(now: 1_100).takes.isEmpty, "nothing more while they hold their 4")
         // w1 finishes its 4: it may now hold 4 + 2 × 4 = 12; w2, still busy, gets nothing.
         var beat = Fixtures.heartbeat("w1", at: 1_200, partitions: [])
