@@ -52,7 +52,12 @@ extension ControllerService {
             sendHeartbeatIfDue(connection, &run)
             let wait = max(.milliseconds(1), min(.milliseconds(50), nextTick - ContinuousClock.now))
             for event in try await connection.reader.poll(timeout: wait) {
-                if case .message(let message) = event { apply(message, to: &run, replaying: false) }
+                switch event {
+                case .message(let message): apply(message, to: &run, replaying: false)
+                case .endOfPartition(let partition, let offset) where partition.topic == connection.topics.acks:
+                    run.reachedAcksEnd(partition, offset)
+                default: break
+                }
             }
             guard ContinuousClock.now >= nextTick else { continue }
             let tickStart = ContinuousClock.now
@@ -63,6 +68,7 @@ extension ControllerService {
             run.rate.add(done: samplesDone, at: now)
             var actions = try await maintainFleet(&run, connection, now: now)
             actions += run.ledger.tick(now: now)
+            actions += await checkHeldAcks(&run, connection, now: now)
             if !run.undecodable.isEmpty {
                 try await send(run.undecodable.map { message($0.letter, topic: connection.topics.dlq, key: $0.key) }, connection)
                 run.undecodable = []
@@ -299,6 +305,7 @@ extension ControllerService {
             status.tickMs = Double(tickTime.milliseconds)
             status.lastWorkerError = fleet.lastError.map { "\($0.worker): \($0.message)" }
             status.lastWorkerErrorAgoMs = fleet.lastError.map { max(0, now - $0.time) }
+            status.heldAcks = run.ledger.oldestUnsettledCommit == nil ? nil : run.heldAcks
             // The done count over the last seconds; the workers' own (bursty) figures until it spans
             // one, or while nothing committed in it (long shards still running).
             let workersRate = status.workers.filter { !$0.lost }.reduce(0) { $0 + $1.samplesPerSecond }

@@ -143,6 +143,12 @@ struct ControllerRun: Sendable {
     var cancelled: String?
     /// The largest send-to-apply delay of heartbeats since the last status snapshot (ms).
     var heartbeatLagMs: Int64 = 0
+    /// Where the committed read of each acks partition last reached its end (the last stable
+    /// offset then) and since when it has been there, and when to look for a transaction holding it next.
+    var acksEnds: [TopicPartition: (offset: Int64, since: Int64)] = [:]
+    var nextHeldAcksCheck: Int64 = 0
+    /// What was found holding the acks topic, for `/status` and progress lines.
+    var heldAcks: String?
     /// What the job costs this controller, for the summary.
     var cost = ControllerCostMeter()
     /// Dead letters for undecodable shard records, sent at the next tick.
@@ -219,8 +225,9 @@ extension ControllerService {
                     if message.topic == connection.topics.heartbeats, (message.timestamp ?? 0) >= startedAt {
                         ended.insert(message.topicPartition)
                     }
-                case .endOfPartition(let partition, _):
+                case .endOfPartition(let partition, let offset):
                     ended.insert(partition)
+                    if partition.topic == connection.topics.acks { run.reachedAcksEnd(partition, offset) }
                 default:
                     break
                 }

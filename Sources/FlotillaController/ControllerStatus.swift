@@ -53,6 +53,9 @@ public struct ControllerStatus: Sendable, Hashable, Codable {
     /// The latest error a worker reported (or its unexpected exit), "w1: message", and how long ago.
     public var lastWorkerError: String?
     public var lastWorkerErrorAgoMs: Int64?
+    /// Set while an open transaction holds the acks topic (committed reads stop at it): whose, and
+    /// what the controller does about it.
+    public var heldAcks: String?
 
     public init(job: String, state: String = "starting") {
         self.job = job

@@ -18,9 +18,11 @@ final class JobTopicsReader: Sendable {
     /// embedded broker (read_uncommitted: 0.06 s), which every job start paid (measured).
     let acksConsumer: KafkaConsumer
     let topics: TopicNames
+    private let client: KafkaClientConfiguration
     private let logger: Logger
 
     init(client: KafkaClientConfiguration, topics: TopicNames, logger: Logger) throws(KafkaError) {
+        self.client = client
         var configuration = KafkaConsumerConfiguration(client: client, groupID: nil)
         // Short fetch waits: replay ends at end-of-partition events, which an empty partition
         // only sends after a fetch wait; the tail should also see acks within a tick.
@@ -96,6 +98,26 @@ final class JobTopicsReader: Sendable {
         } catch {
             throw FlotillaError(.kafka, "reading the job's topics failed", underlying: error)
         }
+    }
+
+    /// The ack at `offset` of `partition` as a `read_uncommitted` reader sees it: the first record
+    /// of the transaction that holds a committed reader there. Nil if none arrives within `timeout`.
+    func uncommittedAck(_ partition: TopicPartition, at offset: Int64, timeout: Duration = .seconds(5)) async -> AckRecord? {
+        var configuration = KafkaConsumerConfiguration(client: client, groupID: nil)
+        configuration.isolationLevel = .readUncommitted
+        configuration.fetchWait = .milliseconds(50)
+        guard let consumer = try? KafkaConsumer(configuration: configuration, logger: logger) else { return nil }
+        defer { Task { try? await consumer.close() } }
+        guard (try? await consumer.assign([TopicPartitionOffset(partition.topic, partition.partition, offset)])) != nil else { return nil }
+        let deadline = ContinuousClock.now + timeout
+        while ContinuousClock.now < deadline {
+            for event in (try? await consumer.poll(timeout: .milliseconds(100))) ?? [] {
+                if case .message(let message) = event, message.offset >= offset {
+                    return try? RecordCodec.shared.decode(AckRecord.self, from: message.value)
+                }
+            }
+        }
+        return nil
     }
 
     func close() async {

@@ -186,4 +186,11 @@ extension ShardLedger {
             startedAt: start, firstResultAt: winners.map(\.finishedAt).min(), completedAt: isComplete ? now : nil,
             failure: errorBudgetFailure, topErrors: failedSamples > 0 ? topErrors : nil)
     }
+
+    /// The earliest time a worker reported committing a shard whose ack no committed read has
+    /// shown yet; nil when every reported commit is settled. Long ago means the acks topic is
+    /// held (see `ControllerService.checkHeldAcks`).
+    public var oldestUnsettledCommit: Int64? {
+        shards.values.lazy.filter { !$0.isSettled }.compactMap(\.committedAt).min()
+    }
 }

@@ -183,6 +183,7 @@ public struct ShardLedger: Sendable, Hashable {
         for committed in heartbeat.committed ?? [] {
             var entry = shards[committed.shard] ?? ShardEntry(id: committed.shard)
             entry.committedRuns[committed.run] = committed
+            entry.committedAt = entry.committedAt ?? receivedAt
             entry.executions[committed.run] = nil
             shards[committed.shard] = entry
         }
@@ -291,6 +292,8 @@ struct ShardEntry: Sendable, Hashable {
     /// Runs their workers reported committed done, before or after their acks are visible in
     /// the acks topic.
     var committedRuns: [String: CommittedShard] = [:]
+    /// When a worker first reported it committed (receive time).
+    var committedAt: Int64?
     /// Why it was dead-lettered.
     var dead: String?
     /// Live executions, by run id.

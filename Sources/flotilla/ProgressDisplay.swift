@@ -45,6 +45,7 @@ final class ProgressDisplay: Sendable {
         text += "  workers \(alive)\(wanted)  re-enqueued \(reEnqueued)"
         if balanced > 0 { text += " (+\(balanced) balancing)" }
         text += "  dead \(dead)"
+        if !final, let held = status.heldAcks { text += "\n  \(held)" }
         if alive == 0, !final, let error = status.lastWorkerError {
             text += "\n  last worker error (\(Self.format(.milliseconds(status.lastWorkerErrorAgoMs ?? 0))) ago): \(error)"
         }

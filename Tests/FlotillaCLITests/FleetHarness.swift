@@ -133,7 +133,8 @@ final class FleetHarness: @unchecked Sendable {
         while let controller, controller.isRunning {
             guard ContinuousClock.now < deadline else {
                 kill(controller.processIdentifier, SIGKILL)
-                throw HarnessError("the controller did not finish within \(timeout); output: \(controllerOutput)")
+                let errors = controllerErrors(start: starts).split(separator: "\n").suffix(15).joined(separator: "\n")
+                throw HarnessError("the controller did not finish within \(timeout); output: \(controllerOutput); stderr ends: \(errors); folder \(folder)")
             }
             try await Task.sleep(for: .milliseconds(100))
         }

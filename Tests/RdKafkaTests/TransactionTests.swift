@@ -55,3 +55,37 @@ struct TransactionTests {
         try await consumer.close()
     }
 }
+
+@Suite("An open transaction and the last stable offset", .timeLimit(.minutes(3)))
+struct OpenTransactionTests {
+    /// Records after `marker` that a read_committed reader sees within a few seconds.
+    static func committedRecords(_ fixture: BrokerFixture, topic: String) async throws -> [String] {
+        let reader = try await TopicReader(client: fixture.client, topics: [topic], logger: fixture.logger)
+        let messages = try await reader.readToEnd(timeout: .seconds(10))
+        await reader.close()
+        return messages.map { String(decoding: $0.value, as: UTF8.self) }
+    }
+
+    // A transaction left open holds the partition's last stable offset: read_committed readers
+    // stop there. A new producer with the same transactional id must end it (Kafka aborts it on
+    // InitProducerId), or the partition stays blocked until the broker's transaction timeout.
+    @Test("An open transaction blocks read_committed readers until a producer with its transactional id starts again")
+    func reinitEndsOpenTransaction() async throws {
+        let fixture = try await BrokerFixture()
+        let topic = try await fixture.makeTopic("lso", partitions: 1)
+        let id = "open-\(UUID().uuidString.prefix(8))"
+        let stuck = try fixture.producer(transactionalID: id)
+        try await stuck.initTransactions()
+        try stuck.beginTransaction()
+        try await stuck.send(OutgoingMessage(topic: topic, value: Array("open".utf8)))
+        try await fixture.producer().send(OutgoingMessage(topic: topic, value: Array("after".utf8)))
+        let blocked = try await Self.committedRecords(fixture, topic: topic)
+        #expect(!blocked.contains("after"), "the open transaction holds the last stable offset: \(blocked)")
+
+        let successor = try fixture.producer(transactionalID: id)
+        try await successor.initTransactions()
+        try await Task.sleep(for: .seconds(1))
+        let released = try await Self.committedRecords(fixture, topic: topic)
+        #expect(released.contains("after"), "the successor ended the open transaction: \(released)")
+    }
+}
