@@ -8,17 +8,9 @@ struct BrokerCommandTests {
     @Test("Debian's kcat produces to and consumes from `flotilla broker`; SIGTERM stops it cleanly")
     func kcatRoundTrip() async throws {
         let port = try FreePort.find()
-        let broker = Process()
-        broker.executableURL = URL(fileURLWithPath: CommandRunner.flotillaExecutable)
-        broker.arguments = ["broker", "--port", String(port)]
-        broker.currentDirectoryURL = URL(fileURLWithPath: CommandRunner.repositoryRoot)
         let output = Pipe()
-        broker.standardOutput = output
-        try broker.run()
+        let broker = try await Self.startBroker(port: port, output: output)
         defer { if broker.isRunning { broker.terminate() } }
-
-        let deadline = ContinuousClock.now + .seconds(20)
-        while !FreePort.accepts(port: port) && ContinuousClock.now < deadline { try await Task.sleep(for: .milliseconds(50)) }
         #expect(FreePort.accepts(port: port), "the broker listens on 127.0.0.1:\(port)")
 
         let bootstrap = "127.0.0.1:\(port)"
@@ -43,15 +35,8 @@ struct BrokerCommandTests {
     @Test("The embedded broker dies with the process that started it, even one killed with -9")
     func brokerDiesWithParent() async throws {
         let port = try FreePort.find()
-        let parent = Process()
-        parent.executableURL = URL(fileURLWithPath: CommandRunner.flotillaExecutable)
-        parent.arguments = ["broker", "--port", String(port)]
-        parent.currentDirectoryURL = URL(fileURLWithPath: CommandRunner.repositoryRoot)
-        parent.standardOutput = FileHandle.nullDevice
-        try parent.run()
+        let parent = try await Self.startBroker(port: port, output: FileHandle.nullDevice)
         defer { if parent.isRunning { kill(parent.processIdentifier, SIGKILL) } }
-        let deadline = ContinuousClock.now + .seconds(20)
-        while !FreePort.accepts(port: port) && ContinuousClock.now < deadline { try await Task.sleep(for: .milliseconds(50)) }
         let children = try CommandRunner.run(["pgrep", "-P", String(parent.processIdentifier)])
         let broker = try #require(children.stdout.split(separator: "\n").first.flatMap { Int32($0) }, "the broker is a child of flotilla broker")
         kill(parent.processIdentifier, SIGKILL)
@@ -59,6 +44,19 @@ struct BrokerCommandTests {
         while kill(broker, 0) == 0 && ContinuousClock.now < gone { try await Task.sleep(for: .milliseconds(50)) }
         #expect(kill(broker, 0) != 0, "broker \(broker) outlived its parent")
         #expect(!FreePort.accepts(port: port))
+    }
+
+    /// `flotilla broker --port PORT`, once it accepts connections (or after 20 s).
+    static func startBroker(port: Int, output: Any) async throws -> Process {
+        let broker = Process()
+        broker.executableURL = URL(fileURLWithPath: CommandRunner.flotillaExecutable)
+        broker.arguments = ["broker", "--port", String(port)]
+        broker.currentDirectoryURL = URL(fileURLWithPath: CommandRunner.repositoryRoot)
+        broker.standardOutput = output
+        try broker.run()
+        let deadline = ContinuousClock.now + .seconds(20)
+        while !FreePort.accepts(port: port) && ContinuousClock.now < deadline { try await Task.sleep(for: .milliseconds(50)) }
+        return broker
     }
 
     @Test("A port already in use is a clear configuration error (exit 2)")
