@@ -147,6 +147,7 @@ struct ControllerRun: Sendable {
     /// offset then) and since when it has been there, and when to look for a transaction holding it next.
     var acksEnds: [TopicPartition: (offset: Int64, since: Int64)] = [:]
     var nextHeldAcksCheck: Int64 = 0
+    var heldAcksLooks = 0
     /// What was found holding the acks topic, for `/status` and progress lines.
     var heldAcks: String?
     /// What the job costs this controller, for the summary.
