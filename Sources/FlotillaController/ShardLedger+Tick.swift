@@ -85,6 +85,22 @@ extension ShardLedger {
                   !entry.isExecuting(live: plan.live), !plan.queued.contains(shard) else { continue }
             publish(shard, reason: .released, supersede: true, target: plan.target(), now: now, actions: &actions)
         }
+        releaseWaiting(on: Set((worker.partitions ?? []).filter { plan.owner[$0] == nil }), charged: charged, now: now, plan: &plan, actions: &actions)
+    }
+
+    /// Records still waiting on a lost worker's partitions reach a new owner only after the group's
+    /// session timeout and a rebalance (the final reconcile published them 8–16 s after a kill at
+    /// 10 workers, most of the job's time): they go to live owners now, and the originals are
+    /// superseded, so the partitions' next owners skip them. Not after a controller restart
+    /// (`charged` false): then every worker is gone at once, and the group reassigns everything.
+    mutating func releaseWaiting(on orphaned: Set<Int>, charged: Bool, now: Int64, plan: inout TargetPlan, actions: inout [LedgerAction]) {
+        guard charged, !orphaned.isEmpty, !plan.partitions.isEmpty else { return }
+        for id in shards.keys.sorted() {
+            guard let entry = shards[id], entry.source != nil,
+                  let partition = entry.attempts[entry.latestAttempt]?.partition, orphaned.contains(partition),
+                  isWaitingInKafka(entry, live: plan.live, queued: plan.queued, owner: plan.owner) else { continue }
+            publish(id, reason: .released, supersede: true, target: plan.target(), now: now, actions: &actions)
+        }
     }
 
     /// In-flight shards of live workers whose progress has not moved for `shardTimeout`.
