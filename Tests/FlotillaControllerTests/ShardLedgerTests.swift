@@ -37,6 +37,25 @@ struct ShardLedgerTests {
         #expect(actions.replaced.isEmpty, "the fleet restarts exited workers itself")
     }
 
+    @Test("A lost worker's records still waiting on its partitions go to live owners at once (released), not after a rebalance")
+    func releasesWaitingRecords() {
+        var ledger = F.ledger(shards: 16)
+        ledger.apply(heartbeat: F.heartbeat("w1", at: 1_000, running: [(0, 0, 1)], partitions: [0, 1, 2, 3]), receivedAt: 1_000)
+        ledger.apply(heartbeat: F.heartbeat("w2", at: 1_000, running: [(4, 0, 1)], partitions: [4, 5, 6, 7]), receivedAt: 1_000)
+        let moved = ledger.workerGone("w1", now: 1_100).reEnqueues
+        #expect(moved.first?.record.reason == .workerLost && moved.first?.record.shard == F.id(0))
+        let released = moved.filter { $0.record.reason == .released }
+        #expect(Set(released.map(\.record.shard)) == Set([1, 2, 3, 8, 9, 10, 11].map(F.id)), "what waited on partitions 0-3")
+        #expect(released.allSatisfy { $0.supersede && (4...7).contains($0.partition ?? -1) }, "to w2's partitions, originals superseded")
+
+        // After a controller restart every worker is gone at once and the group reassigns it all.
+        var restarted = F.ledger(shards: 16)
+        restarted.apply(heartbeat: F.heartbeat("w1", at: 1_000, partitions: [0, 1, 2, 3]), receivedAt: 1_000)
+        restarted.apply(heartbeat: F.heartbeat("w2", at: 3_000, partitions: [4, 5, 6, 7]), receivedAt: 3_000)
+        restarted.watchingSince = 2_000
+        #expect(restarted.workerGone("w1", now: 3_100).reEnqueues.isEmpty)
+    }
+
     @Test("A shard with no progress for shardTimeout on a live worker is abandoned, re-enqueued, its worker replaced")
     func hungShard() {
         var ledger = F.ledger(shards: 2)
