@@ -58,7 +58,7 @@ struct TransactionTests {
 
 @Suite("An open transaction and the last stable offset", .timeLimit(.minutes(3)))
 struct OpenTransactionTests {
-    /// Records after `marker` that a read_committed reader sees within a few seconds.
+    /// The values a read_committed reader of `topic` reads to its end (its last stable offset).
     static func committedRecords(_ fixture: BrokerFixture, topic: String) async throws -> [String] {
         let reader = try await TopicReader(client: fixture.client, topics: [topic], logger: fixture.logger)
         let messages = try await reader.readToEnd(timeout: .seconds(10))
