@@ -88,8 +88,7 @@ public final class EmbeddedBroker: Sendable {
             var status: Int32 = 0
             let result = waitpid(pid, &status, blocking ? 0 : WNOHANG)
             guard result == pid || (result < 0 && errno == ECHILD) else { return nil }
-            let signal = status & 0x7f
-            exit = result == pid ? (signal == 0 ? (status >> 8) & 0xff : 128 + signal) : -1
+            exit = result == pid ? ChildSpawn.shellStatus(status) : -1
             return exit
         }
     }

@@ -22,7 +22,14 @@ extension ControllerService {
     /// commit has stayed unreadable for `heldAcksAfterMs`; looks again after 2, 4, then 8 times that.
     func checkHeldAcks(_ run: inout ControllerRun, _ connection: Connection, now: Int64) async -> [LedgerAction] {
         let after = Self.heldAcksAfterMs(run.ledger.settings)
-        guard now >= run.nextHeldAcksCheck, let since = run.ledger.oldestUnsettledCommit, now - since >= after else { return [] }
+        // The ledger walk visits every shard: once a second, not every tick.
+        guard now >= run.nextHeldAcksWalk else { return [] }
+        run.nextHeldAcksWalk = now + 1_000
+        guard let since = run.ledger.oldestUnsettledCommit else {
+            run.heldAcks = nil
+            return []
+        }
+        guard now - since >= after, now >= run.nextHeldAcksCheck else { return [] }
         // Backing off: on Tansu a replacement did not always end the hold at once (six, 50 s
         // apart, in one run); a restart a minute is churn, one every few minutes is not.
         run.heldAcksLooks += 1

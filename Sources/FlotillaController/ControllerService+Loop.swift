@@ -305,7 +305,7 @@ extension ControllerService {
             status.tickMs = Double(tickTime.milliseconds)
             status.lastWorkerError = fleet.lastError.map { "\($0.worker): \($0.message)" }
             status.lastWorkerErrorAgoMs = fleet.lastError.map { max(0, now - $0.time) }
-            status.heldAcks = run.ledger.oldestUnsettledCommit == nil ? nil : run.heldAcks
+            status.heldAcks = run.heldAcks
             // The done count over the last seconds; the workers' own (bursty) figures until it spans
             // one, or while nothing committed in it (long shards still running).
             let workersRate = status.workers.filter { !$0.lost }.reduce(0) { $0 + $1.samplesPerSecond }

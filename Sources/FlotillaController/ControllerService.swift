@@ -147,8 +147,10 @@ struct ControllerRun: Sendable {
     /// offset then) and since when it has been there, and when to look for a transaction holding it next.
     var acksEnds: [TopicPartition: (offset: Int64, since: Int64)] = [:]
     var nextHeldAcksCheck: Int64 = 0
+    var nextHeldAcksWalk: Int64 = 0
     var heldAcksLooks = 0
-    /// What was found holding the acks topic, for `/status` and progress lines.
+    /// What was found holding the acks topic, for `/status` and progress lines; cleared once
+    /// every reported commit is readable.
     var heldAcks: String?
     /// What the job costs this controller, for the summary.
     var cost = ControllerCostMeter()

@@ -157,10 +157,7 @@ public final class LocalPodBackend: PodBackend {
         let result = waitpid(child.pid, &status, WNOHANG)
         guard result == child.pid || (result < 0 && errno == ECHILD) else { return }
         child.pod.exited = true
-        if result == child.pid {
-            let signal = status & 0x7f
-            child.pod.exitStatus = signal == 0 ? (status >> 8) & 0xff : 128 + signal
-        }
+        if result == child.pid { child.pod.exitStatus = ChildSpawn.shellStatus(status) }
     }
 
     /// Spawns with stdin from /dev/null and stdout + stderr appended to `logFile`.

@@ -78,6 +78,12 @@ public final class ChildSpawn {
         return code == 0 ? .success(pid) : .failure(SpawnFailure(code: code))
     }
 
+    /// A `waitpid` status as a shell reports it: the exit code, or 128 + the signal number.
+    public static func shellStatus(_ waitStatus: Int32) -> Int32 {
+        let signal = waitStatus & 0x7f
+        return signal == 0 ? (waitStatus >> 8) & 0xff : 128 + signal
+    }
+
     /// This process's environment as `KEY=VALUE` entries, with `overrides` applied.
     public static func environment(with overrides: [String: String]) -> [String] {
         var merged: [String: String] = [:]
