@@ -128,6 +128,9 @@ extension ControllerService {
                 controls.append(message(control, topic: topics.control, key: worker))
             case .replaceWorker(let worker, _):
                 replacements.append(worker)
+            case .settle(let reason):
+                let control = ControlRecord(job: options.job, target: ControlRecord.allWorkers, command: .settle, reason: reason, time: now)
+                controls.append(message(control, topic: topics.control, key: ControlRecord.allWorkers))
             case .complete(let summary):
                 completed = summary
             }

@@ -331,6 +331,8 @@ extension ControllerService {
                 default:
                     break
                 }
+            case topics.acks where message.isSettle:
+                break
             case topics.acks:
                 let ack = try codec.decode(AckRecord.self, from: message.value)
                 run.ledger.apply(ack: ack)

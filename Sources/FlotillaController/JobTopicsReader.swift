@@ -100,9 +100,10 @@ final class JobTopicsReader: Sendable {
         }
     }
 
-    /// The ack at `offset` of `partition` as a `read_uncommitted` reader sees it: the first record
-    /// of the transaction that holds a committed reader there. Nil if none arrives within `timeout`.
-    func uncommittedAck(_ partition: TopicPartition, at offset: Int64, timeout: Duration = .seconds(5)) async -> AckRecord? {
+    /// Who wrote the record at `offset` of acks `partition`, as a `read_uncommitted` reader sees it
+    /// (the first record of the transaction that holds a committed reader there), and what it is.
+    /// Nil if none arrives within `timeout`.
+    func uncommittedWriter(_ partition: TopicPartition, at offset: Int64, timeout: Duration = .seconds(5)) async -> (worker: String, record: String)? {
         var configuration = KafkaConsumerConfiguration(client: client, groupID: nil)
         configuration.isolationLevel = .readUncommitted
         configuration.fetchWait = .milliseconds(50)
@@ -112,9 +113,11 @@ final class JobTopicsReader: Sendable {
         let deadline = ContinuousClock.now + timeout
         while ContinuousClock.now < deadline {
             for event in (try? await consumer.poll(timeout: .milliseconds(100))) ?? [] {
-                if case .message(let message) = event, message.offset >= offset {
-                    return try? RecordCodec.shared.decode(AckRecord.self, from: message.value)
+                guard case .message(let message) = event, message.offset >= offset else { continue }
+                if message.isSettle, let settle = try? RecordCodec.shared.decode(SettleRecord.self, from: message.value) {
+                    return (settle.worker, "a settle record")
                 }
+                return (try? RecordCodec.shared.decode(AckRecord.self, from: message.value)).map { ($0.worker, "the ack of \($0.shard)") }
             }
         }
         return nil

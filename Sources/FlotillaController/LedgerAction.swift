@@ -17,6 +17,9 @@ public enum LedgerAction: Sendable, Hashable {
     case take(worker: String, shard: String, attempt: Int, partition: Int, offset: Int64)
     /// Kill `worker` and start a fresh one in its place.
     case replaceWorker(worker: String, reason: String)
+    /// Ask every worker to commit one settle transaction (control `settle`), which ends what the
+    /// broker left unresolved of their own transactions (`SettleRecord`).
+    case settle(reason: String)
     /// Every shard is done or dead: publish the final manifest and stop the fleet.
     case complete(JobStatusSummary)
 
@@ -28,6 +31,7 @@ public enum LedgerAction: Sendable, Hashable {
         case .abandon(let worker, let shard, let attempt): "abandon \(shard)#\(attempt) on \(worker)"
         case .take(let worker, let shard, let attempt, _, _): "warm-start \(shard)#\(attempt) on \(worker)"
         case .replaceWorker(let worker, _): "replace \(worker)"
+        case .settle: "settle"
         case .complete: "complete"
         }
     }

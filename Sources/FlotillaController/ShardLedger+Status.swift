@@ -194,3 +194,8 @@ extension ShardLedger {
         shards.values.lazy.filter { !$0.isSettled }.compactMap(\.committedAt).min()
     }
 }
+
+extension ShardLedger {
+    /// Whether `worker` heartbeats and is not judged lost.
+    public func isLive(_ worker: String) -> Bool { workers[worker].map { !$0.lost } ?? false }
+}

@@ -73,4 +73,7 @@ public enum ControlCommand: String, Sendable, Hashable, Codable, CaseIterable {
     case scale
     /// To the controller of an open job: end the job once every shard published before this is done.
     case close
+    /// Commit one settle transaction now (`SettleRecord`): the controller saw the acks topic held
+    /// by a transaction the broker did not resolve.
+    case settle
 }

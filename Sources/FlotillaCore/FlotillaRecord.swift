@@ -3,7 +3,7 @@ import Foundation
 /// A record Flotilla publishes to Kafka. Encoded by `RecordCodec` as one JSON object with sorted
 /// keys and a `"v": 1` version field (docs/PROTOCOL.md).
 public protocol FlotillaRecord: Codable, Sendable {
-    /// The `flotilla-type` header value: "job", "shard", "ack", "heartbeat", "result", "control", "dlq".
+    /// The `flotilla-type` header value: "job", "shard", "ack", "settle", "heartbeat", "result", "control", "dlq".
     static var recordType: String { get }
     /// The name used in error messages: "shard record".
     static var recordName: String { get }

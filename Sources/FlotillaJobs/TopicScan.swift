@@ -100,11 +100,6 @@ final class TopicScan: Sendable {
 }
 
 extension KafkaMessage {
-    /// The value of the `flotilla-type` header, if any.
-    var recordType: String? {
-        header(RecordHeaders.type).map { String(decoding: $0, as: UTF8.self) }
-    }
-
     /// Decodes the value as a `T`, or nil when the record is of another type (by its header) or
     /// undecodable; `problems` counts the undecodable ones.
     func decode<T: FlotillaRecord>(_ type: T.Type, problems: inout Int) -> T? {

@@ -17,3 +17,13 @@ extension OutgoingMessage {
         return headers
     }
 }
+
+extension KafkaMessage {
+    /// The value of the `flotilla-type` header, if any.
+    public var recordType: String? {
+        header(RecordHeaders.type).map { String(decoding: $0, as: UTF8.self) }
+    }
+
+    /// Whether this is an acks-topic record that is not an ack: a `SettleRecord`, which readers skip.
+    public var isSettle: Bool { recordType == SettleRecord.recordType }
+}

@@ -60,6 +60,20 @@ struct ResultPublisher: Sendable {
         }
     }
 
+    /// Commits one transaction holding `record` alone, on the acks topic (`SettleRecord`); nothing
+    /// outside exactly-once mode.
+    func settle(_ record: SettleRecord) async throws(KafkaError) {
+        guard transactional else { return }
+        do {
+            try producer.beginTransaction()
+            try await producer.deliver([.record(record, topic: topics.acks, key: record.worker, partition: 0)])
+            try await producer.commitTransaction()
+        } catch {
+            if !error.isFatal { try? await producer.abortTransaction() }
+            throw error
+        }
+    }
+
     /// A few records per shard (`ResultBatch`), not one per sample: per-record costs on both
     /// sides of the wire were most of what publishing cost.
     private func resultMessages(_ shards: [FinishedShard]) -> [OutgoingMessage] {

@@ -42,6 +42,9 @@ extension Worker {
             guard let shard = command.shard else { return }
             _ = machine.withLock { $0.abandon(shard: shard, attempt: command.attempt) }
             changed()
+        case .settle:
+            machine.withLock { $0.askSettle() }
+            committerWake.signal()
         case .supersede, .scale, .take, .close: break
         }
     }

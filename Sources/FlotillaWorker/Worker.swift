@@ -242,6 +242,10 @@ public final class Worker: Sendable {
             let (batch, done) = machine.withLock { ($0.nextPublish(), $0.committerIsDone) }
             if let batch {
                 try await publish(batch, runtime)
+            } else if let asked = machine.withLock({ $0.wantsSettle ? $0.settleAsked : nil }) {
+                let record = SettleRecord(job: options.job, worker: options.workerID, reason: asked ? "asked by the controller" : "idle")
+                try await commitWithRetry("settle transactions") { try await runtime.publisher.settle(record) }
+                machine.withLock { $0.settled() }
             } else if ContinuousClock.now - lastOffsetCommit > .seconds(1) {
                 let offsets = machine.withLock { $0.pendingOffsets() }
                 try await commitWithRetry("commit offsets") { try await runtime.publisher.commitOffsets(offsets, consumer: runtime.consumer) }

@@ -73,6 +73,10 @@ struct WorkerMachine: Sendable {
     /// Shards and samples published since the worker started.
     private(set) var shardsDone = 0
     private(set) var samplesDone = 0
+    /// Transactions committed since the last settle transaction (`SettleRecord`), and whether the
+    /// controller asked for one.
+    private(set) var unsettled = false
+    private(set) var settleAsked = false
 
     init(slots: Int, holdLimit: Int, publishBatch: Int = 16) {
         self.slots = max(1, slots)
@@ -284,6 +288,24 @@ struct WorkerMachine: Sendable {
         let batch = publishing
         publishing = []
         for shard in batch { requeueHeld(of: shard.ack) }
+        if !shards.isEmpty { unsettled = true }
+    }
+
+    /// Whether to commit a settle transaction now: asked by the controller, or idle (nothing held,
+    /// running or waiting to publish) after publishing, so its last transaction is not left
+    /// unresolved by a broker that resolves only on a later one (Tansu 0.6, `SettleRecord`).
+    /// Not while stopping: the fleet is being shut down, and the broker may already be gone.
+    var wantsSettle: Bool {
+        guard !isStopping else { return false }
+        return settleAsked || (unsettled && queue.isEmpty && running.isEmpty && finished.isEmpty && publishing.isEmpty && held.isEmpty)
+    }
+
+    mutating func askSettle() { settleAsked = true }
+
+    /// A settle transaction committed.
+    mutating func settled() {
+        unsettled = false
+        settleAsked = false
     }
 
     /// Offsets of released records to commit outside a transaction (skipped, dead-lettered).

@@ -80,6 +80,7 @@ struct FaultSuiteTests {
         kill(zombie.processIdentifier, SIGSTOP)
         try await Task.sleep(for: .seconds(8))
         let lostBeforeWaking = try await harness.reEnqueueReasons()["worker-lost", default: 0]
+        let woke = Timestamp.now()
         kill(zombie.processIdentifier, SIGCONT)
         #expect(try await harness.waitForController(timeout: .seconds(120 * Self.scale)) == 0)
         #expect(lostBeforeWaking > 0, "the stopped worker's shards were re-enqueued while it slept")
@@ -87,10 +88,14 @@ struct FaultSuiteTests {
         // It really was a zombie: it woke up and acked work after its shards had been handed on.
         let acks = try await harness.acks().filter { $0.status == .done }
         let zombieAcks = acks.filter { $0.worker.hasPrefix("zombie") }
-        #expect(!zombieAcks.isEmpty, "the zombie published acks")
+        #expect(zombieAcks.contains { $0.finishedAt >= woke }, "the zombie woke up and published acks with its old producer")
+        // Whether it also finished the shard it held (a second done ack, discarded by the reader
+        // rule above) is a race: its predictor kept running, so the batch is ready the moment it
+        // wakes, but the supersede of that shard may be read first (then it drops it).
         let shardsAckedTwice = Dictionary(grouping: acks, by: \.shard).filter { $0.value.count > 1 }
-        #expect(shardsAckedTwice.values.contains { $0.contains { $0.worker.hasPrefix("zombie") } },
-                "a shard the zombie held was done twice: by it and by the steady worker")
+        if shardsAckedTwice.values.contains(where: { $0.contains { $0.worker.hasPrefix("zombie") } }) {
+            print("zombie: a shard it held was done twice, by it and by the steady worker")
+        }
     }
 
     @Test("A shard that always fails is dead-lettered after maxAttempts; the job exits 3; all else answered")

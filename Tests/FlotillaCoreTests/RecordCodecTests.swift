@@ -63,6 +63,8 @@ struct RecordCodecTests {
         try roundTrip(ControlRecord(job: "j1", target: "*", command: .cancel, reason: "cancelled by user", time: 3))
         try roundTrip(ControlRecord(job: "j1", target: "w-2", command: .supersede, shard: "s000009", attempt: 2, time: 4))
         try roundTrip(ControlRecord(job: "j1", target: "controller", command: .scale, workers: 3, time: 4))
+        try roundTrip(ControlRecord(job: "j1", target: "*", command: .settle, reason: "the acks topic is held", time: 5))
+        try roundTrip(SettleRecord(job: "j1", worker: "w-2", reason: "idle", time: 6))
         try roundTrip(DeadLetterRecord(job: "j1", shard: "s000001", attempt: 2, reason: "failed 3 attempts", raw: Array("{\"a\":1}".utf8),
                                        topic: "flotilla.j1.shards", partition: 3, offset: 42, from: "controller", time: 8))
         let summary = JobStatusSummary(job: "j1", shards: 18, done: 17, dead: 1, samples: 1700, failedSamples: 2, seconds: 4,
@@ -161,8 +163,8 @@ struct RecordCodecTests {
         #expect(ShardRecord.shardID(index: 1_234_567) == "s1234567")
         #expect([RecordHeaders.version, RecordHeaders.type, RecordHeaders.attempt] == ["flotilla-v", "flotilla-type", "flotilla-attempt"])
         #expect([JobManifest.recordType, ShardRecord.recordType, AckRecord.recordType, HeartbeatRecord.recordType,
-                 ResultRecord.recordType, ControlRecord.recordType, DeadLetterRecord.recordType]
-            == ["job", "shard", "ack", "heartbeat", "result", "control", "dlq"])
+                 ResultRecord.recordType, ControlRecord.recordType, DeadLetterRecord.recordType, SettleRecord.recordType]
+            == ["job", "shard", "ack", "heartbeat", "result", "control", "dlq", "settle"])
         #expect(ControlRecord(job: "j", target: "*", command: .drain).applies(to: "w-1"))
         #expect(!ControlRecord(job: "j", target: "w-2", command: .drain).applies(to: "w-1"))
     }

@@ -260,4 +260,24 @@ struct WorkerMachineTests {
         #expect(machine.room == 0)
         #expect(machine.next(skipReason: { _ in nil }, newRun: { "r" }, now: 1) == .stop)
     }
+
+    @Test("settle: wanted once idle after a publish (not while work is held), or when the controller asks; a settle clears both")
+    func settle() throws {
+        var machine = machine(2, slots: 1)
+        #expect(!machine.wantsSettle, "nothing published yet")
+        let (shard, run) = try #require(start(&machine))
+        machine.finish(run: run, finished(shard, run: run))
+        machine.published(try batch(&machine))
+        #expect(!machine.wantsSettle, "s000001 still waits to run")
+        let (second, secondRun) = try #require(start(&machine))
+        machine.finish(run: secondRun, finished(second, run: secondRun))
+        machine.published(try batch(&machine))
+        #expect(machine.wantsSettle, "idle after publishing")
+        machine.settled()
+        #expect(!machine.wantsSettle && !machine.settleAsked)
+        machine.askSettle()
+        #expect(machine.wantsSettle && machine.settleAsked, "asked by the controller, even with nothing new published")
+        machine.settled()
+        #expect(!machine.wantsSettle)
+    }
 }
