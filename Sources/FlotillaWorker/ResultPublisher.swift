@@ -34,15 +34,10 @@ struct ResultPublisher: Sendable {
             if !offsets.isEmpty { try await consumer.commit(offsets) }
             return
         }
-        do {
-            try producer.beginTransaction()
+        try await inTransaction { () async throws(KafkaError) in
             try await producer.deliver(results)
             try await producer.deliver(acks)
             try await producer.sendOffsetsToTransaction(offsets, groupMetadata: consumer.groupMetadata())
-            try await producer.commitTransaction()
-        } catch {
-            if error.requiresAbort || !error.isFatal { try? await producer.abortTransaction() }
-            throw error
         }
     }
 
@@ -50,13 +45,8 @@ struct ResultPublisher: Sendable {
     func commitOffsets(_ offsets: [TopicPartitionOffset], consumer: KafkaConsumer) async throws(KafkaError) {
         guard !offsets.isEmpty else { return }
         guard transactional else { return try await consumer.commit(offsets) }
-        do {
-            try producer.beginTransaction()
+        try await inTransaction { () async throws(KafkaError) in
             try await producer.sendOffsetsToTransaction(offsets, groupMetadata: consumer.groupMetadata())
-            try await producer.commitTransaction()
-        } catch {
-            if !error.isFatal { try? await producer.abortTransaction() }
-            throw error
         }
     }
 
@@ -64,12 +54,19 @@ struct ResultPublisher: Sendable {
     /// outside exactly-once mode.
     func settle(_ record: SettleRecord) async throws(KafkaError) {
         guard transactional else { return }
+        try await inTransaction { () async throws(KafkaError) in
+            try await producer.deliver([.record(record, topic: topics.acks, key: record.worker, partition: 0)])
+        }
+    }
+
+    /// Runs `body` in a transaction: begin, body, commit; aborted when it fails and can be.
+    private func inTransaction(_ body: () async throws(KafkaError) -> Void) async throws(KafkaError) {
         do {
             try producer.beginTransaction()
-            try await producer.deliver([.record(record, topic: topics.acks, key: record.worker, partition: 0)])
+            try await body()
             try await producer.commitTransaction()
         } catch {
-            if !error.isFatal { try? await producer.abortTransaction() }
+            if error.requiresAbort || !error.isFatal { try? await producer.abortTransaction() }
             throw error
         }
     }
