@@ -244,7 +244,13 @@ public final class Worker: Sendable {
                 try await publish(batch, runtime)
             } else if let asked = machine.withLock({ $0.wantsSettle ? $0.settleAsked : nil }) {
                 let record = SettleRecord(job: options.job, worker: options.workerID, reason: asked ? "asked by the controller" : "idle")
-                try await commitWithRetry("settle transactions") { try await runtime.publisher.settle(record) }
+                // Once, not retried: a settle only helps a broker resolve; a failure worth exiting
+                // for (fenced) surfaces on the next publish.
+                do {
+                    try await runtime.publisher.settle(record)
+                } catch {
+                    logger.warning("settle transaction failed", metadata: ["flotilla.error": "\(error)"])
+                }
                 machine.withLock { $0.settled() }
             } else if ContinuousClock.now - lastOffsetCommit > .seconds(1) {
                 let offsets = machine.withLock { $0.pendingOffsets() }
