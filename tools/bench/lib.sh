@@ -28,9 +28,16 @@ start_broker() {
   echo "bench: the broker did not start" >&2; exit 1
 }
 
+# job_acks JOB...: the jobs' ack records, one JSON line each; the acks topic's other records
+# (`settle`, docs/PROTOCOL.md) are left out by their flotilla-type header.
+job_acks() {
+  for job in "$@"; do kcat -C -b "$BROKERS" -t "flotilla.$job.acks" -e -q -f '%h\t%s\n' 2>/dev/null; done |
+    awk -F'\t' '$1 ~ /(^|,)flotilla-type=ack(,|$)/ { print $2 }'
+}
+
 # ack_span JOB...: samples and seconds from the first shard start to the last done ack over the jobs.
 ack_span() {
-  for job in "$@"; do kcat -C -b "$BROKERS" -t "flotilla.$job.acks" -e -q -f '%s\n' 2>/dev/null; done | "$PY" -c '
+  job_acks "$@" | "$PY" -c '
 import json, sys
 acks = [json.loads(line) for line in sys.stdin if line.strip()]
 first = {}
