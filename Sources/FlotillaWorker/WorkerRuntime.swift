@@ -74,6 +74,7 @@ struct WorkerRuntime: Sendable {
                                                    fetchWait: .milliseconds(250), logger: logger)
             async let acksReading = TopicReader(client: client, topics: [topics.acks], fetchWait: .seconds(1), logger: logger)
             let (resultProducer, transactional) = try await makeResultProducer(options: options, config: config, client: client, logger: logger)
+            let resultPartitions = await resultProducer.loadMetadata(for: [topics.results, topics.acks])[topics.results]
             let plainProducer = try KafkaProducer(configuration: KafkaProducerConfiguration(client: client), logger: logger)
             let commandReader = try await commandReading
             let acksReader = try await acksReading
@@ -86,7 +87,8 @@ struct WorkerRuntime: Sendable {
                 config: config, topics: topics, consumer: consumer, resultProducer: resultProducer, plainProducer: plainProducer,
                 commandReader: commandReader, acksReader: acksReader, expressReader: expressReader, ledger: WorkerLedger(workerID: options.workerID),
                 publisher: ResultPublisher(producer: resultProducer, transactional: transactional, topics: topics,
-                                           publishResults: config.outputs.results, maxMessageBytes: config.kafka.maxMessageBytes),
+                                           publishResults: config.outputs.results, maxMessageBytes: config.kafka.maxMessageBytes,
+                                           resultPartitions: resultPartitions),
                 processor: ShardProcessor(job: config.job, stages: pools, reader: ShardReader(logger: logger, maxSampleBytes: config.shard.maxSampleBytes)),
                 slots: slots, outputDirectory: config.outputs.directory)
         } catch {

@@ -71,18 +71,26 @@ final class KafkaClient: @unchecked Sendable {
     /// Loads the metadata of `topics` into this client's cache, so the first record produced to
     /// (or the first fetch from) a topic it has not used yet does not wait for librdkafka's
     /// metadata retry: 1-2 s for a topic created a moment before, ~1 s for a partition newly
-    /// assigned to a reader (measured on the embedded broker). Best effort.
-    func loadMetadata(for topics: [String], timeout: Duration) async {
+    /// assigned to a reader (measured on the embedded broker). Best effort; returns the partition
+    /// count of each topic it found.
+    @discardableResult
+    func loadMetadata(for topics: [String], timeout: Duration) async -> [String: Int32] {
         await blocking { [self] in
+            var partitions: [String: Int32] = [:]
             for name in topics {
                 guard let topic = rd_kafka_topic_new(handle, name, nil) else { continue }
                 var metadata: UnsafePointer<rd_kafka_metadata>?
                 if rd_kafka_metadata(handle, 0, topic, &metadata, Self.timeoutMs(timeout)) == RD_KAFKA_RESP_ERR_NO_ERROR,
                    let metadata {
+                    let m = metadata.pointee
+                    for i in 0..<Int(m.topic_cnt) where m.topics[i].err == RD_KAFKA_RESP_ERR_NO_ERROR && m.topics[i].partition_cnt > 0 {
+                        partitions[String(cString: m.topics[i].topic)] = m.topics[i].partition_cnt
+                    }
                     rd_kafka_metadata_destroy(metadata)
                 }
                 rd_kafka_topic_destroy(topic)
             }
+            return partitions
         }
     }
 

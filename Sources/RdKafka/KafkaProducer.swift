@@ -58,8 +58,10 @@ public final class KafkaProducer: Sendable {
         }
     }
 
-    /// Loads the metadata of `topics` into this producer's cache (see `KafkaClient.loadMetadata`).
-    public func loadMetadata(for topics: [String], timeout: Duration = .seconds(5)) async {
+    /// Loads the metadata of `topics` into this producer's cache (see `KafkaClient.loadMetadata`);
+    /// returns the partition count of each topic found.
+    @discardableResult
+    public func loadMetadata(for topics: [String], timeout: Duration = .seconds(5)) async -> [String: Int32] {
         await client.loadMetadata(for: topics, timeout: timeout)
     }
 
