@@ -100,6 +100,7 @@ extension ControllerService {
         var deadLetters: [OutgoingMessage] = []
         var controls: [OutgoingMessage] = []
         var shards: [OutgoingMessage] = []
+        var takes: [OutgoingMessage] = []
         var replacements: [String] = []
         var completed: JobStatusSummary?
         for action in actions {
@@ -125,7 +126,7 @@ extension ControllerService {
             case .take(let worker, let shard, let attempt, let partition, let offset):
                 let control = ControlRecord(job: options.job, target: worker, command: .take, shard: shard, attempt: attempt,
                                             partition: partition, offset: offset, reason: ControlRecord.warmStartReason, time: now)
-                controls.append(message(control, topic: topics.control, key: worker))
+                takes.append(message(control, topic: topics.control, key: worker))
             case .replaceWorker(let worker, _):
                 replacements.append(worker)
             case .settle(let reason):
@@ -139,8 +140,9 @@ extension ControllerService {
         // so a controller that dies in between leaves something the next one can finish.
         try await send(deadLetters, connection)
         try await send(controls, connection)
+        await sendTakes(takes, connection)
         let reports = try await send(shards, connection)
-        try await sendTakes(for: reports, connection, run, now: now)
+        await sendTakes(for: reports, connection, run, now: now)
 
         var more: [LedgerAction] = []
         for worker in replacements {
@@ -336,7 +338,7 @@ extension ControllerService {
     /// The express lane: tells the live owner of each re-enqueued record's partition (else the
     /// least busy running worker) to fetch it now, so recovered work does not wait behind that
     /// partition's backlog. Best effort: the record is in the shards topic either way.
-    func sendTakes(for reports: [(OutgoingMessage, DeliveryReport)], _ connection: Connection, _ run: ControllerRun, now: Int64) async throws {
+    func sendTakes(for reports: [(OutgoingMessage, DeliveryReport)], _ connection: Connection, _ run: ControllerRun, now: Int64) async {
         guard !reports.isEmpty else { return }
         let owners = run.ledger.workerViews(now: now).filter { !$0.lost }
         // No owner of the partition (a fleet still joining the group, or an orphaned partition):
@@ -354,16 +356,46 @@ extension ControllerService {
                                      partition: Int(report.partition), offset: report.offset, reason: record.reason.rawValue, time: now)
             takes.append(self.message(take, topic: connection.topics.control, key: owner.id))
         }
-        try await send(takes, connection)
+        await sendTakes(takes, connection)
     }
 
+    /// Publishes take commands. They only speed work up (each shard is in the shards topic for its
+    /// partition's owner either way), so one try, and a failure is only logged.
+    func sendTakes(_ takes: [OutgoingMessage], _ connection: Connection) async {
+        guard !takes.isEmpty else { return }
+        do {
+            _ = try await connection.producer.send(takes)
+        } catch {
+            logger.warning("cannot publish take commands; the partitions' owners will run those shards",
+                           metadata: ["flotilla.count": "\(takes.count)", "flotilla.error": "\(error)"])
+        }
+    }
+
+    /// Publishes `messages` in order. A failure that may pass (a broker paused, restarting or too
+    /// busy to acknowledge within the delivery timeout) is retried for up to `outageLimit`: the
+    /// controller rides it out instead of ending a job whose workers are fine. A record delivered
+    /// twice is harmless (a shard record twice is a copy the reader rule discards).
     @discardableResult
     func send(_ messages: [OutgoingMessage], _ connection: Connection) async throws -> [(OutgoingMessage, DeliveryReport)] {
         guard !messages.isEmpty else { return [] }
-        do {
-            return zip(messages, try await connection.producer.send(messages)).map { ($0, $1) }
-        } catch {
-            throw FlotillaError(.kafka, "cannot publish \(messages.count) record(s) to \(messages[0].topic)", underlying: error)
+        let started = ContinuousClock.now
+        var attempt = 0
+        while true {
+            do {
+                return zip(messages, try await connection.producer.send(messages)).map { ($0, $1) }
+            } catch {
+                attempt += 1
+                guard !error.isFatal, ContinuousClock.now - started < Self.outageLimit else {
+                    throw FlotillaError(.kafka, "cannot publish \(messages.count) record(s) to \(messages[0].topic)", underlying: error)
+                }
+                logger.warning("cannot publish; retrying", metadata: [
+                    "flotilla.topic": "\(messages[0].topic)", "flotilla.count": "\(messages.count)",
+                    "flotilla.attempt": "\(attempt)", "flotilla.error": "\(error)"])
+                try await Task.sleep(for: .milliseconds(min(5_000, 500 * attempt)))
+            }
         }
     }
+
+    /// How long a publish is retried before the controller gives up (as the workers do).
+    static let outageLimit: Duration = .seconds(300)
 }

@@ -45,6 +45,9 @@ public struct ShardLedger: Sendable, Hashable {
     /// the view of the topics is complete up to then (see `judgedTime`).
     public private(set) var viewTime: Int64?
     var viewReadAt: Int64?
+    /// How late heartbeats reach the ledger (sent → applied, smoothed, ms): a busy broker delays
+    /// every tail, and balancing must not act on a view older than the work it would move.
+    public private(set) var heartbeatLagMs: Double = 0
     /// When this controller started watching (epoch ms): silence from before is not a fault of
     /// the shards (see `markLost`). Nil: every loss is charged (tests, simulations).
     public var watchingSince: Int64?
@@ -148,6 +151,8 @@ public struct ShardLedger: Sendable, Hashable {
             worker.lostAt = nil
         }
         worker.lastSeen = max(worker.lastSeen, receivedAt)
+        let lag = Double(max(0, receivedAt - heartbeat.time))
+        heartbeatLagMs = heartbeatLagMs == 0 ? lag : 0.8 * heartbeatLagMs + 0.2 * lag
         worker.heartbeatTime = heartbeat.time
         worker.pid = heartbeat.pid
         worker.host = heartbeat.host

@@ -33,6 +33,24 @@ struct ShardLedgerBalancingTests {
         #expect(ledger.tick(now: 1_400).reEnqueues.map(\.record.shard) == [F.id(3), F.id(2)])
     }
 
+    @Test("Heartbeats arriving late (a saturated broker) stop stealing and speculation until they are timely again")
+    func noBalancingOnAStaleView() {
+        var ledger = F.ledger(shards: 6, partition: { $0 < 4 ? 0 : 4 })
+        // Sent at 1 000, applied 2 s later: idleness and queues seen now are 2 s old.
+        ledger.apply(heartbeat: F.heartbeat("w1", at: 1_000, running: [(0, 0, 1)], queued: [1, 2, 3], partitions: [0, 1, 2]), receivedAt: 3_000)
+        ledger.apply(heartbeat: F.heartbeat("w3", at: 1_000, partitions: [6, 7]), receivedAt: 3_000)
+        #expect(ledger.viewIsStale)
+        #expect(ledger.tick(now: 3_100).reEnqueues.isEmpty, "no work moved on a view 2 s old")
+        // Timely heartbeats bring the smoothed lag back under half an interval, and w3 steals.
+        for step in 1...8 {
+            let at = 3_000 + Int64(step) * 1_000
+            ledger.apply(heartbeat: F.heartbeat("w1", at: at, running: [(0, 0, 1)], queued: [1, 2, 3], partitions: [0, 1, 2]), receivedAt: at + 20)
+            ledger.apply(heartbeat: F.heartbeat("w3", at: at, partitions: [6, 7]), receivedAt: at + 20)
+        }
+        #expect(!ledger.viewIsStale)
+        #expect(ledger.tick(now: 11_100).reEnqueues.map(\.record.shard) == [F.id(3), F.id(2)])
+    }
+
     @Test("Stealing takes records still waiting in Kafka on a busy worker's partitions, last offset first")
     func stealFromKafkaBacklog() {
         var ledger = F.ledger(shards: 6, partition: { _ in 0 })
