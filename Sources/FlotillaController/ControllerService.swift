@@ -269,7 +269,7 @@ extension ControllerService {
     func createTopics(_ connection: Connection, config: JobConfig) async throws {
         let names = connection.topics
         let specs = names.perJob.map { topic in
-            TopicSpecification(name: topic, partitions: Int32(names.partitions(of: topic, shardPartitions: config.shardPartitions)),
+            TopicSpecification(name: topic, partitions: Int32(names.partitions(of: topic, shardPartitions: config.shardPartitions, resultPartitions: config.resultPartitions)),
                                replicationFactor: Int32(config.kafka.replicationFactor ?? -1))
         }
         do {

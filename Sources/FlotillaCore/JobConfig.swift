@@ -57,10 +57,13 @@ public struct JobConfig: Sendable, Hashable, Codable {
     /// The topic names of this job.
     public var topics: TopicNames { TopicNames(prefix: kafka.topicPrefix, job: job) }
 
-    /// Partitions of the shards (and results) topic: `kafka.partitions`, or 2 × `workers.max` when 0.
+    /// Partitions of the shards topic: `kafka.partitions`, or 2 × `workers.max` when 0.
     public var shardPartitions: Int {
         kafka.partitions > 0 ? kafka.partitions : TopicNames.defaultShardPartitions(maxWorkers: workers.max)
     }
+
+    /// Partitions of the results topic: `kafka.resultPartitions`, or 1.
+    public var resultPartitions: Int { kafka.resultPartitions ?? 1 }
 }
 
 /// How inputs are cut into shards.

@@ -208,7 +208,7 @@ struct SpecReader {
     }
 
     func readKafka(_ node: SpecNode) throws(FlotillaError) -> KafkaConfig {
-        let map = try node.mapping(allowed: ["brokers", "topicPrefix", "partitions", "replicationFactor", "maxMessageBytes", "properties"])
+        let map = try node.mapping(allowed: ["brokers", "topicPrefix", "partitions", "resultPartitions", "replicationFactor", "maxMessageBytes", "properties"])
         var config = KafkaConfig()
         if let brokersNode = map["brokers"] {
             let brokers = try brokersNode.nonEmptyString()
@@ -224,6 +224,10 @@ struct SpecReader {
             config.partitions = try partitions.int()
             if config.partitions < 0 { throw partitions.error("must be >= 0 (0 means 2 x workers.max)") }
             if config.partitions > 10_000 { throw partitions.error("must be <= 10000") }
+        }
+        if let partitions = map["resultPartitions"] {
+            config.resultPartitions = try positive(partitions)
+            if config.resultPartitions ?? 0 > 10_000 { throw partitions.error("must be <= 10000") }
         }
         if let factor = map["replicationFactor"] { config.replicationFactor = try positive(factor) }
         if let bytes = map["maxMessageBytes"] {

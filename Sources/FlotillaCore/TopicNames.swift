@@ -44,11 +44,11 @@ public struct TopicNames: Sendable, Hashable {
         partitionsPerWorker * max(1, maxWorkers)
     }
 
-    /// The partition count of each topic given the shards topic's count: shards and results use
-    /// `shardPartitions`; jobs, acks, heartbeats, control and dlq use 1 (low volume, and one
-    /// partition keeps a single total order for readers of the ledger).
-    public func partitions(of topic: String, shardPartitions: Int) -> Int {
-        topic == shards || topic == results ? shardPartitions : 1
+    /// The partition count of each topic: shards `shardPartitions`, results `resultPartitions`;
+    /// jobs, acks, heartbeats, control and dlq 1 (low volume, and one partition keeps a single
+    /// total order for readers of the ledger).
+    public func partitions(of topic: String, shardPartitions: Int, resultPartitions: Int = 1) -> Int {
+        topic == shards ? shardPartitions : topic == results ? resultPartitions : 1
     }
 
     /// Kafka's limit on topic name length.

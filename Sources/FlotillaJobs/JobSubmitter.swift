@@ -196,7 +196,8 @@ public struct JobSubmitter: Sendable {
     }
 
     /// The topics a job needs (docs/PROTOCOL.md, "Topics"): `<p>.jobs` compacted with one
-    /// partition; shards and results with `config.shardPartitions`; the rest with one.
+    /// partition; shards with `config.shardPartitions`, results with `config.resultPartitions`;
+    /// the rest with one.
     public static func topicSpecifications(for config: JobConfig) -> [TopicSpecification] {
         let topics = config.topics
         // -1 asks the broker for its default replication factor.
@@ -204,7 +205,7 @@ public struct JobSubmitter: Sendable {
         var specifications = [TopicSpecification(
             name: topics.jobs, partitions: 1, replicationFactor: replication, configs: ["cleanup.policy": "compact"])]
         for topic in topics.perJob {
-            let partitions = topics.partitions(of: topic, shardPartitions: config.shardPartitions)
+            let partitions = topics.partitions(of: topic, shardPartitions: config.shardPartitions, resultPartitions: config.resultPartitions)
             specifications.append(TopicSpecification(name: topic, partitions: Int32(partitions), replicationFactor: replication))
         }
         return specifications

@@ -81,7 +81,7 @@ struct SubmitCommand: AsyncParsableCommand {
             print("  input \(input.position): \(input.kind) \(input.location): \(plural(input.samples, "sample")), \(plural(input.shards, "shard"))\(bytes)")
         }
         let topics = plan.topics
-        print("topics: \(topics.shards) and \(topics.results) (\(plural(config.shardPartitions, "partition"))), \(topics.acks), \(topics.heartbeats), \(topics.control), \(topics.dlq); manifest on \(topics.jobs)")
+        print("topics: \(topics.shards) (\(plural(config.shardPartitions, "partition"))), \(topics.results) (\(plural(config.resultPartitions, "partition"))), \(topics.acks), \(topics.heartbeats), \(topics.control), \(topics.dlq); manifest on \(topics.jobs)")
     }
 
     private func jsonLine(plan: SubmitPlan, report: SubmitReport?) throws(FlotillaError) -> String {

@@ -255,9 +255,9 @@ final class FleetHarness: @unchecked Sendable {
         return Dictionary(grouping: records.filter { $0.attempt > 0 }, by: \.reason.rawValue).mapValues(\.count)
     }
 
-    /// Results records whose partition is none of the partitions their shard's records were
-    /// published to (a worker writes a shard's results to the partition its record came from).
-    func resultsOffTheirShardPartition() async throws -> [String] {
+    /// Results records on another partition than one of their shard's records' modulo
+    /// `resultPartitions` (where a worker writes them, docs/PROTOCOL.md).
+    func resultsOffTheirShardPartition(resultPartitions: Int32) async throws -> [String] {
         let topics = TopicNames(job: job)
         let reader = try await TopicReader(client: fixture.client, topics: [topics.shards, topics.results], logger: fixture.logger)
         defer { Task { await reader.close() } }
@@ -267,7 +267,8 @@ final class FleetHarness: @unchecked Sendable {
             let shard = message.keyString ?? ""
             if message.topic == topics.shards { shardPartitions[shard, default: []].insert(message.partition) } else { results.append((shard, message.partition)) }
         }
-        return results.filter { !(shardPartitions[$0.shard]?.contains($0.partition) ?? false) }.map { "\($0.shard)@\($0.partition)" }
+        return results.filter { result in !(shardPartitions[result.shard] ?? []).contains { $0 % resultPartitions == result.partition } }
+            .map { "\($0.shard)@\($0.partition)" }
     }
 
     /// The job's acks, in topic order.

@@ -8,9 +8,10 @@ import Testing
 /// re-enqueue storm (23 620 re-enqueues for 2 000 shards at 5 workers).
 @Suite("Fleet at scale", .serialized, .timeLimit(.minutes(10)))
 struct FleetScaleTests {
-    @Test("10 workers × 2 000 shards of 10 samples (identity): the job finishes, ≤ 1 % re-enqueued but for stealing, ≤ 2 % run twice, exactly once, results on their shard's partition")
+    @Test("10 workers × 2 000 shards of 10 samples (identity): the job finishes, ≤ 1 % re-enqueued but for stealing, ≤ 2 % run twice, exactly once, results on their shard's partition modulo kafka.resultPartitions")
     func tenWorkersTinyShards() async throws {
-        let harness = try await FleetHarness(samples: 20_000, samplesPerShard: 10, stage: "builtin: identity", maxWorkers: 10)
+        let harness = try await FleetHarness(samples: 20_000, samplesPerShard: 10, stage: "builtin: identity", maxWorkers: 10,
+                                             top: "kafka: { resultPartitions: 3 }")
         try harness.submit()
         try harness.startController(workers: 10)
         #expect(try await harness.waitForController(timeout: .seconds(400)) == 0)
@@ -29,7 +30,7 @@ struct FleetScaleTests {
         // ten debug-build workers on 2 cores run unevenly and steal 1-14 % (measured), running 0.2-1 % twice.
         #expect(balancing <= 300, "re-enqueued \(reEnqueued) of 2 000 shards: \(reasons)")
         #expect(duplicates <= 40, "\(duplicates) shards ran twice; re-enqueues \(reasons)")
-        let misplaced = try await harness.resultsOffTheirShardPartition()
+        let misplaced = try await harness.resultsOffTheirShardPartition(resultPartitions: 3)
         #expect(misplaced.isEmpty, "results on another partition than their shard's: \(misplaced.prefix(5))")
         let (lines, status) = try harness.results()
         #expect(status == 0)

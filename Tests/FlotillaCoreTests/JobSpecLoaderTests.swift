@@ -42,6 +42,7 @@ struct JobSpecLoaderTests {
             brokers: nil, topicPrefix: "flotilla", partitions: 0, replicationFactor: nil,
             maxMessageBytes: 1_000_000, properties: [:]))
         #expect(config.shardPartitions == 8)
+        #expect(config.resultPartitions == 1)
         #expect(config.baseDirectory == "/specs")
     }
 
@@ -76,6 +77,7 @@ struct JobSpecLoaderTests {
               brokers: "127.0.0.1:9092,127.0.0.2:9093"
               topicPrefix: team.x
               partitions: 12
+              resultPartitions: 4
               replicationFactor: 3
               maxMessageBytes: 2000000
               properties: { security.protocol: SASL_SSL, linger.ms: 5 }
@@ -109,6 +111,7 @@ struct JobSpecLoaderTests {
         #expect(config.kafka.topicPrefix == "team.x")
         #expect(config.kafka.partitions == 12)
         #expect(config.shardPartitions == 12)
+        #expect(config.resultPartitions == 4)
         #expect(config.kafka.replicationFactor == 3)
         #expect(config.kafka.maxMessageBytes == 2_000_000)
         #expect(config.kafka.properties == ["security.protocol": "SASL_SSL", "linger.ms": "5"])

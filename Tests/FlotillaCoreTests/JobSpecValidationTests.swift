@@ -46,6 +46,7 @@ struct JobSpecValidationTests {
         ("kafka: { brokers: localhost }", "kafka.brokers must be host:port[,host:port...], not 'localhost' (job.yaml:6)"),
         ("kafka: { topicPrefix: 'a b' }", "kafka.topicPrefix may hold only letters, digits, '.', '_' and '-', not ' ' (job.yaml:6)"),
         ("kafka: { partitions: -1 }", "kafka.partitions must be >= 0 (0 means 2 x workers.max) (job.yaml:6)"),
+        ("kafka: { resultPartitions: 0 }", "kafka.resultPartitions must be > 0 (job.yaml:6)"),
         ("kafka: { maxMessageBytes: 10 }", "kafka.maxMessageBytes must be between 1000 and 1000000000, not 10 (job.yaml:6)"),
         ("kafka: { properties: { group.id: mine } }", "kafka.properties may not set 'group.id': Flotilla names the worker group itself (job.yaml:6)"),
         ("kafka: { properties: [a, b] }", "kafka.properties must be a mapping of names to values, not a list (job.yaml:6)"),
@@ -69,7 +70,7 @@ struct JobSpecValidationTests {
         #expect(specError(minimalSpec.replacingOccurrences(of: "builtin: identity", with: "builtin: identity\n    processes: {min: 1, mx: 2}"))?.message
             == "unknown key 'mx' in stages[0].processes (job.yaml:6); expected one of: min, max")
         #expect(specError(withExtra("kafka: { broker: 'a:1' }"))?.message
-            == "unknown key 'broker' in kafka (job.yaml:6); expected one of: brokers, topicPrefix, partitions, replicationFactor, maxMessageBytes, properties")
+            == "unknown key 'broker' in kafka (job.yaml:6); expected one of: brokers, topicPrefix, partitions, resultPartitions, replicationFactor, maxMessageBytes, properties")
     }
 
     @Test("malformed YAML gives a message with the line")

@@ -31,7 +31,7 @@ struct JobSubmitterTests {
         let topics = config.topics
         let partitions = try await JobsTest.topics(fixture, prefix: "flotilla.")
         #expect(partitions[topics.shards] == 4)
-        #expect(partitions[topics.results] == 4)
+        #expect(partitions[topics.results] == 1, "kafka.resultPartitions defaults to 1")
         for topic in [topics.acks, topics.heartbeats, topics.control, topics.dlq, topics.jobs] {
             #expect(partitions[topic] == 1, "\(topic) has one partition")
         }
