@@ -137,8 +137,9 @@ extension ShardLedger {
     }
 
     /// Speculative copies: when idle workers have nothing to steal and no shard waits anywhere, a
-    /// shard running longer than `speculativeFactor` × the median shard time gets a copy on an idle
-    /// worker (not superseding the original: the first ack wins).
+    /// shard running longer than `speculativeFactor` × the median shard time, and than two
+    /// heartbeat intervals, gets a copy on an idle worker (not superseding the original: the first
+    /// ack wins).
     mutating func speculate(now: Int64, plan: inout TargetPlan, actions: inout [LedgerAction]) {
         guard settings.speculative, !viewIsStale else { return }
         let idle = idleWorkers(now: now, plan: plan)
@@ -151,7 +152,11 @@ extension ShardLedger {
             guard running.count == 1, let execution = running.first, entry.source != nil,
                   entry.attempts[entry.latestAttempt]?.reason != .speculative else { continue }
             let elapsed = now - min(execution.startedAt, execution.firstSeen)
-            if Double(elapsed) > settings.speculativeFactor * Double(max(median, 1)) {
+            // A copy starts about a heartbeat interval (plus the view's lag) after it is decided: an
+            // execution younger than twice that likely finishes first, and its copy only costs
+            // (tiny shards on a busy machine: a sixth of a 50-worker job's tail copied, measured).
+            let floor = 2 * (Double(settings.heartbeatMs) + heartbeatLagMs)
+            if Double(elapsed) > max(floor, settings.speculativeFactor * Double(max(median, 1))) {
                 stragglers.append((elapsed, entry.id, execution.worker))
             }
         }
