@@ -226,8 +226,9 @@ struct SpecReader {
             if config.partitions > 10_000 { throw partitions.error("must be <= 10000") }
         }
         if let partitions = map["resultPartitions"] {
-            config.resultPartitions = try positive(partitions)
-            if config.resultPartitions ?? 0 > 10_000 { throw partitions.error("must be <= 10000") }
+            let count = try positive(partitions)
+            if count > 10_000 { throw partitions.error("must be <= 10000") }
+            config.resultPartitions = count
         }
         if let factor = map["replicationFactor"] { config.replicationFactor = try positive(factor) }
         if let bytes = map["maxMessageBytes"] {
