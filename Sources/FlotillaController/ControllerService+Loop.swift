@@ -371,31 +371,21 @@ extension ControllerService {
         }
     }
 
-    /// Publishes `messages` in order. A failure that may pass (a broker paused, restarting or too
-    /// busy to acknowledge within the delivery timeout) is retried for up to `outageLimit`: the
-    /// controller rides it out instead of ending a job whose workers are fine. A record delivered
-    /// twice is harmless (a shard record twice is a copy the reader rule discards).
+    /// Publishes `messages` in order, riding out a broker outage (`OutageRetry`) instead of ending
+    /// a job whose workers are fine. A record delivered twice is harmless (a shard record twice is
+    /// a copy the reader rule discards).
     @discardableResult
     func send(_ messages: [OutgoingMessage], _ connection: Connection) async throws -> [(OutgoingMessage, DeliveryReport)] {
         guard !messages.isEmpty else { return [] }
-        let started = ContinuousClock.now
-        var attempt = 0
-        while true {
-            do {
-                return zip(messages, try await connection.producer.send(messages)).map { ($0, $1) }
-            } catch {
-                attempt += 1
-                guard !error.isFatal, ContinuousClock.now - started < Self.outageLimit else {
-                    throw FlotillaError(.kafka, "cannot publish \(messages.count) record(s) to \(messages[0].topic)", underlying: error)
-                }
-                logger.warning("cannot publish; retrying", metadata: [
-                    "flotilla.topic": "\(messages[0].topic)", "flotilla.count": "\(messages.count)",
-                    "flotilla.attempt": "\(attempt)", "flotilla.error": "\(error)"])
-                try await Task.sleep(for: .milliseconds(min(5_000, 500 * attempt)))
-            }
+        let reports = try await OutageRetry.run(pauseStep: .milliseconds(500), retrying: { error, attempt in
+            logger.warning("cannot publish; retrying", metadata: [
+                "flotilla.topic": "\(messages[0].topic)", "flotilla.count": "\(messages.count)",
+                "flotilla.attempt": "\(attempt)", "flotilla.error": "\(error)"])
+        }, giveUp: { error, _ in
+            FlotillaError(.kafka, "cannot publish \(messages.count) record(s) to \(messages[0].topic)", underlying: error)
+        }) {
+            try await connection.producer.send(messages)
         }
+        return zip(messages, reports).map { ($0, $1) }
     }
-
-    /// How long a publish is retried before the controller gives up (as the workers do).
-    static let outageLimit: Duration = .seconds(300)
 }

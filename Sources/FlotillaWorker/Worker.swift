@@ -1,6 +1,7 @@
 import FlotillaCore
 import FlotillaPredictor
 import FlotillaSources
+import FlotillaKafka
 import Foundation
 import Logging
 import RdKafka
@@ -310,30 +311,21 @@ public final class Worker: Sendable {
         }
     }
 
-    /// Retries Kafka failures that may pass (the broker unreachable, paused or restarting) with
-    /// a growing pause, for up to `outageLimit`: the worker rides out a broker outage with its
-    /// shards instead of exiting, which would cost them an attempt. A fatal error (fenced) ends it.
+    /// Rides out a broker outage with its shards (`OutageRetry`) instead of exiting, which would
+    /// cost them an attempt; records the broker refuses as they are come out as `RecordsRejected`.
     private func commitWithRetry(_ what: String, _ body: () async throws -> Void) async throws {
-        var attempt = 0
-        let started = ContinuousClock.now
-        while true {
+        try await OutageRetry.run(pauseStep: .milliseconds(200), retrying: { error, attempt in
+            logger.warning("\(what) failed; retrying", metadata: ["flotilla.error": "\(error)", "flotilla.attempt": "\(attempt)"])
+        }, giveUp: { error, attempt in
+            FlotillaError(.kafka, "\(what) failed\(error.isFatal ? " (fatal)" : " \(attempt) times"); exiting so a supervisor replaces this worker", underlying: error)
+        }) {
             do {
-                return try await body()
-            } catch let error as KafkaError {
-                if error.rejectsRecords && !error.isFatal { throw RecordsRejected(error: error) }
-                attempt += 1
-                if error.isFatal || ContinuousClock.now - started > Self.outageLimit {
-                    throw FlotillaError(.kafka, "\(what) failed\(error.isFatal ? " (fatal)" : " \(attempt) times"); exiting so a supervisor replaces this worker", underlying: error)
-                }
-                logger.warning("\(what) failed; retrying", metadata: ["flotilla.error": "\(error)", "flotilla.attempt": "\(attempt)"])
-                try? await Task.sleep(for: .milliseconds(min(5_000, 200 * attempt)))
+                try await body()
+            } catch let error as KafkaError where error.rejectsRecords && !error.isFatal {
+                throw RecordsRejected(error: error)
             }
         }
     }
-
-    /// How long a publish is retried through a broker outage: librdkafka's own default delivery
-    /// timeout, beyond which records already queued are failed anyway.
-    static let outageLimit: Duration = .seconds(300)
 }
 
 /// The broker refused records as they are: retrying the same ones cannot help.
