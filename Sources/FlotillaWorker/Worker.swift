@@ -1,7 +1,7 @@
 import FlotillaCore
+import FlotillaKafka
 import FlotillaPredictor
 import FlotillaSources
-import FlotillaKafka
 import Foundation
 import Logging
 import RdKafka
