@@ -107,11 +107,12 @@ extension ShardLedger {
     }
 
     /// How many of `backlog`'s first shards `donor` will likely have started before a steal
-    /// decided now reaches it, at its measured rate: two heartbeat intervals (half a heartbeat's
-    /// age, a tick, the control topic's tail, and the records the donor has already fetched)
-    /// plus how late heartbeats arrive. Those are not stolen: the donor would run them anyway,
-    /// and the stolen copy would run them twice. (One interval left 30 workers at 0.9–2.1 %
-    /// stolen with as many run twice; two: 0.1–0.8 %, for a balancing tail 1.24 → 1.29 × ideal.)
+    /// decided now reaches it, at its measured rate, over two heartbeat intervals plus how late
+    /// heartbeats arrive. Half a heartbeat's age, a tick and the control topic's tail make about
+    /// one interval, but one was measured too short (why is not pinned down: records the donor
+    /// already fetched are a suspect). Those are not stolen: the donor would run them anyway, and
+    /// the stolen copy would run them twice. (One interval left 30 workers at 0.9–2.1 % stolen
+    /// with as many run twice; two: 0.1–0.8 %, for a balancing tail 1.24 → 1.29 × ideal.)
     func reachedFirst(by donor: String, backlog: [String]) -> Int {
         guard donor != Self.orphanDonor, let rate = workers[donor]?.rate, rate > 0 else { return 0 }
         var samples = rate * (2 * Double(settings.heartbeatMs) + heartbeatLagMs) / 1_000
