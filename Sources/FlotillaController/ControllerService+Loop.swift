@@ -193,7 +193,8 @@ extension ControllerService {
                 await backend.forget(worker: id)
             case .workerGone(let id):
                 let pod = pods.first { $0.id == id }
-                logger.warning("worker exited", metadata: ["flotilla.worker": "\(id)", "flotilla.status": "\(pod?.exitStatus.map(String.init) ?? "?")"])
+                logger.warning("worker exited", metadata: ["flotilla.worker": "\(id)", "flotilla.status": "\(pod?.exitStatus.map(String.init) ?? "?")",
+                                                           "flotilla.reason": "\(pod?.exitReason ?? "")"])
                 actions += run.ledger.workerGone(id, now: now)
             case .retire(let id):
                 run.ledger.retire(id)
@@ -209,7 +210,7 @@ extension ControllerService {
                     run.fleet.started(id, now: now)
                 } catch {
                     logger.error("cannot start worker", metadata: ["flotilla.worker": "\(id)", "flotilla.error": "\(error)"])
-                    run.fleet.startFailed(id, now: now)
+                    run.fleet.startFailed(id, WorkerFailure(message: error.message, permanent: error.code == .invalidConfiguration), now: now)
                 }
             }
         }

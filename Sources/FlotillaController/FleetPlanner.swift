@@ -123,7 +123,7 @@ struct FleetPlanner: Sendable {
                 slots[pod.id] = nil
                 continue
             }
-            if !pod.stopRequested { exited(pod.id, status: pod.exitStatus, now: now) }
+            if !pod.stopRequested { exited(pod.id, status: pod.exitStatus, reason: pod.exitReason, now: now) }
             actions.append(.workerGone(pod.id))
             update(pod.id) { slot in
                 slot.running = false
@@ -174,8 +174,11 @@ struct FleetPlanner: Sendable {
         }
     }
 
-    /// The backend could not start slot `id`: try again after a backoff.
-    mutating func startFailed(_ id: String, now: Int64) {
+    /// The backend could not start slot `id`: try again after a backoff. A permanent refusal (an
+    /// RBAC denial, an invalid pod template) counts towards failing the job, as a worker's own
+    /// report that it cannot start does.
+    mutating func startFailed(_ id: String, _ failure: WorkerFailure? = nil, now: Int64) {
+        if let failure { failed(id, failure, now: now) }
         update(id) { slot in
             slot.quickExits += 1
             slot.restartAt = now + Swift.max(500, Self.backoffMs(quickExits: slot.quickExits))
@@ -229,10 +232,11 @@ struct FleetPlanner: Sendable {
     }
 
     /// A worker exited unexpectedly; `status` is its exit code or 128 + signal.
-    mutating func exited(_ worker: String, status: Int32?, now: Int64) {
+    mutating func exited(_ worker: String, status: Int32?, reason: String? = nil, now: Int64) {
         // Its own report, when it sent one just before, says more than the status.
         if let lastReport, lastReport.worker == worker, now - lastReport.time < 10_000 { return }
-        lastError = WorkerError(worker: worker, message: "worker \(worker) exited with status \(status.map(String.init) ?? "unknown")",
+        let why = reason.map { " (\($0))" } ?? ""
+        lastError = WorkerError(worker: worker, message: "worker \(worker) exited with status \(status.map(String.init) ?? "unknown")\(why)",
                                 time: now)
     }
 

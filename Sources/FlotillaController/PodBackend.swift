@@ -14,15 +14,19 @@ public struct WorkerPod: Sendable, Hashable {
     public var exitStatus: Int32?
     /// Whether the controller asked it to stop (an exit is then expected, not a failure).
     public var stopRequested: Bool
+    /// Why it ended, when the backend knows more than the status (a pod's "OOMKilled",
+    /// "ImagePullBackOff: ...").
+    public var exitReason: String?
 
     public init(id: String, pid: Int32? = nil, startedAt: Int64, exited: Bool = false, exitStatus: Int32? = nil,
-                stopRequested: Bool = false) {
+                stopRequested: Bool = false, exitReason: String? = nil) {
         self.id = id
         self.pid = pid
         self.startedAt = startedAt
         self.exited = exited
         self.exitStatus = exitStatus
         self.stopRequested = stopRequested
+        self.exitReason = exitReason
     }
 }
 
@@ -41,10 +45,13 @@ public protocol PodBackend: Sendable {
     func forget(worker id: String) async
     /// Whether this backend starts and stops workers (false: they run elsewhere).
     var managesWorkers: Bool { get }
+    /// Releases what the backend holds (connections); called once, after the fleet is stopped.
+    func close() async
 }
 
 extension PodBackend {
     public var managesWorkers: Bool { true }
+    public func close() async {}
 
     /// Stops every running worker at once, each with the same grace period.
     public func stopAll(grace: Duration) async {

@@ -1,6 +1,7 @@
 import ArgumentParser
 import FlotillaController
 import FlotillaCore
+import FlotillaJobs
 import Foundation
 import Logging
 import ServiceLifecycle
@@ -35,6 +36,15 @@ struct ControllerCommand: AsyncParsableCommand {
     @Option(help: "Where workers run: local (child processes), external (started by you), kubernetes.")
     var backend: String = "local"
 
+    @Option(name: .customLong("pod-template"), help: "kubernetes: the worker Pod manifest (YAML) each worker pod is made from (deploy/worker-pod.yaml).")
+    var podTemplate: String?
+
+    @Option(help: "kubernetes: the namespace of the worker pods (default: the service account's, else the kubeconfig context's, else default).")
+    var namespace: String?
+
+    @Option(help: "kubernetes: a kubeconfig file (default: in-cluster credentials when KUBERNETES_SERVICE_HOST is set, else $KUBECONFIG or ~/.kube/config).")
+    var kubeconfig: String?
+
     @Option(help: "Workers to run (default: the job's workers.min); widens workers.min...workers.max to include it.")
     var workers: Int?
 
@@ -54,6 +64,10 @@ struct ControllerCommand: AsyncParsableCommand {
             throw ValidationError("--backend must be local, external or kubernetes, not '\(backend)'")
         }
         if let workers, workers < 1 { throw ValidationError("--workers must be at least 1") }
+        if backend == "kubernetes", podTemplate == nil { throw ValidationError("--backend kubernetes needs --pod-template FILE (a worker Pod manifest, e.g. deploy/worker-pod.yaml)") }
+        if backend != "kubernetes", podTemplate != nil || namespace != nil || kubeconfig != nil {
+            throw ValidationError("--pod-template, --namespace and --kubeconfig are for --backend kubernetes")
+        }
     }
 
     func run() async throws {
@@ -62,12 +76,11 @@ struct ControllerCommand: AsyncParsableCommand {
             let httpSettings = try http.settings(always: true)
             let connection = try kafka.connection()
             let prefix = try topics.validated()
-            if backend == "kubernetes" {
-                throw FlotillaError(.invalidConfiguration, "the kubernetes backend is not implemented yet; use --backend local or external")
-            }
             let logger = CommandLogging.logger("flotilla.controller")
             let pods: any PodBackend
-            if backend == "local" {
+            if backend == "kubernetes", let podTemplate {
+                pods = try await kubernetesBackend(job: job, template: podTemplate, connection: connection, prefix: prefix, logger: logger)
+            } else if backend == "local" {
                 let folder = logDir ?? FileManager.default.temporaryDirectory.appendingPathComponent("flotilla-\(job)-logs").path
                 pods = try FleetLauncher.localBackend(job: job, brokers: connection.bootstrapServers, topicPrefix: prefix,
                                                       kafkaProperties: connection.properties, logDirectory: folder, logger: logger)
@@ -86,12 +99,36 @@ struct ControllerCommand: AsyncParsableCommand {
                 printError("flotilla controller: status at \(address)/status")
                 printError("flotilla controller: dashboard at \(address)/")
             }
-            guard let outcome = try await FleetLauncher.runWithProgress(service, totalSamples: nil, logger: logger) else {
+            let ended: ControllerOutcome?
+            do {
+                ended = try await FleetLauncher.runWithProgress(service, totalSamples: nil, logger: logger)
+            } catch {
+                await pods.close()
+                throw error
+            }
+            await pods.close()
+            guard let outcome = ended else {
                 printError("flotilla controller: stopped before the job finished; run the same command again to carry on")
                 throw ExitCode(1)
             }
             FleetLauncher.report(outcome, command: "flotilla controller", json: json)
             if outcome.exitCode != 0 { throw ExitCode(outcome.exitCode) }
         }
+    }
+
+    /// Worker pods in a Kubernetes namespace. Kafka properties are not copied into the pods (a pod
+    /// spec is readable by anyone who can read pods): the template mounts them, see docs/OPERATIONS.md.
+    private func kubernetesBackend(job: String, template path: String, connection: BrokerConnection, prefix: String,
+                                   logger: Logger) async throws(FlotillaError) -> KubernetesPodBackend {
+        let template = try PodTemplate.load(path: path)
+        let credentials = try KubernetesCredentials.resolve(kubeconfig: kubeconfig)
+        if !connection.properties.isEmpty {
+            printError("flotilla controller: the worker pods do not get this controller's Kafka properties; the pod template must mount them (\(KafkaOptions.propertiesFileVariable))")
+        }
+        let arguments = ["worker", job, "--brokers", connection.bootstrapServers, "--prefix", prefix]
+        let backend = try await KubernetesPodBackend.connect(job: job, baseArguments: arguments, template: template,
+                                                             credentials: credentials, namespace: namespace, logger: logger)
+        printError("flotilla controller: worker pods in namespace \(backend.namespace) at \(credentials.server)")
+        return backend
     }
 }

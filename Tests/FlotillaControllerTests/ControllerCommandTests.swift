@@ -41,8 +41,21 @@ struct ControllerCommandTests {
     func badInput() throws {
         let kubernetes = try CommandRunner.run([CommandRunner.flotillaExecutable, "controller", "j1",
                                                 "--brokers", "127.0.0.1:1", "--backend", "kubernetes"])
-        #expect(kubernetes.status == 2)
-        #expect(kubernetes.stderr.contains("kubernetes backend is not implemented"))
+        #expect(kubernetes.status == 64 || kubernetes.status == 2)
+        #expect(kubernetes.stderr.contains("--backend kubernetes needs --pod-template"))
+        let folder = FileManager.default.temporaryDirectory.appendingPathComponent("flotilla-k8s-cli-\(UUID().uuidString)").path
+        try FileManager.default.createDirectory(atPath: folder, withIntermediateDirectories: true)
+        defer { try? FileManager.default.removeItem(atPath: folder) }
+        let noTemplate = try CommandRunner.run([CommandRunner.flotillaExecutable, "controller", "j1", "--brokers", "127.0.0.1:1",
+                                                "--backend", "kubernetes", "--pod-template", "\(folder)/missing.yaml"])
+        #expect(noTemplate.status == 2 && noTemplate.stderr.contains("cannot read the pod template"), "\(noTemplate.stderr)")
+        try "spec: {containers: [{name: worker, image: flotilla}]}\n".write(toFile: "\(folder)/pod.yaml", atomically: true, encoding: .utf8)
+        let noConfig = try CommandRunner.run([CommandRunner.flotillaExecutable, "controller", "j1", "--brokers", "127.0.0.1:1",
+                                              "--backend", "kubernetes", "--pod-template", "\(folder)/pod.yaml", "--kubeconfig", "\(folder)/nope"])
+        #expect(noConfig.status == 2 && noConfig.stderr.contains("cannot read the kubeconfig"), "\(noConfig.stderr)")
+        let local = try CommandRunner.run([CommandRunner.flotillaExecutable, "controller", "j1", "--brokers", "127.0.0.1:1",
+                                           "--namespace", "ml"])
+        #expect(local.stderr.contains("are for --backend kubernetes"))
         let backend = try CommandRunner.run([CommandRunner.flotillaExecutable, "controller", "j1",
                                              "--brokers", "127.0.0.1:1", "--backend", "mesos"])
         #expect(backend.status == 64 || backend.status == 2)

@@ -44,6 +44,27 @@ struct FleetPlannerTests {
         fleet.startFailed("w1", now: 0)
         #expect(fleet.plan(pods: [], drainLimitMs: 1_000, now: 400).isEmpty)
         #expect(fleet.plan(pods: [], drainLimitMs: 1_000, now: 500) == [.start("w1")])
+        #expect(fleet.cannotStart == nil)
+    }
+
+    @Test("refusals no retry mends (an RBAC denial) fail the job after three in a row; transient ones never do; a pod's exit reason is reported")
+    func permanentStartRefusals() {
+        var fleet = FleetPlanner(config: FleetConfig(min: 1, max: 1), requested: nil)
+        let denied = WorkerFailure(message: "the Kubernetes API denied 'create' on pods in namespace 'ml'", permanent: true)
+        for time in [Int64(0), 10_000] {
+            _ = fleet.plan(pods: [], drainLimitMs: 1_000, now: time)
+            fleet.startFailed("w1", WorkerFailure(message: "503", permanent: false), now: time)
+            fleet.startFailed("w1", denied, now: time)
+        }
+        #expect(fleet.cannotStart == nil)
+        fleet.startFailed("w1", denied, now: 20_000)
+        #expect(fleet.cannotStart?.message.contains("3 workers in a row could not start; the last one (w1) said: the Kubernetes API denied 'create'") == true)
+
+        var pods = FleetPlanner(config: FleetConfig(min: 1, max: 1), requested: nil)
+        _ = plan(&pods, now: 0)
+        let pulled = WorkerPod(id: "w1", startedAt: 0, exited: true, exitReason: "pod flotilla-j-w1-a1: ImagePullBackOff: Back-off pulling image")
+        _ = plan(&pods, [pulled], now: 30_000)
+        #expect(pods.lastError?.message == "worker w1 exited with status unknown (pod flotilla-j-w1-a1: ImagePullBackOff: Back-off pulling image)")
     }
 
     @Test("scale in drains the newest workers; a drained worker's exit is expected and not restarted; the drain limit stops it once")
