@@ -68,8 +68,26 @@ struct ResultPublisher: Sendable {
             try await body()
             try await producer.commitTransaction()
         } catch {
-            if error.requiresAbort || !error.isFatal { try? await producer.abortTransaction() }
+            if error.requiresAbort || !error.isFatal { await abort() }
             throw error
+        }
+    }
+
+    /// Aborts the open transaction. An abort that times out carries on inside librdkafka and must
+    /// be called again until it completes: a `begin` before that fails ("Conflicting
+    /// abort_transaction API call is already in progress"), which looped 100 workers on a broker
+    /// slowed to seconds per request (measured).
+    private func abort() async {
+        for attempt in 1...20 {
+            do {
+                try await producer.abortTransaction()
+                return
+            } catch {
+                // Fatal (fenced): the caller exits. Anything but a timeout or a retriable error
+                // (no transaction open) leaves nothing to wait for.
+                guard !error.isFatal, error.isRetriable || error.name == "_TIMED_OUT" || error.name == "_CONFLICT" else { return }
+                try? await Task.sleep(for: .milliseconds(min(2_000, 100 * attempt)))
+            }
         }
     }
 

@@ -10,7 +10,9 @@ extension Worker {
         while !isStopping {
             let messages: [KafkaMessage]
             do {
-                messages = try await runtime.commandReader.poll(timeout: .milliseconds(100)) + runtime.acksReader.poll(timeout: .zero)
+                // A command ends the wait at once and a stop interrupts it; acks (hints) are read
+                // after it, so at least once a second.
+                messages = try await runtime.commandReader.poll(timeout: .seconds(1)) + runtime.acksReader.poll(timeout: .zero)
             } catch {
                 throw FlotillaError(.kafka, "cannot read the job's acks and control topics", underlying: error)
             }

@@ -21,6 +21,9 @@ public final class Worker: Sendable {
     let machine = Mutex(WorkerMachine(slots: 1, holdLimit: 1))
     /// Wake the loops when what they wait for may have changed (see `changed()`).
     let intakeWake = Wakeup(), schedulerWake = Wakeup(), committerWake = Wakeup(), heartbeatWake = Wakeup()
+    /// Cut short the intake's and the ledger's blocked polls (set by `run`): they wait up to a
+    /// second for records, and a stop or drain should not wait that out.
+    private let pollInterrupts = Mutex<[@Sendable () -> Void]>([])
 
     public init(options: WorkerOptions, logger: Logger) {
         self.options = options
@@ -34,6 +37,7 @@ public final class Worker: Sendable {
     public func drain() {
         machine.withLock { $0.drain() }
         changed()
+        for interrupt in pollInterrupts.withLock({ $0 }) { interrupt() }
     }
 
     /// Abandon everything and return as soon as possible.
@@ -41,6 +45,7 @@ public final class Worker: Sendable {
         machine.withLock { $0.stop(reason) }
         changed()
         heartbeatWake.signal()
+        for interrupt in pollInterrupts.withLock({ $0 }) { interrupt() }
     }
 
     /// The shared state changed (a shard queued, started, finished or published; a command):
@@ -69,6 +74,7 @@ public final class Worker: Sendable {
             throw error
         }
         machine.withLock { $0.configure(slots: runtime.slots, holdLimit: runtime.slots + (options.prefetch ?? runtime.slots)) }
+        pollInterrupts.withLock { $0 = [runtime.consumer.interruptPoll, runtime.commandReader.interruptPoll] }
         logger.info("worker started", metadata: [
             "flotilla.slots": "\(runtime.slots)", "flotilla.delivery": "\(runtime.publisher.transactional ? "exactly-once" : "at-least-once")",
         ])
@@ -113,7 +119,9 @@ public final class Worker: Sendable {
             }
             let events: [ConsumerEvent]
             do {
-                events = try await runtime.consumer.poll(maxEvents: max(1, room), timeout: .milliseconds(100))
+                // Records and rebalances end the wait at once, a stop interrupts it: the timeout
+                // only paces an idle worker's wake-ups (at 100 ms they were most of its idle CPU).
+                events = try await runtime.consumer.poll(maxEvents: max(1, room), timeout: .seconds(1))
             } catch {
                 throw FlotillaError(.kafka, "fatal Kafka consumer error; exiting so a supervisor replaces this worker", underlying: error)
             }

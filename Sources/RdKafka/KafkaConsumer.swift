@@ -178,6 +178,14 @@ public final class KafkaConsumer: Sendable {
         await client.loadMetadata(for: topics, timeout: timeout)
     }
 
+    /// Makes a `poll` blocked on another thread return now (or the next one, when none is
+    /// blocked), so callers can poll with long timeouts and still stop at once.
+    public func interruptPoll() {
+        guard let queue = rd_kafka_queue_get_consumer(client.handle) else { return }
+        rd_kafka_queue_yield(queue)
+        rd_kafka_queue_destroy(queue)
+    }
+
     public func close() async throws(KafkaError) {
         let client = client
         let err = await client.blocking { rd_kafka_consumer_close(client.handle) }
@@ -208,4 +216,7 @@ private func rebalanceCallback(_ rk: OpaquePointer?, _ err: rd_kafka_resp_err_t,
         rd_kafka_assign(rk, nil)
         context.recordRebalance(.error(KafkaError(err, "rebalance failed")))
     }
+    // Return from the poll that served this callback now: the caller learns of the change at
+    // once rather than when its poll times out.
+    rd_kafka_yield(rk)
 }

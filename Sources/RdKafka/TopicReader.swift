@@ -44,6 +44,9 @@ public final class TopicReader: Sendable {
     public var caughtUp: Bool { progress.allReached }
 
     /// The next messages, waiting up to `timeout` for the first.
+    /// Makes a `poll` blocked on another thread return now (see `KafkaConsumer.interruptPoll`).
+    public func interruptPoll() { consumer.interruptPoll() }
+
     public func poll(timeout: Duration = .milliseconds(100)) async throws(KafkaError) -> [KafkaMessage] {
         var messages: [KafkaMessage] = []
         for event in try await consumer.poll(timeout: timeout) {
