@@ -28,7 +28,10 @@ public struct ActionToken: Sendable {
     public static func load(file: String? = nil, environment: [String: String] = ProcessInfo.processInfo.environment)
         throws(FlotillaError) -> ActionToken?
     {
-        if let path = file ?? environment[fileVariable].flatMap({ $0.isEmpty ? nil : $0 }) {
+        // A file the environment names but nobody made is an optional Secret left out (a
+        // Kubernetes pod's mount): actions stay disabled, as without a token.
+        let fromEnvironment = environment[fileVariable].flatMap { $0.isEmpty || !FileManager.default.fileExists(atPath: $0) ? nil : $0 }
+        if let path = file ?? fromEnvironment {
             let text: String
             do {
                 text = try String(contentsOfFile: path, encoding: .utf8)

@@ -123,7 +123,7 @@ struct ControllerCommand: AsyncParsableCommand {
         let template = try PodTemplate.load(path: path)
         let credentials = try KubernetesCredentials.resolve(kubeconfig: kubeconfig)
         if !connection.properties.isEmpty {
-            printError("flotilla controller: the worker pods do not get this controller's Kafka properties; the pod template must mount them (\(KafkaOptions.propertiesFileVariable))")
+            printError("flotilla controller: note: worker pods get Kafka properties only from what their template mounts (\(KafkaOptions.propertiesFileVariable)), never from this controller")
         }
         let arguments = ["worker", job, "--brokers", connection.bootstrapServers, "--prefix", prefix]
         let backend = try await KubernetesPodBackend.connect(job: job, baseArguments: arguments, template: template,

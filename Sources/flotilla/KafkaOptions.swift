@@ -38,8 +38,16 @@ struct KafkaOptions: ParsableArguments {
             throw FlotillaError(.invalidConfiguration, "--timeout must be a positive number of seconds, not \(timeout)")
         }
         var properties: [String: String] = [:]
-        if let path = kafkaPropertiesFile ?? ProcessInfo.processInfo.environment[Self.propertiesFileVariable], !path.isEmpty {
+        if let path = kafkaPropertiesFile {
             properties = try Self.properties(fromFile: path)
+        } else if let path = ProcessInfo.processInfo.environment[Self.propertiesFileVariable], !path.isEmpty {
+            // A file the environment names but nobody made is an optional Secret left out (a
+            // Kubernetes pod's mount): say so and go on; one that exists must be readable.
+            if FileManager.default.fileExists(atPath: path) {
+                properties = try Self.properties(fromFile: path)
+            } else {
+                printError("flotilla: \(Self.propertiesFileVariable) names \(path), which does not exist; going on without Kafka properties")
+            }
         }
         for pair in kafkaProperties {
             let (key, value) = try Self.property(pair, from: "--kafka-property")

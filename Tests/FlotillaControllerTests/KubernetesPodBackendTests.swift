@@ -165,7 +165,7 @@ struct KubernetesPodBackendTests {
             _ = try await backend.start(worker: "w2")
             await backend.stop(worker: "w1", grace: .seconds(7))
             let delete = try #require(server.received("DELETE").first)
-            #expect(delete.query == "gracePeriodSeconds=7")
+            #expect(delete.query == "gracePeriodSeconds=60", "the template's terminationGracePeriodSeconds wins")
             let w1 = await backend.list().first { $0.id == "w1" }
             #expect(w1?.exited == true && w1?.stopRequested == true)
 

@@ -138,7 +138,7 @@ struct OperatorServerTests {
         #expect(median > 0.5 && median < 2, "first-byte vs last-byte mismatch time ratio \(median)")
     }
 
-    @Test("Token from FLOTILLA_HTTP_TOKEN, FLOTILLA_HTTP_TOKEN_FILE or a file; the file wins")
+    @Test("Token from FLOTILLA_HTTP_TOKEN, FLOTILLA_HTTP_TOKEN_FILE or a file; the file wins; an absent file from the environment is no token")
     func tokenSources() throws {
         #expect(try ActionToken.load(environment: [:]) == nil)
         #expect(try ActionToken.load(environment: [ActionToken.variable: Self.token])?.matches(Self.token) == true)
@@ -149,6 +149,8 @@ struct OperatorServerTests {
         #expect(try ActionToken.load(environment: environment)?.matches("from-the-file-0123456789") == true)
         #expect(try ActionToken.load(file: path, environment: [:])?.matches("from-the-file-0123456789") == true)
         #expect(throws: FlotillaError.self) { try ActionToken.load(file: "/nonexistent/token", environment: [:]) }
+        // A file the environment names that does not exist (an optional Secret not created): no token.
+        #expect(try ActionToken.load(environment: [ActionToken.fileVariable: "/nonexistent/token"]) == nil)
     }
 
     @Test("A slowloris client (a request sent byte by byte) blocks no one, and is cut off after the idle timeout")

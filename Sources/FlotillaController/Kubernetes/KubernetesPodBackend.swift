@@ -108,7 +108,10 @@ public final class KubernetesPodBackend: PodBackend {
             state.tracked[id]!.pod.stopRequested = true
             return tracked.name
         }) else { return }
-        let seconds = max(0, grace.components.seconds)
+        // The template's terminationGracePeriodSeconds is the operator's word on how long a
+        // worker may take to drain; the controller's grace applies only where it says nothing.
+        let seconds = template.gracePeriodSeconds ?? max(0, grace.components.seconds)
+        let grace = Duration.seconds(seconds)
         _ = try? await api.call(.DELETE, "pods/\(name)?gracePeriodSeconds=\(seconds)", verb: "delete", accepting: [404])
         // The kubelet sends SIGTERM, then SIGKILL after the grace period; wait for the pod to go.
         let deadline = ContinuousClock.now + grace + .seconds(15)

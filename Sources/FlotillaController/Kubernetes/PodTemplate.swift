@@ -80,6 +80,12 @@ public struct PodTemplate: Sendable {
         return .object(pod)
     }
 
+    /// `spec.terminationGracePeriodSeconds`, when the template sets it.
+    var gracePeriodSeconds: Int64? {
+        if case .int(let seconds) = manifest["spec"]?["terminationGracePeriodSeconds"] ?? .null { return max(0, seconds) }
+        return nil
+    }
+
     /// The name of the worker container, for reading its status.
     var workerContainerName: String? {
         if case .array(let containers) = manifest["spec"]?["containers"] ?? .null { return containers[workerContainer]["name"]?.stringValue }
