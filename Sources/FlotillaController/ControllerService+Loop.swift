@@ -385,7 +385,15 @@ extension ControllerService {
         }, giveUp: { error, _ in
             FlotillaError(.kafka, "cannot publish \(messages.count) record(s) to \(messages[0].topic)", underlying: error)
         }) {
-            try await connection.producer.send(messages)
+            let producer = connection.producer
+            do {
+                return try await producer.send(messages)
+            } catch let error as KafkaError where error.isFatal {
+                guard connection.producers.replace(producer, after: error) else { throw error }
+                var retry = error
+                retry.isFatal = false  // the new producer may send them
+                throw retry
+            }
         }
         return zip(messages, reports).map { ($0, $1) }
     }

@@ -25,7 +25,7 @@ public final class ControllerService: Service {
     let backend: any PodBackend
     let logger: Logger
     private let onListening: @Sendable (String) -> Void
-    private let state = Mutex<(outcome: ControllerOutcome?, httpAddress: String?, producer: KafkaProducer?)>((nil, nil, nil))
+    private let state = Mutex<(outcome: ControllerOutcome?, httpAddress: String?, producers: ProducerSlot?)>((nil, nil, nil))
     /// This process's identity in its heartbeats.
     let identity: ControllerHeartbeat
     /// Checks manifests when a manifest key is configured.
@@ -56,7 +56,7 @@ public final class ControllerService: Service {
     /// `http://HOST:PORT` once the HTTP server listens.
     public var httpAddress: String? { state.withLock { $0.httpAddress } }
     /// The producer HTTP actions publish with, while connected.
-    var controlProducer: KafkaProducer? { state.withLock { $0.producer } }
+    var controlProducer: KafkaProducer? { state.withLock { $0.producers?.current } }
 
     /// `Service`: runs the job; the outcome is in `outcome`. A graceful shutdown (SIGTERM) stops
     /// the fleet and returns without finishing the job (a later controller carries on).
@@ -90,15 +90,15 @@ public final class ControllerService: Service {
             var producerConfiguration = KafkaProducerConfiguration(client: client)
             producerConfiguration.linger = .milliseconds(1)
             connection = Connection(
-                producer: try KafkaProducer(configuration: producerConfiguration, logger: logger),
+                producers: try ProducerSlot(configuration: producerConfiguration, logger: logger),
                 admin: try KafkaAdmin(configuration: client, logger: logger),
                 reader: try JobTopicsReader(client: client, topics: topics, logger: logger),
                 topics: topics)
         } catch {
             throw FlotillaError(.kafka, "cannot create Kafka clients for \(options.brokers)", underlying: error)
         }
-        state.withLock { $0.producer = connection.producer }
-        defer { state.withLock { $0.producer = nil } }
+        state.withLock { $0.producers = connection.producers }
+        defer { state.withLock { $0.producers = nil } }
         var run: ControllerRun
         do {
             run = try await replay(connection)
@@ -122,10 +122,48 @@ public final class ControllerService: Service {
 
 /// The Kafka clients of one run.
 struct Connection: Sendable {
-    let producer: KafkaProducer
+    let producers: ProducerSlot
     let admin: KafkaAdmin
     let reader: JobTopicsReader
     let topics: TopicNames
+
+    /// The producer now (it is replaced after a fatal error).
+    var producer: KafkaProducer { producers.current }
+}
+
+/// The controller's producer, replaced by a fresh one when librdkafka declares it unusable: an
+/// idempotent producer's fatal error (e.g. an out-of-order sequence) ends that producer id, not
+/// the broker. Seen at 100 workers on Tansu, which answered the controller's plain idempotent
+/// producer with PRODUCER_FENCED; the job then could not end.
+final class ProducerSlot: Sendable {
+    private let configuration: KafkaProducerConfiguration
+    private let logger: Logger
+    private let producer: Mutex<KafkaProducer>
+    /// Replacements allowed in one run: a broker that fences every new producer is not outlasted.
+    static let replacementLimit = 5
+    private let replacements = Mutex(0)
+
+    init(configuration: KafkaProducerConfiguration, logger: Logger) throws(KafkaError) {
+        self.configuration = configuration
+        self.logger = logger
+        producer = Mutex(try KafkaProducer(configuration: configuration, logger: logger))
+    }
+
+    var current: KafkaProducer { producer.withLock { $0 } }
+
+    /// Replaces `failed` (unless another caller already did); false once the limit is reached.
+    func replace(_ failed: KafkaProducer, after error: KafkaError) -> Bool {
+        guard producer.withLock({ $0 === failed }) else { return true }  // another caller already did
+        guard replacements.withLock({ count in count += 1; return count <= Self.replacementLimit }) else { return false }
+        do {
+            let fresh = try KafkaProducer(configuration: configuration, logger: logger)
+            producer.withLock { if $0 === failed { $0 = fresh } }
+            logger.warning("the controller's producer failed for good; publishing with a new one", metadata: ["flotilla.error": "\(error)"])
+            return true
+        } catch {
+            return false
+        }
+    }
 }
 
 /// The mutable state of one run, owned by its loop.
