@@ -167,11 +167,14 @@ public struct PredictorStatus: Sendable, Hashable, Codable {
     public var busy: Int
     /// Processes restarted since the worker started (crashes, hangs).
     public var restarts: Int
+    /// The devices the stage's processes hold (each process its own); nil for stages without.
+    public var devices: [String]?
 
-    public init(stage: String, processes: Int, busy: Int = 0, restarts: Int = 0) {
+    public init(stage: String, processes: Int, busy: Int = 0, restarts: Int = 0, devices: [String]? = nil) {
         self.stage = stage
         self.processes = processes
         self.busy = busy
         self.restarts = restarts
+        self.devices = devices
     }
 }

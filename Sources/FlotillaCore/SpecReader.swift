@@ -71,7 +71,7 @@ struct SpecReader {
         return stages
     }
 
-    static let stageKeys = ["name", "predictor", "builtin", "batch", "processes", "timeout", "startTimeout", "env", "passEnv"]
+    static let stageKeys = ["name", "predictor", "builtin", "batch", "processes", "timeout", "startTimeout", "env", "passEnv", "devices"]
 
     func readStage(_ node: SpecNode) throws(FlotillaError) -> StageConfig {
         let map = try node.mapping(allowed: Self.stageKeys)
@@ -114,6 +114,13 @@ struct SpecReader {
             stage.passEnv = try passNode.stringList()
             if let bad = stage.passEnv.first(where: { $0.isEmpty || $0.contains("=") || $0.contains("\0") }) {
                 throw passNode.error("has the variable name '\(bad)', which may not be empty or contain '='")
+            }
+        }
+        if let devicesNode = map["devices"] {
+            stage.devices = try devicesNode.int()
+            if stage.devices < 0 { throw devicesNode.error("must be >= 0, not \(stage.devices)") }
+            if case .builtin = predictor, stage.devices > 0 {
+                throw devicesNode.error("is for predictor processes; a builtin runs inside the worker and gets no device")
             }
         }
         return stage

@@ -21,6 +21,9 @@ public struct StageConfig: Sendable, Hashable, Codable {
     /// Names of the worker's own environment variables passed on to predictor processes (API
     /// keys, tokens): only the names enter the manifest. Default none.
     public var passEnv: [String] = []
+    /// Accelerators each predictor process needs (`CUDA_VISIBLE_DEVICES` gets its own slice of the
+    /// worker's devices, never shared with another process). Default 0.
+    public var devices = 0
 
     public static let defaultBatch = 32
     public static let defaultTimeout: Duration = .seconds(60)
@@ -45,7 +48,7 @@ public struct StageConfig: Sendable, Hashable, Codable {
     }
 
     private enum CodingKeys: String, CodingKey {
-        case name, predictor, builtin, batch, processes, timeout, startTimeout, env, passEnv
+        case name, predictor, builtin, batch, processes, timeout, startTimeout, env, passEnv, devices
     }
 
     // Encoded like the YAML: either `predictor: [argv...]` or `builtin: name`.
@@ -63,6 +66,7 @@ public struct StageConfig: Sendable, Hashable, Codable {
         startTimeout = try container.decodeDuration(forKey: .startTimeout)
         env = try container.decodeIfPresent([String: String].self, forKey: .env) ?? [:]
         passEnv = try container.decodeIfPresent([String].self, forKey: .passEnv) ?? []
+        devices = try container.decodeIfPresent(Int.self, forKey: .devices) ?? 0
     }
 
     public func encode(to encoder: any Encoder) throws {
@@ -78,6 +82,7 @@ public struct StageConfig: Sendable, Hashable, Codable {
         try container.encodeDuration(startTimeout, forKey: .startTimeout)
         try container.encode(env, forKey: .env)
         if !passEnv.isEmpty { try container.encode(passEnv, forKey: .passEnv) }
+        if devices > 0 { try container.encode(devices, forKey: .devices) }
     }
 }
 

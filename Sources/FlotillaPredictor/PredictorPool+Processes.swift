@@ -8,9 +8,15 @@ extension PredictorPool {
         guard case .process(let argv) = config.command else {
             return .failure(FlotillaError(.internal, "predictor '\(config.name)' is a builtin and has no process"))
         }
+        var environment = config.environment
+        if let slice = deviceSlices[id] {
+            // CUDA's variable for CUDA programs; FLOTILLA_DEVICES for any other kind of accelerator.
+            environment["CUDA_VISIBLE_DEVICES"] = slice.joined(separator: ",")
+            environment["FLOTILLA_DEVICES"] = slice.joined(separator: ",")
+        }
         do {
             let process = try await PredictorProcess.launch(
-                stage: config.name, argv: argv, environment: config.environment,
+                stage: config.name, argv: argv, environment: environment,
                 workingDirectory: config.workingDirectory, startupTimeout: config.startupTimeout, logger: logger,
                 onUnexpectedExit: { [weak self] fault in
                     guard let self else { return }
@@ -21,6 +27,25 @@ extension PredictorPool {
         } catch {
             return .failure(error)
         }
+    }
+
+    /// Takes process `id`'s devices before it starts; false when too few are free (nothing
+    /// taken). A stage without devices always gets its (empty) slice.
+    func reserveDevices(_ id: Int) -> Bool {
+        guard config.devicesPerProcess > 0 else { return true }
+        guard let slice = devices?.take(config.devicesPerProcess, for: "\(config.name)#\(id)") else { return false }
+        deviceSlices[id] = slice
+        return true
+    }
+
+    /// Gives process `id`'s devices back (it ended or never started).
+    func freeDevices(_ id: Int) {
+        if let slice = deviceSlices.removeValue(forKey: id) { devices?.give(slice) }
+    }
+
+    /// Whether one more process could get its devices now.
+    var devicesForOneMore: Bool {
+        config.devicesPerProcess == 0 || (devices?.freeCount ?? 0) >= config.devicesPerProcess
     }
 
     func add(_ id: Int, _ process: PredictorProcess) {
@@ -95,6 +120,7 @@ extension PredictorPool {
         guard let slot = slots.removeValue(forKey: id) else { return }
         idle.removeAll { $0 == id }
         slot.process.kill()
+        freeDevices(id)
         restartCount += 1
         metrics.restarts.increment()
         guard phase == .running else { return }
@@ -111,7 +137,10 @@ extension PredictorPool {
         guard let slot = slots.removeValue(forKey: id) else { return }
         idle.removeAll { $0 == id }
         let grace = config.shutdownGrace
-        spawnTask { await slot.process.shutdown(grace: grace) }
+        spawnTask { [self] in
+            await slot.process.shutdown(grace: grace)
+            await freeDevices(id)  // once it is gone: never two processes on one device
+        }
     }
 
     func nextBackoff() -> Duration {
@@ -136,6 +165,15 @@ extension PredictorPool {
             starting -= 1
             return
         }
+        guard reserveDevices(id) else {
+            // The other processes hold every device: the pool stays this size until one ends.
+            starting -= 1
+            desired = max(slots.count + starting, 1)
+            logger.info("predictor pool held at its size: no free device", metadata: [
+                "flotilla.processes": "\(desired)", "flotilla.devices": "\(devices?.holders.sorted { $0.key < $1.key }.map { "\($0.key)=\($0.value)" } ?? [])",
+            ])
+            return
+        }
         let result = await launch(id: id)
         starting -= 1
         switch result {
@@ -143,11 +181,20 @@ extension PredictorPool {
             if phase != .running || slots.count >= desired {
                 // Shut down or resized down while it was starting.
                 let grace = config.shutdownGrace
-                if phase == .running { spawnTask { await process.shutdown(grace: grace) } } else { await process.shutdown(grace: grace) }
+                if phase == .running {
+                    spawnTask { [self] in
+                        await process.shutdown(grace: grace)
+                        await freeDevices(id)
+                    }
+                } else {
+                    await process.shutdown(grace: grace)
+                    freeDevices(id)
+                }
                 return
             }
             add(id, process)
         case .failure(let error):
+            freeDevices(id)
             logger.error("cannot start a predictor process", metadata: ["flotilla.error": "\(error.message)"])
             if slots.isEmpty && starting == 0 {
                 // Nothing can run the waiting batches: answer them rather than hang.
@@ -180,7 +227,7 @@ extension PredictorPool {
         guard phase == .running else { return }
         let now = ContinuousClock.now
         if let oldest = waiters.first {
-            if oldest.since.duration(to: now) >= policy.growAfter, desired < config.maxProcesses, starting == 0 {
+            if oldest.since.duration(to: now) >= policy.growAfter, desired < config.maxProcesses, starting == 0, devicesForOneMore {
                 desired += 1
                 logger.info("growing predictor pool: batches are waiting for a process", metadata: ["flotilla.processes": "\(desired)"])
                 scheduleLaunch(after: .zero)

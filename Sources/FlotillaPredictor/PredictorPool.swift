@@ -57,11 +57,21 @@ public actor PredictorPool {
     /// Why `start()` failed, for the results of later calls.
     var startFailure: String?
     var nextTaskKey = 0
+    /// Where processes get their devices (`config.devicesPerProcess`), shared by the worker's pools.
+    let devices: DeviceAllocator?
+    /// The devices each process holds, by process id.
+    var deviceSlices: [Int: [String]] = [:]
 
     /// Validates `config`; starts nothing (call `start()`).
     /// - Parameter metricsFactory: where the pool's metrics go; nil means `MetricsSystem.factory`.
-    public init(config: PredictorPoolConfig, logger: Logger, metricsFactory: (any MetricsFactory)? = nil) throws(FlotillaError) {
+    /// - Parameter devices: the worker's devices, for a stage whose processes need some.
+    public init(config: PredictorPoolConfig, logger: Logger, metricsFactory: (any MetricsFactory)? = nil,
+                devices: DeviceAllocator? = nil) throws(FlotillaError) {
         try config.validate()
+        if config.devicesPerProcess > 0, devices == nil {
+            throw FlotillaError(.invalidConfiguration, "predictor '\(config.name)' needs \(config.devicesPerProcess) device(s) per process and the worker has none")
+        }
+        self.devices = devices
         self.config = config
         var logger = logger
         logger[metadataKey: "flotilla.stage"] = "\(config.name)"
@@ -80,6 +90,12 @@ public actor PredictorPool {
         guard builtin == nil else { return }
         let id = nextID
         nextID += 1
+        guard reserveDevices(id) else {
+            phase = .stopped
+            let failure = FlotillaError(.invalidConfiguration, "predictor '\(config.name)' needs \(config.devicesPerProcess) device(s) per process; \(devices?.freeCount ?? 0) of the worker's \(devices?.devices.count ?? 0) are free")
+            startFailure = failure.message
+            throw failure
+        }
         starting += 1
         let result = await launch(id: id)
         starting -= 1
@@ -87,6 +103,7 @@ public actor PredictorPool {
         case .success(let process):
             add(id, process)
         case .failure(let error):
+            freeDevices(id)
             phase = .stopped
             startFailure = error.message
             throw error
@@ -154,7 +171,8 @@ public actor PredictorPool {
             restarts: restartCount,
             queued: waiters.count,
             batches: batchCount,
-            failedSamples: failedSampleCount
+            failedSamples: failedSampleCount,
+            devices: deviceSlices.values.flatMap { $0 }.sorted()
         )
     }
 
@@ -171,6 +189,7 @@ public actor PredictorPool {
         let processes = slots.values.map(\.process)
         slots.removeAll()
         idle.removeAll()
+        for id in Array(deviceSlices.keys) { freeDevices(id) }
         let grace = config.shutdownGrace
         await withTaskGroup(of: Void.self) { group in
             for process in processes { group.addTask { await process.shutdown(grace: grace) } }

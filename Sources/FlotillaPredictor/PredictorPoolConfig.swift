@@ -60,6 +60,8 @@ public struct PredictorPoolConfig: Sendable, Hashable {
     public var maxBackoff: Duration
     /// nil turns autoscaling off; with `minProcesses == maxProcesses` it has nothing to do.
     public var autoscale: Autoscale?
+    /// Devices each process gets from the pool's `DeviceAllocator` (its `CUDA_VISIBLE_DEVICES`).
+    public var devicesPerProcess = 0
 
     /// A stage's settings; every default is the one in the table in docs/PREDICTORS.md.
     public init(
@@ -122,6 +124,8 @@ public struct PredictorPoolConfig: Sendable, Hashable {
         if maxAttempts < 1 { throw fail("maxAttempts must be >= 1, got \(maxAttempts)") }
         if batchTimeout <= .zero { throw fail("batch timeout must be > 0") }
         if startupTimeout <= .zero { throw fail("startup timeout must be > 0") }
+        if devicesPerProcess < 0 { throw fail("devices per process must be >= 0, got \(devicesPerProcess)") }
+        if case .builtin = command, devicesPerProcess > 0 { throw fail("a builtin runs inside the worker and gets no device") }
     }
 
     /// The number of processes `start()` launches.

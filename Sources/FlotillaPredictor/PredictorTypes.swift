@@ -70,8 +70,11 @@ public struct PredictorPoolState: Sendable, Hashable, Codable {
     public var batches: Int
     /// Samples that ended as error results since the pool started.
     public var failedSamples: Int
+    /// The devices its processes hold now, sorted.
+    public var devices: [String] = []
 
-    public init(stage: String, processes: Int, busy: Int, starting: Int, desired: Int, restarts: Int, queued: Int, batches: Int, failedSamples: Int) {
+    public init(stage: String, processes: Int, busy: Int, starting: Int, desired: Int, restarts: Int, queued: Int, batches: Int, failedSamples: Int,
+                devices: [String] = []) {
         self.stage = stage
         self.processes = processes
         self.busy = busy
@@ -80,6 +83,7 @@ public struct PredictorPoolState: Sendable, Hashable, Codable {
         self.restarts = restarts
         self.queued = queued
         self.batches = batches
+        self.devices = devices
         self.failedSamples = failedSamples
     }
 }

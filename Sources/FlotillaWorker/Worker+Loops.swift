@@ -89,7 +89,8 @@ extension Worker {
         var predictors: [PredictorStatus] = []
         for stage in runtime.processor.stages {
             let pool = await stage.pool.state()
-            predictors.append(PredictorStatus(stage: pool.stage, processes: pool.processes, busy: pool.busy, restarts: pool.restarts))
+            predictors.append(PredictorStatus(stage: pool.stage, processes: pool.processes, busy: pool.busy, restarts: pool.restarts,
+                                              devices: pool.devices.isEmpty ? nil : pool.devices))
         }
         let now = ContinuousClock.now
         let seconds = max(0.001, Double((now - last).components.seconds) + Double((now - last).components.attoseconds) / 1e18)

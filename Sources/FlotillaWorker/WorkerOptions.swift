@@ -14,6 +14,9 @@ public struct WorkerOptions: Sendable {
     public var prefetch: Int?
     /// Extra librdkafka properties (security settings) on top of the job's passthrough map.
     public var kafkaProperties: [String: String] = [:]
+    /// The accelerators this worker hands to predictor processes (`--devices`); nil: the ones in
+    /// its own `CUDA_VISIBLE_DEVICES`, else none.
+    public var devices: [String]?
 
     public init(job: String, workerID: String, brokers: String, topicPrefix: String = KafkaConfig.defaultTopicPrefix) {
         self.job = job

@@ -51,8 +51,10 @@ struct WorkerRuntime: Sendable {
         }
         var pools: [(config: StageConfig, pool: PredictorPool)] = []
         do throws(FlotillaError) {
+            let devices = try deviceAllocator(options: options, stages: config.stages)
             for stage in config.stages {
-                let pool = try PredictorPool(config: poolConfig(stage, config: config, workerID: options.workerID), logger: logger)
+                let pool = try PredictorPool(config: poolConfig(stage, config: config, workerID: options.workerID), logger: logger,
+                                             devices: stage.devices > 0 ? devices : nil)
                 pools.append((stage, pool))
                 do {
                     try await pool.start()
@@ -125,11 +127,27 @@ struct WorkerRuntime: Sendable {
         case .command(let argv): .process(argv: argv)
         case .builtin(let name): .builtin(name)
         }
-        return PredictorPoolConfig(
+        var pool = PredictorPoolConfig(
             name: stage.name, command: command, batchSize: stage.batch, minProcesses: stage.processes.min,
             maxProcesses: stage.processes.max, batchTimeout: stage.timeout, startupTimeout: stage.startTimeout,
             maxAttempts: config.faults.maxAttempts, environment: stage.environment().merging(predictorIdentity(stage, config: config, workerID: workerID)) { spec, _ in spec },
             workingDirectory: config.baseDirectory)
+        pool.devicesPerProcess = stage.devices
+        return pool
+    }
+
+    /// The worker's devices, shared by every stage's pool; fails when the stages' smallest pools
+    /// need more than there are (a fact about this worker, so the start failure is permanent).
+    static func deviceAllocator(options: WorkerOptions, stages: [StageConfig],
+                                environment: [String: String] = ProcessInfo.processInfo.environment) throws(FlotillaError) -> DeviceAllocator {
+        let listed = options.devices ?? environment["CUDA_VISIBLE_DEVICES"].map { text in
+            text.split(separator: ",").map { $0.trimmingCharacters(in: .whitespaces) }.filter { !$0.isEmpty }
+        } ?? []
+        let allocator = try DeviceAllocator(devices: listed)
+        if let problem = allocator.problem(with: stages.map { ($0.name, $0.devices, $0.processes.min) }) {
+            throw FlotillaError(.invalidConfiguration, problem)
+        }
+        return allocator
     }
 
     /// Who a predictor process works for, in its environment: for its logs and metrics (a stage's

@@ -38,6 +38,9 @@ struct WorkerCommand: AsyncParsableCommand {
     @Option(help: "Unstarted shards held beyond the running ones (default: slots).")
     var prefetch: Int?
 
+    @Option(help: "Accelerators to hand to predictor processes, comma-separated ids (e.g. 0,1,2,3); each process of a stage with `devices: N` gets N of its own as CUDA_VISIBLE_DEVICES. Default: this process's CUDA_VISIBLE_DEVICES, else none.")
+    var devices: String?
+
     func validate() throws {
         if let slots, slots < 1 { throw ValidationError("--slots must be at least 1") }
         if let prefetch, prefetch < 0 { throw ValidationError("--prefetch must be 0 or more") }
@@ -52,6 +55,7 @@ struct WorkerCommand: AsyncParsableCommand {
             options.kafkaProperties = connection.properties
             options.slots = slots
             options.prefetch = prefetch
+            options.devices = devices.map { $0.split(separator: ",").map { $0.trimmingCharacters(in: .whitespaces) }.filter { !$0.isEmpty } }
             let registry = CommandMetrics.bootstrap()
             let logger = CommandLogging.logger("flotilla.worker")
             let worker = Worker(options: options, logger: logger)

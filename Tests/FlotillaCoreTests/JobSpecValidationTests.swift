@@ -55,12 +55,19 @@ struct JobSpecValidationTests {
         #expect(specError(withExtra(extra))?.message == message)
     }
 
+    @Test("devices: a count for predictor processes only")
+    func devices() throws {
+        #expect(specError(minimalSpec.replacingOccurrences(of: "builtin: identity", with: "builtin: identity\n    devices: 1"))?.message.contains("devices is for predictor processes") == true)
+        let spec = minimalSpec.replacingOccurrences(of: "builtin: identity", with: "predictor: [python3, p.py]\n    devices: -1")
+        #expect(specError(spec)?.message.contains("must be >= 0") == true)
+    }
+
     @Test("unknown keys are refused at every level, with the expected keys")
     func unknownKeys() {
         #expect(specError(withExtra("wokers: 2"))?.message
             == "unknown key 'wokers' at the top level (job.yaml:6); expected one of: job, inputs, shard, stages, outputs, workers, faults, delivery, kafka, mode")
         #expect(specError(minimalSpec.replacingOccurrences(of: "builtin: identity", with: "builtin: identity\n    modle: x"))?.message
-            == "unknown key 'modle' in stages[0] (job.yaml:6); expected one of: name, predictor, builtin, batch, processes, timeout, startTimeout, env, passEnv")
+            == "unknown key 'modle' in stages[0] (job.yaml:6); expected one of: name, predictor, builtin, batch, processes, timeout, startTimeout, env, passEnv, devices")
         #expect(specError(withExtra("shard: { sample: 5 }"))?.message
             == "unknown key 'sample' in shard (job.yaml:6); expected one of: samples, maxSampleBytes")
         #expect(specError(withExtra("faults:\n  heartbeat: 1s\n  retries: 2"))?.message

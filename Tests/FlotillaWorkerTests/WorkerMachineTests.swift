@@ -281,3 +281,32 @@ struct WorkerMachineTests {
         #expect(!machine.wantsSettle)
     }
 }
+
+/// Where a worker's devices come from, and the check that its stages' smallest pools fit.
+@Suite("Worker devices")
+struct WorkerDeviceTests {
+    func stage(_ name: String, devices: Int, processes: Int = 1) -> StageConfig {
+        var stage = StageConfig(name: name, predictor: .command(["python3", "p.py"]), processes: ProcessRange(min: processes, max: processes))
+        stage.devices = devices
+        return stage
+    }
+
+    @Test("--devices wins over CUDA_VISIBLE_DEVICES; too few devices is a start failure naming the stages")
+    func sources() throws {
+        var options = WorkerOptions(job: "j", workerID: "w1", brokers: "b")
+        let fromEnvironment = try WorkerRuntime.deviceAllocator(options: options, stages: [stage("a", devices: 1)],
+                                                                environment: ["CUDA_VISIBLE_DEVICES": "2, 3"])
+        #expect(fromEnvironment.devices == ["2", "3"])
+        options.devices = ["0", "1", "2", "3"]
+        let given = try WorkerRuntime.deviceAllocator(options: options, stages: [stage("a", devices: 2, processes: 2)],
+                                                      environment: ["CUDA_VISIBLE_DEVICES": "7"])
+        #expect(given.devices == ["0", "1", "2", "3"])
+        let error = #expect(throws: FlotillaError.self) {
+            try WorkerRuntime.deviceAllocator(options: options, stages: [stage("a", devices: 2, processes: 2), stage("b", devices: 1)], environment: [:])
+        }
+        #expect(error?.code == .invalidConfiguration)
+        #expect(error?.message == "the stages need 5 device(s) for their smallest pools (a 2 × 2, b 1 × 1); this worker has 4 (0,1,2,3)")
+        options.devices = nil
+        #expect(try WorkerRuntime.deviceAllocator(options: options, stages: [stage("cpu", devices: 0, processes: 4)], environment: [:]).devices.isEmpty)
+    }
+}
