@@ -221,13 +221,16 @@ extension PredictorPool {
         tasks[key] = nil
     }
 
-    /// One look of the autoscaler: grow by one when a batch has waited `growAfter` for a process,
-    /// else shrink by one when a process has been idle for `shrinkAfterIdle`.
+    /// One look of the autoscaler: grow by one when a batch has waited `growAfter` for a process
+    /// (and the worker's budget has room), else shrink by one when a process has been idle for
+    /// `shrinkAfterIdle` — or only `yieldAfterIdle` while another stage's batches wait.
     func autoscaleTick(_ policy: PredictorPoolConfig.Autoscale) {
         guard phase == .running else { return }
         let now = ContinuousClock.now
+        budget?.report(config.name, processes: slots.count + starting, waiting: !waiters.isEmpty)
         if let oldest = waiters.first {
-            if oldest.since.duration(to: now) >= policy.growAfter, desired < config.maxProcesses, starting == 0, devicesForOneMore {
+            if oldest.since.duration(to: now) >= policy.growAfter, desired < config.maxProcesses, starting == 0, devicesForOneMore,
+               budget?.tryGrow(config.name) ?? true {
                 desired += 1
                 logger.info("growing predictor pool: batches are waiting for a process", metadata: ["flotilla.processes": "\(desired)"])
                 scheduleLaunch(after: .zero)
@@ -236,12 +239,16 @@ extension PredictorPool {
         }
         // Not while a process is starting: the pool is still settling on its size.
         guard desired > config.minProcesses, starting == 0 else { return }
+        let yielding = budget?.othersWaiting(config.name) == true && (budget?.used ?? 0) >= (budget?.total ?? .max)
+        let idleLimit = yielding ? policy.yieldAfterIdle : policy.shrinkAfterIdle
         let stale = idle.compactMap { id in slots[id].map { (id, $0.lastUsed) } }
-            .filter { $0.1.duration(to: now) >= policy.shrinkAfterIdle }
+            .filter { $0.1.duration(to: now) >= idleLimit }
             .min { $0.1 < $1.1 }
         if let (id, _) = stale {
             desired -= 1
-            logger.info("shrinking predictor pool: a process has been idle", metadata: ["flotilla.processes": "\(desired)"])
+            budget?.report(config.name, processes: slots.count + starting - 1, waiting: false)
+            logger.info(yielding ? "shrinking predictor pool: another stage is waiting for the worker's cores" : "shrinking predictor pool: a process has been idle",
+                        metadata: ["flotilla.processes": "\(desired)"])
             retire(id)
         }
     }

@@ -61,12 +61,16 @@ public actor PredictorPool {
     let devices: DeviceAllocator?
     /// The devices each process holds, by process id.
     var deviceSlices: [Int: [String]] = [:]
+    /// The worker's processes budget, shared with the other stages' pools; nil: no limit but max.
+    let budget: ProcessBudget?
 
     /// Validates `config`; starts nothing (call `start()`).
     /// - Parameter metricsFactory: where the pool's metrics go; nil means `MetricsSystem.factory`.
     /// - Parameter devices: the worker's devices, for a stage whose processes need some.
+    /// - Parameter budget: the worker's process budget across stages, for growing past `minProcesses`.
     public init(config: PredictorPoolConfig, logger: Logger, metricsFactory: (any MetricsFactory)? = nil,
-                devices: DeviceAllocator? = nil) throws(FlotillaError) {
+                devices: DeviceAllocator? = nil, budget: ProcessBudget? = nil) throws(FlotillaError) {
+        self.budget = budget
         try config.validate()
         if config.devicesPerProcess > 0, devices == nil {
             throw FlotillaError(.invalidConfiguration, "predictor '\(config.name)' needs \(config.devicesPerProcess) device(s) per process and the worker has none")

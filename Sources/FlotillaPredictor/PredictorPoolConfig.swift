@@ -19,11 +19,16 @@ public struct PredictorPoolConfig: Sendable, Hashable {
         public var shrinkAfterIdle: Duration
         /// How often the pool looks.
         public var interval: Duration
+        /// How long a process must have been idle before the pool gives it up to another stage
+        /// whose batches wait while the worker's `ProcessBudget` is spent.
+        public var yieldAfterIdle: Duration
 
-        public init(growAfter: Duration = .milliseconds(500), shrinkAfterIdle: Duration = .seconds(30), interval: Duration = .milliseconds(250)) {
+        public init(growAfter: Duration = .milliseconds(500), shrinkAfterIdle: Duration = .seconds(30), interval: Duration = .milliseconds(250),
+                    yieldAfterIdle: Duration = .seconds(1)) {
             self.growAfter = growAfter
             self.shrinkAfterIdle = shrinkAfterIdle
             self.interval = interval
+            self.yieldAfterIdle = yieldAfterIdle
         }
     }
 

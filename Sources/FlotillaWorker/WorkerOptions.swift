@@ -17,6 +17,9 @@ public struct WorkerOptions: Sendable {
     /// The accelerators this worker hands to predictor processes (`--devices`); nil: the ones in
     /// its own `CUDA_VISIBLE_DEVICES`, else none.
     public var devices: [String]?
+    /// Predictor processes the stages may run together beyond their minimums (`--cores`); nil:
+    /// the machine's active processors.
+    public var cores: Int?
 
     public init(job: String, workerID: String, brokers: String, topicPrefix: String = KafkaConfig.defaultTopicPrefix) {
         self.job = job

@@ -52,9 +52,11 @@ struct WorkerRuntime: Sendable {
         var pools: [(config: StageConfig, pool: PredictorPool)] = []
         do throws(FlotillaError) {
             let devices = try deviceAllocator(options: options, stages: config.stages)
+            // One budget for every stage: the stage whose batches wait grows while the others idle.
+            let budget = ProcessBudget(total: options.cores ?? ProcessInfo.processInfo.activeProcessorCount)
             for stage in config.stages {
                 let pool = try PredictorPool(config: poolConfig(stage, config: config, workerID: options.workerID), logger: logger,
-                                             devices: stage.devices > 0 ? devices : nil)
+                                             devices: stage.devices > 0 ? devices : nil, budget: budget)
                 pools.append((stage, pool))
                 do {
                     try await pool.start()

@@ -41,9 +41,13 @@ struct WorkerCommand: AsyncParsableCommand {
     @Option(help: "Accelerators to hand to predictor processes, comma-separated ids (e.g. 0,1,2,3); each process of a stage with `devices: N` gets N of its own as CUDA_VISIBLE_DEVICES. Default: this process's CUDA_VISIBLE_DEVICES, else none.")
     var devices: String?
 
+    @Option(help: "Predictor processes all stages may run together when their pools grow past their minimums (default: this machine's cores). Minimum pools always run.")
+    var cores: Int?
+
     func validate() throws {
         if let slots, slots < 1 { throw ValidationError("--slots must be at least 1") }
         if let prefetch, prefetch < 0 { throw ValidationError("--prefetch must be 0 or more") }
+        if let cores, cores < 1 { throw ValidationError("--cores must be at least 1") }
         if workerID == ControllerHeartbeat.key { throw ValidationError("--worker-id \(ControllerHeartbeat.key) is reserved for the controller") }
     }
 
@@ -55,6 +59,7 @@ struct WorkerCommand: AsyncParsableCommand {
             options.kafkaProperties = connection.properties
             options.slots = slots
             options.prefetch = prefetch
+            options.cores = cores
             options.devices = devices.map { $0.split(separator: ",").map { $0.trimmingCharacters(in: .whitespaces) }.filter { !$0.isEmpty } }
             let registry = CommandMetrics.bootstrap()
             let logger = CommandLogging.logger("flotilla.worker")
