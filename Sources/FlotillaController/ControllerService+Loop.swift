@@ -388,7 +388,7 @@ extension ControllerService {
             let producer = connection.producer
             do {
                 return try await producer.send(messages)
-            } catch let error as KafkaError where error.isFatal {
+            } catch let error as KafkaError where error.isFatal || producer.fatalError != nil || ProducerSlot.fencing.contains(error.name) {
                 guard connection.producers.replace(producer, after: error) else { throw error }
                 var retry = error
                 retry.isFatal = false  // the new producer may send them

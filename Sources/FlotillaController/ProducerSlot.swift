@@ -10,6 +10,9 @@ final class ProducerSlot: Sendable {
     private let configuration: KafkaProducerConfiguration
     private let logger: Logger
     private let producer: Mutex<KafkaProducer>
+    /// Delivery errors that end a producer id although librdkafka reports them per record, not as
+    /// the handle's fatal error: every retry on the same producer gets them again.
+    static let fencing: Set<String> = ["PRODUCER_FENCED", "INVALID_PRODUCER_EPOCH"]
     /// Replacements allowed in one run: a broker that fences every new producer is not outlasted.
     static let replacementLimit = 5
     private let replacements = Mutex(0)
