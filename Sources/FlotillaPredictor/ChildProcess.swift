@@ -45,6 +45,9 @@ final class ChildProcess: Sendable {
             for fd in stdinPipe + stdoutPipe { close(fd) }
             throw Spawn.failure("cannot create a pipe", errno)
         }
+        // Frames of a batch are ~100 KB: in a 64 KiB pipe each one takes several wake-ups of both
+        // sides. Best effort: past the per-user pipe budget the kernel says no and 64 KiB stays.
+        for fd in [stdinPipe[1], stdoutPipe[1]] { _ = fcntl(fd, Spawn.setPipeSize, Spawn.pipeBytes) }
         let childEnds = [stdinPipe[0], stdoutPipe[1], stderrPipe[1]]
         defer { for fd in childEnds { close(fd) } }
 
@@ -132,6 +135,11 @@ enum Spawn {
 
     nonisolated(unsafe) private static let handle = dlopen(nil, RTLD_NOW)
     private static let pipe2Function: Pipe2? = dlsym(handle, "pipe2").map { unsafeBitCast($0, to: Pipe2.self) }
+
+    /// `F_SETPIPE_SZ` (Linux; not exported by every C library's headers) and the size asked for:
+    /// 1 MiB, the unprivileged maximum (`/proc/sys/fs/pipe-max-size`).
+    static let setPipeSize: Int32 = 1031
+    static let pipeBytes: Int32 = 1 << 20
 
     /// `pipe2`, or `pipe` + `FD_CLOEXEC` where the C library lacks it.
     static func pipe2(_ fds: UnsafeMutablePointer<Int32>, _ flags: Int32) -> Int32 {
