@@ -137,9 +137,10 @@ enum Spawn {
     private static let pipe2Function: Pipe2? = dlsym(handle, "pipe2").map { unsafeBitCast($0, to: Pipe2.self) }
 
     /// `F_SETPIPE_SZ` (Linux; not exported by every C library's headers) and the size asked for:
-    /// 1 MiB, the unprivileged maximum (`/proc/sys/fs/pipe-max-size`).
+    /// 256 KiB, room for a batch's frame. Not more: an unprivileged user's pipes share a 64 MiB
+    /// budget (`/proc/sys/fs/pipe-user-pages-soft`), past which every new pipe of that user gets 8 KiB.
     static let setPipeSize: Int32 = 1031
-    static let pipeBytes: Int32 = 1 << 20
+    static let pipeBytes: Int32 = 1 << 18
 
     /// `pipe2`, or `pipe` + `FD_CLOEXEC` where the C library lacks it.
     static func pipe2(_ fds: UnsafeMutablePointer<Int32>, _ flags: Int32) -> Int32 {
