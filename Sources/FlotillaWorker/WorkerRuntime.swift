@@ -88,7 +88,7 @@ struct WorkerRuntime: Sendable {
             await expressReader.loadMetadata(for: [topics.shards])  // its first take should not wait for it
             // A shard per stage plus one being read or committed, doubled: a shard spends ~30 ms in
             // Kafka round trips (fetch, transaction commit), which two slots per stage hide behind
-            // prediction. On the fast model 2 slots gave 0.39× the plain script, 4 gave 0.63×, 8 0.61×.
+            // prediction. On the fast model 2 slots gave 0.39× the plain script, 4 gave 0.54–0.63×, 8 0.61×.
             let slots = options.slots ?? 2 * (config.stages.count + 1)
             return WorkerRuntime(
                 config: config, topics: topics, consumer: consumer, resultProducer: resultProducer, plainProducer: plainProducer,
