@@ -86,10 +86,13 @@ struct WorkerRuntime: Sendable {
             expressConfig.fetchWait = .milliseconds(10)  // a take should not wait out an empty fetch
             let expressReader = try KafkaConsumer(configuration: expressConfig, logger: logger)
             await expressReader.loadMetadata(for: [topics.shards])  // its first take should not wait for it
-            // A shard per stage plus one being read or committed, doubled: a shard spends ~30 ms in
-            // Kafka round trips (fetch, transaction commit), which two slots per stage hide behind
-            // prediction. On the fast model 2 slots gave 0.39× the plain script, 4 gave 0.54–0.63×, 8 0.61×.
-            let slots = options.slots ?? 2 * (config.stages.count + 1)
+            // A shard per stage plus one being read or committed, and two per process of the widest
+            // pool: while one waits on Kafka (~30 ms of fetch and transaction commit) the next keeps
+            // the process busy. Not more: a started shard cannot be stolen by an idle worker. Fast
+            // model (2 processes): 2 slots 0.39× the script, 4 slots 0.54–0.63×; balance (1 process):
+            // 1.27 × ideal with 2 slots, 1.35 with 4.
+            let widestPool = config.stages.map(\.processes.max).max() ?? 1
+            let slots = options.slots ?? max(2, config.stages.count + 1, 2 * widestPool)
             return WorkerRuntime(
                 config: config, topics: topics, consumer: consumer, resultProducer: resultProducer, plainProducer: plainProducer,
                 commandReader: commandReader, acksReader: acksReader, expressReader: expressReader, ledger: WorkerLedger(workerID: options.workerID),
