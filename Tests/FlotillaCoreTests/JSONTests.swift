@@ -38,6 +38,9 @@ struct JSONTests {
         ("{\"a\" 1}", "expected ':' at column 6"),
         ("[1 2]", "expected ',' or ']' at column 4"),
         ("[1,]", "unexpected character ']' at column 4"),
+        ("[1,2,01]", "expected ',' or ']' at column 7"),
+        ("[1,-]", "invalid number at column 5"),
+        ("[1,2.5e,3]", "invalid number at column 8"),
         ("01", "unexpected data after the value at column 2"),
         ("-", "invalid number at column 2"),
         ("1.", "invalid number at column 3"),
@@ -77,6 +80,7 @@ struct JSONTests {
         let bytes = try validate("  {\"b\": 1.50, \"a\":[ 1 ]}\r ").get()
         #expect(bytes.text == "{\"b\": 1.50, \"a\":[ 1 ]}")
         #expect(bytes.value == .object(["a": .array([.int(1)]), "b": .double(1.5)]))
+        #expect(try validate("[0.5,-1,2E+3 ,4]").get().value == .array([.double(0.5), .int(-1), .double(2000), .int(4)]))
         #expect(validate("\"\u{FF}\"") != nil)
         #expect(JSONBytes.validating([0x22, 0xFF, 0x22]) == .failure(JSONSyntaxError(message: "invalid UTF-8", offset: 0)))
     }

@@ -102,6 +102,11 @@ public struct JSONScanner {
         return true
     }
 
+    @inline(__always)
+    private static func startsNumber(_ byte: UInt8) -> Bool {
+        byte == UInt8(ascii: "-") || byte &- UInt8(ascii: "0") < 10
+    }
+
     /// Moves past the array at the cursor. Numbers, the usual elements of model inputs, are
     /// checked inline rather than through `skipValue` and a closure per element.
     private mutating func skipArray() -> Bool {
@@ -111,8 +116,13 @@ public struct JSONScanner {
             skipWhitespace()
             guard index < bytes.count else { return fail("unexpected end of input") }
             let byte = bytes[index]
-            if byte == UInt8(ascii: "-") || byte &- UInt8(ascii: "0") < 10 {
+            if Self.startsNumber(byte) {
                 guard skipNumber() else { return false }
+                // A compact run of numbers ("0.5,-1,2"): number to number, without the general path.
+                while index + 1 < bytes.count && bytes[index] == UInt8(ascii: ",") && Self.startsNumber(bytes[index + 1]) {
+                    index += 1
+                    guard skipNumber() else { return false }
+                }
             } else {
                 guard skipValue() else { return false }
             }
