@@ -102,6 +102,7 @@ public struct JSONScanner {
         return true
     }
 
+    /// Whether `byte` can begin a JSON number.
     @inline(__always)
     private static func startsNumber(_ byte: UInt8) -> Bool {
         byte == UInt8(ascii: "-") || byte &- UInt8(ascii: "0") < 10
