@@ -216,7 +216,8 @@ struct DuplicateIDs {
     }
 
     /// The sample itself, or an error sample when its id was already seen at an earlier line.
-    mutating func check(_ sample: Sample, line: Int64) -> Sample {
+    /// `consuming`: the sample is moved through, not copied (a retain and release of its input each).
+    mutating func check(_ sample: consuming Sample, line: Int64) -> Sample {
         // One hash per sample: duplicates are rare, so the first line is put back only for them.
         if let first = firstSeen.updateValue(line, forKey: sample.id) {
             firstSeen[sample.id] = first
