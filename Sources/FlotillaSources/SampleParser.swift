@@ -216,7 +216,7 @@ struct DuplicateIDs {
     }
 
     /// The sample itself, or an error sample when its id was already seen at an earlier line.
-    /// `consuming`: the sample is moved through, not copied (a retain and release of its input each).
+    /// `consuming`: the sample is moved through rather than copied, saving a retain and a release of its input.
     mutating func check(_ sample: consuming Sample, line: Int64) -> Sample {
         // One hash per sample: duplicates are rare, so the first line is put back only for them.
         if let first = firstSeen.updateValue(line, forKey: sample.id) {
