@@ -208,6 +208,7 @@ extension ControllerService {
                 do {
                     _ = try await backend.start(worker: id)
                     run.fleet.started(id, now: now)
+                    run.ledger.workerStarting(id)
                 } catch {
                     logger.error("cannot start worker", metadata: ["flotilla.worker": "\(id)", "flotilla.error": "\(error)"])
                     run.fleet.startFailed(id, WorkerFailure(message: error.message, permanent: error.code == .invalidConfiguration), now: now)

@@ -268,6 +268,13 @@ public struct ShardLedger: Sendable, Hashable {
         workers[worker] = entry
     }
 
+    /// A new process starts as `worker`: the fleet reuses a free id ("w1" again after scaling to
+    /// zero), and the new process is not retiring whatever its predecessor was (a stale flag kept
+    /// it out of the warm start: 12 s instead of 1 s to a shard's results after scaling from zero).
+    public mutating func workerStarting(_ worker: String) {
+        workers[worker]?.retiring = false
+    }
+
     /// Counts a pod replacement that the fleet did on its own (a worker exited).
     public mutating func countReplacement() {
         replacements += 1

@@ -29,7 +29,8 @@ struct OpenJobCLITests {
         }
         let backIn = ContinuousClock.now - publishedAt
         print("open job: from the pipeline's shard to its results committed with the fleet at zero: \(backIn)")
-        #expect(backIn < .seconds(10), "a worker starts and commits the shard's results within 10 s (took \(backIn))")
+        // The new worker is warm-started (~1.3 s); waiting for the group's join instead takes 4–12 s.
+        #expect(backIn < .seconds(5), "a worker starts and commits the shard's results within 5 s (took \(backIn))")
         let decisions = (harness.controllerStatus()?["scaleDecisions"] as? [[String: Any]] ?? []).compactMap { $0["to"] as? Int }
         #expect(decisions.starts(with: [1]) && decisions.contains(0), "0 → 1 at the start, → 0 when idle, → 1 for the new shard: \(decisions)")
         let closed = try CommandRunner.run([CommandRunner.flotillaExecutable, "close", harness.job, "--brokers", harness.brokers])

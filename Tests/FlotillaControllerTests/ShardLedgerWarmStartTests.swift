@@ -69,4 +69,18 @@ struct ShardLedgerWarmStartTests {
         #expect(taken.isSubset(of: [Fixtures.id(4), Fixtures.id(5)]) && !taken.isEmpty)
         #expect(!taken.contains(Fixtures.id(3)))
     }
+
+    @Test("a new process reusing a retired worker's id is warm-started (the fleet scaled to zero and back)")
+    func reusedIDIsWarmStarted() {
+        var ledger = Fixtures.ledger(shards: 4)
+        // w1 ran, was told to drain and stopped; its entry keeps the retiring mark.
+        ledger.apply(heartbeat: Fixtures.heartbeat("w1", at: 1_000, partitions: [0, 1, 2, 3]), receivedAt: 1_000)
+        ledger.retire("w1")
+        // A new w1 joins, no assignment yet: without `workerStarting` the stale mark keeps it out.
+        ledger.apply(heartbeat: Fixtures.heartbeat("w1", at: 2_000, partitions: []), receivedAt: 2_000)
+        #expect(ledger.tick(now: 2_000).takes.isEmpty, "a retiring worker takes nothing")
+        ledger.workerStarting("w1")
+        ledger.apply(heartbeat: Fixtures.heartbeat("w1", at: 2_100, partitions: []), receivedAt: 2_100)
+        #expect(ledger.tick(now: 2_100).takes.count == 4)
+    }
 }
