@@ -27,9 +27,10 @@ import FlotillaCore
 ///   first line; a quote still open at the end of the input is an error sample for that row.
 /// - **Byte order mark**: a leading UTF-8 BOM (EF BB BF) is not part of the first row.
 enum SampleParser {
-    /// Parses `bytes`, the whole range of a shard, whose first line is `range.firstLine`.
+    /// Parses `buffer`, the whole range of a shard, whose first line is `range.firstLine`.
     /// A row longer than `maxSampleBytes` is an error sample (its id kept when it has one).
-    static func parse(_ bytes: UnsafeRawBufferPointer, source: String, range: ByteRange,
+    /// JSON-lines inputs are slices of `buffer`: one allocation per shard, not one per sample.
+    static func parse(_ buffer: [UInt8], source: String, range: ByteRange,
                       maxSampleBytes: Int? = nil) throws(FlotillaError) -> [Sample] {
         var columns: [String] = []
         if range.format == .csv {
@@ -42,6 +43,13 @@ enum SampleParser {
                 throw FlotillaError(.invalidInput, "CSV header of \(source): \(error.message)")
             }
         }
+        return buffer.withUnsafeBytes { bytes in
+            parseRows(bytes, of: buffer, source: source, range: range, columns: columns, maxSampleBytes: maxSampleBytes)
+        }
+    }
+
+    private static func parseRows(_ bytes: UnsafeRawBufferPointer, of buffer: [UInt8], source: String, range: ByteRange,
+                                  columns: [String], maxSampleBytes: Int?) -> [Sample] {
         guard let base = bytes.baseAddress, bytes.count > 0 else { return [] }
         let start = base.assumingMemoryBound(to: UInt8.self)
         // A guess at the sample count (lines of ~64+ bytes) that avoids most regrowth and rehashing.
@@ -74,7 +82,7 @@ enum SampleParser {
             if rowEnd > rowStart && start[rowEnd - 1] == 0x0D { rowEnd -= 1 }
             let row = UnsafeBufferPointer(start: start + rowStart, count: rowEnd - rowStart)
             if !isBlank(row) {
-                var sample = parseLine(row, number: rowLine, source: source, range: range, columns: columns)
+                var sample = parseLine(row, at: rowStart, of: buffer, number: rowLine, source: source, range: range, columns: columns)
                 if let maxSampleBytes, row.count > maxSampleBytes {
                     sample.input = .failure(SampleError(
                         "line \(rowLine) is \(row.count) bytes, over the \(maxSampleBytes)-byte sample limit (shard.maxSampleBytes)"))
@@ -94,8 +102,10 @@ enum SampleParser {
         bytes.count >= 3 && bytes[0] == 0xEF && bytes[1] == 0xBB && bytes[2] == 0xBF
     }
 
+    /// One row: `line` is `buffer`'s bytes from `offset` on.
     private static func parseLine(
-        _ line: UnsafeBufferPointer<UInt8>, number: Int64, source: String, range: ByteRange, columns: [String]
+        _ line: UnsafeBufferPointer<UInt8>, at offset: Int, of buffer: [UInt8], number: Int64, source: String,
+        range: ByteRange, columns: [String]
     ) -> Sample {
         // Built only when needed: interpolating it for every line costs more than the JSON parse.
         var fallbackID: String { "\(source):\(number)" }
@@ -104,7 +114,7 @@ enum SampleParser {
         }
         switch range.format {
         case .jsonl:
-            return jsonSample(line, number: number, idField: range.idField, fallbackID: fallbackID)
+            return jsonSample(line, at: offset, of: buffer, number: number, idField: range.idField, fallbackID: fallbackID)
         case .csv:
             switch CSVRow.split(line) {
             case .failure(let error):
@@ -134,7 +144,8 @@ enum SampleParser {
 
     /// A JSON line validated in one scan that builds no tree; the id field is read on the way.
     private static func jsonSample(
-        _ line: UnsafeBufferPointer<UInt8>, number: Int64, idField: String?, fallbackID: @autoclosure () -> String
+        _ line: UnsafeBufferPointer<UInt8>, at offset: Int, of buffer: [UInt8], number: Int64, idField: String?,
+        fallbackID: @autoclosure () -> String
     ) -> Sample {
         var scanner = JSONScanner(line)
         scanner.skipWhitespace()
@@ -155,7 +166,7 @@ enum SampleParser {
             return Sample(id: fallbackID(), input: .failure(SampleError(
                 "line \(number): malformed JSON: \(scanner.failure ?? "unexpected input") at column \(scanner.index + 1)")))
         }
-        let input = JSONBytes(trusted: Array(UnsafeBufferPointer(rebasing: line[start..<end])))
+        let input = JSONBytes(trusted: buffer[(offset + start)..<(offset + end)])
         switch id {
         case .absent: return Sample(id: fallbackID(), input: .success(input))
         case .text(let text): return Sample(id: text, input: .success(input))

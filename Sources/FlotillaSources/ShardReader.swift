@@ -68,16 +68,12 @@ public struct ShardReader: Sendable {
             try Self.validate(file.range, source: file.path)
             let bytes = try await Blocking.run { () throws(FlotillaError) in try Self.readBytes(file) }
             try Self.verify(bytes, file.range, source: file.path)
-            return try bytes.withUnsafeBytes { raw in
-                Result { () throws(FlotillaError) in try SampleParser.parse(raw, source: file.path, range: file.range, maxSampleBytes: maxSampleBytes) }
-            }.get()
+            return try SampleParser.parse(bytes, source: file.path, range: file.range, maxSampleBytes: maxSampleBytes)
         case .http(let http):
             try Self.validate(http.range, source: http.url)
             let bytes = try await fetch(http)
             try Self.verify(bytes, http.range, source: http.url)
-            return try bytes.withUnsafeBytes { raw in
-                Result { () throws(FlotillaError) in try SampleParser.parse(raw, source: http.url, range: http.range, maxSampleBytes: maxSampleBytes) }
-            }.get()
+            return try SampleParser.parse(bytes, source: http.url, range: http.range, maxSampleBytes: maxSampleBytes)
         case .inline(let inline):
             var ids = DuplicateIDs(source: "inline")
             return inline.enumerated().map { position, sample in

@@ -3,15 +3,21 @@
 /// ``JSONValue`` is built only where something looks inside (`value`).
 ///
 /// Equality is byte equality: `{"a":1}` and `{ "a": 1 }` differ. Compare `value`s for meaning.
+///
+/// The bytes may be a slice of a larger buffer (a shard's input range, a predictor's result frame):
+/// the samples of one buffer share it rather than each copying out its own, and keep it alive.
 public struct JSONBytes: Sendable, Hashable, CustomStringConvertible {
     /// One complete JSON value, UTF-8, without surrounding whitespace.
-    public let bytes: [UInt8]
+    public let bytes: ArraySlice<UInt8>
 
     /// Wraps bytes already known to hold one valid JSON value (from ``JSONScanner`` or ``JSONWriter``).
-    public init(trusted bytes: [UInt8]) { self.bytes = bytes }
+    public init(trusted bytes: [UInt8]) { self.bytes = bytes[...] }
+
+    /// Wraps a slice already known to hold one valid JSON value; it shares the slice's buffer.
+    public init(trusted bytes: ArraySlice<UInt8>) { self.bytes = bytes }
 
     /// The compact JSON of `value`.
-    public init(_ value: JSONValue) { bytes = JSONWriter.bytes(value) }
+    public init(_ value: JSONValue) { bytes = JSONWriter.bytes(value)[...] }
 
     public static let null = JSONBytes(trusted: Array("null".utf8))
 
