@@ -84,7 +84,7 @@ enum ChildMessage: Sendable, Equatable {
                 if scanner.skipValue() && scanner.expectEnd() { throw ProtocolViolation("a frame is not a JSON object") }
                 throw ProtocolViolation.notJSON(scanner, buffer)
             }
-            var fields = FrameFields()
+            var fields = FrameFields(payload: payload)
             guard scanner.forEachMember({ fields.read(&$0, key: $1) }), scanner.expectEnd() else {
                 if let violation = fields.violation { throw violation }
                 throw ProtocolViolation.notJSON(scanner, buffer)
@@ -139,6 +139,8 @@ enum ChildMessage: Sendable, Equatable {
 
 /// The members of a frame as one scan finds them: small values as trees, outputs as bytes.
 private struct FrameFields {
+    /// The frame's bytes: outputs are slices of it (one buffer per batch, not one per sample).
+    let payload: [UInt8]
     var scalars: [String: JSONValue] = [:]
     var outputs: [Result<JSONBytes, PredictionError>]?
     var values: [Result<JSONBytes, PredictionError>]?
@@ -151,7 +153,7 @@ private struct FrameFields {
         if key.matches("values") {
             var values: [Result<JSONBytes, PredictionError>] = []
             let ok = scanner.forEachElement { scanner in
-                guard let output = Self.cut(&scanner) else { return false }
+                guard let output = cut(&scanner) else { return false }
                 values.append(.success(output))
                 return true
             }
@@ -184,7 +186,7 @@ private struct FrameFields {
             }
             let ok = scanner.forEachMember { scanner, key in
                 if key.matches("output") {
-                    guard let output = Self.cut(&scanner) else { return false }
+                    guard let output = cut(&scanner) else { return false }
                     entry = .success(output)
                 } else if key.matches("error") {
                     guard let error = scanner.value() else { return false }
@@ -203,10 +205,10 @@ private struct FrameFields {
         return ok
     }
 
-    /// The value at the cursor, validated and copied out as bytes.
-    private static func cut(_ scanner: inout JSONScanner) -> JSONBytes? {
+    /// The value at the cursor, validated, as a slice of the payload (the scanner reads the payload's buffer).
+    private func cut(_ scanner: inout JSONScanner) -> JSONBytes? {
         guard let range = scanner.skipValueRange() else { return nil }
-        return JSONBytes(trusted: Array(UnsafeBufferPointer(rebasing: scanner.bytes[range])))
+        return JSONBytes(trusted: payload[range])
     }
 
     private mutating func refuse(_ why: String) -> Bool {
