@@ -49,23 +49,30 @@ extension PredictorPool {
     }
 
     func add(_ id: Int, _ process: PredictorProcess) {
-        slots[id] = Slot(process: process, busy: false, lastUsed: .now)
+        slots[id] = Slot(process: process, lastUsed: .now)
         if let maxBatch = process.hello?.maxBatch { childMaxBatch = min(childMaxBatch ?? .max, maxBatch) }
         offer(id)
     }
 
-    /// Gives an idle process to the longest waiting batch, or parks it.
+    /// Gives process `id` to the longest waiting batches while it has room for more, or parks it
+    /// when it has nothing to do.
     func offer(_ id: Int) {
-        if !waiters.isEmpty {
+        while !waiters.isEmpty, let slot = slots[id], slot.running < PredictorProcess.pipelineDepth {
             let waiter = waiters.removeFirst()
-            slots[id]?.busy = true
+            take(id)
             waiter.continuation.resume(returning: .success(id))
-        } else {
-            idle.append(id)
         }
+        if slots[id]?.running == 0 { idle.append(id) }
     }
 
-    /// A healthy process for one batch, waiting for one to be free or started.
+    /// Counts one more batch on process `id`.
+    private func take(_ id: Int) {
+        slots[id]?.running += 1
+        if slots[id]?.running == 2 { slots[id]?.queuedSince = .now }
+    }
+
+    /// A healthy process for one batch: an idle one, else one with room behind its current
+    /// batch; else waits for one to be free or started.
     func acquire() async -> Result<Int, PredictionError> {
         guard phase == .running else { return .failure(shutDownError) }
         while let id = idle.popLast() {
@@ -74,7 +81,14 @@ extension PredictorPool {
                 replace(id, because: nil)
                 continue
             }
-            slots[id]?.busy = true
+            take(id)
+            return .success(id)
+        }
+        // Pipelining: no process is idle, so the batch goes behind the current one of a process
+        // that has room (the least loaded: the one that started first, when each has one).
+        if let (id, _) = slots.filter({ $0.value.running < PredictorProcess.pipelineDepth && !$0.value.draining && $0.value.process.isHealthy })
+            .min(by: { $0.value.running < $1.value.running || ($0.value.running == $1.value.running && $0.key < $1.key) }) {
+            take(id)
             return .success(id)
         }
         if slots.isEmpty && starting == 0 {
@@ -94,10 +108,16 @@ extension PredictorPool {
             replace(id, because: nil)
             return
         }
-        slots[id]?.busy = false
+        slots[id]?.running -= 1
+        if slot.draining {
+            if slot.running == 1 { retire(id) }
+            return
+        }
+        slots[id]?.queuedSince = nil  // the batch that waited behind, if any, runs now
         slots[id]?.lastUsed = .now
         if slots.count + starting > desired {
-            retire(id)
+            // Surplus: it takes nothing new, and stops once what it holds is answered.
+            if slots[id]?.running == 0 { retire(id) } else { slots[id]?.draining = true }
         } else {
             offer(id)
         }
@@ -228,8 +248,9 @@ extension PredictorPool {
         guard phase == .running else { return }
         let now = ContinuousClock.now
         budget?.report(config.name, processes: slots.count + starting, waiting: !waiters.isEmpty)
-        if let oldest = waiters.first {
-            if oldest.since.duration(to: now) >= policy.growAfter, desired < config.maxProcesses, starting == 0, devicesForOneMore,
+        let queued = slots.values.compactMap(\.queuedSince) + waiters.prefix(1).map(\.since)
+        if let oldest = queued.min() {
+            if oldest.duration(to: now) >= policy.growAfter, desired < config.maxProcesses, starting == 0, devicesForOneMore,
                budget?.tryGrow(config.name) ?? true {
                 desired += 1
                 logger.info("growing predictor pool: batches are waiting for a process", metadata: ["flotilla.processes": "\(desired)"])

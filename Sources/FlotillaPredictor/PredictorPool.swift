@@ -21,8 +21,14 @@ public actor PredictorPool {
 
     struct Slot {
         let process: PredictorProcess
-        var busy: Bool
+        /// Batches sent to it and not answered (at most `PredictorProcess.pipelineDepth`).
+        var running = 0
+        /// Since when a batch waits behind the one it computes, for the autoscaler.
+        var queuedSince: ContinuousClock.Instant?
         var lastUsed: ContinuousClock.Instant
+        /// Surplus after a resize: it takes no new batch and stops once it holds none.
+        var draining = false
+        var busy: Bool { running > 0 }
     }
     struct Waiter {
         let since: ContinuousClock.Instant
@@ -36,6 +42,8 @@ public actor PredictorPool {
         case batchError(String)
         case fault(ProcessFault)
         case unavailable(PredictionError)
+        /// Lost with a process that faulted on the batch before it: tried again, not counted.
+        case retry
     }
 
     var phase = Phase.created
@@ -173,7 +181,7 @@ public actor PredictorPool {
             starting: starting,
             desired: desired,
             restarts: restartCount,
-            queued: waiters.count,
+            queued: waiters.count + slots.values.reduce(0) { $0 + max(0, $1.running - 1) },
             batches: batchCount,
             failedSamples: failedSampleCount,
             devices: deviceSlices.values.flatMap { $0 }.sorted()
@@ -244,6 +252,8 @@ public actor PredictorPool {
             switch await attempt(samples) {
             case .outputs(let results):
                 return results
+            case .retry:
+                continue
             case .unavailable(let error):
                 return samples.map { _ in .failure(error) }
             case .batchError(let message):
@@ -284,6 +294,8 @@ public actor PredictorPool {
             switch await attempt(Array(samples[range])) {
             case .outputs(let outputs):
                 for (i, output) in zip(range, outputs) { results[i] = output }
+            case .retry:
+                work.append(range)
             case .batchError(let message):
                 for i in range { results[i] = .failure(PredictionError(.batch, "predictor '\(config.name)' failed this batch: \(message)")) }
             case .unavailable(let error):
@@ -320,7 +332,7 @@ public actor PredictorPool {
         case .failure(let fault):
             guard phase == .running else { return .unavailable(shutDownError) }
             faulted(id, fault)
-            return .fault(fault)
+            return fault == .interrupted ? .retry : .fault(fault)
         case .success(let reply):
             metrics.batchSeconds.recordNanoseconds(Int64(elapsed.seconds * 1e9))
             backoff = config.initialBackoff

@@ -100,6 +100,8 @@ enum ProcessFault: Error, Sendable, Equatable, CustomStringConvertible {
     case writeFailed(String)
     /// The process was stopped by the pool (shutdown or resize), not by a fault of its own.
     case stopped
+    /// The batch waited behind another one (pipelining) when the process faulted on that one.
+    case interrupted
 
     var description: String {
         switch self {
@@ -108,6 +110,7 @@ enum ProcessFault: Error, Sendable, Equatable, CustomStringConvertible {
         case .protocolViolation(let why): "broke the protocol (\(why))"
         case .writeFailed(let why): "stopped reading its input (\(why))"
         case .stopped: "was stopped"
+        case .interrupted: "ended for a fault on the batch before this one"
         }
     }
 }

@@ -150,6 +150,20 @@ struct PredictorPoolTests {
         }
     }
 
+    @Test("pipelining: a batch lost behind a crashing one is retried without being charged for it")
+    func interruptedIsNotCharged() async throws {
+        // One process, batches of 4: the clean batch waits behind the crashing one at every try.
+        let config = Fixtures.config("m", script: "faults.py", ["--crash-on-marker", "--sleep", "0.2"], batchSize: 4,
+                                     maxAttempts: 2, isolatePoison: false)
+        try await withPool(config) { pool in
+            var samples = Fixtures.samples(8)
+            samples[1] = PredictorSample(id: samples[1].id, value: .object(["crash": .bool(true)]))
+            let results = await pool.predict(samples)
+            #expect(results[0..<4].allSatisfy { $0.error?.kind == .fault }, "the crashing batch fails after 2 faults")
+            for i in 4..<8 { #expect(results[i].value?["echo"] == samples[i].value, "sample \(i)") }
+        }
+    }
+
     @Test("a batch-level error frame is retried once, then every sample gets the error")
     func batchError() async throws {
         try await withPool(Fixtures.config("m", script: "faults.py", ["--batch-error"])) { pool in

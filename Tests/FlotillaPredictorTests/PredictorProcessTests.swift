@@ -130,4 +130,29 @@ struct PredictorProcessTests {
         #expect(await reply == .failure(.stopped))
         #expect(Fixtures.isGone(process.pid))
     }
+
+    @Test("pipelining: two batches sent at once are answered in order, each timed from when it runs")
+    func twoInFlight() async throws {
+        // 0.6 s per batch against a 1 s timeout: the second batch is answered 1.2 s after it was sent.
+        let process = try await launch("faults.py", ["--sleep", "0.6"])
+        let first = Fixtures.samples(3), second = Fixtures.samples(2) { .int(Int64(100 + $0)) }
+        async let a = process.run(first, timeout: .seconds(1))
+        async let b = process.run(second, timeout: .seconds(1))
+        let (ra, rb) = await (a, b)
+        #expect(ra.success?.values?.map { $0?["echo"] } == first.map { $0.value })
+        #expect(rb.success?.values?.map { $0?["echo"] } == second.map { $0.value })
+        await process.shutdown(grace: .seconds(2))
+    }
+
+    @Test("pipelining: a crash fails the batch it happened on; the batch waiting behind it is interrupted")
+    func crashBehind() async throws {
+        let process = try await launch("faults.py", ["--always-crash", "--sleep", "0.5"])
+        async let first = process.run(Fixtures.samples(3), timeout: .seconds(10))
+        try await Task.sleep(for: .milliseconds(100))
+        let second = await process.run(Fixtures.samples(2), timeout: .seconds(10))
+        #expect(await first == .failure(.exited(.signaled(9))))
+        #expect(second == .failure(.interrupted))
+        #expect(await process.waitForExit(timeout: .seconds(5)))
+    }
 }
+
