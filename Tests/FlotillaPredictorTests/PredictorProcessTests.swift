@@ -154,5 +154,23 @@ struct PredictorProcessTests {
         #expect(second == .failure(.interrupted))
         #expect(await process.waitForExit(timeout: .seconds(5)))
     }
+
+    @Test("a batch too large to send is answered with a batch error, and the batch sent beside it still runs")
+    func oversizedBatch() async throws {
+        let process = try await launch("identity.py")
+        let huge = [PredictorSample(id: "big", value: .string(String(repeating: "x", count: PredictorProtocol.maxFrameBytes)))]
+        let small = Fixtures.samples(2)
+        async let big = process.run(huge, timeout: .seconds(10))
+        async let next = process.run(small, timeout: .seconds(10))
+        let (bigReply, nextReply) = await (big, next)
+        guard case .success(.batchError(let message)) = bigReply else {
+            Issue.record("expected a batch error, got \(bigReply)")
+            return
+        }
+        #expect(message.contains("over the \(PredictorProtocol.maxFrameBytes)-byte limit"))
+        #expect(nextReply.success?.values == small.map(\.value))
+        #expect(process.isHealthy)
+        await process.shutdown(grace: .seconds(2))
+    }
 }
 
