@@ -23,18 +23,6 @@ import Synchronization
 /// callers only wait on continuations. Every fault kills the process group with SIGKILL; the
 /// stdout reader then reaps the child, so no zombie is left.
 final class PredictorProcess: Sendable {
-    enum Reply: Sendable, Equatable {
-        case outputs([Result<JSONBytes, PredictionError>])
-        case batchError(String)
-    }
-
-    struct Hello: Sendable, Equatable {
-        var name: String
-        var maxBatch: Int?
-        /// The child takes predict frames as `ids`/`inputs` columns.
-        var columns = false
-    }
-
     /// Batches a process holds at most: the one it computes and the next, already in its stdin.
     static let pipelineDepth = 2
 
@@ -407,39 +395,6 @@ final class PredictorProcess: Sendable {
             onUnexpectedExit(fault)
         } else {
             logger.debug("predictor exited", metadata: ["flotilla.exit": "\(status)"])
-        }
-    }
-}
-
-extension ChildMessage {
-    var kind: String {
-        switch self {
-        case .hello: "hello"
-        case .result: "result"
-        case .batchError: "error"
-        }
-    }
-}
-
-extension String {
-    /// Control characters escaped, for quoting junk in error messages.
-    var debugEscaped: String {
-        String(unicodeScalars.flatMap { scalar -> [Character] in
-            scalar.value < 0x20 || scalar.value == 0x7f ? Array(scalar.escaped(asASCII: true)) : [Character(scalar)]
-        })
-    }
-}
-
-/// The requests a process still owed when it ended, taken out of its state to be failed.
-private struct Waiting {
-    var hello: CheckedContinuation<Result<PredictorProcess.Hello, ProcessFault>, Never>?
-    var batches: [CheckedContinuation<Result<PredictorProcess.Reply, ProcessFault>, Never>]
-
-    /// The oldest gets `fault`; batches behind a batch get `.interrupted` (the fault was not theirs).
-    func fail(with fault: ProcessFault) {
-        hello?.resume(returning: .failure(fault))
-        for (position, batch) in batches.enumerated() {
-            batch.resume(returning: .failure(position == 0 || fault == .stopped ? fault : .interrupted))
         }
     }
 }
