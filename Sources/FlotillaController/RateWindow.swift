@@ -19,6 +19,10 @@ struct RateWindow: Sendable {
         if let last = points.last, last.time == now { points.removeLast() }
         points.append((now, done))
         points.removeAll { now - $0.time > windowMs }
+        // Before the first sample is done there is no speed to average in: only the last such
+        // point stays, so the first rate measures work, not start-up (a rate over the first
+        // second, with one 20-sample shard done, made 200 samples/s read 20).
+        while points.count >= 2 && points[1].done == 0 { points.removeFirst() }
     }
 
     /// Samples per second over the window; nil until it spans `minimumMs`.

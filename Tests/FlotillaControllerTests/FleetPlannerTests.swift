@@ -213,6 +213,20 @@ struct FleetPlannerTests {
         #expect(steady.decisions.count == 1, "one scale-up, then quiet: \(steady.decisions.map(\.to))")
     }
 
+    @Test("the rate window starts when work does: a start-up with nothing done is not averaged in")
+    func rateSkipsStartup() {
+        var window = RateWindow()
+        for now in stride(from: Int64(0), through: 2_000, by: 500) { window.add(done: 0, at: now) }
+        #expect(window.rate == nil, "nothing done yet: no rate, however long the wait")
+        window.add(done: 100, at: 2_500)
+        #expect(window.rate == nil, "half a second of work: not enough to measure")
+        window.add(done: 200, at: 3_000)
+        #expect(window.rate == 200, "200 samples in the second since work began, not over the 3 s since the start")
+        // Later, a stall stays in the average: only the start-up is left out.
+        window.add(done: 200, at: 6_000)
+        #expect(window.rate.map { $0 < 60 } == true)
+    }
+
     @Test("the planner measures start-up from start to the first working heartbeat and follows the autoscaler's size")
     func plannerAutoscales() {
         var fleet = FleetPlanner(config: FleetConfig(min: 1, max: 4), requested: nil)
