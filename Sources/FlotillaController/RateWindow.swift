@@ -8,6 +8,8 @@ struct RateWindow: Sendable {
     /// The shortest span that gives a rate at all.
     let minimumMs: Int64
     private var points: [(time: Int64, done: Int)] = []
+    /// Whether the count has changed since the first point.
+    private var moved = false
 
     init(windowMs: Int64 = 5_000, minimumMs: Int64 = 1_000) {
         self.windowMs = windowMs
@@ -17,12 +19,15 @@ struct RateWindow: Sendable {
     /// `done` samples were done by `now`.
     mutating func add(done: Int, at now: Int64) {
         if let last = points.last, last.time == now { points.removeLast() }
+        // Until the count first moves there is no speed to average in (a start, or a controller
+        // that replayed its count and waits for the fleet): only the latest point is kept, so the
+        // first rate measures work, not that wait (a rate over the first second, with one
+        // 20-sample shard done, made 200 samples/s read 20). Later stalls stay in the average.
+        if !moved {
+            if let first = points.first, first.done != done { moved = true } else { points.removeAll() }
+        }
         points.append((now, done))
         points.removeAll { now - $0.time > windowMs }
-        // Before the first sample is done there is no speed to average in: only the last such
-        // point stays, so the first rate measures work, not start-up (a rate over the first
-        // second, with one 20-sample shard done, made 200 samples/s read 20).
-        while points.count >= 2 && points[1].done == 0 { points.removeFirst() }
     }
 
     /// Samples per second over the window; nil until it spans `minimumMs`.

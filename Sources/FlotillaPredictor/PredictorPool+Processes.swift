@@ -65,10 +65,10 @@ extension PredictorPool {
         if slots[id]?.running == 0 { idle.append(id) }
     }
 
-    /// Counts one more batch on process `id`.
+    /// Counts one more batch on process `id`; past the first, it waits behind another.
     private func take(_ id: Int) {
         slots[id]?.running += 1
-        if slots[id]?.running == 2 { slots[id]?.queuedSince = .now }
+        if let slot = slots[id], slot.running > 1, slot.queuedSince == nil { slots[id]?.queuedSince = .now }
     }
 
     /// A healthy process for one batch: an idle one, else one with room behind its current
@@ -108,16 +108,13 @@ extension PredictorPool {
             replace(id, because: nil)
             return
         }
-        slots[id]?.running -= 1
-        if slot.draining {
-            if slot.running == 1 { retire(id) }
-            return
-        }
+        let running = slot.running - 1
+        slots[id]?.running = running
         slots[id]?.queuedSince = nil  // the batch that waited behind, if any, runs now
         slots[id]?.lastUsed = .now
-        if slots.count + starting > desired {
+        if slot.draining || slots.count + starting > desired {
             // Surplus: it takes nothing new, and stops once what it holds is answered.
-            if slots[id]?.running == 0 { retire(id) } else { slots[id]?.draining = true }
+            if running == 0 { retire(id) } else { slots[id]?.draining = true }
         } else {
             offer(id)
         }

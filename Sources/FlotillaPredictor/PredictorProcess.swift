@@ -121,8 +121,7 @@ final class PredictorProcess: Sendable {
     /// Runs one batch; up to `pipelineDepth` may run at once. Faults come back as `.failure`;
     /// the process is then dead, and a batch that waited behind the faulting one gets `.interrupted`.
     func run(_ samples: [PredictorSample], timeout: Duration) async -> Result<Reply, ProcessFault> {
-        let columns = hello?.columns ?? false
-        return await withCheckedContinuation { continuation in
+        await withCheckedContinuation { continuation in
             let refused: ProcessFault? = state.withLock { state in
                 if let fault = state.fault { return fault }
                 if state.stopping || state.exited != nil { return .stopped }
@@ -134,6 +133,7 @@ final class PredictorProcess: Sendable {
                 state.batches.append(PendingBatch(seq: seq, count: samples.count, timeout: timeout, continuation: continuation))
                 if state.batches.count == 1 { startDeadline(&state, seq: seq, timeout: timeout) }
                 // Under the lock: frames reach the writer in seq order, the order of `batches`.
+                let columns = state.hello?.columns ?? false
                 writer.submit { [self] in write(seq: seq, samples, columns: columns) }
                 return nil
             }

@@ -7,27 +7,23 @@ import Synchronization
 /// made between a loop's check and its wait is never missed. Loops sleep until there is work
 /// instead of polling with millisecond sleeps (an idle worker then costs almost no CPU).
 ///
-/// Timeouts share one timer, armed lazily: a wait whose deadline is later than the armed time
-/// leaves it alone, and a firing re-arms for the waiter's real deadline. A timer task per wait
-/// (`Task.sleep` in a task group) scheduled and cancelled a libdispatch timer on every wake-up of
-/// every loop, several per shard at thousands of shards per second.
+/// Timeouts share one lazily armed ``DeadlineTimer``: a firing before the waiter's deadline re-arms
+/// for it. A timer task per wait (`Task.sleep` in a task group) scheduled and cancelled a
+/// libdispatch timer on every wake-up of every loop, several per shard at thousands of shards per
+/// second.
 final class Wakeup: Sendable {
     private struct State {
         var pending = false
         var waiter: CheckedContinuation<Void, Never>?
+        /// The waiter's timeout.
         var deadline: DispatchTime = .distantFuture
-        /// When the timer is set to fire; nil when it is not armed.
-        var armedAt: DispatchTime?
     }
 
     private let state = Mutex(State())
-    // A DispatchSource is thread-safe; it is only scheduled under `state`'s lock.
-    private nonisolated(unsafe) let timer = DispatchSource.makeTimerSource(queue: .global())
+    private let timer = DeadlineTimer()
 
     init() {
-        timer.schedule(deadline: .distantFuture)
-        timer.setEventHandler { [weak self] in self?.timerFired() }
-        timer.activate()
+        timer.onFire { [weak self] in self?.timerFired() }
     }
 
     deinit { timer.cancel() }
@@ -56,13 +52,9 @@ final class Wakeup: Sendable {
                     }
                     state.waiter = continuation
                     state.deadline = deadline
-                    if state.armedAt.map({ $0 > deadline }) ?? true {
-                        state.armedAt = deadline
-                        timer.schedule(deadline: deadline)
-                    }
                     return false
                 }
-                if now { continuation.resume() }
+                if now { continuation.resume() } else { timer.arm(at: deadline) }
             }
         } onCancel: {
             signal()
@@ -71,17 +63,17 @@ final class Wakeup: Sendable {
 
     /// The armed time came: wakes the waiter if its deadline has passed, else re-arms for it.
     private func timerFired() {
-        let waiter = state.withLock { state -> CheckedContinuation<Void, Never>? in
-            state.armedAt = nil
-            guard let waiter = state.waiter else { return nil }
-            guard DispatchTime.now() >= state.deadline else {
-                state.armedAt = state.deadline
-                timer.schedule(deadline: state.deadline)
-                return nil
-            }
+        enum Next { case none, wake(CheckedContinuation<Void, Never>), rearm(DispatchTime) }
+        let next = state.withLock { state -> Next in
+            guard let waiter = state.waiter else { return .none }
+            guard DispatchTime.now() >= state.deadline else { return .rearm(state.deadline) }
             state.waiter = nil
-            return waiter
+            return .wake(waiter)
         }
-        waiter?.resume()
+        switch next {
+        case .none: break
+        case .wake(let waiter): waiter.resume()
+        case .rearm(let deadline): timer.arm(at: deadline)
+        }
     }
 }

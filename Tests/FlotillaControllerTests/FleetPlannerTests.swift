@@ -225,6 +225,13 @@ struct FleetPlannerTests {
         // Later, a stall stays in the average: only the start-up is left out.
         window.add(done: 200, at: 6_000)
         #expect(window.rate.map { $0 < 60 } == true)
+
+        // A restarted controller starts from its replayed count: its wait for the fleet is left out too.
+        var restarted = RateWindow()
+        for now in stride(from: Int64(0), through: 2_000, by: 500) { restarted.add(done: 5_000, at: now) }
+        restarted.add(done: 5_100, at: 2_500)
+        restarted.add(done: 5_200, at: 3_000)
+        #expect(restarted.rate == 200)
     }
 
     @Test("the planner measures start-up from start to the first working heartbeat and follows the autoscaler's size")

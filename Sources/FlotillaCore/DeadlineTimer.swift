@@ -1,25 +1,25 @@
 import Dispatch
 import Synchronization
 
-/// One reusable timer per process for hello and batch deadlines: a timer per batch would leave
-/// thousands of cancelled timers queued at high batch rates.
+/// One reusable timer for a deadline that keeps moving (a predictor's batch deadlines, a loop's
+/// wait timeouts): a timer per deadline would leave thousands of cancelled timers queued.
 ///
 /// Armed lazily: a later deadline than the one armed leaves the timer alone, and the handler
 /// re-arms for the real deadline when it fires early. Re-scheduling on every batch woke
 /// libdispatch's timer thread a few times per batch (~480 wake-ups/s at 175 batches/s, measured).
-final class DeadlineTimer: @unchecked Sendable {
+public final class DeadlineTimer: @unchecked Sendable {
     // Unchecked: DispatchSource objects are thread-safe; `armedAt` is behind its mutex.
     private let source: any DispatchSourceTimer
     private let armedAt = Mutex<DispatchTime?>(nil)
 
-    init() {
+    public init() {
         source = DispatchSource.makeTimerSource(queue: .global())
         source.schedule(deadline: .distantFuture)
         source.activate()
     }
 
     /// `handler` runs when an armed time is reached; it must re-arm if its deadline moved on.
-    func onFire(_ handler: @escaping @Sendable () -> Void) {
+    public func onFire(_ handler: @escaping @Sendable () -> Void) {
         source.setEventHandler { [weak self] in
             self?.armedAt.withLock { $0 = nil }
             handler()
@@ -27,7 +27,7 @@ final class DeadlineTimer: @unchecked Sendable {
     }
 
     /// Fires at `deadline` or earlier (when an earlier time is already armed).
-    func arm(at deadline: DispatchTime) {
+    public func arm(at deadline: DispatchTime) {
         let schedule = armedAt.withLock { armed in
             if let armed, armed <= deadline { return false }
             armed = deadline
@@ -36,5 +36,5 @@ final class DeadlineTimer: @unchecked Sendable {
         if schedule { source.schedule(deadline: deadline) }
     }
 
-    func cancel() { source.cancel() }
+    public func cancel() { source.cancel() }
 }
