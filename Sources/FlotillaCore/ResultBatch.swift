@@ -55,7 +55,8 @@ public struct ResultBatch: FlotillaRecord, Hashable {
             }
             size += entry
         }
-        batches.append(ResultBatch(results[start...]))
+        // The usual case, all in one record: the array itself, not a copy of every result in it.
+        batches.append(start == results.startIndex ? ResultBatch(results) : ResultBatch(results[start...]))
         return batches
     }
 
@@ -129,9 +130,9 @@ extension ResultBatch: JSONWritableRecord {
         JSONWriter.raw(#","job":"#, into: &out)
         JSONWriter.write(job, into: &out)
         JSONWriter.raw(#","results":["#, into: &out)
-        for (position, result) in results.enumerated() {
-            if position > 0 { out.append(UInt8(ascii: ",")) }
-            result.writeEntryJSON(into: &out)
+        for index in results.indices {  // by index: `enumerated()` copies each result out
+            if index > 0 { out.append(UInt8(ascii: ",")) }
+            results[index].writeEntryJSON(into: &out)
         }
         JSONWriter.raw(#"],"run":"#, into: &out)
         JSONWriter.write(run, into: &out)

@@ -10,6 +10,9 @@ struct FinishedShard: Sendable {
     var offset: Int64
     var results: [ResultRecord]
     var ack: AckRecord
+    /// When the execution ended: a shard waits at most `WorkerMachine.publishLinger` from then for
+    /// others to share its transaction.
+    var finishedAt: ContinuousClock.Instant = .now
 }
 
 /// Publishes finished shards. In exactly-once mode the results, the acks and the consumer offsets
@@ -117,6 +120,15 @@ struct ResultPublisher: Sendable {
 }
 
 extension ResultRecord {
+    /// Where `results` hold one whose record alone would not fit in `maxMessageBytes` (usually
+    /// nowhere). Read through a buffer pointer: a method call on each array element copied every
+    /// result (a retain and release of each of its strings), a measurable cost per sample.
+    static func oversizedIndices(_ results: [ResultRecord], maxMessageBytes: Int) -> [Int] {
+        results.withUnsafeBufferPointer { buffer in
+            buffer.indices.filter { ResultBatch.overheadBytes(of: buffer[$0]) + buffer[$0].entryJSONSize > maxMessageBytes }
+        }
+    }
+
     /// An error result in place of this one when a results record holding it alone would not fit
     /// in `maxMessageBytes` (the producer would reject it, and with it the whole transaction); nil
     /// when it fits.

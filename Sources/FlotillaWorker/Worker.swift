@@ -209,7 +209,7 @@ public final class Worker: Sendable {
             results = outcome.results
             var errorSamples = outcome.errorSamples
             let limit = runtime.config.kafka.maxMessageBytes
-            for index in results.indices where runtime.config.outputs.results {
+            for index in ResultRecord.oversizedIndices(results, maxMessageBytes: limit) where runtime.config.outputs.results {
                 guard let replacement = results[index].oversized(maxMessageBytes: limit) else { continue }
                 logger.warning("result over the record limit", metadata: ["flotilla.id": "\(results[index].id)", "flotilla.limit": "\(limit)"])
                 results[index] = replacement
@@ -248,7 +248,7 @@ public final class Worker: Sendable {
     private func committerLoop(_ runtime: WorkerRuntime) async throws {
         var lastOffsetCommit = ContinuousClock.now
         while true {
-            let (batch, done) = machine.withLock { ($0.nextPublish(), $0.committerIsDone) }
+            let (batch, due, done) = machine.withLock { ($0.nextPublish(at: .now), $0.publishDue, $0.committerIsDone) }
             if let batch {
                 try await publish(batch, runtime)
             } else if let asked = machine.withLock({ $0.wantsSettle ? $0.settleAsked : nil }) {
@@ -269,7 +269,7 @@ public final class Worker: Sendable {
             }
             if done { return }
             // Every second at least: the offsets of skipped records are committed on that beat.
-            if batch == nil { await committerWake.wait(upTo: .seconds(1)) }
+            if batch == nil { await committerWake.wait(upTo: min(.seconds(1), due.map { $0 - .now } ?? .seconds(1))) }
         }
     }
 

@@ -49,7 +49,7 @@ struct WorkerMachineTests {
 
     /// The next transaction's shards; fails the test when there is none.
     func batch(_ machine: inout WorkerMachine) throws -> [FinishedShard] {
-        let next = machine.nextPublish()
+        let next = machine.nextPublish(at: .now + .seconds(60))
         return try #require(next)
     }
 
@@ -144,7 +144,7 @@ struct WorkerMachineTests {
         #expect(machine.offsetsToCommit(assumingPublished: batch).isEmpty, "p0 is not this worker's to commit any more")
         machine.published(batch)
         machine.finish(run: c.1, finished(c.0, run: c.1))
-        #expect(machine.nextPublish() == nil, "an abandoned execution publishes nothing")
+        #expect(machine.nextPublish(at: .now + .seconds(60)) == nil, "an abandoned execution publishes nothing")
     }
 
     @Test("a second copy of an attempt waits until the first is published, then is skipped; if the first fails it runs")
@@ -230,6 +230,38 @@ struct WorkerMachineTests {
         #expect(committedOffsets(machine) == [0: 1])
     }
 
+    @Test("a finished shard waits up to publishLinger for others while more run; at once when nothing else runs, a batch is full, or draining")
+    func publishLinger() throws {
+        var machine = machine(6, slots: 4)
+        let started = (0..<4).compactMap { _ in start(&machine) }
+        let t0 = ContinuousClock.now
+        var first = finished(started[0].0, run: started[0].1)
+        first.finishedAt = t0
+        machine.finish(run: started[0].1, first)
+        #expect(machine.nextPublish(at: t0 + .milliseconds(10)) == nil, "others run: it waits for company")
+        #expect(machine.publishDue == t0 + machine.publishLinger)
+        let dueBatch = machine.nextPublish(at: t0 + machine.publishLinger)
+        let due = try #require(dueBatch)
+        #expect(due.map(\.ack.shard) == ["s000000"], "the linger is over")
+        machine.published(due)
+        for (shard, run) in started[1...3] {
+            var done = finished(shard, run: run)
+            done.finishedAt = t0
+            machine.finish(run: run, done)
+        }
+        let aloneBatch = machine.nextPublish(at: t0)
+        let alone = try #require(aloneBatch, "nothing else runs: nothing to wait for")
+        #expect(alone.count == 3)
+        machine.published(alone)
+        let more = (0..<2).compactMap { _ in start(&machine) }
+        var last = finished(more[0].0, run: more[0].1)
+        last.finishedAt = t0
+        machine.finish(run: more[0].1, last)
+        #expect(machine.nextPublish(at: t0) == nil)
+        machine.drain()
+        #expect(machine.nextPublish(at: t0)?.count == 1, "a draining worker does not wait")
+    }
+
     @Test("a transaction retried after a rebalance: the same shards, and only the offsets still owned")
     func publishRetry() throws {
         var machine = machine(2)
@@ -239,7 +271,7 @@ struct WorkerMachineTests {
         machine.finish(run: b.1, finished(b.0, run: b.1))
         let batch = try batch(&machine)
         #expect(batch.map(\.ack.shard) == ["s000000", "s000001"])
-        #expect(machine.nextPublish() == nil, "one transaction at a time")
+        #expect(machine.nextPublish(at: .now + .seconds(60)) == nil, "one transaction at a time")
         #expect(Set(machine.offsetsToCommit(assumingPublished: batch).map(\.topicPartition.partition)) == [0, 1])
         // The first try fails; a rebalance takes p1 before the retry.
         machine.revoke([p1])
