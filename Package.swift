@@ -50,9 +50,10 @@ let package = Package(
             dependencies: [.product(name: "Yams", package: "Yams"), .product(name: "Crypto", package: "swift-crypto")],
             swiftSettings: swiftSettings
         ),
+        // The only importer of RdKafka: Flotilla's records on a job's topics, in Flotilla's terms.
         .target(
             name: "FlotillaKafka",
-            dependencies: ["RdKafka", "FlotillaCore"],
+            dependencies: ["RdKafka", "FlotillaCore", .product(name: "Logging", package: "swift-log")],
             swiftSettings: swiftSettings
         ),
         .target(
@@ -69,21 +70,23 @@ let package = Package(
                 "FlotillaCore",
                 .product(name: "Logging", package: "swift-log"),
                 .product(name: "Metrics", package: "swift-metrics"),
+                .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
             ],
             swiftSettings: swiftSettings
         ),
         .target(
             name: "FlotillaWorker",
             dependencies: [
-                "RdKafka", "FlotillaKafka", "FlotillaCore", "FlotillaSources", "FlotillaPredictor",
+                "FlotillaKafka", "FlotillaCore", "FlotillaSources", "FlotillaPredictor",
                 .product(name: "Logging", package: "swift-log"),
+                .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
             ],
             swiftSettings: swiftSettings
         ),
         .target(
             name: "FlotillaJobs",
             dependencies: [
-                "RdKafka", "FlotillaKafka", "FlotillaCore", "FlotillaSources",
+                "FlotillaKafka", "FlotillaCore", "FlotillaSources",
                 .product(name: "Logging", package: "swift-log"),
             ],
             swiftSettings: swiftSettings
@@ -106,7 +109,7 @@ let package = Package(
         .target(
             name: "FlotillaController",
             dependencies: [
-                "RdKafka", "FlotillaKafka", "FlotillaCore", "FlotillaHTTP",
+                "FlotillaKafka", "FlotillaCore", "FlotillaHTTP",
                 .product(name: "AsyncHTTPClient", package: "async-http-client"),
                 .product(name: "NIOHTTP1", package: "swift-nio"),
                 .product(name: "NIOSSL", package: "swift-nio-ssl"),
@@ -123,17 +126,15 @@ let package = Package(
         .executableTarget(
             name: "flotilla",
             dependencies: [
-                "RdKafka",
                 "EmbeddedBroker",
+                "FlotillaKafka",
                 "FlotillaCore",
-                "FlotillaSources",
                 "FlotillaPredictor",
                 "FlotillaJobs",
                 "FlotillaController",
                 "FlotillaWorker",
                 "FlotillaHTTP",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
-                .product(name: "Hummingbird", package: "hummingbird"),
                 .product(name: "Metrics", package: "swift-metrics"),
                 .product(name: "Prometheus", package: "swift-prometheus"),
                 .product(name: "Logging", package: "swift-log"),
@@ -147,8 +148,9 @@ let package = Package(
             swiftSettings: swiftSettings
         ),
         .testTarget(name: "RdKafkaTests", dependencies: ["RdKafka", "FlotillaTestSupport"], swiftSettings: swiftSettings),
+        .testTarget(name: "FlotillaKafkaTests", dependencies: ["FlotillaKafka", "FlotillaCore", "FlotillaTestSupport", "RdKafka", .product(name: "Logging", package: "swift-log")], swiftSettings: swiftSettings),
         .testTarget(name: "FlotillaCLITests", dependencies: ["FlotillaTestSupport", "EmbeddedBroker", "FlotillaCore", "RdKafka"], swiftSettings: swiftSettings),
-        .testTarget(name: "FlotillaJobsTests", dependencies: ["FlotillaJobs", "FlotillaTestSupport", "FlotillaCore", "RdKafka", "EmbeddedBroker", .product(name: "Logging", package: "swift-log")], swiftSettings: swiftSettings),
+        .testTarget(name: "FlotillaJobsTests", dependencies: ["FlotillaJobs", "FlotillaKafka", "FlotillaTestSupport", "FlotillaCore", "RdKafka", "EmbeddedBroker", .product(name: "Logging", package: "swift-log")], swiftSettings: swiftSettings),
         .testTarget(name: "FlotillaWorkerTests", dependencies: ["FlotillaWorker", "FlotillaTestSupport", "FlotillaCore", "RdKafka"], swiftSettings: swiftSettings),
         .testTarget(
             name: "FlotillaControllerTests",

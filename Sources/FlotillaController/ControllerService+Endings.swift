@@ -1,5 +1,5 @@
 import FlotillaCore
-import RdKafka
+import FlotillaKafka
 
 /// How a job run ends: complete, failed or cancelled, and stopping the fleet.
 extension ControllerService {
@@ -43,7 +43,7 @@ extension ControllerService {
     func finishCancelled(reason: String, _ connection: Connection, _ run: inout ControllerRun) async throws -> ControllerOutcome {
         var summary = run.ledger.summary(now: Timestamp.now())
         summary.controller = run.cost.cost
-        var records: [OutgoingMessage] = []
+        var records: [OutgoingRecord] = []
         if run.manifest.status != .cancelled {
             var manifest = run.manifest
             manifest.status = .cancelled

@@ -4,7 +4,6 @@ import FlotillaKafka
 import Foundation
 import Hummingbird
 import NIOCore
-import RdKafka
 import ServiceLifecycle
 import Synchronization
 
@@ -115,7 +114,7 @@ extension ControllerService {
     }
 
     private func publish(_ record: ControlRecord, action: String, answer: [String: Int]) async -> Response {
-        guard let producer = controlProducer else {
+        guard let publisher = controlPublisher else {
             metrics.countAction(action, result: "unavailable")
             return OperatorServer.text("the controller is not connected to Kafka yet; try again in a moment\n", status: .serviceUnavailable)
         }
@@ -125,7 +124,7 @@ extension ControllerService {
         // which ends with the delivery; the record may still be delivered after a 504.
         let timeout = options.http?.requestTimeout ?? .seconds(10)
         let delivered = await FirstOf<Result<Bool, any Error>>.race(
-            { do { _ = try await producer.send(.record(record, topic: topic, key: record.target)); return .success(true) } catch { return .failure(error) } },
+            { do { try await publisher.send(OutgoingRecord(record, topic: topic, key: record.target)); return .success(true) } catch { return .failure(error) } },
             { try? await Task.sleep(for: timeout); return .success(false) })
         if case .success(false) = delivered {
             metrics.countAction(action, result: "timeout")

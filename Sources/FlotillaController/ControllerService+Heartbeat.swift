@@ -1,7 +1,7 @@
 import FlotillaCore
 import Foundation
+import FlotillaKafka
 import Logging
-import RdKafka
 
 /// The controller's own heartbeat: how fresh its view of the topics is (a broker outage must not
 /// look like a dead fleet), and one controller per job.
@@ -11,26 +11,26 @@ extension ControllerService {
     /// the same worker ids would fence the first one's transactions.
     func checkNoOtherController(_ connection: Connection, settings: LedgerSettings) async throws {
         guard !options.takeOver else { return }
-        var client = KafkaClientConfiguration(bootstrapServers: options.brokers, properties: options.kafkaProperties)
-        client.clientID = "flotilla-controller-check"
-        let reader: TopicReader
-        do {
+        let brokers = BrokerConnection(bootstrapServers: options.brokers, properties: options.kafkaProperties,
+                                       clientID: "flotilla-controller-check")
+        let reader: RecordReader
+        do throws(FlotillaError) {
+            reader = try RecordReader(connection: brokers, pace: .catchUp, isolation: .uncommitted, logger: logger)
             // The tail is enough: a live controller sends a heartbeat every interval.
-            reader = try await TopicReader(client: client, topics: [connection.topics.heartbeats], isolation: .readUncommitted,
-                                           fetchWait: .milliseconds(10), lastRecords: 2_000, logger: logger)
+            try await reader.readLast(2_000, of: [connection.topics.heartbeats])
         } catch {
             throw FlotillaError(.kafka, "cannot read \(connection.topics.heartbeats)", underlying: error)
         }
         defer { Task { await reader.close() } }
-        let beats = { (messages: [KafkaMessage]) in
-            messages.filter { $0.keyString == ControllerHeartbeat.key }
-                .compactMap { try? RecordCodec.shared.decode(ControllerHeartbeat.self, from: $0.value) }
+        let beats = { (records: [TopicRecord]) in
+            records.filter { $0.key == ControllerHeartbeat.key }
+                .compactMap { try? $0.decode(ControllerHeartbeat.self) }
                 .filter { $0.job == self.options.job }
         }
         let now = Timestamp.now()
         let recent: [ControllerHeartbeat]
         do {
-            recent = beats(try await reader.readToEnd(timeout: options.manifestTimeout))
+            recent = beats(try await reader.readToEnd())
         } catch {
             throw FlotillaError(.kafka, "cannot read \(connection.topics.heartbeats)", underlying: error)
         }
@@ -53,7 +53,8 @@ extension ControllerService {
         let deadline = ContinuousClock.now + .milliseconds(3 * settings.heartbeatMs + 500)
         var fresh: Set<Int64> = []
         while ContinuousClock.now < deadline {
-            for beat in beats((try? await reader.poll(timeout: .milliseconds(100))) ?? [])
+            let events = (try? await reader.poll(timeout: .milliseconds(100))) ?? []
+            for beat in beats(events.compactMap(\.record))
             where beat.controller == other.controller && beat.time >= now {
                 if beat.stopping == true { return }
                 fresh.insert(beat.time)
@@ -92,7 +93,7 @@ extension ControllerService {
                                                etaSeconds: status.etaSeconds)
         }
         do {
-            try connection.producer.enqueue(message(beat, topic: connection.topics.heartbeats, key: ControllerHeartbeat.key))
+            try connection.publisher.enqueue(message(beat, topic: connection.topics.heartbeats, key: ControllerHeartbeat.key))
         } catch {
             logger.warning("cannot send the controller's heartbeat", metadata: ["flotilla.error": "\(error)"])
         }

@@ -1,5 +1,5 @@
 import FlotillaCore
-import RdKafka
+import FlotillaKafka
 
 /// A transaction that never ends holds the acks topic.
 ///

@@ -1,7 +1,6 @@
 import FlotillaKafka
 import FlotillaCore
 import Logging
-import RdKafka
 import ServiceLifecycle
 
 extension ControllerService {
@@ -53,10 +52,10 @@ extension ControllerService {
             let wait = max(.milliseconds(1), min(.milliseconds(50), nextTick - ContinuousClock.now))
             for event in try await connection.reader.poll(timeout: wait) {
                 switch event {
-                case .message(let message): apply(message, to: &run, replaying: false)
-                case .endOfPartition(let partition, let offset) where partition.topic == connection.topics.acks:
+                case .record(let record): apply(record, to: &run, replaying: false)
+                case .end(let partition, let offset) where partition.topic == connection.topics.acks:
                     run.reachedAcksEnd(partition, offset)
-                default: break
+                case .end: break
                 }
             }
             guard ContinuousClock.now >= nextTick else { continue }
@@ -97,10 +96,11 @@ extension ControllerService {
                  now: Int64) async throws -> JobStatusSummary? {
         guard !actions.isEmpty else { return nil }
         let topics = connection.topics
-        var deadLetters: [OutgoingMessage] = []
-        var controls: [OutgoingMessage] = []
-        var shards: [OutgoingMessage] = []
-        var takes: [OutgoingMessage] = []
+        var deadLetters: [OutgoingRecord] = []
+        var controls: [OutgoingRecord] = []
+        var shards: [ShardRecord] = []
+        var takes: [OutgoingRecord] = []
+        var shardPartitions: [Int?] = []
         var replacements: [String] = []
         var completed: JobStatusSummary?
         for action in actions {
@@ -112,7 +112,8 @@ extension ControllerService {
                                                 shard: record.shard, attempt: record.attempt, reason: record.reason.rawValue, time: now)
                     controls.append(message(control, topic: topics.control, key: ControlRecord.allWorkers))
                 }
-                shards.append(message(record, topic: topics.shards, key: record.shard, partition: partition, attempt: record.attempt))
+                shards.append(record)
+                shardPartitions.append(partition)
             case .deadLetter(let shard, let attempt, let reason):
                 let letter = DeadLetterRecord(job: options.job, shard: shard, attempt: attempt, reason: reason, from: "controller", time: now)
                 deadLetters.append(message(letter, topic: topics.dlq, key: shard, attempt: attempt))
@@ -141,8 +142,10 @@ extension ControllerService {
         try await send(deadLetters, connection)
         try await send(controls, connection)
         await sendTakes(takes, connection)
-        let reports = try await send(shards, connection)
-        await sendTakes(for: reports, connection, run, now: now)
+        let deliveries = try await send(zip(shards, shardPartitions).map { record, partition in
+            message(record, topic: topics.shards, key: record.shard, partition: partition, attempt: record.attempt)
+        }, connection)
+        await sendTakes(for: Array(zip(shards, deliveries)), connection, run, now: now)
 
         var more: [LedgerAction] = []
         for worker in replacements {
@@ -186,7 +189,7 @@ extension ControllerService {
         let settings = run.ledger.settings
         let pods = await backend.list()
         var actions: [LedgerAction] = []
-        var drains: [OutgoingMessage] = []
+        var drains: [OutgoingRecord] = []
         for action in run.fleet.plan(pods: pods, drainLimitMs: settings.shardTimeoutMs + settings.workerTimeoutMs, now: now) {
             switch action {
             case .forget(let id):
@@ -266,26 +269,25 @@ extension ControllerService {
 
     // MARK: - Records
 
-    func message<T: FlotillaRecord>(_ record: T, topic: String, key: String, partition: Int? = nil, attempt: Int? = nil) -> OutgoingMessage {
-        OutgoingMessage.record(record, topic: topic, key: key, partition: partition.map { Int32($0) }, attempt: attempt)
+    func message<T: FlotillaRecord>(_ record: T, topic: String, key: String, partition: Int? = nil, attempt: Int? = nil) -> OutgoingRecord {
+        OutgoingRecord(record, topic: topic, key: key, partition: partition.map { Int32($0) }, attempt: attempt)
     }
 
     /// The express lane: tells the live owner of each re-enqueued record's partition (else the
     /// least busy running worker) to fetch it now, so recovered work does not wait behind that
     /// partition's backlog. Best effort: the record is in the shards topic either way.
-    func sendTakes(for reports: [(OutgoingMessage, DeliveryReport)], _ connection: Connection, _ run: ControllerRun, now: Int64) async {
+    func sendTakes(for reports: [(ShardRecord, Delivery)], _ connection: Connection, _ run: ControllerRun, now: Int64) async {
         guard !reports.isEmpty else { return }
         let owners = run.ledger.workerViews(now: now).filter { !$0.lost }
         // No owner of the partition (a fleet still joining the group, or an orphaned partition):
         // the least busy running worker, so recovered work never waits for a rebalance.
         let running = owners.filter { $0.state == WorkerState.running.rawValue }
         var extra: [String: Int] = [:]
-        var takes: [OutgoingMessage] = []
-        for (message, report) in reports {
+        var takes: [OutgoingRecord] = []
+        for (record, report) in reports {
             let fallback = running.min { ($0.inFlight.count + $0.queued + extra[$0.id, default: 0], $0.id)
                 < ($1.inFlight.count + $1.queued + extra[$1.id, default: 0], $1.id) }
-            guard let owner = owners.first(where: { $0.partitions.contains(Int(report.partition)) }) ?? fallback,
-                  let record = try? RecordCodec.shared.decode(ShardRecord.self, from: message.value) else { continue }
+            guard let owner = owners.first(where: { $0.partitions.contains(Int(report.partition)) }) ?? fallback else { continue }
             extra[owner.id, default: 0] += 1
             let take = ControlRecord(job: options.job, target: owner.id, command: .take, shard: record.shard, attempt: record.attempt,
                                      partition: Int(report.partition), offset: report.offset, reason: record.reason.rawValue, time: now)
@@ -296,39 +298,28 @@ extension ControllerService {
 
     /// Publishes take commands. They only speed work up (each shard is in the shards topic for its
     /// partition's owner either way), so one try, and a failure is only logged.
-    func sendTakes(_ takes: [OutgoingMessage], _ connection: Connection) async {
+    func sendTakes(_ takes: [OutgoingRecord], _ connection: Connection) async {
         guard !takes.isEmpty else { return }
         do {
-            _ = try await connection.producer.send(takes)
+            try await connection.publisher.send(takes)
         } catch {
             logger.warning("cannot publish take commands; the partitions' owners will run those shards",
                            metadata: ["flotilla.count": "\(takes.count)", "flotilla.error": "\(error)"])
         }
     }
 
-    /// Publishes `messages` in order, riding out a broker outage (`OutageRetry`) instead of ending
+    /// Publishes `records` in order, riding out a broker outage (`OutageRetry`) instead of ending
     /// a job whose workers are fine. A record delivered twice is harmless (a shard record twice is
     /// a copy the reader rule discards).
     @discardableResult
-    func send(_ messages: [OutgoingMessage], _ connection: Connection) async throws -> [(OutgoingMessage, DeliveryReport)] {
-        guard !messages.isEmpty else { return [] }
-        let reports = try await OutageRetry.run(pauseStep: .milliseconds(500), retrying: { error, attempt in
+    func send(_ records: [OutgoingRecord], _ connection: Connection) async throws -> [Delivery] {
+        guard let topic = records.first?.topic else { return [] }
+        return try await connection.publisher.sendRidingOutages(records, retrying: { error, attempt in
             logger.warning("cannot publish; retrying", metadata: [
-                "flotilla.topic": "\(messages[0].topic)", "flotilla.count": "\(messages.count)",
+                "flotilla.topic": "\(topic)", "flotilla.count": "\(records.count)",
                 "flotilla.attempt": "\(attempt)", "flotilla.error": "\(error)"])
         }, giveUp: { error, _ in
-            FlotillaError(.kafka, "cannot publish \(messages.count) record(s) to \(messages[0].topic)", underlying: error)
-        }) {
-            let producer = connection.producer
-            do {
-                return try await producer.send(messages)
-            } catch let error as KafkaError where error.isFatal || producer.fatalError != nil || ProducerSlot.fencing.contains(error.name) {
-                guard connection.producers.replace(producer, after: error) else { throw error }
-                var retry = error
-                retry.isFatal = false  // the new producer may send them
-                throw retry
-            }
-        }
-        return zip(messages, reports).map { ($0, $1) }
+            FlotillaError(.kafka, "cannot publish \(records.count) record(s) to \(topic)", underlying: error)
+        })
     }
 }

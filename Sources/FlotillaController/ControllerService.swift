@@ -1,9 +1,9 @@
 import FlotillaCore
 import FlotillaHTTP
+import FlotillaKafka
 import Foundation
 import Logging
 import Prometheus
-import RdKafka
 import ServiceLifecycle
 import Synchronization
 
@@ -25,7 +25,7 @@ public final class ControllerService: Service {
     let backend: any PodBackend
     let logger: Logger
     private let onListening: @Sendable (String) -> Void
-    private let state = Mutex<(outcome: ControllerOutcome?, httpAddress: String?, producers: ProducerSlot?)>((nil, nil, nil))
+    private let state = Mutex<(outcome: ControllerOutcome?, httpAddress: String?, publisher: RecordPublisher?)>((nil, nil, nil))
     /// This process's identity in its heartbeats.
     let identity: ControllerHeartbeat
     /// Checks manifests when a manifest key is configured.
@@ -55,8 +55,8 @@ public final class ControllerService: Service {
     public var outcome: ControllerOutcome? { state.withLock { $0.outcome } }
     /// `http://HOST:PORT` once the HTTP server listens.
     public var httpAddress: String? { state.withLock { $0.httpAddress } }
-    /// The producer HTTP actions publish with, while connected.
-    var controlProducer: KafkaProducer? { state.withLock { $0.producers?.current } }
+    /// The publisher HTTP actions publish with, while connected.
+    var controlPublisher: RecordPublisher? { state.withLock { $0.publisher } }
 
     /// `Service`: runs the job; the outcome is in `outcome`. A graceful shutdown (SIGTERM) stops
     /// the fleet and returns without finishing the job (a later controller carries on).
@@ -82,23 +82,20 @@ public final class ControllerService: Service {
     }
 
     private func runConnected() async throws -> ControllerOutcome? {
-        var client = KafkaClientConfiguration(bootstrapServers: options.brokers, properties: options.kafkaProperties)
-        client.clientID = "flotilla-controller"
+        let brokers = BrokerConnection(bootstrapServers: options.brokers, properties: options.kafkaProperties, clientID: "flotilla-controller")
         let topics = TopicNames(prefix: options.topicPrefix, job: options.job)
         let connection: Connection
-        do {
-            var producerConfiguration = KafkaProducerConfiguration(client: client)
-            producerConfiguration.linger = .milliseconds(1)
+        do throws(FlotillaError) {
             connection = Connection(
-                producers: try ProducerSlot(configuration: producerConfiguration, logger: logger),
-                admin: try KafkaAdmin(configuration: client, logger: logger),
-                reader: try JobTopicsReader(client: client, topics: topics, logger: logger),
+                publisher: try RecordPublisher(connection: brokers, linger: .milliseconds(1), logger: logger),
+                admin: try BrokerAdmin(connection: brokers, logger: logger),
+                reader: try JobTopicsReader(connection: brokers, topics: topics, logger: logger),
                 topics: topics)
         } catch {
             throw FlotillaError(.kafka, "cannot create Kafka clients for \(options.brokers)", underlying: error)
         }
-        state.withLock { $0.producers = connection.producers }
-        defer { state.withLock { $0.producers = nil } }
+        state.withLock { $0.publisher = connection.publisher }
+        defer { state.withLock { $0.publisher = nil } }
         var run: ControllerRun
         do {
             run = try await replay(connection)
@@ -114,7 +111,7 @@ public final class ControllerService: Service {
         }
         // The job is free for another controller at once, not after the worker timeout.
         sendHeartbeatIfDue(connection, &run, stopping: true)
-        try? await connection.producer.flush(timeout: .seconds(2))
+        await connection.publisher.flush(timeout: .seconds(2))
         await connection.reader.close()
         return try outcome.get()
     }
@@ -122,13 +119,10 @@ public final class ControllerService: Service {
 
 /// The Kafka clients of one run.
 struct Connection: Sendable {
-    let producers: ProducerSlot
-    let admin: KafkaAdmin
+    let publisher: RecordPublisher
+    let admin: BrokerAdmin
     let reader: JobTopicsReader
     let topics: TopicNames
-
-    /// The producer now (it is replaced after a fatal error).
-    var producer: KafkaProducer { producers.current }
 }
 
 /// The mutable state of one run, owned by its loop.
@@ -174,25 +168,20 @@ extension ControllerService {
         // A submitted job's manifest is in the topic before `submit` returns: an unknown job is
         // answered as soon as the jobs topic is read to its end, not after a timeout.
         let jobsPartitions = try await assignJobsTopic(connection, notFound: notFound)
-        var manifest: JobManifest?
+        var manifests = ManifestCollector(topics: connection.topics)
+        var problems = 0
         var jobsEnded: Set<TopicPartition> = []
         let deadline = ContinuousClock.now + options.manifestTimeout
-        while manifest == nil {
+        while manifests.latest == nil {
             if ContinuousClock.now >= deadline || jobsPartitions.isSubset(of: jobsEnded) { throw notFound }
             for event in try await reader.poll(timeout: .milliseconds(100)) {
                 switch event {
-                case .message(let message):
-                    guard message.keyString == options.job,
-                          let record = try? RecordCodec.shared.decode(JobManifest.self, from: message.value) else { continue }
-                    manifest = record
-                case .endOfPartition(let partition, _):
-                    jobsEnded.insert(partition)
-                default:
-                    break
+                case .record(let record): manifests.add(record, problems: &problems)
+                case .end(let partition, _): jobsEnded.insert(partition)
                 }
             }
         }
-        guard let manifest else { throw FlotillaError(.internal, "manifest vanished") }
+        guard let manifest = manifests.latest else { throw FlotillaError(.internal, "manifest vanished") }
         if let problem = signer?.problem(with: manifest) {
             throw FlotillaError(.invalidConfiguration, "\(problem); refusing to run it")
         }
@@ -210,7 +199,7 @@ extension ControllerService {
             let early = try await maintainFleet(&run, connection, now: Timestamp.now())
             assert(early.isEmpty, "a fleet that never ran has no exits to report")
         }
-        let partitions = try await reader.assignAll(admin: connection.admin, timeout: options.manifestTimeout)
+        let partitions = try await reader.readAll(admin: connection.admin, timeout: options.manifestTimeout)
         var ended: Set<TopicPartition> = []
         var records = 0
         let started = ContinuousClock.now
@@ -224,18 +213,16 @@ extension ControllerService {
             if let restEndedAt, ContinuousClock.now - restEndedAt > .milliseconds(100) { break }
             for event in try await reader.poll(timeout: .milliseconds(100)) {
                 switch event {
-                case .message(let message):
+                case .record(let record):
                     records += 1
-                    apply(message, to: &run, replaying: true)
+                    apply(record, to: &run, replaying: true)
                     // A heartbeat sent after the replay began: everything before it was read.
-                    if message.topic == connection.topics.heartbeats, (message.timestamp ?? 0) >= startedAt {
-                        ended.insert(message.topicPartition)
+                    if record.topic == connection.topics.heartbeats, (record.timestamp ?? 0) >= startedAt {
+                        ended.insert(record.topicPartition)
                     }
-                case .endOfPartition(let partition, let offset):
+                case .end(let partition, let offset):
                     ended.insert(partition)
                     if partition.topic == connection.topics.acks { run.reachedAcksEnd(partition, offset) }
-                default:
-                    break
                 }
             }
             if restEndedAt == nil, partitions.subtracting(heartbeats).isSubset(of: ended) { restEndedAt = .now }
@@ -261,7 +248,7 @@ extension ControllerService {
     private func assignJobsTopic(_ connection: Connection, notFound: FlotillaError) async throws -> Set<TopicPartition> {
         let result: Result<Set<TopicPartition>, FlotillaError>
         do {
-            result = .success(try await connection.reader.assignAll(admin: connection.admin, only: [connection.topics.jobs], timeout: .zero))
+            result = .success(try await connection.reader.readAll(admin: connection.admin, only: [connection.topics.jobs], timeout: .zero))
         } catch {
             result = .failure(error.code == .invalidInput ? notFound : error)
         }
@@ -270,106 +257,95 @@ extension ControllerService {
 
     /// The per-job topics, when `flotilla submit` has not created them (harmless when it has).
     func createTopics(_ connection: Connection, config: JobConfig) async throws {
-        let names = connection.topics
-        let specs = names.perJob.map { topic in
-            TopicSpecification(name: topic, partitions: Int32(names.partitions(of: topic, shardPartitions: config.shardPartitions, resultPartitions: config.resultPartitions)),
-                               replicationFactor: Int32(config.kafka.replicationFactor ?? -1))
-        }
-        do {
-            try await connection.admin.createTopics(specs)
-        } catch {
-            throw FlotillaError(.kafka, "cannot create the job's topics", underlying: error)
-        }
+        try await connection.admin.createTopics(for: config, includingJobs: false)
     }
 
     /// Applies one record of any of the job's topics.
-    func apply(_ message: KafkaMessage, to run: inout ControllerRun, replaying: Bool) {
+    func apply(_ record: TopicRecord, to run: inout ControllerRun, replaying: Bool) {
         let topics = TopicNames(prefix: options.topicPrefix, job: options.job)
-        let codec = RecordCodec.shared
         let now = Timestamp.now()
-        do {
-            switch message.topic {
-            case topics.jobs:
-                guard message.keyString == options.job else {
-                    // Another job: listed for the dashboard's picker; a record that does not decode is not ours to judge.
-                    if let other = try? codec.decode(JobManifest.self, from: message.value) { run.otherJobs[other.config.job] = JobListing(other) }
-                    return
-                }
-                let manifest = try codec.decode(JobManifest.self, from: message.value)
+        if record.topic == topics.jobs, record.key != options.job {
+            // Another job: listed for the dashboard's picker; a record that does not decode is not ours to judge.
+            if let other = try? record.decode(JobManifest.self) { run.otherJobs[other.config.job] = JobListing(other) }
+            return
+        }
+        do throws(FlotillaError) {
+            switch try record.jobRecord(in: topics) {
+            case .manifest(let manifest):
                 if let problem = signer?.problem(with: manifest) {
                     logger.error("ignoring a manifest update", metadata: ["flotilla.error": "\(problem)"])
                     return
                 }
                 run.manifest = manifest
                 if manifest.status == .cancelled { run.cancelled = run.cancelled ?? "the job's manifest says cancelled" }
-            case topics.shards:
-                do {
-                    let record = try codec.decode(ShardRecord.self, from: message.value)
-                    if let problem = run.manifest.config.problem(with: record.source) { throw FlotillaError(.invalidInput, problem) }
-                    run.ledger.apply(shard: record, partition: Int(message.partition), offset: message.offset,
-                                     receivedAt: replaying ? nil : now)
-                } catch {
-                    if let shard = message.keyString, !shard.isEmpty {
-                        run.ledger.applyUndecodableShard(shard, reason: "\(error)")
-                    }
-                    // Dead-lettered here, not only by a worker that receives it: with the warm
-                    // start a job can end before any worker reads its partitions (a duplicate
-                    // letter for the same key counts once).
-                    run.undecodable.append((message.keyString ?? "unknown", DeadLetterRecord(
-                        job: options.job, reason: "\(error)", raw: message.value, topic: message.topic,
-                        partition: Int(message.partition), offset: message.offset, from: "controller")))
-                    throw error
-                }
-            case topics.control:
-                let control = try codec.decode(ControlRecord.self, from: message.value)
-                run.ledger.apply(control: control)
-                switch control.command {
-                case .scale where control.target == ControlRecord.controller:
-                    run.fleet.scale(to: control.workers)  // nil: back to the autoscaler
-                case .close where control.target == ControlRecord.controller:
-                    run.ledger.close(at: min(control.time, now))
-                    if !replaying { logger.info("job closed: it ends once every shard published so far is done") }
-                case .cancel:
-                    run.cancelled = run.cancelled ?? (control.reason ?? "cancelled")
-                default:
-                    break
-                }
-            case topics.acks where message.isSettle:
-                break
-            case topics.acks:
-                let ack = try codec.decode(AckRecord.self, from: message.value)
+            case .shard(let shard):
+                if let problem = run.manifest.config.problem(with: shard.source) { throw FlotillaError(.invalidInput, problem) }
+                run.ledger.apply(shard: shard, partition: Int(record.partition), offset: record.offset, receivedAt: replaying ? nil : now)
+            case .control(let control):
+                apply(control, to: &run, replaying: replaying, now: now)
+            case .ack(let ack):
                 run.ledger.apply(ack: ack)
                 if ack.status == .done, let directory = run.manifest.config.outputs.directory {
                     settleOutputFile(of: ack, in: OutputDirectory(directory), winner: run.ledger.winningRun(of: ack.shard))
                 }
-            case topics.heartbeats where message.keyString == ControllerHeartbeat.key:
-                apply(try codec.decode(ControllerHeartbeat.self, from: message.value), to: &run, replaying: replaying, now: now)
-            case topics.heartbeats:
-                let heartbeat = try codec.decode(HeartbeatRecord.self, from: message.value)
-                // Replayed heartbeats count from when they were sent, so a long-dead worker is lost at once.
-                run.ledger.apply(heartbeat: heartbeat, receivedAt: replaying ? min(heartbeat.time, now) : now)
-                if !replaying {
-                    run.heartbeatLagMs = max(run.heartbeatLagMs, now - heartbeat.time)
-                    run.cost.heartbeat(lagMs: now - heartbeat.time)
-                    if let failure = heartbeat.failure {
-                        logger.error("worker cannot start", metadata: ["flotilla.worker": "\(heartbeat.worker)", "flotilla.error": "\(failure.message)"])
-                        run.fleet.failed(heartbeat.worker, failure, now: now)
-                    } else if heartbeat.state == .running {
-                        run.fleet.running()
-                        if !heartbeat.inFlight.isEmpty || !(heartbeat.committed ?? []).isEmpty {
-                            run.fleet.heardWorking(from: heartbeat.worker, now: min(heartbeat.time, now))
-                        }
-                    }
-                }
-            case topics.dlq:
-                run.ledger.apply(deadLetter: try codec.decode(DeadLetterRecord.self, from: message.value))
-            default:
+            case .controllerHeartbeat(let beat):
+                apply(beat, to: &run, replaying: replaying, now: now)
+            case .heartbeat(let heartbeat):
+                apply(heartbeat, to: &run, replaying: replaying, now: now)
+            case .deadLetter(let letter):
+                run.ledger.apply(deadLetter: letter)
+            case .settle, .results, nil:
                 break
             }
         } catch {
+            if record.topic == topics.shards { undecodable(record, error, &run) }
             logger.warning("skipping a record that cannot be decoded", metadata: [
-                "flotilla.topic": "\(message.topic)", "flotilla.offset": "\(message.offset)", "flotilla.error": "\(error)",
+                "flotilla.topic": "\(record.topic)", "flotilla.offset": "\(record.offset)", "flotilla.error": "\(error)",
             ])
+        }
+    }
+
+    /// A shard record that cannot be run: failed in the ledger, and dead-lettered here, not only by
+    /// a worker that receives it (with the warm start a job can end before any worker reads its
+    /// partitions; a duplicate letter for the same key counts once).
+    private func undecodable(_ record: TopicRecord, _ error: FlotillaError, _ run: inout ControllerRun) {
+        if let shard = record.key, !shard.isEmpty {
+            run.ledger.applyUndecodableShard(shard, reason: "\(error)")
+        }
+        run.undecodable.append((record.key ?? "unknown", DeadLetterRecord(
+            job: options.job, reason: "\(error)", raw: record.value, topic: record.topic,
+            partition: Int(record.partition), offset: record.offset, from: "controller")))
+    }
+
+    private func apply(_ control: ControlRecord, to run: inout ControllerRun, replaying: Bool, now: Int64) {
+        run.ledger.apply(control: control)
+        switch control.command {
+        case .scale where control.target == ControlRecord.controller:
+            run.fleet.scale(to: control.workers)  // nil: back to the autoscaler
+        case .close where control.target == ControlRecord.controller:
+            run.ledger.close(at: min(control.time, now))
+            if !replaying { logger.info("job closed: it ends once every shard published so far is done") }
+        case .cancel:
+            run.cancelled = run.cancelled ?? (control.reason ?? "cancelled")
+        default:
+            break
+        }
+    }
+
+    private func apply(_ heartbeat: HeartbeatRecord, to run: inout ControllerRun, replaying: Bool, now: Int64) {
+        // Replayed heartbeats count from when they were sent, so a long-dead worker is lost at once.
+        run.ledger.apply(heartbeat: heartbeat, receivedAt: replaying ? min(heartbeat.time, now) : now)
+        guard !replaying else { return }
+        run.heartbeatLagMs = max(run.heartbeatLagMs, now - heartbeat.time)
+        run.cost.heartbeat(lagMs: now - heartbeat.time)
+        if let failure = heartbeat.failure {
+            logger.error("worker cannot start", metadata: ["flotilla.worker": "\(heartbeat.worker)", "flotilla.error": "\(failure.message)"])
+            run.fleet.failed(heartbeat.worker, failure, now: now)
+        } else if heartbeat.state == .running {
+            run.fleet.running()
+            if !heartbeat.inFlight.isEmpty || !(heartbeat.committed ?? []).isEmpty {
+                run.fleet.heardWorking(from: heartbeat.worker, now: min(heartbeat.time, now))
+            }
         }
     }
 }

@@ -1,7 +1,6 @@
 import FlotillaCore
 import FlotillaKafka
 import Logging
-import RdKafka
 
 /// `flotilla cancel`, `scale` and `close`: commands published for the workers and the controller.
 public struct JobControl: Sendable {
@@ -34,7 +33,7 @@ public struct JobControl: Sendable {
         case .done: return .alreadyDone
         case .submitted, .running, .failed: break
         }
-        let producer = try connection.producer(maxMessageBytes: status.manifest.config.kafka.maxMessageBytes, logger: logger)
+        let producer = try RecordPublisher(connection: connection, maxMessageBytes: status.manifest.config.kafka.maxMessageBytes, logger: logger)
         let command = ControlRecord(job: topics.job, target: ControlRecord.allWorkers, command: .cancel, reason: reason)
         var manifest = status.manifest
         manifest.status = .cancelled
@@ -42,8 +41,8 @@ public struct JobControl: Sendable {
         manifest.summary = status.counts
         do {
             // The command first: workers stop even if the manifest write fails.
-            try await producer.send(.record(command, topic: topics.control, key: command.target))
-            try await producer.send(.record(manifest, topic: topics.jobs, key: topics.job, partition: 0))
+            try await producer.send(OutgoingRecord(command, topic: topics.control, key: command.target))
+            try await producer.send(OutgoingRecord(manifest, topic: topics.jobs, key: topics.job, partition: 0))
         } catch {
             throw FlotillaError(.kafka, "cannot publish the cancellation of job '\(topics.job)'", underlying: error)
         }
@@ -65,9 +64,9 @@ public struct JobControl: Sendable {
         let fleet = manifest.config.workers
         let record = ControlRecord(job: topics.job, target: ControlRecord.controller, command: .scale, workers: workers,
                                    reason: workers == nil ? "autoscale" : "scaled by user")
-        let producer = try connection.producer(maxMessageBytes: manifest.config.kafka.maxMessageBytes, logger: logger)
+        let producer = try RecordPublisher(connection: connection, maxMessageBytes: manifest.config.kafka.maxMessageBytes, logger: logger)
         do {
-            try await producer.send(.record(record, topic: topics.control, key: record.target))
+            try await producer.send(OutgoingRecord(record, topic: topics.control, key: record.target))
         } catch {
             throw FlotillaError(.kafka, "cannot publish the scale command of job '\(topics.job)' to \(topics.control)", underlying: error)
         }
@@ -86,9 +85,9 @@ public struct JobControl: Sendable {
             throw FlotillaError(.invalidInput, "job '\(topics.job)' is already \(manifest.status.rawValue)")
         }
         let record = ControlRecord(job: topics.job, target: ControlRecord.controller, command: .close, reason: "closed by user")
-        let producer = try connection.producer(maxMessageBytes: manifest.config.kafka.maxMessageBytes, logger: logger)
+        let producer = try RecordPublisher(connection: connection, maxMessageBytes: manifest.config.kafka.maxMessageBytes, logger: logger)
         do {
-            try await producer.send(.record(record, topic: topics.control, key: record.target))
+            try await producer.send(OutgoingRecord(record, topic: topics.control, key: record.target))
         } catch {
             throw FlotillaError(.kafka, "cannot publish the close command of job '\(topics.job)' to \(topics.control)", underlying: error)
         }

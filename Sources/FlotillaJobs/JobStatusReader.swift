@@ -1,6 +1,6 @@
 import FlotillaCore
+import FlotillaKafka
 import Logging
-import RdKafka
 
 /// Reads a job's state from its topics (`flotilla status`): the latest manifest on `<p>.jobs`, the
 /// acks (the completion ledger, first done ack per shard wins), the DLQ and the shards topic
@@ -56,13 +56,12 @@ public struct JobStatusReader: Sendable {
     private func session<T>(
         _ body: (() async throws(FlotillaError) -> JobStatusReport) async throws(FlotillaError) -> T
     ) async throws(FlotillaError) -> T {
-        let admin = try connection.admin(logger: logger)
-        let scan = try TopicScan(connection: connection, logger: logger)
+        let admin = try BrokerAdmin(connection: connection, logger: logger)
+        let scan = try RecordReader(connection: connection, pace: .catchUp, isolation: .committed, logger: logger)
         let outcome: Result<T, FlotillaError>
         do throws(FlotillaError) {
             outcome = .success(try await body { () throws(FlotillaError) in
-                let metadata = try await connection.metadata(admin)
-                return try await read(scan: scan, metadata: metadata)
+                return try await read(scan: scan, catalog: try await admin.catalog())
             })
         } catch {
             outcome = .failure(error)
@@ -72,7 +71,7 @@ public struct JobStatusReader: Sendable {
     }
 
     /// One read of the manifest, acks, DLQ and shards topics, in a single pass.
-    func read(scan: TopicScan, metadata: ClusterMetadata) async throws(FlotillaError) -> JobStatusReport {
+    func read(scan: RecordReader, catalog: TopicCatalog) async throws(FlotillaError) -> JobStatusReport {
         var manifests = ManifestCollector(topics: topics)
         var ledger = ResultLedger()
         var failedShards = Set<String>()
@@ -80,7 +79,7 @@ public struct JobStatusReader: Sendable {
         var deadRecords = 0
         var reEnqueued = 0
         var undecodable = 0
-        try await scan.forEach([topics.jobs, topics.acks, topics.dlq, topics.shards], metadata: metadata) { message in
+        try await scan.scan([topics.jobs, topics.acks, topics.dlq, topics.shards], in: catalog) { message in
             switch message.topic {
             case topics.acks:
                 guard let ack = message.decode(AckRecord.self, problems: &undecodable) else { return }
@@ -91,7 +90,7 @@ public struct JobStatusReader: Sendable {
                 if let shard = letter.shard { dead.insert(shard) } else { deadRecords += 1 }
             case topics.shards:
                 // The attempt header spares decoding every shard record.
-                if let attempt = message.header(RecordHeaders.attempt).flatMap({ Int(String(decoding: $0, as: UTF8.self)) }), attempt > 0 {
+                if let attempt = message.attempt, attempt > 0 {
                     reEnqueued += 1
                 }
             default:

@@ -3,7 +3,6 @@ import FlotillaKafka
 import FlotillaSources
 import Foundation
 import Logging
-import RdKafka
 
 /// Plans and publishes a job: `flotilla submit` (docs/OPERATIONS.md, docs/PROTOCOL.md "Submission").
 ///
@@ -107,26 +106,25 @@ public struct JobSubmitter: Sendable {
         let topics = plan.topics
         var logger = logger
         logger[metadataKey: "flotilla.job"] = "\(config.job)"
-        var connection = connection
-        connection.properties = config.kafka.properties.merging(connection.properties) { $1 }
-        let admin = try connection.admin(logger: logger)
-        var metadata = try await connection.metadata(admin)
+        let connection = connection.adding(jobProperties: config.kafka.properties)
+        let admin = try BrokerAdmin(connection: connection, logger: logger)
+        var catalog = try await admin.catalog()
         // One pass over the jobs and shards topics: an existing manifest, and shard records of
         // an interrupted earlier submission.
-        let scan = try TopicScan(connection: connection, logger: logger)
+        let reader = try RecordReader(connection: connection, pace: .catchUp, isolation: .committed, logger: logger)
         var manifests = ManifestCollector(topics: topics)
         var found = PresentShards(plan: plan)
         var problems = 0
         do throws(FlotillaError) {
-            try await scan.forEach([topics.jobs, topics.shards], metadata: metadata) { message in
-                manifests.add(message, problems: &problems)
-                found.add(message, problems: &problems)
+            try await reader.scan([topics.jobs, topics.shards], in: catalog) { record in
+                manifests.add(record, problems: &problems)
+                found.add(record, problems: &problems)
             }
         } catch {
-            await scan.close()
+            await reader.close()
             throw error
         }
-        await scan.close()
+        await reader.close()
 
         if let manifest = manifests.latest {
             guard resume else {
@@ -135,7 +133,7 @@ public struct JobSubmitter: Sendable {
                     "job '\(config.job)' was already submitted (\(manifest.shards) shards, status \(manifest.status.rawValue), manifest on \(topics.jobs)); pass --resume to continue it without publishing anything, or give the job a new id")
             }
             logger.info("job already submitted; resuming publishes nothing")
-            return SubmitReport(job: config.job, topics: topics, shardPartitions: Int(metadata.topics[topics.shards] ?? 0),
+            return SubmitReport(job: config.job, topics: topics, shardPartitions: Int(catalog[topics.shards] ?? 0),
                                 shardsPublished: 0, shardsAlreadyPresent: plan.shards.count, manifestPublished: false,
                                 alreadySubmitted: true, seconds: started.duration(to: .now).seconds)
         }
@@ -151,64 +149,38 @@ public struct JobSubmitter: Sendable {
                 "an earlier submit of job '\(config.job)' stopped before its manifest: \(present.count) of \(plan.shards.count) shards are on \(topics.shards); pass --resume to publish the rest and the manifest")
         }
 
-        try await createTopics(config: config, admin: admin, timeout: connection.timeout)
-        metadata = try await connection.metadata(admin)
-        guard let partitionCount = metadata.topics[topics.shards], partitionCount > 0 else {
+        try await admin.createTopics(for: config)
+        catalog = try await admin.catalog()
+        guard let partitionCount = catalog[topics.shards], partitionCount > 0 else {
             throw FlotillaError(.kafka, "topic \(topics.shards) is missing after it was created at \(connection.bootstrapServers)")
         }
 
-        let producer = try connection.producer(maxMessageBytes: config.kafka.maxMessageBytes, logger: logger)
-        await producer.loadMetadata(for: [topics.shards, topics.jobs])
-        var messages: [OutgoingMessage] = []
+        let publisher = try RecordPublisher(connection: connection, maxMessageBytes: config.kafka.maxMessageBytes, logger: logger)
+        await publisher.prepare(for: [topics.shards, topics.jobs])
+        var records: [OutgoingRecord] = []
         for (index, shard) in plan.shards.enumerated() where !present.contains(shard.shard) {
-            messages.append(.record(shard, topic: topics.shards, key: shard.shard,
-                                    partition: SubmitPlan.partition(ofShardAt: index, partitions: Int(partitionCount)),
-                                    attempt: shard.attempt))
+            records.append(OutgoingRecord(shard, topic: topics.shards, key: shard.shard,
+                                          partition: SubmitPlan.partition(ofShardAt: index, partitions: Int(partitionCount)),
+                                          attempt: shard.attempt))
         }
         do {
-            try await producer.send(messages)
+            try await publisher.send(records)
         } catch {
-            throw FlotillaError(.kafka, "publishing \(messages.count) shard records to \(topics.shards) failed; nothing was marked submitted, run again with --resume", underlying: error)
+            throw FlotillaError(.kafka, "publishing \(records.count) shard records to \(topics.shards) failed; nothing was marked submitted, run again with --resume", underlying: error)
         }
-        logger.debug("published shards", metadata: ["flotilla.count": "\(messages.count)"])
+        logger.debug("published shards", metadata: ["flotilla.count": "\(records.count)"])
 
         // The manifest last: its presence means every shard is published.
         var manifest = Self.fitting(plan.manifest(), limit: config.kafka.maxMessageBytes - Self.recordOverhead)
         if let signer { manifest = signer.sign(manifest) }
         do {
-            try await producer.send(.record(manifest, topic: topics.jobs, key: config.job, partition: 0))
+            try await publisher.send(OutgoingRecord(manifest, topic: topics.jobs, key: config.job, partition: 0))
         } catch {
             throw FlotillaError(.kafka, "publishing the manifest of job '\(config.job)' to \(topics.jobs) failed; run again with --resume", underlying: error)
         }
         return SubmitReport(job: config.job, topics: topics, shardPartitions: Int(partitionCount),
-                            shardsPublished: messages.count, shardsAlreadyPresent: present.count, manifestPublished: true,
+                            shardsPublished: records.count, shardsAlreadyPresent: present.count, manifestPublished: true,
                             alreadySubmitted: false, seconds: started.duration(to: .now).seconds)
-    }
-
-    /// Creates the job's topics; existing ones are kept as they are.
-    private func createTopics(config: JobConfig, admin: KafkaAdmin, timeout: Duration) async throws(FlotillaError) {
-        let specifications = Self.topicSpecifications(for: config)
-        do {
-            try await admin.createTopics(specifications, ignoreExisting: true, timeout: timeout)
-        } catch {
-            throw FlotillaError(.kafka, "cannot create the topics of job '\(config.job)'", underlying: error)
-        }
-    }
-
-    /// The topics a job needs (docs/PROTOCOL.md, "Topics"): `<p>.jobs` compacted with one
-    /// partition; shards with `config.shardPartitions`, results with `config.resultPartitions`;
-    /// the rest with one.
-    public static func topicSpecifications(for config: JobConfig) -> [TopicSpecification] {
-        let topics = config.topics
-        // -1 asks the broker for its default replication factor.
-        let replication = Int32(config.kafka.replicationFactor ?? -1)
-        var specifications = [TopicSpecification(
-            name: topics.jobs, partitions: 1, replicationFactor: replication, configs: ["cleanup.policy": "compact"])]
-        for topic in topics.perJob {
-            let partitions = topics.partitions(of: topic, shardPartitions: config.shardPartitions, resultPartitions: config.resultPartitions)
-            specifications.append(TopicSpecification(name: topic, partitions: Int32(partitions), replicationFactor: replication))
-        }
-        return specifications
     }
 
     /// The manifest, with inline samples left out of its config when the whole would not fit one
@@ -253,7 +225,7 @@ struct PresentShards {
         topic = plan.topics.shards
     }
 
-    mutating func add(_ message: KafkaMessage, problems: inout Int) {
+    mutating func add(_ message: TopicRecord, problems: inout Int) {
         guard message.topic == topic, let record = message.decode(ShardRecord.self, problems: &problems), record.attempt == 0 else { return }
         if let expected = planned[record.shard], expected.source == record.source {
             ids.insert(record.shard)

@@ -1,6 +1,6 @@
 import FlotillaCore
+import FlotillaKafka
 import Logging
-import RdKafka
 
 /// Reads a job's results exactly once per sample (`flotilla results`).
 ///
@@ -29,16 +29,15 @@ public struct ResultsReader: Sendable {
     public func read(_ emit: (ResultRecord) throws(FlotillaError) -> Void) async throws(FlotillaError) -> ResultsSummary {
         var logger = logger
         logger[metadataKey: "flotilla.job"] = "\(topics.job)"
-        let admin = try connection.admin(logger: logger)
-        let metadata = try await connection.metadata(admin)
+        let catalog = try await BrokerAdmin(connection: connection, logger: logger).catalog()
         // Pass 1: the manifest, the ack ledger and the dead letters. Pass 2: the results, which
         // then count at once or never (no result waits in memory for an ack). A fresh consumer
         // per pass: re-assigning one costs about a second in librdkafka.
         var ledger = LedgerPass(topics: topics)
-        let ledgerScan = try TopicScan(connection: connection, logger: logger)
+        let ledgerScan = try RecordReader(connection: connection, pace: .catchUp, isolation: .committed, logger: logger)
         do throws(FlotillaError) {
-            try await ledgerScan.forEach([topics.jobs, topics.acks, topics.dlq], metadata: metadata) { message in
-                ledger.add(message)
+            try await ledgerScan.scan([topics.jobs, topics.acks, topics.dlq], in: catalog) { record in
+                ledger.add(record)
             }
         } catch {
             await ledgerScan.close()
@@ -48,7 +47,7 @@ public struct ResultsReader: Sendable {
         let manifest = try ledger.manifests.require(at: connection.bootstrapServers)
 
         var summary = ResultsSummary(job: topics.job, shards: manifest.shards, expectedSamples: manifest.samples)
-        let resultsScan = try TopicScan(connection: connection, logger: logger)
+        let resultsScan = try RecordReader(connection: connection, pace: .catchUp, isolation: .committed, logger: logger)
         // A done ack can be readable before all its results: a transaction's commit markers reach
         // the acks and results partitions at different moments, and a scan stops at each
         // partition's end as it was then. So a done shard short of results is read on (from where
@@ -57,7 +56,7 @@ public struct ResultsReader: Sendable {
         var positions: [TopicPartition: Int64] = [:]
         do throws(FlotillaError) {
             while true {
-                positions = try await resultsScan.forEach([topics.results], metadata: metadata, from: positions) { message throws(FlotillaError) in
+                positions = try await resultsScan.scan([topics.results], in: catalog, from: positions) { message throws(FlotillaError) in
                     for result in message.decodeResults(problems: &ledger.undecodable) {
                         guard let accepted = ledger.ledger.add(result: result) else { continue }
                         summary.samples += 1
@@ -108,7 +107,7 @@ private struct LedgerPass {
         manifests = ManifestCollector(topics: topics)
     }
 
-    mutating func add(_ message: KafkaMessage) {
+    mutating func add(_ message: TopicRecord) {
         switch message.topic {
         case topics.acks:
             // No results are fed yet, so an ack releases nothing.

@@ -1,6 +1,7 @@
 import FlotillaCore
 import Logging
 import Metrics
+import ServiceLifecycle
 
 /// One model stage's pool: predictor processes (or an in-process builtin) behind one `predict` call.
 ///
@@ -13,7 +14,7 @@ import Metrics
 /// - Lifecycle: `start()` (fails with a clear error if the command cannot start), then `predict`,
 ///   `resize(to:)`, `state()`; `shutdown()` stops every process and leaves no child behind.
 ///   `run()` does start, wait for cancellation, shutdown, for use as a service.
-public actor PredictorPool {
+public actor PredictorPool: Service {
     public nonisolated let config: PredictorPoolConfig
     let logger: Logger
     let metrics: PredictorMetrics
@@ -132,12 +133,11 @@ public actor PredictorPool {
         logger.info("predictor pool started", metadata: ["flotilla.processes": "\(desired)"])
     }
 
-    /// Starts the pool, waits until the calling task is cancelled, then shuts the pool down.
+    /// `Service`: starts the pool, serves until a graceful shutdown is asked or the calling task
+    /// is cancelled, then shuts the pool down.
     public func run() async throws {
         try await start()
-        while !Task.isCancelled {
-            try? await Task.sleep(for: .seconds(3600))
-        }
+        try? await gracefulShutdown()
         await shutdown()
     }
 

@@ -1,4 +1,4 @@
-import RdKafka
+import FlotillaKafka
 
 /// Which shard records of each partition are finished, so that only the contiguous prefix of
 /// finished records is ever committed: a crash can then redo work but never skip it.

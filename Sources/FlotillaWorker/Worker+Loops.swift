@@ -1,26 +1,25 @@
 import FlotillaCore
 import FlotillaKafka
 import Foundation
-import RdKafka
 
 extension Worker {
     /// Tails the acks and control topics: done shards and superseded attempts are skipped;
     /// commands addressed to this worker are carried out.
     func ledgerLoop(_ runtime: WorkerRuntime) async throws {
         while !isStopping {
-            let messages: [KafkaMessage]
+            let records: [TopicRecord]
             do {
                 // A command ends the wait at once and a stop interrupts it; acks (hints) are read
                 // after it, so at least once a second.
-                messages = try await runtime.commandReader.poll(timeout: .seconds(1)) + runtime.acksReader.poll(timeout: .zero)
+                records = try await runtime.link.pollLedger(timeout: .seconds(1))
             } catch {
                 throw FlotillaError(.kafka, "cannot read the job's acks and control topics", underlying: error)
             }
-            for message in messages {
-                if message.topic == runtime.topics.acks, let ack = try? RecordCodec.shared.decode(AckRecord.self, from: message.value) {
-                    runtime.ledger.apply(ack: ack)
-                } else if message.topic == runtime.topics.control, let control = try? RecordCodec.shared.decode(ControlRecord.self, from: message.value) {
-                    runtime.ledger.apply(control: control)
+            for record in records {
+                switch try? record.jobRecord(in: runtime.topics) {
+                case .ack(let ack): runtime.ledger.apply(ack: ack)
+                case .control(let control): runtime.ledger.apply(control: control)
+                default: break
                 }
             }
             let commands = runtime.ledger.takeCommands()
@@ -30,7 +29,7 @@ extension Worker {
             for command in commands where command.command != .take { carryOut(command) }
             // Drop queued attempts that became stale while waiting.
             _ = machine.withLock { $0.dropStale(runtime.ledger.shouldSkip) }
-            if !messages.isEmpty { changed() }
+            if !records.isEmpty { changed() }
         }
     }
 
@@ -60,8 +59,8 @@ extension Worker {
         }
         guard !positions.isEmpty else { return }
         var taken: [QueuedShard] = []
-        for message in await runtime.fetchShardRecords(positions) {
-            guard let record = try? RecordCodec.shared.decode(ShardRecord.self, from: message.value),
+        for message in await runtime.link.fetchShardRecords(positions) {
+            guard let record = try? message.decode(ShardRecord.self),
                   record.job == options.job, runtime.config.problem(with: record.source) == nil,
                   runtime.ledger.shouldSkip(record) == nil else { continue }
             taken.append(QueuedShard(record: record, partition: message.topicPartition, offset: message.offset, express: express))
@@ -110,9 +109,8 @@ extension Worker {
                 positions: machine.partitionPositions,
                 usage: WorkerUsage(cpuSeconds: cpuSeconds, samples: machine.samplesDone, shards: machine.shardsDone))
         }
-        let message = OutgoingMessage.record(heartbeat, topic: runtime.topics.heartbeats, key: options.workerID)
         do {
-            try runtime.plainProducer.enqueue(message)
+            try runtime.link.send(heartbeat)
         } catch {
             logger.warning("cannot send heartbeat", metadata: ["flotilla.error": "\(error)"])
         }

@@ -4,7 +4,7 @@ import FlotillaPredictor
 import FlotillaSources
 import Foundation
 import Logging
-import RdKafka
+import ServiceLifecycle
 import Synchronization
 
 /// `flotilla worker`: takes shards from the job's consumer group at its own pace, runs them through
@@ -14,11 +14,13 @@ import Synchronization
 /// decisions out with five loops: intake (Kafka → bounded queue), scheduler (queue → running
 /// shards, `slots` at a time), committer (finished shards → Kafka), ledger (acks and control →
 /// skip lists and commands) and heartbeat. Each loop waits on a `Wakeup`, never on a timer tick.
-public final class Worker: Sendable {
+public final class Worker: Service {
     let options: WorkerOptions
     let logger: Logger
     /// Sized for real once the stages are known (`configure`).
     let machine = Mutex(WorkerMachine(slots: 1, holdLimit: 1))
+    /// How the run ended, once it has (`Service.run`).
+    private let ended = Mutex<WorkerExit?>(nil)
     /// Wake the loops when what they wait for may have changed (see `changed()`).
     let intakeWake = Wakeup(), schedulerWake = Wakeup(), committerWake = Wakeup(), heartbeatWake = Wakeup()
     /// Cut short the intake's and the ledger's blocked polls (set by `run`): they wait up to a
@@ -48,6 +50,17 @@ public final class Worker: Sendable {
         for interrupt in pollInterrupts.withLock({ $0 }) { interrupt() }
     }
 
+    /// `Service`: runs until done (see `runUntilDone`); a graceful shutdown of its group (SIGTERM,
+    /// SIGINT) drains it. How it ended is in `exit`.
+    public func run() async throws {
+        let exit = try await withGracefulShutdownHandler {
+            try await runUntilDone()
+        } onGracefulShutdown: {
+            self.drain()
+        }
+        ended.withLock { $0 = exit }
+    }
+
     /// The shared state changed (a shard queued, started, finished or published; a command):
     /// the intake, scheduler and committer look again.
     func changed() {
@@ -56,27 +69,27 @@ public final class Worker: Sendable {
         committerWake.signal()
     }
 
-    public func run() async throws(FlotillaError) -> WorkerExit {
-        var client = KafkaClientConfiguration(bootstrapServers: options.brokers, properties: options.kafkaProperties)
-        client.clientID = "flotilla-worker-\(options.workerID)"
-        let config: JobConfig
+    /// Runs the worker until the job ends, the controller stops it, it is drained, or a fatal
+    /// error; returns how it ended.
+    public func runUntilDone() async throws(FlotillaError) -> WorkerExit {
+        var connection = BrokerConnection(bootstrapServers: options.brokers, properties: options.kafkaProperties,
+                                          clientID: "flotilla-worker-\(options.workerID)")
         let runtime: WorkerRuntime
         do throws(FlotillaError) {
-            let manifest = try await ManifestLoader.load(job: options.job, prefix: options.topicPrefix, client: client, logger: logger)
+            let manifest = try await ManifestCollector.load(TopicNames(prefix: options.topicPrefix, job: options.job), connection: connection, logger: logger)
             if let signer = try ManifestSignature.fromEnvironment(), let problem = signer.problem(with: manifest) {
                 throw FlotillaError(.invalidConfiguration, "\(problem); refusing to run it")
             }
-            config = manifest.config
-            client.properties = config.kafka.properties.merging(options.kafkaProperties) { $1 }
-            runtime = try await WorkerRuntime.start(options: options, config: config, client: client, logger: logger)
+            connection = connection.adding(jobProperties: manifest.config.kafka.properties)
+            runtime = try await WorkerRuntime.start(options: options, config: manifest.config, connection: connection, logger: logger)
         } catch {
-            await reportStartFailure(error, client: client)
+            await reportStartFailure(error, connection: connection)
             throw error
         }
         machine.withLock { $0.configure(slots: runtime.slots, holdLimit: runtime.slots + (options.prefetch ?? runtime.slots)) }
-        pollInterrupts.withLock { $0 = [runtime.consumer.interruptPoll, runtime.commandReader.interruptPoll] }
+        pollInterrupts.withLock { $0 = [runtime.link.interruptPolls] }
         logger.info("worker started", metadata: [
-            "flotilla.slots": "\(runtime.slots)", "flotilla.delivery": "\(runtime.publisher.transactional ? "exactly-once" : "at-least-once")",
+            "flotilla.slots": "\(runtime.slots)", "flotilla.delivery": "\(runtime.link.transactional ? "exactly-once" : "at-least-once")",
         ])
         let exit: Result<WorkerExit, FlotillaError>
         do {
@@ -103,6 +116,9 @@ public final class Worker: Sendable {
 
     var isStopping: Bool { machine.withLock { $0.isStopping } }
 
+    /// How the run ended, once `run()` returned.
+    public var exit: WorkerExit? { ended.withLock { $0 } }
+
     // MARK: intake
 
     private func intakeLoop(_ runtime: WorkerRuntime) async throws {
@@ -117,11 +133,11 @@ public final class Worker: Sendable {
                 await intakeWake.wait(upTo: .seconds(1))
                 continue
             }
-            let events: [ConsumerEvent]
+            let events: [ShardEvent]
             do {
                 // Records and rebalances end the wait at once, a stop interrupts it: the timeout
                 // only paces an idle worker's wake-ups (at 100 ms they were most of its idle CPU).
-                events = try await runtime.consumer.poll(maxEvents: max(1, room), timeout: .seconds(1))
+                events = try await runtime.link.pollShards(maxEvents: max(1, room), timeout: .seconds(1))
             } catch {
                 throw FlotillaError(.kafka, "fatal Kafka consumer error; exiting so a supervisor replaces this worker", underlying: error)
             }
@@ -131,20 +147,20 @@ public final class Worker: Sendable {
         }
     }
 
-    private func handle(_ event: ConsumerEvent, _ runtime: WorkerRuntime) async throws {
+    private func handle(_ event: ShardEvent, _ runtime: WorkerRuntime) async throws {
         switch event {
-        case .message(let message):
+        case .record(let message):
             let partition = message.topicPartition
             machine.withLock { $0.received(partition, offset: message.offset) }
             let record: ShardRecord
             do {
-                record = try RecordCodec.shared.decode(ShardRecord.self, from: message.value)
+                record = try message.decode(ShardRecord.self)
                 guard record.job == options.job else {
                     throw FlotillaError(.codec, "shard record of job '\(record.job)' in the topic of job '\(options.job)'")
                 }
                 if let problem = runtime.config.problem(with: record.source) { throw FlotillaError(.invalidInput, problem) }
             } catch {
-                await runtime.deadLetter(message: message, reason: "\(error)", logger: logger)
+                await runtime.link.deadLetter(message, reason: "\(error)")
                 machine.withLock { $0.release(partition, offset: message.offset) }
                 return
             }
@@ -162,8 +178,6 @@ public final class Worker: Sendable {
             changed()
         case .error(let error):
             logger.warning("Kafka consumer error", metadata: ["flotilla.error": "\(error)"])
-        case .endOfPartition:
-            break
         }
     }
 
@@ -256,14 +270,14 @@ public final class Worker: Sendable {
                 // Once, not retried: a settle only helps a broker resolve; a failure worth exiting
                 // for (fenced) surfaces on the next publish.
                 do {
-                    try await runtime.publisher.settle(record)
+                    try await runtime.link.settle(record)
                 } catch {
                     logger.warning("settle transaction failed", metadata: ["flotilla.error": "\(error)"])
                 }
                 machine.withLock { $0.settled() }
             } else if ContinuousClock.now - lastOffsetCommit > .seconds(1) {
                 let offsets = machine.withLock { $0.pendingOffsets() }
-                try await commitWithRetry("commit offsets") { try await runtime.publisher.commitOffsets(offsets, consumer: runtime.consumer) }
+                try await commitWithRetry("commit offsets") { try await runtime.link.commitOffsets(offsets) }
                 machine.withLock { $0.offsetsCommitted() }
                 lastOffsetCommit = ContinuousClock.now
             }
@@ -298,7 +312,7 @@ public final class Worker: Sendable {
             try await commitWithRetry("publish results") {
                 // Asked again on every try: a rebalance may have taken partitions away meanwhile.
                 let offsets = machine.withLock { $0.offsetsToCommit(assumingPublished: batch) }
-                try await runtime.publisher.publish(batch, offsets: offsets, consumer: runtime.consumer)
+                try await runtime.link.publish(batch, offsets: offsets)
             }
             return batch
         } catch let rejection as RecordsRejected {

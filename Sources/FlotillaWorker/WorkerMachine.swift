@@ -1,27 +1,5 @@
 import FlotillaCore
-import RdKafka
-
-/// A shard record taken from Kafka and not yet started.
-struct QueuedShard: Sendable, Equatable {
-    var record: ShardRecord
-    var partition: TopicPartition
-    var offset: Int64
-    /// Runs first and may use a slot beyond the rest (a recovered shard the controller sent).
-    var express = false
-    /// Fetched on the controller's `take` command (express lane or warm start) rather than from
-    /// the group's assignment: its offset is not this worker's to commit (the group copy is
-    /// skipped once the shard is done), and nobody else will run it if this worker lets it go.
-    var taken = false
-}
-
-/// A shard execution in progress.
-struct RunningShard: Sendable {
-    var queued: QueuedShard
-    var run: String
-    var startedAt: Int64
-    var done: Int = 0
-    var abandoned = false
-}
+import FlotillaKafka
 
 /// The worker's rules as a value: what it holds, what it starts next, what it publishes and
 /// commits, and when it stops. Facts go in (records received, partitions assigned or revoked,

@@ -58,7 +58,7 @@ public struct KafkaError: Error, Sendable, CustomStringConvertible {
         KafkaError(code: RD_KAFKA_RESP_ERR__INVALID_ARG.rawValue, name: "_INVALID_ARG", message: message)
     }
 
-    static let timedOutCode = RD_KAFKA_RESP_ERR__TIMED_OUT.rawValue
+    public static let timedOutCode = RD_KAFKA_RESP_ERR__TIMED_OUT.rawValue
     static let queueFullCode = RD_KAFKA_RESP_ERR__QUEUE_FULL.rawValue
 }
 

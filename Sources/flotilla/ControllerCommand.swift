@@ -2,6 +2,7 @@ import ArgumentParser
 import FlotillaController
 import FlotillaCore
 import FlotillaJobs
+import FlotillaKafka
 import Foundation
 import Logging
 import ServiceLifecycle

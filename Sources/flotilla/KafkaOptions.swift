@@ -1,6 +1,7 @@
 import ArgumentParser
 import FlotillaCore
 import FlotillaJobs
+import FlotillaKafka
 import Foundation
 import Logging
 

@@ -1,6 +1,7 @@
 import ArgumentParser
 import FlotillaCore
 import FlotillaJobs
+import FlotillaKafka
 import Foundation
 
 /// `flotilla results ID`: every input sample's result exactly once, as JSON lines.

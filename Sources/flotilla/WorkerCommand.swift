@@ -3,6 +3,7 @@ import FlotillaCore
 import FlotillaHTTP
 import FlotillaWorker
 import Foundation
+import ServiceLifecycle
 
 /// `flotilla worker`: one member of the job's fleet. Usually started by the controller's pod backend.
 struct WorkerCommand: AsyncParsableCommand {
@@ -64,9 +65,9 @@ struct WorkerCommand: AsyncParsableCommand {
             let registry = CommandMetrics.bootstrap()
             let logger = CommandLogging.logger("flotilla.worker")
             let worker = Worker(options: options, logger: logger)
-            let signals = SignalWatcher.onTermination { worker.drain() }
-            defer { signals.cancel() }
-            let exit: WorkerExit
+            // The server first: a group stops its services in reverse order, so a draining worker
+            // keeps its metrics served until it is done.
+            var services: [ServiceGroupConfiguration.ServiceConfiguration] = []
             if let settings = try http.settings(always: false) {
                 let server = OperatorServer(settings: settings, logger: logger, onListening: { [id = options.workerID] address in
                     printError("flotilla worker \(id): metrics at \(address)/metrics")
@@ -76,10 +77,14 @@ struct WorkerCommand: AsyncParsableCommand {
                     }
                     router.get("/healthz") { _, _ in OperatorServer.text("ok\n") }
                 }
-                exit = try await server.serving { try await worker.run() }
-            } else {
-                exit = try await worker.run()
+                services.append(.init(service: server, failureTerminationBehavior: .gracefullyShutdownGroup))
             }
+            // SIGTERM or SIGINT shuts the group down gracefully, which drains the worker.
+            services.append(.init(service: worker, successTerminationBehavior: .gracefullyShutdownGroup,
+                                  failureTerminationBehavior: .gracefullyShutdownGroup))
+            let group = ServiceGroup(configuration: .init(services: services, gracefulShutdownSignals: [.sigterm, .sigint], logger: logger))
+            try await group.run()
+            let exit = worker.exit ?? .finished("stopped")
             printError("flotilla worker \(options.workerID): \(exit)")
         }
     }

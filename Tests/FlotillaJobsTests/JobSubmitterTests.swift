@@ -1,5 +1,6 @@
 import FlotillaCore
 import FlotillaJobs
+import FlotillaKafka
 import FlotillaTestSupport
 import Foundation
 import RdKafka
@@ -103,7 +104,7 @@ struct JobSubmitterTests {
         let submitter = JobSubmitter(logger: JobsTest.logger)
         let plan = try await submitter.plan(config)
         // What a submit that died after two shard records leaves behind.
-        try await fixture.admin().createTopics(JobSubmitter.topicSpecifications(for: config))
+        try await BrokerAdmin(connection: JobsTest.connection(fixture), logger: JobsTest.logger).createTopics(for: config)
         try await fixture.producer().send(plan.shards.prefix(2).enumerated().map { index, shard in
             JobsTest.message(shard, topic: config.topics.shards, key: shard.shard, partition: Int32(index % 2), attempt: 0)
         })

@@ -1,5 +1,6 @@
 import FlotillaCore
 import FlotillaJobs
+import FlotillaKafka
 import FlotillaTestSupport
 import Foundation
 import RdKafka

@@ -16,7 +16,7 @@ struct WorkerIntegrationTests {
         try await withThrowingTaskGroup(of: Void.self) { group in
             for index in 0..<count {
                 let worker = Worker(options: harness.workerOptions("w\(index)"), logger: harness.fixture.logger)
-                group.addTask { _ = try await worker.run() }
+                group.addTask { _ = try await worker.runUntilDone() }
             }
             var complete = try await harness.waitForCompletion(timeout: timeout)
             let deadline = ContinuousClock.now + timeout

@@ -1,8 +1,9 @@
 import Logging
+import RdKafka
 
-/// Reads every partition of some topics from the beginning, outside any consumer group, and
-/// knows when it has caught up with each partition's end (end-of-partition events, which follow
-/// the fetch high watermark; ListOffsets is not trusted because some brokers answer it wrongly).
+/// Tests' reader of raw records (the product reads through FlotillaKafka's `RecordReader`): every
+/// partition of some topics from the beginning, outside any consumer group, knowing when it has
+/// caught up with each partition's end.
 public final class TopicReader: Sendable {
     private let consumer: KafkaConsumer
     private let progress: EndTracker
