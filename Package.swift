@@ -142,6 +142,13 @@ let package = Package(
             ],
             swiftSettings: swiftSettings
         ),
+        // Benchmarks that need Swift code: built with the package, never shipped (not a product).
+        .executableTarget(
+            name: "controller-capacity",
+            dependencies: ["FlotillaController", "FlotillaCore"],
+            path: "Benchmarks/ControllerCapacity",
+            swiftSettings: swiftSettings
+        ),
         .target(
             name: "FlotillaTestSupport",
             dependencies: ["RdKafka", "EmbeddedBroker", "FlotillaCore", .product(name: "Logging", package: "swift-log")],

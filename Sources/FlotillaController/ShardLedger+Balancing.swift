@@ -49,7 +49,7 @@ extension ShardLedger {
             }
         }
         var waiting: [Int: [(offset: Int64, shard: String)]] = [:]
-        for entry in shards.values where isWaitingInKafka(entry, live: plan.live, queued: plan.queued, owner: plan.owner) && entry.source != nil {
+        for entry in shards.openEntries where isWaitingInKafka(entry, live: plan.live, queued: plan.queued, owner: plan.owner) && entry.source != nil {
             guard let info = entry.attempts[entry.latestAttempt], let partition = info.partition else { continue }
             waiting[partition, default: []].append((info.offset ?? info.publishedAt, entry.id))
         }
@@ -147,7 +147,7 @@ extension ShardLedger {
         let idle = idleWorkers(now: now, plan: plan)
         guard !idle.isEmpty, let median = medianShardMilliseconds else { return }
         var stragglers: [(elapsed: Int64, shard: String, worker: String)] = []
-        for entry in shards.values where !entry.isFinished {
+        for entry in shards.openEntries {
             // Nothing may be waiting: every unfinished shard must be running somewhere.
             guard entry.isExecuting(live: plan.live) else { return }
             let running = entry.executions.values.filter { $0.attempt >= entry.supersededBelow && plan.live.contains($0.worker) }

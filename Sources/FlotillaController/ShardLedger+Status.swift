@@ -57,7 +57,10 @@ extension ShardLedger {
         let live = Set(workers.values.filter { !$0.lost }.map(\.id))
         let queued = Set(workers.values.filter { !$0.lost }.flatMap(\.queued))
         var counts = Dictionary(uniqueKeysWithValues: ShardPhase.allCases.map { ($0, 0) })
-        for entry in shards.values { counts[phase(entry, live: live, queued: queued), default: 0] += 1 }
+        // Finished shards are counted as they finish; only the open ones are looked at.
+        counts[.done] = shards.totals.done
+        counts[.dead] = shards.totals.dead
+        for entry in shards.openEntries { counts[phase(entry, live: live, queued: queued), default: 0] += 1 }
         counts[.pending, default: 0] += max(0, (expectedShards ?? 0) - shards.count)
         return counts
     }
@@ -75,16 +78,12 @@ extension ShardLedger {
 
     /// Re-enqueued attempts (attempt > 0) by reason.
     public var reEnqueues: [String: Int] {
-        var counts: [String: Int] = [:]
-        for entry in shards.values {
-            for (attempt, info) in entry.attempts where attempt > 0 { counts[info.reason.rawValue, default: 0] += 1 }
-        }
-        return counts
+        Dictionary(uniqueKeysWithValues: shards.totals.reEnqueues.filter { $0.value > 0 }.map { ($0.key.rawValue, $0.value) })
     }
 
     /// Done acks beyond the first per shard: shards that ran twice to completion.
     public var duplicates: Int {
-        shards.values.reduce(0) { $0 + max(0, $1.doneRuns.count - 1) }
+        shards.totals.duplicates
     }
 
     /// The run id of the shard's winning done ack, once read.
@@ -94,12 +93,12 @@ extension ShardLedger {
 
     /// Samples in done shards (their winning acks, or what their workers reported committed).
     public var samplesDone: Int {
-        shards.values.reduce(0) { $0 + $1.doneSamples.samples }
+        shards.totals.doneSamples
     }
 
     /// Error results in done shards, counted like `samplesDone`.
     public var failedSamplesDone: Int {
-        shards.values.reduce(0) { $0 + $1.doneSamples.errors }
+        shards.totals.errorSamples
     }
 
     /// Why the job must stop or end as failed under `faults.maxErrorRate`: judged once
@@ -107,7 +106,7 @@ extension ShardLedger {
     public var errorBudgetFailure: JobFailure? {
         guard settings.maxErrorRate < 1 else { return nil }
         let failed = failedSamplesDone
-        guard failed > 0 else { return nil }  // the common case costs one pass over the shards
+        guard failed > 0 else { return nil }
         let done = samplesDone
         let judged = isComplete || done >= min(FaultConfig.errorBudgetSamples, expectedSamples ?? .max)
         guard judged, done > 0, Double(failed) > settings.maxErrorRate * Double(done) else { return nil }
@@ -123,7 +122,7 @@ extension ShardLedger {
     /// Samples of shards not done yet, where their records say (nil when some shard's size is unknown).
     public var samplesRemaining: Int? {
         var total = 0
-        for entry in shards.values where !entry.isFinished {
+        for entry in shards.openEntries {
             guard let samples = entry.samples else { return nil }
             total += samples
         }
@@ -135,7 +134,7 @@ extension ShardLedger {
     public var backlog: (shards: Int, samples: Int?) {
         var shardCount = 0
         var samples: Int? = 0
-        for entry in shards.values where !entry.isFinished {
+        for entry in shards.openEntries {
             shardCount += 1
             samples = samples.flatMap { total in entry.samples.map { total + $0 } }
         }
@@ -144,7 +143,8 @@ extension ShardLedger {
 
     /// Dead-lettered shards by reason, the most common first (5 at most).
     public var deadReasons: [ErrorCount] {
-        ErrorCount.top(shards.values.lazy.filter { $0.winner == nil }.compactMap(\.dead).map { ($0, 1) }, limit: 5)
+        guard shards.totals.deadUnwon > 0 else { return [] }
+        return ErrorCount.top(shards.values.lazy.filter { $0.winner == nil }.compactMap(\.dead).map { ($0, 1) }, limit: 5)
     }
 
     /// Live workers that run a shard now.
@@ -191,7 +191,7 @@ extension ShardLedger {
     /// shown yet; nil when every reported commit is settled. Long ago means the acks topic is
     /// held (see `ControllerService.checkHeldAcks`).
     public var oldestUnsettledCommit: Int64? {
-        shards.values.lazy.filter { !$0.isSettled }.compactMap(\.committedAt).min()
+        shards.unsettled.lazy.compactMap { shards[$0]?.committedAt }.min()
     }
 }
 

@@ -43,7 +43,7 @@ extension ShardLedger {
     /// is done or dead: a foreign or hostile record counted as a dead shard can never stand in
     /// for a submitted shard that is missing.
     public var isComplete: Bool {
-        guard let expectedShards, shards.count >= expectedShards, shards.values.allSatisfy(\.isSettled) else { return false }
+        guard let expectedShards, shards.count >= expectedShards, shards.unsettled.isEmpty else { return false }
         // Cheap checks first: this runs every tick, the id walk only once the counts agree.
         return (0..<expectedShards).allSatisfy { shards[ShardRecord.shardID(index: $0)] != nil }
     }
@@ -95,7 +95,7 @@ extension ShardLedger {
     /// (`charged` false): then every worker is gone at once, and the group reassigns everything.
     mutating func releaseWaiting(on orphaned: Set<Int>, charged: Bool, now: Int64, plan: inout TargetPlan, actions: inout [LedgerAction]) {
         guard charged, !orphaned.isEmpty, !plan.partitions.isEmpty else { return }
-        for id in shards.keys.sorted() {
+        for id in shards.openIDs {
             guard let entry = shards[id], entry.source != nil,
                   let partition = entry.attempts[entry.latestAttempt]?.partition, orphaned.contains(partition),
                   isWaitingInKafka(entry, live: plan.live, queued: plan.queued, owner: plan.owner) else { continue }
@@ -137,7 +137,7 @@ extension ShardLedger {
     /// Retries shards whose latest attempt failed, or dead-letters them; re-publishes shards whose
     /// latest record was superseded without a successor (the controller died in between).
     mutating func checkFailed(now: Int64, plan: inout TargetPlan, actions: inout [LedgerAction]) {
-        for id in shards.keys.sorted() {
+        for id in shards.openIDs {
             guard let entry = shards[id], !entry.isFinished, entry.latestAttempt >= 0 else { continue }
             if let failed = entry.failedAttempts[entry.latestAttempt] {
                 // Another execution of the same attempt may still finish it: wait for that one.
@@ -200,7 +200,7 @@ extension ShardLedger {
         let live = workers.values.filter { !$0.lost }
         guard !live.isEmpty, live.allSatisfy(\.idle) else { return }
         let after = settings.reconcileAfterMs
-        for id in shards.keys.sorted() {
+        for id in shards.openIDs {
             guard let entry = shards[id], !entry.isFinished, entry.source != nil,
                   !entry.isExecuting(live: plan.live), !plan.queued.contains(id),
                   let latest = entry.attempts[entry.latestAttempt], now - latest.publishedAt >= after,

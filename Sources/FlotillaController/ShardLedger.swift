@@ -16,8 +16,8 @@ public struct ShardLedger: Sendable, Hashable {
     public let job: String
     public let settings: LedgerSettings
 
-    /// Shard ids → what is known of each.
-    var shards: [String: ShardEntry] = [:]
+    /// Shard ids → what is known of each (with the open ones and totals kept up to date).
+    var shards = ShardTable()
     /// Shards handed out by the warm start: shard → the worker told to take it, and when.
     var warmTakes: [String: WarmTake] = [:]
     /// Worker ids → their last heartbeat and liveness.

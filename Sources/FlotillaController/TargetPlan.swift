@@ -28,7 +28,7 @@ struct TargetPlan: Sendable {
             }
             for partition in worker.partitions ?? [] { owner[partition] = worker.id }
         }
-        for entry in ledger.shards.values where ledger.isWaitingInKafka(entry, live: live, queued: queued, owner: owner) {
+        for entry in ledger.shards.openEntries where ledger.isWaitingInKafka(entry, live: live, queued: queued, owner: owner) {
             guard let partition = entry.attempts[entry.latestAttempt]?.partition else { continue }
             pendingByPartition[partition, default: 0] += 1
             if let owner = owner[partition] { load[owner, default: 0] += 1 }
