@@ -9,6 +9,15 @@ public enum InputConfig: Sendable, Hashable, Codable {
     /// Samples written in the spec itself, ids already assigned.
     case inline([InlineSample])
 
+    /// Where a file or URL input's bytes are; nil for inline samples.
+    public var location: LineSource.Location? {
+        switch self {
+        case .file(let input): .file(path: input.path)
+        case .http(let input): .url(input.url)
+        case .inline: nil
+        }
+    }
+
     private enum CodingKeys: String, CodingKey { case file, url, inline, format, id }
 
     public init(from decoder: any Decoder) throws {
