@@ -13,6 +13,7 @@ let package = Package(
         .executable(name: "flotilla", targets: ["flotilla"]),
         .library(name: "RdKafka", targets: ["RdKafka"]),
         .library(name: "FlotillaCore", targets: ["FlotillaCore"]),
+        .library(name: "FlotillaSpec", targets: ["FlotillaSpec"]),
     ],
     dependencies: [
         .package(url: "https://github.com/apple/swift-argument-parser.git", from: "1.8.2"),
@@ -47,7 +48,12 @@ let package = Package(
         ),
         .target(
             name: "FlotillaCore",
-            dependencies: [.product(name: "Yams", package: "Yams"), .product(name: "Crypto", package: "swift-crypto")],
+            dependencies: [.product(name: "Crypto", package: "swift-crypto")],
+            swiftSettings: swiftSettings
+        ),
+        .target(
+            name: "FlotillaSpec",
+            dependencies: ["FlotillaCore", .product(name: "Yams", package: "Yams")],
             swiftSettings: swiftSettings
         ),
         // The only importer of RdKafka: Flotilla's records on a job's topics, in Flotilla's terms.
@@ -129,6 +135,7 @@ let package = Package(
                 "EmbeddedBroker",
                 "FlotillaKafka",
                 "FlotillaCore",
+                "FlotillaSpec",
                 "FlotillaPredictor",
                 "FlotillaJobs",
                 "FlotillaController",
@@ -157,8 +164,8 @@ let package = Package(
         .testTarget(name: "RdKafkaTests", dependencies: ["RdKafka", "FlotillaTestSupport"], swiftSettings: swiftSettings),
         .testTarget(name: "FlotillaKafkaTests", dependencies: ["FlotillaKafka", "FlotillaCore", "FlotillaTestSupport", "RdKafka", .product(name: "Logging", package: "swift-log")], swiftSettings: swiftSettings),
         .testTarget(name: "FlotillaCLITests", dependencies: ["FlotillaTestSupport", "EmbeddedBroker", "FlotillaCore", "RdKafka"], swiftSettings: swiftSettings),
-        .testTarget(name: "FlotillaJobsTests", dependencies: ["FlotillaJobs", "FlotillaKafka", "FlotillaTestSupport", "FlotillaCore", "RdKafka", "EmbeddedBroker", .product(name: "Logging", package: "swift-log")], swiftSettings: swiftSettings),
-        .testTarget(name: "FlotillaWorkerTests", dependencies: ["FlotillaWorker", "FlotillaTestSupport", "FlotillaCore", "RdKafka"], swiftSettings: swiftSettings),
+        .testTarget(name: "FlotillaJobsTests", dependencies: ["FlotillaJobs", "FlotillaKafka", "FlotillaTestSupport", "FlotillaCore", "FlotillaSpec", "RdKafka", "EmbeddedBroker", .product(name: "Logging", package: "swift-log")], swiftSettings: swiftSettings),
+        .testTarget(name: "FlotillaWorkerTests", dependencies: ["FlotillaWorker", "FlotillaTestSupport", "FlotillaCore", "FlotillaSpec", "RdKafka"], swiftSettings: swiftSettings),
         .testTarget(
             name: "FlotillaControllerTests",
             dependencies: [
@@ -176,6 +183,7 @@ let package = Package(
             swiftSettings: swiftSettings
         ),
         .testTarget(name: "FlotillaCoreTests", dependencies: ["FlotillaCore"], swiftSettings: swiftSettings),
+        .testTarget(name: "FlotillaSpecTests", dependencies: ["FlotillaSpec", "FlotillaCore"], swiftSettings: swiftSettings),
         .testTarget(name: "FlotillaSourcesTests", dependencies: ["FlotillaSources", "FlotillaCore", .product(name: "Logging", package: "swift-log")], swiftSettings: swiftSettings),
         .testTarget(
             name: "FlotillaPredictorTests",

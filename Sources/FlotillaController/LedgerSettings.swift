@@ -67,11 +67,3 @@ public struct LedgerSettings: Sendable, Hashable {
             maxErrorRate: config.faults.maxErrorRate)
     }
 }
-
-extension Duration {
-    /// Whole milliseconds (rounded down).
-    var milliseconds: Int64 {
-        let (seconds, attoseconds) = components
-        return seconds * 1_000 + attoseconds / 1_000_000_000_000_000
-    }
-}

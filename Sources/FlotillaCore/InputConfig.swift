@@ -9,6 +9,15 @@ public enum InputConfig: Sendable, Hashable, Codable {
     /// Samples written in the spec itself, ids already assigned.
     case inline([InlineSample])
 
+    /// Where a file or URL input's bytes are; nil for inline samples.
+    public var location: LineSource.Location? {
+        switch self {
+        case .file(let input): .file(path: input.path)
+        case .http(let input): .url(input.url)
+        case .inline: nil
+        }
+    }
+
     private enum CodingKeys: String, CodingKey { case file, url, inline, format, id }
 
     public init(from decoder: any Decoder) throws {
@@ -108,19 +117,4 @@ public enum IDField: Sendable, Hashable, ExpressibleByStringLiteral {
     }
 
     public init(stringLiteral name: String) { self = .named(name) }
-}
-
-extension LineFormat {
-    /// The format a file name or URL path implies by its extension, if any.
-    public static func fromExtension(of path: String) -> LineFormat? {
-        var name = Substring(path)
-        // Ignore a URL's query or fragment.
-        if let cut = name.firstIndex(where: { $0 == "?" || $0 == "#" }) { name = name[..<cut] }
-        guard let dot = name.lastIndex(of: "."), !name[dot...].contains("/") else { return nil }
-        switch name[name.index(after: dot)...].lowercased() {
-        case "jsonl", "ndjson", "json": return .jsonl
-        case "csv": return .csv
-        default: return nil
-        }
-    }
 }

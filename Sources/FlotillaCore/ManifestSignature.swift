@@ -83,15 +83,12 @@ extension JobConfig {
     /// and URLs must be inputs the job declares (a forged record must not make a worker read
     /// `/etc/passwd` or an internal URL); inline samples carry their own data.
     public func problem(with source: ShardSource) -> String? {
-        switch source {
-        case .inline:
-            return nil
-        case .file(let file):
-            let declared = inputs.contains { if case .file(let input) = $0 { input.path == file.path } else { false } }
-            return declared ? nil : "source not declared by the job: file \(file.path.prefix(200)) is none of its inputs"
-        case .http(let http):
-            let declared = inputs.contains { if case .http(let input) = $0 { input.url == http.url } else { false } }
-            return declared ? nil : "source not declared by the job: URL \(http.url.prefix(200)) is none of its inputs"
+        guard case .lines(let lines) = source else { return nil }
+        if inputs.contains(where: { $0.location == lines.location }) { return nil }
+        let named = switch lines.location {
+        case .file(let path): "file \(path.prefix(200))"
+        case .url(let url): "URL \(url.prefix(200))"
         }
+        return "source not declared by the job: \(named) is none of its inputs"
     }
 }

@@ -1,33 +1,43 @@
 /// Where a shard's samples come from. Carried inside every shard record.
+///
+/// Encoded flat, with `kind` naming the case: `{"kind":"file","path":…,<ByteRange fields>}`,
+/// `{"kind":"http","url":…,<ByteRange fields>}` or `{"kind":"inline","samples":[…]}`.
 public enum ShardSource: Sendable, Hashable, Codable {
-    /// A byte range of a local file, starting and ending on line boundaries.
-    case file(FileRange)
-    /// A byte range of an HTTP(S) resource, read later with a Range request.
-    case http(HTTPRange)
+    /// A byte range of a local file or an HTTP(S) resource, starting and ending on line boundaries.
+    case lines(LineSource)
     /// Samples embedded in the shard record itself (pipelines publishing input partitions directly).
     case inline([InlineSample])
 
-    private enum CodingKeys: String, CodingKey { case kind, range, samples }
+    private enum CodingKeys: String, CodingKey { case kind, path, url, samples }
     private enum Kind: String, Codable { case file, http, inline }
 
     public init(from decoder: any Decoder) throws {
         let container = try decoder.container(keyedBy: CodingKeys.self)
         switch try container.decode(Kind.self, forKey: .kind) {
-        case .file: self = .file(try FileRange(from: decoder))
-        case .http: self = .http(try HTTPRange(from: decoder))
-        case .inline: self = .inline(try container.decode([InlineSample].self, forKey: .samples))
+        case .file:
+            let path = try container.decode(String.self, forKey: .path)
+            self = .lines(LineSource(location: .file(path: path), range: try ByteRange(from: decoder)))
+        case .http:
+            let url = try container.decode(String.self, forKey: .url)
+            self = .lines(LineSource(location: .url(url), range: try ByteRange(from: decoder)))
+        case .inline:
+            self = .inline(try container.decode([InlineSample].self, forKey: .samples))
         }
     }
 
     public func encode(to encoder: any Encoder) throws {
         var container = encoder.container(keyedBy: CodingKeys.self)
         switch self {
-        case .file(let range):
-            try container.encode(Kind.file, forKey: .kind)
-            try range.encode(to: encoder)
-        case .http(let range):
-            try container.encode(Kind.http, forKey: .kind)
-            try range.encode(to: encoder)
+        case .lines(let source):
+            switch source.location {
+            case .file(let path):
+                try container.encode(Kind.file, forKey: .kind)
+                try container.encode(path, forKey: .path)
+            case .url(let url):
+                try container.encode(Kind.http, forKey: .kind)
+                try container.encode(url, forKey: .url)
+            }
+            try source.range.encode(to: encoder)
         case .inline(let samples):
             try container.encode(Kind.inline, forKey: .kind)
             try container.encode(samples, forKey: .samples)
@@ -72,50 +82,6 @@ public struct ByteRange: Sendable, Hashable, Codable {
         self.header = header
         self.idField = idField
         self.checksum = checksum
-    }
-}
-
-/// A byte range of a local file.
-public struct FileRange: Sendable, Hashable, Codable {
-    public var path: String
-    public var range: ByteRange
-
-    public init(path: String, range: ByteRange) {
-        self.path = path
-        self.range = range
-    }
-
-    private enum CodingKeys: String, CodingKey { case path }
-    public init(from decoder: any Decoder) throws {
-        path = try decoder.container(keyedBy: CodingKeys.self).decode(String.self, forKey: .path)
-        range = try ByteRange(from: decoder)
-    }
-    public func encode(to encoder: any Encoder) throws {
-        var container = encoder.container(keyedBy: CodingKeys.self)
-        try container.encode(path, forKey: .path)
-        try range.encode(to: encoder)
-    }
-}
-
-/// A byte range of an HTTP(S) resource.
-public struct HTTPRange: Sendable, Hashable, Codable {
-    public var url: String
-    public var range: ByteRange
-
-    public init(url: String, range: ByteRange) {
-        self.url = url
-        self.range = range
-    }
-
-    private enum CodingKeys: String, CodingKey { case url }
-    public init(from decoder: any Decoder) throws {
-        url = try decoder.container(keyedBy: CodingKeys.self).decode(String.self, forKey: .url)
-        range = try ByteRange(from: decoder)
-    }
-    public func encode(to encoder: any Encoder) throws {
-        var container = encoder.container(keyedBy: CodingKeys.self)
-        try container.encode(url, forKey: .url)
-        try range.encode(to: encoder)
     }
 }
 

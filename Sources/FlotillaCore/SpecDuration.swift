@@ -27,19 +27,13 @@ public enum SpecDuration {
 
     /// The text form: whole hours, minutes or seconds when exact ("2m", "5s"), else milliseconds.
     public static func format(_ duration: Duration) -> String {
-        let millis = milliseconds(duration)
+        let millis = duration.milliseconds
         if millis != 0 {
             if millis % 3_600_000 == 0 { return "\(millis / 3_600_000)h" }
             if millis % 60_000 == 0 { return "\(millis / 60_000)m" }
             if millis % 1_000 == 0 { return "\(millis / 1_000)s" }
         }
         return "\(millis)ms"
-    }
-
-    /// Whole milliseconds in `duration` (truncated).
-    public static func milliseconds(_ duration: Duration) -> Int64 {
-        let (seconds, attoseconds) = duration.components
-        return seconds * 1_000 + attoseconds / 1_000_000_000_000_000
     }
 }
 
@@ -62,14 +56,5 @@ extension KeyedDecodingContainer {
                 forKey: key, in: self, debugDescription: "'\(text)' is not a duration such as 500ms, 5s or 2m")
         }
         return duration
-    }
-}
-
-extension StringProtocol {
-    func trimmingWhitespace() -> String {
-        var slice = Substring(self)
-        while let first = slice.first, first.isWhitespace { slice.removeFirst() }
-        while let last = slice.last, last.isWhitespace { slice.removeLast() }
-        return String(slice)
     }
 }

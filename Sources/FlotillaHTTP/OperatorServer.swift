@@ -33,8 +33,7 @@ public final class OperatorServer: Service {
         let (events, sink) = AsyncStream.makeStream(of: Result<String, any Error>.self, bufferingPolicy: .bufferingNewest(4))
         self.events = events
         self.eventSink = sink
-        var http1 = HTTP1Channel.Configuration(idleTimeout: .nanoseconds(Int64(settings.idleTimeout.components.seconds) * 1_000_000_000
-                                                                             + settings.idleTimeout.components.attoseconds / 1_000_000_000))
+        var http1 = HTTP1Channel.Configuration(idleTimeout: .milliseconds(settings.idleTimeout.milliseconds))
         http1.httpDecoder = .init(maxHeaderFieldSize: settings.maxHeaderBytes, maxHeaderListSize: settings.maxHeaderBytes, maxHeaderFieldCount: 100)
         let address = settings.address
         application = Application(

@@ -49,7 +49,7 @@ public struct JobSubmitter: Sendable {
                 let plan = try await FileSharder.planInBackground(
                     path: file.path, format: file.format, idField: file.idField,
                     samplesPerShard: perShard, maxSampleBytes: config.shard.maxSampleBytes)
-                sources = plan.ranges.map { .file($0) }
+                sources = plan.ranges.map { .lines($0) }
                 counts = plan.sampleCounts
                 (kind, location, bytes) = ("file", file.path, plan.bytes)
             case .http(let resource):
@@ -57,7 +57,7 @@ public struct JobSubmitter: Sendable {
                     url: resource.url, format: resource.format, idField: resource.idField,
                     samplesPerShard: perShard, maxSampleBytes: config.shard.maxSampleBytes,
                     options: http, logger: logger)
-                sources = plan.ranges.map { .http($0) }
+                sources = plan.ranges.map { .lines($0) }
                 counts = plan.sampleCounts
                 (kind, location, bytes) = ("url", resource.url, plan.bytes)
             case .inline(let samples):

@@ -64,10 +64,8 @@ extension ShardSource {
     /// One line for a shard plan: "file /data/x.jsonl bytes 0-4095 (lines from 1)".
     public var planDescription: String {
         switch self {
-        case .file(let range):
-            return "file \(range.path) \(Self.describe(range.range))"
-        case .http(let range):
-            return "url \(range.url) \(Self.describe(range.range))"
+        case .lines(let lines):
+            return "\(lines.location) \(Self.describe(lines.range))"
         case .inline(let samples):
             let first = samples.first?.id ?? ""
             let last = samples.last?.id ?? ""

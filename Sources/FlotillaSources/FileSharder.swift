@@ -31,14 +31,14 @@ public enum FileSharder {
     ///   - maxSampleBytes: the longest line allowed, in bytes, without its line ending.
     public static func shard(
         path: String, format: LineFormat, idField: IDField? = nil, samplesPerShard: Int, maxSampleBytes: Int
-    ) throws(FlotillaError) -> [FileRange] {
+    ) throws(FlotillaError) -> [LineSource] {
         try plan(path: path, format: format, idField: idField, samplesPerShard: samplesPerShard, maxSampleBytes: maxSampleBytes).ranges
     }
 
     /// Like ``shard(path:format:idField:samplesPerShard:maxSampleBytes:)``, with sample counts.
     public static func plan(
         path: String, format: LineFormat, idField: IDField? = nil, samplesPerShard: Int, maxSampleBytes: Int
-    ) throws(FlotillaError) -> ShardPlan<FileRange> {
+    ) throws(FlotillaError) -> ShardPlan {
         var cutter = try LineCutter(
             source: path, format: format, idField: idField,
             samplesPerShard: samplesPerShard, maxSampleBytes: maxSampleBytes
@@ -51,14 +51,13 @@ public enum FileSharder {
             if count == 0 { break }
             try cutter.consume(UnsafeRawBufferPointer(rebasing: buffer[0..<count]))
         }
-        let ranges = try cutter.finish().map { FileRange(path: path, range: $0) }
-        return ShardPlan(ranges: ranges, sampleCounts: cutter.sampleCounts, bytes: cutter.consumed)
+        return try cutter.plan(at: .file(path: path))
     }
 
     /// ``plan(path:format:idField:samplesPerShard:maxSampleBytes:)`` on a Dispatch thread, off the cooperative pool.
     public static func planInBackground(
         path: String, format: LineFormat, idField: IDField? = nil, samplesPerShard: Int, maxSampleBytes: Int
-    ) async throws(FlotillaError) -> ShardPlan<FileRange> {
+    ) async throws(FlotillaError) -> ShardPlan {
         try await Blocking.run { () throws(FlotillaError) in
             try plan(path: path, format: format, idField: idField, samplesPerShard: samplesPerShard, maxSampleBytes: maxSampleBytes)
         }

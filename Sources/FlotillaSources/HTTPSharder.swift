@@ -22,7 +22,7 @@ public enum HTTPSharder {
     public static func shard(
         url: String, format: LineFormat, idField: IDField? = nil, samplesPerShard: Int, maxSampleBytes: Int,
         options: HTTPOptions = HTTPOptions(), logger: Logger
-    ) async throws(FlotillaError) -> [HTTPRange] {
+    ) async throws(FlotillaError) -> [LineSource] {
         try await plan(
             url: url, format: format, idField: idField, samplesPerShard: samplesPerShard,
             maxSampleBytes: maxSampleBytes, options: options, logger: logger
@@ -33,7 +33,7 @@ public enum HTTPSharder {
     public static func plan(
         url: String, format: LineFormat, idField: IDField? = nil, samplesPerShard: Int, maxSampleBytes: Int,
         options: HTTPOptions = HTTPOptions(), logger: Logger
-    ) async throws(FlotillaError) -> ShardPlan<HTTPRange> {
+    ) async throws(FlotillaError) -> ShardPlan {
         var cutter = try LineCutter(
             source: url, format: format, idField: idField,
             samplesPerShard: samplesPerShard, maxSampleBytes: maxSampleBytes
@@ -59,11 +59,11 @@ public enum HTTPSharder {
                 "input \(url) changed while it was sharded: HEAD said \(expected) bytes, GET returned \(cutter.consumed)"
             )
         }
-        let ranges = try cutter.finish().map { HTTPRange(url: url, range: $0) }
+        let plan = try cutter.plan(at: .url(url))
         logger.debug("sharded HTTP input", metadata: [
-            "flotilla.url": "\(url)", "flotilla.shards": "\(ranges.count)", "flotilla.samples": "\(cutter.samples)",
+            "flotilla.url": "\(url)", "flotilla.shards": "\(plan.ranges.count)", "flotilla.samples": "\(cutter.samples)",
         ])
-        return ShardPlan(ranges: ranges, sampleCounts: cutter.sampleCounts, bytes: cutter.consumed)
+        return plan
     }
 }
 

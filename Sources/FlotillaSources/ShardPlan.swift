@@ -1,7 +1,10 @@
-/// The result of sharding one input: its ranges plus the counts a job summary or progress bar needs.
-public struct ShardPlan<Range: Sendable & Hashable>: Sendable, Hashable {
+import FlotillaCore
+
+/// The result of sharding one file or URL input: its ranges plus the counts a job summary or
+/// progress bar needs.
+public struct ShardPlan: Sendable, Hashable {
     /// The shards' ranges, in input order.
-    public var ranges: [Range]
+    public var ranges: [LineSource]
     /// Samples in each range, same order as `ranges` (blank lines and the CSV header not counted).
     public var sampleCounts: [Int]
     /// Bytes of input scanned.
@@ -10,9 +13,17 @@ public struct ShardPlan<Range: Sendable & Hashable>: Sendable, Hashable {
     /// All samples of the input.
     public var samples: Int { sampleCounts.reduce(0, +) }
 
-    public init(ranges: [Range], sampleCounts: [Int], bytes: Int64) {
+    public init(ranges: [LineSource], sampleCounts: [Int], bytes: Int64) {
         self.ranges = ranges
         self.sampleCounts = sampleCounts
         self.bytes = bytes
+    }
+}
+
+extension LineCutter {
+    /// Ends the input (``finish()``) and returns its plan: every range at `location`.
+    mutating func plan(at location: LineSource.Location) throws(FlotillaError) -> ShardPlan {
+        let ranges = try finish().map { LineSource(location: location, range: $0) }
+        return ShardPlan(ranges: ranges, sampleCounts: sampleCounts, bytes: consumed)
     }
 }

@@ -1,7 +1,7 @@
 import FlotillaCore
 import Logging
 
-/// Reads one shard's samples back: a file byte range, an HTTP byte range, or inline samples.
+/// Reads one shard's samples back: a byte range of a file or an HTTP(S) resource, or inline samples.
 ///
 /// A shard is at most a few thousand samples, so it is returned as one array: memory is bounded
 /// by the shard size, which the sharders bound. File reads run on a Dispatch queue, off the
@@ -64,16 +64,19 @@ public struct ShardReader: Sendable {
     /// Every sample of `source`, in input order.
     public func read(_ source: ShardSource) async throws(FlotillaError) -> [Sample] {
         switch source {
-        case .file(let file):
-            try Self.validate(file.range, source: file.path)
-            let bytes = try await Blocking.run { () throws(FlotillaError) in try Self.readBytes(file) }
-            try Self.verify(bytes, file.range, source: file.path)
-            return try SampleParser.parse(bytes, source: file.path, range: file.range, maxSampleBytes: maxSampleBytes)
-        case .http(let http):
-            try Self.validate(http.range, source: http.url)
-            let bytes = try await fetch(http)
-            try Self.verify(bytes, http.range, source: http.url)
-            return try SampleParser.parse(bytes, source: http.url, range: http.range, maxSampleBytes: maxSampleBytes)
+        case .lines(let lines):
+            let name = lines.location.name
+            let range = lines.range
+            try Self.validate(range, source: name)
+            let bytes: [UInt8]
+            switch lines.location {
+            case .file(let path):
+                bytes = try await Blocking.run { () throws(FlotillaError) in try Self.readBytes(path: path, range) }
+            case .url(let url):
+                bytes = try await fetch(url: url, range)
+            }
+            try Self.verify(bytes, range, source: name)
+            return try SampleParser.parse(bytes, source: name, range: range, maxSampleBytes: maxSampleBytes)
         case .inline(let inline):
             var ids = DuplicateIDs(source: "inline")
             return inline.enumerated().map { position, sample in
@@ -107,42 +110,52 @@ public struct ShardReader: Sendable {
         }
     }
 
-    /// Whether `offset` starts a row: at 0, after a newline, or right after a leading byte order mark.
-    private static func startsRow(_ offset: Int64, lead: [UInt8]) -> Bool {
-        offset == 0 || lead.last == 0x0A || (offset == 3 && lead == [0xEF, 0xBB, 0xBF])
+    /// Where the bytes checked by ``checkStart(_:lead:source:)`` begin: one byte before the range,
+    /// or byte 0 for a range at 3, which may follow a byte order mark.
+    private static func leadStart(_ range: ByteRange) -> Int64 {
+        range.offset == 3 ? 0 : max(0, range.offset - 1)
+    }
+
+    /// Checks that the range still starts a row: at 0, after a newline (the last `lead` byte), or
+    /// right after a leading byte order mark. `lead` holds the bytes from ``leadStart(_:)``.
+    private static func checkStart(_ range: ByteRange, lead: some BidirectionalCollection<UInt8>, source: String) throws(FlotillaError) {
+        let offset = range.offset
+        guard offset == 0 || lead.last == 0x0A || (offset == 3 && lead.elementsEqual([0xEF, 0xBB, 0xBF])) else {
+            throw changed(source, range, "byte \(offset) no longer starts a line")
+        }
+    }
+
+    /// Checks that the range's `bytes` still end a row: on a newline, or at the input's end
+    /// (`total` bytes; nil when unknown).
+    private static func checkEnd(_ bytes: [UInt8], _ range: ByteRange, total: Int64?, source: String) throws(FlotillaError) {
+        let end = range.offset + range.length
+        if bytes.last != 0x0A, let total, end < total {
+            throw changed(source, range, "byte \(end) no longer ends a line")
+        }
     }
 
     /// The range's bytes, after checking that it still lies on line boundaries inside the file.
-    private static func readBytes(_ file: FileRange) throws(FlotillaError) -> [UInt8] {
-        let input = try InputFile(path: file.path)
-        let range = file.range
+    private static func readBytes(path: String, _ range: ByteRange) throws(FlotillaError) -> [UInt8] {
+        let input = try InputFile(path: path)
         let end = range.offset + range.length
         guard end <= input.size else {
-            throw changed(file.path, range, "the shard ends at byte \(end) but the file now has \(input.size) bytes")
+            throw changed(path, range, "the shard ends at byte \(end) but the file now has \(input.size) bytes")
         }
-        let leadStart = range.offset == 3 ? 0 : max(0, range.offset - 1)
         var lead: [UInt8] = []
-        for position in leadStart..<range.offset { lead.append(try input.byte(at: position)) }
-        guard startsRow(range.offset, lead: lead) else {
-            throw changed(file.path, range, "byte \(range.offset) no longer starts a line")
-        }
+        for position in leadStart(range)..<range.offset { lead.append(try input.byte(at: position)) }
+        try checkStart(range, lead: lead, source: path)
         let bytes = try [UInt8](unsafeUninitializedCapacity: Int(range.length)) { (buffer, count) throws(FlotillaError) in
             try input.readExactly(into: UnsafeMutableRawBufferPointer(buffer), at: range.offset)
             count = Int(range.length)
         }
-        if end < input.size && bytes.last != 0x0A {
-            throw changed(file.path, range, "byte \(end) no longer ends a line")
-        }
+        try checkEnd(bytes, range, total: input.size, source: path)
         return bytes
     }
 
-    /// Fetches the range with `Range: bytes=a-b`, one byte early to check the line boundary (from
-    /// byte 0 for a range at 3, which may follow a byte order mark).
+    /// Fetches the range with `Range: bytes=a-b`, from ``leadStart(_:)`` to check the line boundary.
     /// A server that answers 200 with the whole body is read up to the range's end, the rest dropped.
-    private func fetch(_ source: HTTPRange) async throws(FlotillaError) -> [UInt8] {
-        let range = source.range
-        let url = source.url
-        let first = range.offset == 3 ? 0 : max(0, range.offset - 1)
+    private func fetch(url: String, _ range: ByteRange) async throws(FlotillaError) -> [UInt8] {
+        let first = Self.leadStart(range)
         let last = range.offset + range.length - 1
         let wanted = Int(last - first + 1)
         var bytes: [UInt8] = []
@@ -184,13 +197,9 @@ public struct ShardReader: Sendable {
             throw Self.changed(url, range, "the shard ends at byte \(last + 1) but the body ended at byte \(first + Int64(bytes.count))")
         }
         let lead = Int(range.offset - first)
-        guard Self.startsRow(range.offset, lead: Array(bytes[0..<lead])) else {
-            throw Self.changed(url, range, "byte \(range.offset) no longer starts a line")
-        }
+        try Self.checkStart(range, lead: bytes[0..<lead], source: url)
         bytes.removeFirst(lead)
-        if bytes.last != 0x0A, let total, last + 1 < total {
-            throw Self.changed(url, range, "byte \(last + 1) no longer ends a line")
-        }
+        try Self.checkEnd(bytes, range, total: total, source: url)
         return bytes
     }
 }

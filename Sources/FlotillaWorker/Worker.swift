@@ -354,10 +354,3 @@ public final class Worker: Service {
 struct RecordsRejected: Error {
     var error: KafkaError
 }
-
-/// Metadata keys shared by every Flotilla log line.
-public enum LoggingKeys {
-    public static let job = "flotilla.job"
-    public static let shard = "flotilla.shard"
-    public static let worker = "flotilla.worker"
-}

@@ -1,5 +1,6 @@
 import ArgumentParser
 import FlotillaCore
+import FlotillaSpec
 import FlotillaJobs
 import FlotillaKafka
 import Foundation

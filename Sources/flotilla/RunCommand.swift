@@ -2,6 +2,7 @@ import ArgumentParser
 import EmbeddedBroker
 import FlotillaController
 import FlotillaCore
+import FlotillaSpec
 import FlotillaJobs
 import FlotillaPredictor
 import Foundation

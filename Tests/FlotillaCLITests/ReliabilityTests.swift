@@ -153,7 +153,7 @@ struct ReliabilityTests {
         let harness = try await FleetHarness(samples: 20, samplesPerShard: 10, stage: "builtin: identity")
         try harness.submit()
         let range = ByteRange(offset: 0, length: 200, firstLine: 1, format: .jsonl)
-        let forged = ShardRecord(job: harness.job, shard: "s000099", source: .file(FileRange(path: "/etc/passwd", range: range)), samples: 3)
+        let forged = ShardRecord(job: harness.job, shard: "s000099", source: .lines(LineSource(location: .file(path: "/etc/passwd"), range: range)), samples: 3)
         try await harness.publishGarbage(RecordCodec.shared.encode(forged))
         try harness.startController(workers: 1)
         #expect(try await harness.waitForController(timeout: .seconds(60)) == 3)

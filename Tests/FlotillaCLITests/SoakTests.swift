@@ -149,7 +149,3 @@ struct SoakReport {
         return lines.joined(separator: "\n") + "\n"
     }
 }
-
-private extension Duration {
-    var seconds: Double { Double(components.seconds) + Double(components.attoseconds) / 1e18 }
-}

@@ -1,4 +1,5 @@
 import FlotillaCore
+import FlotillaSpec
 import FlotillaJobs
 import FlotillaKafka
 import FlotillaTestSupport

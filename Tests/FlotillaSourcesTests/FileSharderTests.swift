@@ -9,14 +9,14 @@ struct FileSharderTests {
     let reader = ShardReader(logger: Logger(label: "test"))
 
     /// Reads every shard and returns all samples in order.
-    func readAll(_ ranges: [FileRange]) async throws -> [Sample] {
+    func readAll(_ ranges: [LineSource]) async throws -> [Sample] {
         var samples: [Sample] = []
-        for range in ranges { samples += try await reader.read(.file(range)) }
+        for range in ranges { samples += try await reader.read(.lines(range)) }
         return samples
     }
 
     /// Every range starts right after a newline (or at 0) and ends just after one (or at EOF).
-    func expectOnLineBoundaries(_ ranges: [FileRange], in bytes: [UInt8]) {
+    func expectOnLineBoundaries(_ ranges: [LineSource], in bytes: [UInt8]) {
         var previousEnd: Int64 = 0
         for range in ranges.map(\.range) {
             #expect(range.offset >= previousEnd)
@@ -86,7 +86,7 @@ struct FileSharderTests {
         #expect(chunkedCounts == wholeCounts)
         let blankLines = (0..<200).filter { $0 % 9 == 0 }.count
         #expect(wholeCounts.reduce(0, +) == 200 - blankLines + 1)
-        expectOnLineBoundaries(whole.map { FileRange(path: "t", range: $0) }, in: bytes)
+        expectOnLineBoundaries(whole.map { LineSource(location: .file(path: "t"), range: $0) }, in: bytes)
         // Each range holds exactly its counted samples.
         for (range, count) in zip(whole, wholeCounts) {
             let slice = bytes[Int(range.offset)..<Int(range.offset + range.length)]
@@ -218,7 +218,7 @@ struct FileSharderTests {
         let path = try dir.write("long.jsonl", "{}\r\n{}\n" + line + "\n{}\n")
         let plan = try FileSharder.plan(path: path, format: .jsonl, samplesPerShard: 10, maxSampleBytes: 101)
         #expect(plan.sampleCounts == [4])
-        let samples = try await ShardReader(logger: Logger(label: "test"), maxSampleBytes: 101).read(.file(plan.ranges[0]))
+        let samples = try await ShardReader(logger: Logger(label: "test"), maxSampleBytes: 101).read(.lines(plan.ranges[0]))
         #expect(samples.count == 4)
         #expect(samples[2].errorMessage == "line 3 is 102 bytes, over the 101-byte sample limit (shard.maxSampleBytes)")
         let header = try dir.write("wide.csv", String(repeating: "c", count: 200) + "\n1\n")

@@ -35,7 +35,7 @@ struct HTTPSourceTests {
 
         let reader = ShardReader(logger: logger, http: options)
         var samples: [Sample] = []
-        for range in plan.ranges { samples += try await reader.read(.http(range)) }
+        for range in plan.ranges { samples += try await reader.read(.lines(range)) }
         #expect(samples.count == 523)
         #expect(samples.map(\.id) == (0..<523).map { "s\($0)" })
         #expect(samples.map(\.value) == values)
@@ -60,7 +60,7 @@ struct HTTPSourceTests {
         #expect(ranges.count == 5)
         let reader = ShardReader(logger: Logger(label: "test"), http: options)
         var samples: [Sample] = []
-        for range in ranges { samples += try await reader.read(.http(range)) }
+        for range in ranges { samples += try await reader.read(.lines(range)) }
         #expect(samples.map(\.id) == (0..<30).map { "k\($0)" })
         #expect(samples[29].value == .object(["key": .string("k29"), "value": .string("v,29")]))
     }
@@ -87,11 +87,11 @@ struct HTTPSourceTests {
 
         // The reader's GET names its status the same way.
         let reader = ShardReader(logger: Logger(label: "test"), http: options)
-        let range = HTTPRange(url: missing, range: ByteRange(offset: 0, length: 3, firstLine: 1, format: .jsonl))
-        let readError = await flotillaError { _ = try await reader.read(.http(range)) }
+        let range = LineSource(location: .url(missing), range: ByteRange(offset: 0, length: 3, firstLine: 1, format: .jsonl))
+        let readError = await flotillaError { _ = try await reader.read(.lines(range)) }
         #expect(readError?.message == "GET \(missing): HTTP 404 Not Found")
-        let broken = HTTPRange(url: server.baseURL + "/broken", range: range.range)
-        let serverError = await flotillaError { _ = try await reader.read(.http(broken)) }
+        let broken = LineSource(location: .url(server.baseURL + "/broken"), range: range.range)
+        let serverError = await flotillaError { _ = try await reader.read(.lines(broken)) }
         #expect(serverError?.message == "GET \(server.baseURL)/broken: HTTP 500 Internal Server Error")
     }
 
@@ -111,7 +111,7 @@ struct HTTPSourceTests {
         let ranges = try await HTTPSharder.shard(url: url, format: .jsonl, samplesPerShard: 10, maxSampleBytes: 1000, options: options, logger: Logger(label: "test"))
         try server.serve("c.jsonl", Array(jsonLines(15).text.utf8))
         let reader = ShardReader(logger: Logger(label: "test"), http: options)
-        let changed = await flotillaError { _ = try await reader.read(.http(ranges[3])) }
+        let changed = await flotillaError { _ = try await reader.read(.lines(ranges[3])) }
         #expect(changed?.message.hasPrefix("input changed since submit: \(url) bytes ") == true)
     }
 
@@ -159,7 +159,7 @@ struct HTTPSourceTests {
         #expect(ranges.count == 11)
         let reader = ShardReader(logger: logger, http: options)
         var samples: [Sample] = []
-        for range in ranges.reversed() { samples = try await reader.read(.http(range)) + samples }
+        for range in ranges.reversed() { samples = try await reader.read(.lines(range)) + samples }
         #expect(samples.map(\.id) == (0..<205).map { "s\($0)" })
         #expect(samples.map(\.value) == values)
         #expect(logs.warnings.count == 1)

@@ -11,9 +11,9 @@ struct InputFormatTests {
     let reader = ShardReader(logger: Logger(label: "test"))
     static let bom: [UInt8] = [0xEF, 0xBB, 0xBF]
 
-    func readAll(_ ranges: [FileRange]) async throws -> [Sample] {
+    func readAll(_ ranges: [LineSource]) async throws -> [Sample] {
         var samples: [Sample] = []
-        for range in ranges { samples += try await reader.read(.file(range)) }
+        for range in ranges { samples += try await reader.read(.lines(range)) }
         return samples
     }
 
@@ -183,15 +183,15 @@ struct InputFormatTests {
         let index = Int(target.offset) + 8
         bytes[index] = bytes[index] == 0x31 ? 0x32 : 0x31  // one byte, line boundaries unchanged
         try dir.write("edit.jsonl", bytes)
-        _ = try await reader.read(.file(plan.ranges[0]))  // other shards still read
-        let error = await flotillaError { _ = try await reader.read(.file(plan.ranges[1])) }
+        _ = try await reader.read(.lines(plan.ranges[0]))  // other shards still read
+        let error = await flotillaError { _ = try await reader.read(.lines(plan.ranges[1])) }
         let end = target.offset + target.length
         #expect(error?.code == .invalidInput)
         #expect(error?.message.hasPrefix("input changed since submit: \(path) bytes \(target.offset)..\(end) (checksum \(target.checksum ?? "")") == true)
         // Records written before checksums existed are read as before.
         var old = plan.ranges[1]
         old.range.checksum = nil
-        #expect(try await reader.read(.file(old)).count == 10)
+        #expect(try await reader.read(.lines(old)).count == 10)
     }
 
     @Test("A sample count other than the planned one fails the read")
@@ -200,9 +200,9 @@ struct InputFormatTests {
         defer { dir.remove() }
         let path = try dir.write("count.jsonl", "{\"a\":1}\n{\"a\":2}\n")
         let plan = try FileSharder.plan(path: path, format: .jsonl, samplesPerShard: 10, maxSampleBytes: 100)
-        #expect(try await reader.read(.file(plan.ranges[0]), planned: 2).count == 2)
-        #expect(try await reader.read(.file(plan.ranges[0]), planned: nil).count == 2)
-        let error = await flotillaError { _ = try await reader.read(.file(plan.ranges[0]), planned: 3) }
+        #expect(try await reader.read(.lines(plan.ranges[0]), planned: 2).count == 2)
+        #expect(try await reader.read(.lines(plan.ranges[0]), planned: nil).count == 2)
+        let error = await flotillaError { _ = try await reader.read(.lines(plan.ranges[0]), planned: 3) }
         #expect(error?.message == "input changed since submit: planned 3 samples, read 2")
     }
 }

@@ -17,7 +17,7 @@ struct ShardReaderTests {
         let path = try dir.write(name, bytes)
         let ranges = try FileSharder.shard(path: path, format: format, idField: idField, samplesPerShard: 1000, maxSampleBytes: 1000)
         #expect(ranges.count == 1)
-        return (path, try await reader.read(.file(ranges[0])))
+        return (path, try await reader.read(.lines(ranges[0])))
     }
 
     @Test("An invalid UTF-8 line becomes an error sample; the others are read")
@@ -84,20 +84,20 @@ struct ShardReaderTests {
         let path = try dir.write("c.jsonl", text)
         let ranges = try FileSharder.shard(path: path, format: .jsonl, samplesPerShard: 10, maxSampleBytes: 1000)
         try dir.write("c.jsonl", String(text.prefix(text.utf8.count / 2)))
-        let error = await flotillaError { _ = try await reader.read(.file(ranges[2])) }
+        let error = await flotillaError { _ = try await reader.read(.lines(ranges[2])) }
         #expect(error?.code == .invalidInput)
         #expect(error?.message.hasPrefix("input changed since submit: \(path) bytes ") == true)
         #expect(error?.message.contains("the shard ends at byte") == true)
         // Same size, every line shifted one byte: the range no longer starts a line.
         try dir.write("c.jsonl", String(text.dropFirst()) + " ")
-        let shifted = await flotillaError { _ = try await reader.read(.file(ranges[1])) }
+        let shifted = await flotillaError { _ = try await reader.read(.lines(ranges[1])) }
         #expect(shifted?.message.hasPrefix("input changed since submit: \(path)") == true)
     }
 
     @Test("Reading a missing file throws naming it")
     func missingAtRead() async throws {
-        let range = FileRange(path: "/nonexistent/y.jsonl", range: ByteRange(offset: 0, length: 10, firstLine: 1, format: .jsonl))
-        let error = await flotillaError { _ = try await reader.read(.file(range)) }
+        let range = LineSource(location: .file(path: "/nonexistent/y.jsonl"), range: ByteRange(offset: 0, length: 10, firstLine: 1, format: .jsonl))
+        let error = await flotillaError { _ = try await reader.read(.lines(range)) }
         #expect(error?.message == "cannot open input /nonexistent/y.jsonl: No such file or directory")
     }
 }

@@ -1,4 +1,5 @@
 import FlotillaCore
+import FlotillaSpec
 import FlotillaTestSupport
 import FlotillaWorker
 import Foundation

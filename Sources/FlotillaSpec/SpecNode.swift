@@ -1,3 +1,4 @@
+import FlotillaCore
 import Yams
 
 /// A YAML node of a job spec together with its field path ("stages[0].batch") and file name, so

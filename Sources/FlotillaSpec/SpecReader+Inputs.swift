@@ -1,3 +1,5 @@
+import FlotillaCore
+
 extension SpecReader {
     static let inputKeys = ["file", "url", "inline", "format", "id"]
 

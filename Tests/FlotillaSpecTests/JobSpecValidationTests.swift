@@ -1,6 +1,7 @@
+import FlotillaCore
+@testable import FlotillaSpec
 import Foundation
 import Testing
-@testable import FlotillaCore
 
 /// The error `yaml` fails to load with; records an issue when it loads.
 func specError(_ yaml: String, sourceLocation: SourceLocation = #_sourceLocation) -> FlotillaError? {

@@ -1,6 +1,7 @@
+import FlotillaCore
+@testable import FlotillaSpec
 import Foundation
 import Testing
-@testable import FlotillaCore
 
 /// The repository's config/examples folder, found from this source file (symlinks resolved, so a
 /// private dev package that links the test folder still finds it).

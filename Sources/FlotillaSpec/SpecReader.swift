@@ -1,3 +1,5 @@
+import FlotillaCore
+
 /// Walks a composed job spec into a `JobConfig`, validating as it goes. Internal to the loader.
 struct SpecReader {
     /// Absolute folder relative paths resolve against.

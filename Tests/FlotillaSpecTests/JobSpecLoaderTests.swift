@@ -1,6 +1,7 @@
+import FlotillaCore
+@testable import FlotillaSpec
 import Foundation
 import Testing
-@testable import FlotillaCore
 
 /// Loads `yaml` as "job.yaml" in /specs (so relative paths resolve to /specs/...).
 func loadSpec(_ yaml: String, builtins: Set<String>? = nil) throws(FlotillaError) -> JobConfig {
