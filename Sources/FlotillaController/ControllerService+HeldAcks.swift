@@ -41,7 +41,7 @@ extension ControllerService {
             guard let holder = await connection.reader.uncommittedWriter(partition, at: end) else { continue }
             let held = "\((now - since) / 1_000) s"
             logger.error("an open transaction holds the acks topic: committed readers stop at it", metadata: [
-                "flotilla.partition": "\(partition)", "flotilla.offset": "\(end)", "flotilla.worker": "\(holder.worker)",
+                "flotilla.partition": "\(partition)", "flotilla.offset": "\(end)", LoggingKeys.worker: "\(holder.worker)",
                 "flotilla.record": "\(holder.record)", "flotilla.unreadable-for": "\(held)",
             ])
             let what = "a transaction of worker \(holder.worker) holds the acks topic at \(partition)@\(end) (commits unreadable for \(held))"

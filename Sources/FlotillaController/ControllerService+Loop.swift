@@ -157,9 +157,9 @@ extension ControllerService {
             do {
                 _ = try await backend.replace(worker: worker)
                 run.fleet.replaced(worker, now: now)
-                logger.warning("replaced worker", metadata: ["flotilla.worker": "\(worker)"])
+                logger.warning("replaced worker", metadata: [LoggingKeys.worker: "\(worker)"])
             } catch {
-                logger.error("cannot replace worker", metadata: ["flotilla.worker": "\(worker)", "flotilla.error": "\(error)"])
+                logger.error("cannot replace worker", metadata: [LoggingKeys.worker: "\(worker)", "flotilla.error": "\(error)"])
                 run.fleet.replaceFailed(worker, now: now)
             }
             more += run.ledger.workerGone(worker, now: now)
@@ -196,7 +196,7 @@ extension ControllerService {
                 await backend.forget(worker: id)
             case .workerGone(let id):
                 let pod = pods.first { $0.id == id }
-                logger.warning("worker exited", metadata: ["flotilla.worker": "\(id)", "flotilla.status": "\(pod?.exitStatus.map(String.init) ?? "?")",
+                logger.warning("worker exited", metadata: [LoggingKeys.worker: "\(id)", "flotilla.status": "\(pod?.exitStatus.map(String.init) ?? "?")",
                                                            "flotilla.reason": "\(pod?.exitReason ?? "")"])
                 actions += run.ledger.workerGone(id, now: now)
             case .retire(let id):
@@ -205,7 +205,7 @@ extension ControllerService {
                 let control = ControlRecord(job: options.job, target: id, command: .drain, reason: "scale down", time: now)
                 drains.append(message(control, topic: connection.topics.control, key: id))
             case .stop(let id):
-                logger.warning("a draining worker ran past its drain limit; stopping it", metadata: ["flotilla.worker": "\(id)"])
+                logger.warning("a draining worker ran past its drain limit; stopping it", metadata: [LoggingKeys.worker: "\(id)"])
                 await backend.stop(worker: id, grace: options.stopGrace)
             case .start(let id):
                 do {
@@ -213,7 +213,7 @@ extension ControllerService {
                     run.fleet.started(id, now: now)
                     run.ledger.workerStarting(id)
                 } catch {
-                    logger.error("cannot start worker", metadata: ["flotilla.worker": "\(id)", "flotilla.error": "\(error)"])
+                    logger.error("cannot start worker", metadata: [LoggingKeys.worker: "\(id)", "flotilla.error": "\(error)"])
                     run.fleet.startFailed(id, WorkerFailure(message: error.message, permanent: error.code == .invalidConfiguration), now: now)
                 }
             }

@@ -47,7 +47,7 @@ public final class ControllerService: Service {
                                             startedAt: Timestamp.now(), takeOver: options.takeOver ? true : nil)
         self.signer = options.signer
         var logger = logger
-        logger[metadataKey: "flotilla.job"] = "\(options.job)"
+        logger[metadataKey: LoggingKeys.job] = "\(options.job)"
         self.logger = logger
     }
 
@@ -240,7 +240,7 @@ extension ControllerService {
             try directory.settle(shard: ack.shard, run: ack.run, winner: winner)
         } catch {
             // A folder this controller cannot see, or a file gone: the shard's file is missing.
-            logger.error("cannot move a shard's output file into place", metadata: ["flotilla.shard": "\(ack.shard)", "flotilla.error": "\(error)"])
+            logger.error("cannot move a shard's output file into place", metadata: [LoggingKeys.shard: "\(ack.shard)", "flotilla.error": "\(error)"])
         }
     }
 
@@ -339,7 +339,7 @@ extension ControllerService {
         run.heartbeatLagMs = max(run.heartbeatLagMs, now - heartbeat.time)
         run.cost.heartbeat(lagMs: now - heartbeat.time)
         if let failure = heartbeat.failure {
-            logger.error("worker cannot start", metadata: ["flotilla.worker": "\(heartbeat.worker)", "flotilla.error": "\(failure.message)"])
+            logger.error("worker cannot start", metadata: [LoggingKeys.worker: "\(heartbeat.worker)", "flotilla.error": "\(failure.message)"])
             run.fleet.failed(heartbeat.worker, failure, now: now)
         } else if heartbeat.state == .running {
             run.fleet.running()

@@ -84,7 +84,7 @@ public final class LocalPodBackend: PodBackend {
         }
         let pod = WorkerPod(id: id, pid: pid, startedAt: Timestamp.now())
         children.withLock { $0[id] = Child(pod: pod, pid: pid) }
-        logger.info("started worker", metadata: ["flotilla.worker": "\(id)", "flotilla.pid": "\(pid)", "flotilla.log": "\(log)"])
+        logger.info("started worker", metadata: [LoggingKeys.worker: "\(id)", "flotilla.pid": "\(pid)", "flotilla.log": "\(log)"])
         return pod
     }
 
@@ -95,7 +95,7 @@ public final class LocalPodBackend: PodBackend {
             if hasExited(id) { return }
             try? await Task.sleep(for: .milliseconds(20))
         }
-        logger.warning("worker did not stop in time; killing it", metadata: ["flotilla.worker": "\(id)"])
+        logger.warning("worker did not stop in time; killing it", metadata: [LoggingKeys.worker: "\(id)"])
         await killNow(id)
     }
 
@@ -126,7 +126,7 @@ public final class LocalPodBackend: PodBackend {
             if hasExited(id) { return }
             try? await Task.sleep(for: .milliseconds(10))
         }
-        logger.error("worker did not exit after SIGKILL", metadata: ["flotilla.worker": "\(id)"])
+        logger.error("worker did not exit after SIGKILL", metadata: [LoggingKeys.worker: "\(id)"])
     }
 
     /// Signals the worker's process group if it still runs; false when it has exited.

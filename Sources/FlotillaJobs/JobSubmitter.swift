@@ -77,7 +77,7 @@ public struct JobSubmitter: Sendable {
                 position: index + 1, kind: kind, location: location, samples: counts.reduce(0, +),
                 shards: sources.count, bytes: bytes, firstShard: first))
             logger.debug("planned input", metadata: [
-                "flotilla.job": "\(config.job)", "flotilla.input": "\(location)", "flotilla.shards": "\(sources.count)",
+                LoggingKeys.job: "\(config.job)", "flotilla.input": "\(location)", "flotilla.shards": "\(sources.count)",
             ])
         }
         try checkSizes(shards, config: config)
@@ -105,7 +105,7 @@ public struct JobSubmitter: Sendable {
         let config = plan.config
         let topics = plan.topics
         var logger = logger
-        logger[metadataKey: "flotilla.job"] = "\(config.job)"
+        logger[metadataKey: LoggingKeys.job] = "\(config.job)"
         let connection = connection.adding(jobProperties: config.kafka.properties)
         let admin = try BrokerAdmin(connection: connection, logger: logger)
         var catalog = try await admin.catalog()

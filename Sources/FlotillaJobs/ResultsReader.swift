@@ -28,7 +28,7 @@ public struct ResultsReader: Sendable {
     /// order the results topic yields them, and returns what was read.
     public func read(_ emit: (ResultRecord) throws(FlotillaError) -> Void) async throws(FlotillaError) -> ResultsSummary {
         var logger = logger
-        logger[metadataKey: "flotilla.job"] = "\(topics.job)"
+        logger[metadataKey: LoggingKeys.job] = "\(topics.job)"
         let catalog = try await BrokerAdmin(connection: connection, logger: logger).catalog()
         // Pass 1: the manifest, the ack ledger and the dead letters. Pass 2: the results, which
         // then count at once or never (no result waits in memory for an ack). A fresh consumer

@@ -1,7 +1,8 @@
 import ArgumentParser
 import FlotillaCore
-import FlotillaSpec
 import FlotillaJobs
+import FlotillaPredictor
+import FlotillaSpec
 import Foundation
 
 /// `flotilla submit JOB.yaml`: validates the spec, shards the inputs and publishes the job.
@@ -36,7 +37,7 @@ struct SubmitCommand: AsyncParsableCommand {
     func run() async throws {
         try await exitOnFlotillaError {
             let logger = CommandLogging.logger("flotilla.submit")
-            let config = try JobSpecLoader.load(path: spec)
+            let config = try JobSpecLoader.load(path: spec, builtins: Set(BuiltinPredictors.names))
             // Checked before sharding, so a missing --brokers costs no input scan.
             let connection = dryRun ? nil : try kafka.connection(fallback: config.kafka.brokers, specHasBrokers: true)
             let submitter = JobSubmitter(logger: logger)

@@ -98,13 +98,19 @@ struct SubmitCommandTests {
         #expect(try await JobsTest.readAll(fixture, ["flotilla.jobs"]).isEmpty, "no manifest")
     }
 
-    @Test("Exit codes: bad spec 2, no brokers 2, unreachable broker 1 within the timeout")
+    @Test("Exit codes: bad spec 2 (a misspelt builtin too), no brokers 2, unreachable broker 1 within the timeout")
     func exitCodes() async throws {
         let folder = try TemporaryFolder()
         let bad = try folder.write("bad.yaml", "job: x\ninputs: []\nstages: []\n")
         let badRun = try JobsTest.flotilla(["submit", bad, "--brokers", "127.0.0.1:1"])
         #expect(badRun.status == 2)
         #expect(badRun.stderr.contains("bad.yaml"))
+        // A misspelt builtin is refused by submit, as by run, before anything is published.
+        let data = try folder.write("data.jsonl", "{\"id\": \"a\"}\n")
+        let misspelt = try folder.write("misspelt.yaml", "job: x\ninputs: [{file: \(data)}]\nstages:\n  - name: s\n    builtin: identiy\n")
+        let misspeltRun = try JobsTest.flotilla(["submit", misspelt, "--dry-run"])
+        #expect(misspeltRun.status == 2)
+        #expect(misspeltRun.stderr.contains("identiy"), "\(misspeltRun.stderr)")
 
         let noBrokers = try JobsTest.flotilla(["submit", Self.quickstart])
         #expect(noBrokers.status == 2)

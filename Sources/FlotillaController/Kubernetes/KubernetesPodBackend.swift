@@ -80,7 +80,7 @@ public final class KubernetesPodBackend: PodBackend {
             return tracked.pod
         }
         if let adopted {
-            logger.info("worker pod already runs; adopted", metadata: ["flotilla.worker": "\(id)"])
+            logger.info("worker pod already runs; adopted", metadata: [LoggingKeys.worker: "\(id)"])
             return adopted
         }
         let name = state.withLock { state in
@@ -98,7 +98,7 @@ public final class KubernetesPodBackend: PodBackend {
         }
         let started = WorkerPod(id: id, startedAt: Timestamp.now())
         state.withLock { $0.tracked[id] = Tracked(pod: started, name: name, claimed: true) }
-        logger.info("started worker pod", metadata: ["flotilla.worker": "\(id)", "flotilla.pod": "\(name)"])
+        logger.info("started worker pod", metadata: [LoggingKeys.worker: "\(id)", "flotilla.pod": "\(name)"])
         return started
     }
 
