@@ -1,5 +1,6 @@
 @testable import FlotillaController
 import FlotillaCore
+import FlotillaTestSupport
 import Testing
 
 /// The shard table's derived views (open ids in order, unsettled ids, totals) always equal what a
@@ -63,18 +64,5 @@ struct ShardTableTests {
         table[done.id] = done
         #expect(table.openIDs == [1, 5, 7, 9].map(ShardRecord.shardID(index:)))
         #expect(table.count == 5)
-    }
-}
-
-/// A small deterministic generator for reproducible random walks.
-struct SplitMix {
-    var state: UInt64
-    init(seed: UInt64) { state = seed }
-    mutating func next() -> UInt64 {
-        state &+= 0x9E37_79B9_7F4A_7C15
-        var z = state
-        z = (z ^ (z >> 30)) &* 0xBF58_476D_1CE4_E5B9
-        z = (z ^ (z >> 27)) &* 0x94D0_49BB_1331_11EB
-        return z ^ (z >> 31)
     }
 }

@@ -1,5 +1,6 @@
 import Testing
 @testable import FlotillaCore
+import FlotillaTestSupport
 
 private func ack(_ shard: String, attempt: Int = 0, run: String, status: AckStatus = .done, samples: Int = 3) -> AckRecord {
     AckRecord(job: "j", shard: shard, attempt: attempt, run: run, worker: "w-\(run)", samples: samples,
@@ -166,18 +167,5 @@ struct ResultLedgerTests {
         #expect(ledger.incompleteShards.isEmpty)
         #expect(ledger.heldResults == 0)
         #expect(ledger.doneShards == 200)
-    }
-}
-
-/// A small deterministic generator so the stress test is repeatable.
-struct SplitMix: RandomNumberGenerator {
-    var state: UInt64
-    init(seed: UInt64) { state = seed }
-    mutating func next() -> UInt64 {
-        state &+= 0x9E37_79B9_7F4A_7C15
-        var z = state
-        z = (z ^ (z >> 30)) &* 0xBF58_476D_1CE4_E5B9
-        z = (z ^ (z >> 27)) &* 0x94D0_49BB_1331_11EB
-        return z ^ (z >> 31)
     }
 }

@@ -12,17 +12,23 @@ struct RecordReaderTests {
         JobConfig(job: id, inputs: [.inline([])], stages: [StageConfig(name: "s", predictor: .builtin("identity"))], baseDirectory: "/")
     }
 
-    @Test("reads every partition to its end (empty ones too), and a later scan goes on from the positions it returned")
-    func scansAndGoesOn() async throws {
+    /// A broker, a job `id` under a fresh topic prefix with its topics created, and the clients.
+    static func setUp(_ id: String, partitions: Int = 0) async throws
+        -> (fixture: BrokerFixture, connection: BrokerConnection, config: JobConfig, admin: BrokerAdmin, publisher: RecordPublisher) {
         let fixture = try await BrokerFixture()
         let connection = BrokerConnection(bootstrapServers: fixture.bootstrapServers)
-        let topics = TopicNames(prefix: "t\(UUID().uuidString.prefix(6).lowercased())", job: "scan")
+        var config = job(id)
+        config.kafka.topicPrefix = "p\(UUID().uuidString.prefix(6).lowercased())"
+        config.kafka.partitions = partitions
         let admin = try BrokerAdmin(connection: connection, logger: fixture.logger)
-        var config = Self.job("scan")
-        config.kafka.topicPrefix = topics.prefix
-        config.kafka.partitions = 3
         try await admin.createTopics(for: config)
-        let publisher = try RecordPublisher(connection: connection, logger: fixture.logger)
+        return (fixture, connection, config, admin, try RecordPublisher(connection: connection, logger: fixture.logger))
+    }
+
+    @Test("reads every partition to its end (empty ones too), and a later scan goes on from the positions it returned")
+    func scansAndGoesOn() async throws {
+        let (fixture, connection, config, admin, publisher) = try await Self.setUp("scan", partitions: 3)
+        let topics = config.topics
         let shards = (0..<7).map { ShardRecord(job: "scan", shard: ShardRecord.shardID(index: $0), source: .inline([])) }
         try await publisher.send(shards.enumerated().map { OutgoingRecord($1, topic: topics.shards, key: $1.shard, partition: Int32($0 % 2)) })
 
@@ -67,14 +73,8 @@ struct RecordReaderTests {
 
     @Test("one decode path: by topic, key and type header; a record whose header names another type is refused")
     func decodesJobRecords() async throws {
-        let fixture = try await BrokerFixture()
-        let connection = BrokerConnection(bootstrapServers: fixture.bootstrapServers)
-        var config = Self.job("decode")
-        config.kafka.topicPrefix = "d\(UUID().uuidString.prefix(6).lowercased())"
+        let (fixture, connection, config, admin, publisher) = try await Self.setUp("decode")
         let topics = config.topics
-        let admin = try BrokerAdmin(connection: connection, logger: fixture.logger)
-        try await admin.createTopics(for: config)
-        let publisher = try RecordPublisher(connection: connection, logger: fixture.logger)
         let ack = AckRecord(job: "decode", shard: "s000000", attempt: 0, run: "r", worker: "w1", samples: 2, startedAt: 0)
         try await publisher.send([
             OutgoingRecord(ack, topic: topics.acks, key: ack.shard, attempt: 0),
@@ -107,14 +107,9 @@ struct RecordReaderTests {
 
     @Test("the latest manifest of a job wins; other jobs' manifests are told apart; a missing job is named")
     func manifests() async throws {
-        let fixture = try await BrokerFixture()
-        let connection = BrokerConnection(bootstrapServers: fixture.bootstrapServers)
-        var config = Self.job("m1")
-        config.kafka.topicPrefix = "m\(UUID().uuidString.prefix(6).lowercased())"
+        let (fixture, connection, config, _, publisher) = try await Self.setUp("m1")
         var other = Self.job("m2")
         other.kafka.topicPrefix = config.kafka.topicPrefix
-        try await BrokerAdmin(connection: connection, logger: fixture.logger).createTopics(for: config)
-        let publisher = try RecordPublisher(connection: connection, logger: fixture.logger)
         let jobs = config.topics.jobs
         try await publisher.send([
             OutgoingRecord(JobManifest(config: config, shards: 1), topic: jobs, key: "m1"),
