@@ -144,15 +144,20 @@ func validatedJobID(_ id: String) throws(FlotillaError) -> String {
     return id
 }
 
-/// Loggers of the job commands: to stderr, level from FLOTILLA_LOG_LEVEL (default `warning`).
-/// Broker connection errors are reported through the command's own message, so librdkafka's
-/// own log lines are kept at `critical` unless the level is lowered explicitly.
+/// Loggers of the job commands: swift-log bootstrapped once per process, to stderr (stdout is
+/// for results and JSON summaries), level from FLOTILLA_LOG_LEVEL (default `warning`). Broker
+/// connection errors are reported through the command's own message, so librdkafka's own log
+/// lines are kept at `critical` unless the level is lowered explicitly.
 enum CommandLogging {
     static func logger(_ label: String) -> Logger {
-        var logger = Logger(label: label) { StreamLogHandler.standardError(label: $0) }
-        let configured = ProcessInfo.processInfo.environment["FLOTILLA_LOG_LEVEL"].flatMap(Logger.Level.init(rawValue:))
-        logger.logLevel = configured ?? .warning
-        return logger
+        _ = bootstrapped
+        return Logger(label: label)
+    }
+
+    private static let bootstrapped: Void = LoggingSystem.bootstrap { label in
+        var handler = StreamLogHandler.standardError(label: label)
+        handler.logLevel = ProcessInfo.processInfo.environment["FLOTILLA_LOG_LEVEL"].flatMap(Logger.Level.init(rawValue:)) ?? .warning
+        return handler
     }
 
     /// The logger handed to Kafka clients.
