@@ -2,50 +2,41 @@
 ///
 /// Encodes like the YAML: `{file, format, id}`, `{url, format, id}` or `{inline: [{id, input}]}`.
 public enum InputConfig: Sendable, Hashable, Codable {
-    /// A local JSON-lines or CSV file, sharded by byte ranges on line boundaries.
-    case file(FileInput)
-    /// An HTTP(S) resource, sharded by byte ranges read with Range requests.
-    case http(HTTPInput)
+    /// A JSON-lines or CSV file or HTTP(S) resource, sharded by byte ranges on line boundaries.
+    case lines(LinesInput)
     /// Samples written in the spec itself, ids already assigned.
     case inline([InlineSample])
 
     /// Where a file or URL input's bytes are; nil for inline samples.
     public var location: LineSource.Location? {
-        switch self {
-        case .file(let input): .file(path: input.path)
-        case .http(let input): .url(input.url)
-        case .inline: nil
-        }
+        if case .lines(let input) = self { input.location } else { nil }
     }
 
     private enum CodingKeys: String, CodingKey { case file, url, inline, format, id }
 
     public init(from decoder: any Decoder) throws {
         let container = try decoder.container(keyedBy: CodingKeys.self)
+        let location: LineSource.Location
         if let path = try container.decodeIfPresent(String.self, forKey: .file) {
-            self = .file(FileInput(
-                path: path,
-                format: try container.decode(LineFormat.self, forKey: .format),
-                idField: IDField(try container.decodeIfPresent(String.self, forKey: .id))))
+            location = .file(path: path)
         } else if let url = try container.decodeIfPresent(String.self, forKey: .url) {
-            self = .http(HTTPInput(
-                url: url,
-                format: try container.decode(LineFormat.self, forKey: .format),
-                idField: IDField(try container.decodeIfPresent(String.self, forKey: .id))))
+            location = .url(url)
         } else {
             self = .inline(try container.decode([InlineSample].self, forKey: .inline))
+            return
         }
+        self = .lines(LinesInput(location, format: try container.decode(LineFormat.self, forKey: .format),
+                                 idField: IDField(try container.decodeIfPresent(String.self, forKey: .id))))
     }
 
     public func encode(to encoder: any Encoder) throws {
         var container = encoder.container(keyedBy: CodingKeys.self)
         switch self {
-        case .file(let input):
-            try container.encode(input.path, forKey: .file)
-            try container.encode(input.format, forKey: .format)
-            try container.encodeIfPresent(input.idField.explicitName, forKey: .id)
-        case .http(let input):
-            try container.encode(input.url, forKey: .url)
+        case .lines(let input):
+            switch input.location {
+            case .file(let path): try container.encode(path, forKey: .file)
+            case .url(let url): try container.encode(url, forKey: .url)
+            }
             try container.encode(input.format, forKey: .format)
             try container.encodeIfPresent(input.idField.explicitName, forKey: .id)
         case .inline(let samples):
@@ -54,35 +45,22 @@ public enum InputConfig: Sendable, Hashable, Codable {
     }
 }
 
-/// A local line-oriented file.
-public struct FileInput: Sendable, Hashable {
-    /// Absolute path (relative paths in the spec resolve against the spec's folder). Existence is
-    /// checked when the input is sharded, not when the spec is loaded.
-    public var path: String
-    /// Default from the extension: `.jsonl`, `.ndjson`, `.json` → jsonl; `.csv` → csv.
+/// A line-oriented input: a local file or an HTTP(S) resource (one type, as `LineSource`: only
+/// where the bytes come from differs).
+public struct LinesInput: Sendable, Hashable {
+    /// A local file (an absolute path: relative paths in the spec resolve against the spec's
+    /// folder; existence is checked when the input is sharded, not when the spec is loaded) or an
+    /// `http://` or `https://` URL.
+    public var location: LineSource.Location
+    /// Default from the extension of the file or the URL's path: `.jsonl`, `.ndjson`, `.json` →
+    /// jsonl; `.csv` → csv.
     public var format: LineFormat
     /// The field (JSON lines) or column (CSV) holding the sample id; a line without it gets the
-    /// id `<file>:<line>`.
+    /// id `<file or url>:<line>`.
     public var idField: IDField
 
-    public init(path: String, format: LineFormat, idField: IDField = .standard) {
-        self.path = path
-        self.format = format
-        self.idField = idField
-    }
-}
-
-/// An HTTP(S) line-oriented resource.
-public struct HTTPInput: Sendable, Hashable {
-    /// An `http://` or `https://` URL.
-    public var url: String
-    /// Default from the URL path's extension, as for files.
-    public var format: LineFormat
-    /// As `FileInput.idField`; a line without it gets the id `<url>:<line>`.
-    public var idField: IDField
-
-    public init(url: String, format: LineFormat, idField: IDField = .standard) {
-        self.url = url
+    public init(_ location: LineSource.Location, format: LineFormat, idField: IDField = .standard) {
+        self.location = location
         self.format = format
         self.idField = idField
     }

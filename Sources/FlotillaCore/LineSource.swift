@@ -20,6 +20,11 @@ public struct LineSource: Sendable, Hashable {
             }
         }
 
+        /// Whether this is a local file.
+        public var isFile: Bool {
+            if case .file = self { true } else { false }
+        }
+
         /// "file /data/x.jsonl" or "url http://host/x.csv".
         public var description: String {
             switch self {

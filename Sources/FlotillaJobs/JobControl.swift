@@ -3,16 +3,10 @@ import FlotillaKafka
 import Logging
 
 /// `flotilla cancel`, `scale` and `close`: commands published for the workers and the controller.
-public struct JobControl: Sendable {
-    public var connection: BrokerConnection
-    public var topics: TopicNames
-    public var logger: Logger
+public struct JobControl: JobClient {
+    public let access: JobAccess
 
-    public init(connection: BrokerConnection, prefix: String = KafkaConfig.defaultTopicPrefix, job: String, logger: Logger) {
-        self.connection = connection
-        self.topics = TopicNames(prefix: prefix, job: job)
-        self.logger = logger
-    }
+    public init(access: JobAccess) { self.access = access }
 
     /// What `cancel` did.
     public enum CancelOutcome: Sendable, Hashable {
@@ -27,7 +21,7 @@ public struct JobControl: Sendable {
     /// Publishes `cancel` for every worker (target `*`) on the control topic, then the job's
     /// manifest with status `cancelled` and the counts so far as its summary.
     public func cancel(reason: String = "cancelled by user") async throws(FlotillaError) -> CancelOutcome {
-        let status = try await JobStatusReader(connection: connection, prefix: topics.prefix, job: topics.job, logger: logger).read()
+        let status = try await JobStatusReader(access: access).read()
         switch status.state {
         case .cancelled: return .alreadyCancelled
         case .done: return .alreadyDone
@@ -56,7 +50,7 @@ public struct JobControl: Sendable {
         if let workers, workers < 0 {
             throw FlotillaError(.invalidConfiguration, "the number of workers must be >= 0, not \(workers)")
         }
-        let manifest = try await JobStatusReader(connection: connection, prefix: topics.prefix, job: topics.job, logger: logger)
+        let manifest = try await JobStatusReader(access: access)
             .read().manifest
         if manifest.status == .done || manifest.status == .cancelled {
             throw FlotillaError(.invalidInput, "job '\(topics.job)' is \(manifest.status.rawValue); there is no fleet to scale")
@@ -76,7 +70,7 @@ public struct JobControl: Sendable {
     /// Publishes `close` for the controller of an open job: it ends the job once every shard
     /// published before the close is done. Refused for a job that is not open, or already over.
     public func close() async throws(FlotillaError) -> ControlRecord {
-        let manifest = try await JobStatusReader(connection: connection, prefix: topics.prefix, job: topics.job, logger: logger)
+        let manifest = try await JobStatusReader(access: access)
             .read().manifest
         guard manifest.config.mode == .open else {
             throw FlotillaError(.invalidInput, "job '\(topics.job)' is not open (mode: open in its spec); it ends by itself when its shards are done")

@@ -5,16 +5,10 @@ import Logging
 /// Reads a job's state from its topics (`flotilla status`): the latest manifest on `<p>.jobs`, the
 /// acks (the completion ledger, first done ack per shard wins), the DLQ and the shards topic
 /// (for re-enqueued attempts). Read-only; every call reads the topics again from the start.
-public struct JobStatusReader: Sendable {
-    public var connection: BrokerConnection
-    public var topics: TopicNames
-    public var logger: Logger
+public struct JobStatusReader: JobClient {
+    public let access: JobAccess
 
-    public init(connection: BrokerConnection, prefix: String = KafkaConfig.defaultTopicPrefix, job: String, logger: Logger) {
-        self.connection = connection
-        self.topics = TopicNames(prefix: prefix, job: job)
-        self.logger = logger
-    }
+    public init(access: JobAccess) { self.access = access }
 
     /// The job's current status; fails with `.invalidInput` when the job has no manifest.
     public func read() async throws(FlotillaError) -> JobStatusReport {

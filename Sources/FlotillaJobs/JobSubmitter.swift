@@ -45,21 +45,21 @@ public struct JobSubmitter: Sendable {
             let location: String
             var bytes: Int64?
             switch input {
-            case .file(let file):
-                let plan = try await FileSharder.planInBackground(
-                    path: file.path, format: file.format, idField: file.idField,
-                    samplesPerShard: perShard, maxSampleBytes: config.shard.maxSampleBytes)
+            case .lines(let input):
+                let plan = switch input.location {
+                case .file(let path):
+                    try await FileSharder.planInBackground(
+                        path: path, format: input.format, idField: input.idField,
+                        samplesPerShard: perShard, maxSampleBytes: config.shard.maxSampleBytes)
+                case .url(let url):
+                    try await HTTPSharder.plan(
+                        url: url, format: input.format, idField: input.idField,
+                        samplesPerShard: perShard, maxSampleBytes: config.shard.maxSampleBytes,
+                        options: http, logger: logger)
+                }
                 sources = plan.ranges.map { .lines($0) }
                 counts = plan.sampleCounts
-                (kind, location, bytes) = ("file", file.path, plan.bytes)
-            case .http(let resource):
-                let plan = try await HTTPSharder.plan(
-                    url: resource.url, format: resource.format, idField: resource.idField,
-                    samplesPerShard: perShard, maxSampleBytes: config.shard.maxSampleBytes,
-                    options: http, logger: logger)
-                sources = plan.ranges.map { .lines($0) }
-                counts = plan.sampleCounts
-                (kind, location, bytes) = ("url", resource.url, plan.bytes)
+                (kind, location, bytes) = (input.location.isFile ? "file" : "url", input.location.name, plan.bytes)
             case .inline(let samples):
                 let groups = try InlineSharder.shard(
                     samples: samples, samplesPerShard: perShard,
@@ -149,11 +149,8 @@ public struct JobSubmitter: Sendable {
                 "an earlier submit of job '\(config.job)' stopped before its manifest: \(present.count) of \(plan.shards.count) shards are on \(topics.shards); pass --resume to publish the rest and the manifest")
         }
 
-        try await admin.createTopics(for: config)
-        catalog = try await admin.catalog()
-        guard let partitionCount = catalog[topics.shards], partitionCount > 0 else {
-            throw FlotillaError(.kafka, "topic \(topics.shards) is missing after it was created at \(connection.bootstrapServers)")
-        }
+        catalog = try await admin.createTopics(for: config)
+        let partitionCount = catalog[topics.shards] ?? 1
 
         let publisher = try RecordPublisher(connection: connection, maxMessageBytes: config.kafka.maxMessageBytes, logger: logger)
         await publisher.prepare(for: [topics.shards, topics.jobs])

@@ -11,24 +11,16 @@ import Logging
 /// out, so the output is a consistent snapshot of done shards: a done shard whose results are not
 /// all readable yet is read on for up to `settleTime`, and named in `incompleteShards` if it
 /// still falls short. Also reads the DLQ and the manifest.
-public struct ResultsReader: Sendable {
-    public var connection: BrokerConnection
-    public var topics: TopicNames
-    public var logger: Logger
+public struct ResultsReader: JobClient {
+    public let access: JobAccess
     /// How long to read on for done shards whose results are not all readable yet.
     public var settleTime: Duration = .seconds(10)
 
-    public init(connection: BrokerConnection, prefix: String = KafkaConfig.defaultTopicPrefix, job: String, logger: Logger) {
-        self.connection = connection
-        self.topics = TopicNames(prefix: prefix, job: job)
-        self.logger = logger
-    }
+    public init(access: JobAccess) { self.access = access }
 
     /// Calls `emit` once per counted result (one per input sample of every done shard), in the
     /// order the results topic yields them, and returns what was read.
     public func read(_ emit: (ResultRecord) throws(FlotillaError) -> Void) async throws(FlotillaError) -> ResultsSummary {
-        var logger = logger
-        logger[metadataKey: LoggingKeys.job] = "\(topics.job)"
         let catalog = try await BrokerAdmin(connection: connection, logger: logger).catalog()
         // Pass 1: the manifest, the ack ledger and the dead letters. Pass 2: the results, which
         // then count at once or never (no result waits in memory for an ack). A fresh consumer

@@ -61,13 +61,26 @@ public final class BrokerAdmin: Sendable {
     }
 
     /// Creates the topics `config` needs (docs/PROTOCOL.md, "Topics"); existing ones are kept as
-    /// they are. `includingJobs` creates the shared, compacted `<p>.jobs` too.
-    public func createTopics(for config: JobConfig, includingJobs: Bool = true) async throws(FlotillaError) {
+    /// they are. `includingJobs` creates the shared, compacted `<p>.jobs` too. Returns the
+    /// catalog once it lists them all: a broker may answer the creation before its metadata
+    /// shows the new topics (seen once on the embedded broker).
+    @discardableResult
+    public func createTopics(for config: JobConfig, includingJobs: Bool = true) async throws(FlotillaError) -> TopicCatalog {
         let specifications = Self.topicSpecifications(for: config).filter { includingJobs || $0.name != config.topics.jobs }
         do {
             try await admin.createTopics(specifications, ignoreExisting: true, timeout: connection.timeout)
         } catch {
             throw FlotillaError(.kafka, "cannot create the topics of job '\(config.job)'", underlying: error)
+        }
+        let deadline = ContinuousClock.now + connection.timeout
+        while true {
+            let catalog = try await catalog()
+            let missing = specifications.map(\.name).filter { (catalog[$0] ?? 0) == 0 }
+            if missing.isEmpty { return catalog }
+            guard ContinuousClock.now < deadline else {
+                throw FlotillaError(.kafka, "topic(s) \(missing.joined(separator: ", ")) are missing after they were created at \(connection.bootstrapServers)")
+            }
+            try? await Task.sleep(for: .milliseconds(50))
         }
     }
 

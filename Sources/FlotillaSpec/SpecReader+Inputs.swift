@@ -26,14 +26,14 @@ extension SpecReader {
             let path = try fileNode.nonEmptyString()
             let format = try readFormat(map, source: path)
             let idField = try readIDField(map)
-            return .file(FileInput(path: SpecPaths.resolve(path, against: base), format: format, idField: idField))
+            return .lines(LinesInput(.file(path: SpecPaths.resolve(path, against: base)), format: format, idField: idField))
         case "url":
             let urlNode = try map.required("url")
             let url = try urlNode.nonEmptyString()
             if let problem = Self.problem(withURL: url) { throw urlNode.error(problem) }
             let format = try readFormat(map, source: url)
             let idField = try readIDField(map)
-            return .http(HTTPInput(url: url, format: format, idField: idField))
+            return .lines(LinesInput(.url(url), format: format, idField: idField))
         default:
             for key in ["format", "id"] {
                 if let extra = map[key] {

@@ -27,7 +27,7 @@ func decodeError<T: FlotillaRecord>(_ type: T.Type, _ json: String) -> String? {
 
 let sampleConfig = JobConfig(
     job: "j1",
-    inputs: [.file(FileInput(path: "/d/a.jsonl", format: .jsonl)), .inline([InlineSample(id: "x", input: .int(1))])],
+    inputs: [.lines(LinesInput(.file(path: "/d/a.jsonl"), format: .jsonl)), .inline([InlineSample(id: "x", input: .int(1))])],
     stages: [StageConfig(name: "s", predictor: .command(["/bin/p", "-x"]), timeout: .milliseconds(1500))],
     baseDirectory: "/d")
 
@@ -266,7 +266,7 @@ struct OutputDirectoryTests {
 @Suite("Manifest signing and declared sources")
 struct ManifestSignatureTests {
     private func manifest() -> JobManifest {
-        let config = JobConfig(job: "j", inputs: [.file(FileInput(path: "/data/in.jsonl", format: .jsonl))],
+        let config = JobConfig(job: "j", inputs: [.lines(LinesInput(.file(path: "/data/in.jsonl"), format: .jsonl))],
                                stages: [StageConfig(name: "m", predictor: .command(["python3", "m.py"]))], baseDirectory: "/data")
         return JobManifest(config: config, shards: 1, createdAt: 1)
     }

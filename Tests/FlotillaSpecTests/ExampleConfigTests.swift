@@ -34,7 +34,7 @@ struct ExampleConfigTests {
         let config = try load("quickstart.yaml")
         let root = repositoryRoot
         #expect(config.job == "digits-quickstart")
-        #expect(config.inputs == [.file(FileInput(path: root + "/.tools/data/digits.jsonl", format: .jsonl, idField: .standard))])
+        #expect(config.inputs == [.lines(LinesInput(.file(path: root + "/.tools/data/digits.jsonl"), format: .jsonl, idField: .standard))])
         #expect(config.stages.map(\.name) == ["classify"])
         #expect(config.stages[0].predictor == .command([
             root + "/.tools/venv/bin/python", root + "/python/examples/digits_predictor.py",
@@ -63,7 +63,7 @@ struct ExampleConfigTests {
     @Test("http-source reads a URL")
     func httpSource() throws {
         let config = try load("http-source.yaml")
-        #expect(config.inputs == [.http(HTTPInput(url: "http://127.0.0.1:8080/digits.jsonl", format: .jsonl, idField: "id"))])
+        #expect(config.inputs == [.lines(LinesInput(.url("http://127.0.0.1:8080/digits.jsonl"), format: .jsonl, idField: "id"))])
         #expect(config.kafka.properties == ["client.id": "flotilla-http-example"])
         #expect(config.shardPartitions == 8)
     }

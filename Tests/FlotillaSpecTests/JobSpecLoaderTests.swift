@@ -23,7 +23,7 @@ struct JobSpecLoaderTests {
         let config = try loadSpec(minimalSpec)
         #expect(JobSpecLoader.problem(withJobID: config.job) == nil)
         #expect(config.job.hasPrefix("job-"))
-        #expect(config.inputs == [.file(FileInput(path: "/specs/data/digits.jsonl", format: .jsonl, idField: .standard))])
+        #expect(config.inputs == [.lines(LinesInput(.file(path: "/specs/data/digits.jsonl"), format: .jsonl, idField: .standard))])
         #expect(config.shard == ShardConfig(samples: 100, maxSampleBytes: 995_904))
         #expect(config.stages.count == 1)
         let stage = config.stages[0]
@@ -84,9 +84,9 @@ struct JobSpecLoaderTests {
               properties: { security.protocol: SASL_SSL, linger.ms: 5 }
             """)
         #expect(config.job == "my-job.v2_1")
-        #expect(config.inputs[0] == .file(FileInput(path: "/data/a.csv", format: .csv, idField: "key")))
-        #expect(config.inputs[1] == .file(FileInput(path: "/specs/b.txt", format: .jsonl)))
-        #expect(config.inputs[2] == .http(HTTPInput(url: "https://example.invalid/path/c.csv?sig=1", format: .csv)))
+        #expect(config.inputs[0] == .lines(LinesInput(.file(path: "/data/a.csv"), format: .csv, idField: "key")))
+        #expect(config.inputs[1] == .lines(LinesInput(.file(path: "/specs/b.txt"), format: .jsonl)))
+        #expect(config.inputs[2] == .lines(LinesInput(.url("https://example.invalid/path/c.csv?sig=1"), format: .csv)))
         #expect(config.inputs[3] == .inline([
             InlineSample(id: "a", input: .object(["x": .int(1)])),
             InlineSample(id: "inline:2", input: .int(7)),
@@ -122,7 +122,7 @@ struct JobSpecLoaderTests {
     @Test("CRLF line endings, comments, anchors and explicit nulls are fine")
     func yamlForms() throws {
         let crlf = try loadSpec("# comment\r\ninputs:\r\n  - file: a.csv   # trailing\r\nstages:\r\n  - name: s\r\n    builtin: identity\r\nshard:\r\n")
-        #expect(crlf.inputs == [.file(FileInput(path: "/specs/a.csv", format: .csv))])
+        #expect(crlf.inputs == [.lines(LinesInput(.file(path: "/specs/a.csv"), format: .csv))])
         #expect(crlf.shard == ShardConfig())
         let anchors = try loadSpec("""
             inputs: [{file: a.jsonl}]
@@ -164,7 +164,7 @@ struct JobSpecLoaderTests {
         let config = try JobSpecLoader.load(path: specPath)
         let root = SpecPaths.normalize(folder.path)
         #expect(config.baseDirectory == root + "/conf")
-        #expect(config.inputs == [.file(FileInput(path: root + "/data/in.csv", format: .csv))])
+        #expect(config.inputs == [.lines(LinesInput(.file(path: root + "/data/in.csv"), format: .csv))])
         #expect(config.stages[0].predictor == .command([
             root + "/venv/bin/python", root + "/conf/p.py", root + "/conf/x/y.bin", "a b/c", "https://h/x", "~/m",
         ]))
@@ -176,7 +176,7 @@ struct JobSpecLoaderTests {
         let config = try JobSpecLoader.load(yaml: minimalSpec, fileName: "conf/job.yaml")
         let cwd = SpecPaths.normalize(FileManager.default.currentDirectoryPath)
         #expect(config.baseDirectory == cwd + "/conf")
-        #expect(config.inputs == [.file(FileInput(path: cwd + "/conf/data/digits.jsonl", format: .jsonl))])
+        #expect(config.inputs == [.lines(LinesInput(.file(path: cwd + "/conf/data/digits.jsonl"), format: .jsonl))])
     }
 
     @Test("generated job ids have the documented shape and differ")
