@@ -27,9 +27,12 @@ public final class BrokerAdmin: Sendable {
         }
     }
 
-    /// The cluster's topics, proving the brokers answer; fails within the connection's timeout
-    /// when they do not, and within about a second when every try is refused or the host name
-    /// does not resolve (that is known at once; waiting out the timeout made a typo cost 10 s).
+    /// The cluster's topics, proving the brokers answer: for a command a person waits on. Fails
+    /// within the connection's timeout when they do not, and within about a second when every try
+    /// is refused or the host name does not resolve (that is known at once; waiting out the
+    /// timeout made a typo cost 10 s). It asks again every half second meanwhile, so the fleet's
+    /// processes use `topics()` instead: a hundred workers starting at once would each repeat
+    /// their request twice a second to a broker that is slow because they all start.
     public func catalog() async throws(FlotillaError) -> TopicCatalog {
         let timeout = connection.timeout
         let started = ContinuousClock.now
@@ -51,8 +54,8 @@ public final class BrokerAdmin: Sendable {
         }
     }
 
-    /// One metadata request, without the retries of `catalog()` (a loop that polls for topics).
-    func metadataOnce() async throws(FlotillaError) -> TopicCatalog {
+    /// The cluster's topics from one metadata request, which may take the connection's timeout.
+    public func topics() async throws(FlotillaError) -> TopicCatalog {
         do {
             return TopicCatalog(partitions: try await admin.metadata().topics)
         } catch {
@@ -74,7 +77,7 @@ public final class BrokerAdmin: Sendable {
         }
         let deadline = ContinuousClock.now + connection.timeout
         while true {
-            let catalog = try await catalog()
+            let catalog = try await topics()
             let missing = specifications.map(\.name).filter { (catalog[$0] ?? 0) == 0 }
             if missing.isEmpty { return catalog }
             guard ContinuousClock.now < deadline else {

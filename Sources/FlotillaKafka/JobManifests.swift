@@ -48,7 +48,7 @@ public struct ManifestCollector: Sendable {
         let reader = try RecordReader(connection: connection, pace: .catchUp, isolation: .uncommitted, logger: logger)
         let outcome: Result<JobManifest, FlotillaError>
         do throws(FlotillaError) {
-            let catalog = try await BrokerAdmin(connection: connection, logger: logger).catalog()
+            let catalog = try await BrokerAdmin(connection: connection, logger: logger).topics()
             guard catalog[topics.jobs] != nil else {
                 throw FlotillaError(.kafka, "cannot read the manifest of job '\(topics.job)': there is no \(topics.jobs) topic at \(connection.bootstrapServers) yet")
             }

@@ -38,7 +38,7 @@ public final class JobTopicsReader: Sendable {
         let wanted = only ?? names
         let deadline = ContinuousClock.now + timeout
         while true {
-            let catalog = try await admin.metadataOnce()
+            let catalog = try await admin.topics()
             let missing = wanted.filter { (catalog[$0] ?? 0) == 0 }
             if missing.isEmpty {
                 let quiet = [topics.acks, topics.control, topics.dlq]

@@ -65,7 +65,7 @@ public final class RecordReader: Sendable {
     /// that answers ListOffsets wrongly (Tansu 0.6) makes it read from the start: slower, not wrong.
     public func readLast(_ count: Int, of topics: [String]) async throws(FlotillaError) {
         let admin = try BrokerAdmin(connection: connection, logger: logger)
-        let catalog = try await admin.catalog()
+        let catalog = try await admin.topics()
         var partitions: [TopicPartitionOffset] = []
         for topic in topics {
             guard let partitionCount = catalog[topic] else {

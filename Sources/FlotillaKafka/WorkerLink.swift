@@ -57,7 +57,7 @@ public final class WorkerLink: Sendable {
             // work. Both readers start while the transactional producer initialises.
             let commandReader = try RecordReader(connection: connection, pace: .commands, isolation: .uncommitted, logger: logger)
             let acksReader = try RecordReader(connection: connection, pace: .hints, isolation: .committed, logger: logger)
-            let catalog = try await BrokerAdmin(connection: connection, logger: logger).catalog()
+            let catalog = try await BrokerAdmin(connection: connection, logger: logger).topics()
             if let missing = [topics.control, topics.acks].first(where: { catalog[$0] == nil }) {
                 throw FlotillaError(.kafka, "topic \(missing) does not exist on \(connection.bootstrapServers)")
             }
