@@ -13,8 +13,9 @@ extension ShardLedger {
     /// by the final reconcile.
     ///
     /// Each joining worker holds at most 4 unfinished warm shards, 2 more for each it finished,
-    /// never more than `warmStartShards` nor its share of what is pending; only first publications
-    /// are handed out, and never a shard queued at or running on any worker.
+    /// and, once it reports a rate, no more than it finishes in a heartbeat interval (at least 4);
+    /// never more than `warmStartShards` nor its share of what is pending. Only first
+    /// publications are handed out, and never a shard queued at or running on any worker.
     mutating func warmStart(now: Int64, plan: TargetPlan, actions: inout [LedgerAction]) {
         // Only while the group has not formed: once any worker owns partitions, its group copies
         // race the takes, and a late joiner is served by stealing instead (measured: 2 % of
@@ -49,7 +50,10 @@ extension ShardLedger {
             // so a slow worker is not handed a backlog it would finish last (measured: dealing 32
             // each at once made a fleet with one 3x slower worker 1.59x the ideal time).
             let finished = warmTakes.filter { shard, take in take.worker == worker && (shards[shard]?.isDone ?? false) }.count
-            let budget = min(share, settings.warmStartShards, 4 + 2 * finished) - held
+            // And by its measured rate: what it holds is what it runs last, so a slow worker that
+            // held as much as a fast one ended the job alone (one 3x slower worker of 3: its taken
+            // shards ran 2.6 s past the others, 1.36x the ideal time, measured).
+            let budget = min(share, settings.warmStartShards, 4 + 2 * finished, shardsPerInterval(of: worker) ?? .max) - held
             guard budget > 0 else { continue }
             for (shard, attempt, partition, offset) in candidates.prefix(budget) {
                 warmTakes[shard] = WarmTake(worker: worker, attempt: attempt, at: now)
@@ -58,5 +62,14 @@ extension ShardLedger {
             candidates.removeFirst(min(budget, candidates.count))
             if candidates.isEmpty { break }
         }
+    }
+
+    /// The shards `worker` finishes in one heartbeat interval at its measured rate, at least 4;
+    /// nil before it reports a rate.
+    func shardsPerInterval(of worker: String) -> Int? {
+        guard let rate = workers[worker]?.rate, rate > 0 else { return nil }
+        let samplesPerShard = Double(expectedSamples ?? 0) / Double(max(1, expectedShards ?? 0))
+        guard samplesPerShard > 0 else { return nil }
+        return max(4, Int((rate * Double(settings.heartbeatMs) / 1_000 / samplesPerShard).rounded(.up)))
     }
 }

@@ -57,6 +57,27 @@ struct ShardLedgerWarmStartTests {
         #expect(assigned.tick(now: 1_000).takes.isEmpty)
     }
 
+    @Test("once workers report rates, each holds what it finishes in a heartbeat interval (at least 4): a slow worker is not given a fast one's backlog")
+    func holdsByRate() {
+        // 200 shards of 2 samples, heartbeats every second.
+        var ledger = Fixtures.ledger(shards: 200)
+        var taken: [String: [String]] = [:]
+        for worker in ["w1", "w2"] {
+            ledger.apply(heartbeat: Fixtures.heartbeat(worker, at: 1_000, partitions: []), receivedAt: 1_000)
+        }
+        for take in ledger.tick(now: 1_000).takes { taken[take.worker, default: []].append(take.shard) }
+        // Both finish their 4; w1 runs 20 samples/s (10 shards a second), w2 4 samples/s (2 a second).
+        for (worker, rate) in [("w1", 20.0), ("w2", 4.0)] {
+            var beat = Fixtures.heartbeat(worker, at: 2_000, running: [(199, 0, 1)], partitions: [])
+            beat.samplesPerSecond = rate
+            beat.committed = taken[worker, default: []].map { CommittedShard(shard: $0, attempt: 0, run: "r-\($0)", samples: 2) }
+            ledger.apply(heartbeat: beat, receivedAt: 2_000)
+        }
+        let more = ledger.tick(now: 2_000).takes
+        #expect(more.filter { $0.worker == "w1" }.count == 10, "a second of w1's work (its slow start would allow 12)")
+        #expect(more.filter { $0.worker == "w2" }.count == 4, "w2's rate gives 2: the floor of 4 holds")
+    }
+
     @Test("never a shard that is queued, running elsewhere, or re-enqueued")
     func skipsHeldWork() {
         var ledger = Fixtures.ledger(shards: 6)
