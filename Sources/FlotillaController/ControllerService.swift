@@ -58,26 +58,34 @@ public final class ControllerService: Service {
     /// The publisher HTTP actions publish with, while connected.
     var controlPublisher: RecordPublisher? { state.withLock { $0.publisher } }
 
-    /// `Service`: runs the job; the outcome is in `outcome`. A graceful shutdown (SIGTERM) stops
-    /// the fleet and returns without finishing the job (a later controller carries on).
+    /// `Service`: runs the job, without the HTTP server (`statusServer()` is a service of its
+    /// own beside it); the outcome is in `outcome`. A graceful shutdown (SIGTERM) stops the fleet
+    /// and returns without finishing the job (a later controller carries on).
     public func run() async throws {
-        let outcome = try await runJob(onListening: onListening)
+        let outcome = try await runConnected()
         state.withLock { $0.outcome = outcome }
     }
 
-    /// Runs the job to completion or cancellation. Returns nil when shut down gracefully first.
-    /// With `options.http`, the HTTP server runs alongside and stops when the job ends.
-    public func runJob(onListening: @escaping @Sendable (String) -> Void = { _ in }) async throws -> ControllerOutcome? {
-        guard let settings = options.http else { return try await runConnected() }
-        let server = operatorServer(settings) { address in
-            self.state.withLock { $0.httpAddress = address }
-            onListening(address)
-        }
+    /// The HTTP server of `options.http` (status, metrics, dashboard, actions) as a `Service` to
+    /// run beside this one; nil without `options.http`. It calls `onListening` once bound.
+    public func statusServer() -> OperatorServer? {
+        guard let settings = options.http else { return nil }
         if !settings.address.isLoopback {
             logger.warning("the HTTP server listens beyond this machine", metadata: [
                 "flotilla.address": "\(settings.address)", "flotilla.actions": "\(settings.token == nil ? "disabled" : "need the token")",
             ])
         }
+        return operatorServer(settings) { [onListening] address in
+            self.state.withLock { $0.httpAddress = address }
+            onListening(address)
+        }
+    }
+
+    /// Runs the job to completion or cancellation, with the HTTP server of `options.http` beside
+    /// it until the job ends (embedding and tests; the executables run both in one group).
+    /// Returns nil when shut down gracefully first.
+    public func runJob() async throws -> ControllerOutcome? {
+        guard let server = statusServer() else { return try await runConnected() }
         return try await server.serving { try await runConnected() }
     }
 

@@ -53,8 +53,25 @@ public final class OperatorServer: Service {
     /// `http://HOST:PORT` once listening.
     public var url: String? { listening.url.withLock { $0 } }
 
-    /// `Service`: serves until cancelled or shut down gracefully.
+    /// `Service`: serves until cancelled or shut down gracefully; a graceful shutdown gives open
+    /// requests (a dashboard polling `/status`) `shutdownGrace`, then cancels them.
     public func run() async throws {
+        try await withThrowingTaskGroup(of: Void.self) { tasks in
+            tasks.addTask { try await self.serve() }
+            tasks.addTask {
+                // Ends with the group's graceful shutdown, or throws when the service is cancelled.
+                try await gracefulShutdown()
+                try await Task.sleep(for: self.shutdownGrace)
+            }
+            try await tasks.next()
+            tasks.cancelAll()
+        }
+    }
+
+    /// How long a graceful shutdown waits for open requests.
+    public var shutdownGrace: Duration { .seconds(2) }
+
+    private func serve() async throws {
         do {
             try await application.run()
         } catch {

@@ -26,12 +26,20 @@ enum FleetLauncher {
                                    logDirectory: logDirectory, environment: environment, logger: logger)
     }
 
-    /// Runs the controller until the job ends or SIGINT/SIGTERM stops it; nil when stopped first.
+    /// Runs the controller, and its HTTP server as a service beside it, until the job ends or
+    /// SIGINT/SIGTERM stops it; nil when stopped first.
     static func run(_ service: ControllerService, logger: Logger) async throws -> ControllerOutcome? {
+        // The server first: a group stops its services in reverse order, so `/status` answers
+        // until the controller has stopped its fleet.
+        var services: [ServiceGroupConfiguration.ServiceConfiguration] = []
+        if let server = service.statusServer() {
+            services.append(.init(service: server, failureTerminationBehavior: .gracefullyShutdownGroup))
+        }
+        services.append(.init(service: service, successTerminationBehavior: .gracefullyShutdownGroup,
+                              failureTerminationBehavior: .gracefullyShutdownGroup))
         // Signals are watched here rather than by the group: the group's own signal sequence took
         // a second to wind down after the job ended (measured, one run in two).
-        let group = ServiceGroup(configuration: .init(
-            services: [.init(service: service, successTerminationBehavior: .gracefullyShutdownGroup)], logger: logger))
+        let group = ServiceGroup(configuration: .init(services: services, logger: logger))
         let watcher = SignalWatcher.onTermination { Task { await group.triggerGracefulShutdown() } }
         defer { watcher.cancel() }
         try await group.run()
