@@ -39,26 +39,37 @@ struct WorkerMachine: Sendable {
     private(set) var phase: Phase = .running
     private(set) var queue: [QueuedShard] = []
     private(set) var running: [String: RunningShard] = [:]
-    private(set) var finished: [FinishedShard] = []
+    var finished: [FinishedShard] = []
     /// In a transaction now: still in flight for the controller.
-    private(set) var publishing: [FinishedShard] = []
+    var publishing: [FinishedShard] = []
     /// Copies of an attempt that runs or waits to be published here, set aside until that one ends.
     private(set) var held: [QueuedShard] = []
     /// Done shards committed since the last heartbeat (the heartbeat reports and clears them).
-    private(set) var committed: [CommittedShard] = []
+    var committed: [CommittedShard] = []
     /// Per assigned partition, the offset after the last record received.
     private(set) var positions: [TopicPartition: Int64] = [:]
     private(set) var assigned: Set<TopicPartition> = []
-    private var offsets = OffsetTracker()
+    var offsets = OffsetTracker()
     /// Samples published since the last heartbeat.
-    private(set) var samplesSinceHeartbeat = 0
+    var samplesSinceHeartbeat = 0
     /// Shards and samples published since the worker started.
-    private(set) var shardsDone = 0
-    private(set) var samplesDone = 0
+    var shardsDone = 0
+    var samplesDone = 0
     /// Transactions committed since the last settle transaction (`SettleRecord`), and whether the
     /// controller asked for one.
-    private(set) var unsettled = false
-    private(set) var settleAsked = false
+    var unsettled = false
+    var settleAsked = false
+    /// The settle transaction or offset commit in flight, if any: the worker commits one thing
+    /// at a time (a transaction, a settle, or the offsets of released records).
+    var committing: KafkaCommit?
+    /// When released records' offsets were last committed (they go at most once a second).
+    var offsetsCommittedAt: ContinuousClock.Instant?
+    /// A record was released (skipped, dead-lettered, abandoned) since offsets were last committed.
+    var releasedSinceCommit = false
+    /// The controller should hear from this worker before its next beat is due: it took
+    /// partitions or shards, or published while it owns no partitions (the warm start then
+    /// hands out more), or it stops.
+    var heartbeatWanted = false
 
     init(slots: Int, holdLimit: Int, publishBatch: Int = 16, publishLinger: Duration = .milliseconds(50)) {
         self.slots = max(1, slots)
@@ -101,10 +112,15 @@ struct WorkerMachine: Sendable {
     /// its offset may be committed.
     mutating func release(_ partition: TopicPartition, offset: Int64) {
         offsets.finished(partition, offset)
+        releasedSinceCommit = true
     }
 
+    /// The group assigned these partitions. The controller hears of it at once, not at the next
+    /// beat: it warm-starts only while no worker owns partitions, and each beat it does not know
+    /// of this assignment risks a take that races this worker's own group copy.
     mutating func assign(_ partitions: [TopicPartition]) {
         assigned.formUnion(partitions)
+        heartbeatWanted = true
     }
 
     /// Partitions this worker no longer owns: their queued records go (the new owner reads them),
@@ -133,6 +149,7 @@ struct WorkerMachine: Sendable {
             return taken
         }
         if express { queue.insert(contentsOf: fresh, at: 0) } else { queue.append(contentsOf: fresh) }
+        if !fresh.isEmpty { heartbeatWanted = true }  // the controller sees them queued here at once
         return fresh
     }
 
@@ -163,6 +180,7 @@ struct WorkerMachine: Sendable {
     /// Stop at once (the first reason stays).
     mutating func stop(_ exit: WorkerExit) {
         if !isStopping { phase = .stopping(exit) }
+        heartbeatWanted = true
     }
 
     /// Abandons the running executions of `shard` (of `attempt`, or every attempt); their records
@@ -237,115 +255,12 @@ struct WorkerMachine: Sendable {
         }
     }
 
-    // MARK: publishing
-
-    /// The next transaction at `now`: up to `publishBatch` finished shards, in flight until
-    /// `published` (the shell retries a failed transaction with the same shards, asking
-    /// `offsetsToCommit` again). Nil while one is in flight, or while the finished shards may
-    /// still wait for company (`publishDue`).
-    mutating func nextPublish(at now: ContinuousClock.Instant) -> [FinishedShard]? {
-        guard publishing.isEmpty, !finished.isEmpty else { return nil }
-        if let due = publishDue, now < due { return nil }
-        publishing = Array(finished.prefix(publishBatch))
-        finished.removeFirst(publishing.count)
-        return publishing
-    }
-
-    /// Until when the finished shards may wait for others to share their transaction: nil when
-    /// they go at once — a batch's worth, nothing else running to wait for, or draining or stopping.
-    var publishDue: ContinuousClock.Instant? {
-        guard let oldest = finished.first, finished.count < publishBatch, !running.isEmpty, phase == .running else { return nil }
-        return oldest.finishedAt + publishLinger
-    }
-
-    /// The offsets a transaction of `shards` commits, recomputed for each try: a rebalance may
-    /// have taken partitions away since.
-    func offsetsToCommit(assumingPublished shards: [FinishedShard]) -> [TopicPartitionOffset] {
-        var offsets = offsets
-        return offsets.commitOffsets(assumingFinished: shards.map { ($0.partition, $0.offset) }, advance: false)
-    }
-
-    /// These shards' transaction committed (`shards` may differ from the batch taken, when the
-    /// broker rejected some and they were re-sent as failed acks).
-    mutating func published(_ shards: [FinishedShard]) {
-        for shard in shards { offsets.finished(shard.partition, shard.offset) }
-        _ = offsets.commitOffsets(advance: true)
-        let samples = shards.reduce(0) { $0 + $1.results.count }
-        samplesSinceHeartbeat += samples
-        shardsDone += shards.count
-        samplesDone += samples
-        committed += shards.filter { $0.ack.status == .done }.map {
-            CommittedShard(shard: $0.ack.shard, attempt: $0.ack.attempt, run: $0.ack.run, samples: $0.ack.samples,
-                           errorSamples: $0.ack.errorSamples)
-        }
-        let batch = publishing
-        publishing = []
-        for shard in batch { requeueHeld(of: shard.ack) }
-        if !shards.isEmpty { unsettled = true }
-    }
-
-    /// Whether to commit a settle transaction now: asked by the controller, or idle (nothing held,
-    /// running or waiting to publish) after publishing, so its last transaction is not left
-    /// unresolved by a broker that resolves only on a later one (Tansu 0.6, `SettleRecord`).
-    /// Not while stopping: the fleet is being shut down, and the broker may already be gone.
-    var wantsSettle: Bool {
-        guard !isStopping else { return false }
-        return settleAsked || (unsettled && queue.isEmpty && running.isEmpty && finished.isEmpty && publishing.isEmpty && held.isEmpty)
-    }
-
-    mutating func askSettle() { settleAsked = true }
-
-    /// A settle transaction committed.
-    mutating func settled() {
-        unsettled = false
-        settleAsked = false
-    }
-
-    /// Offsets of released records to commit outside a transaction (skipped, dead-lettered).
-    func pendingOffsets() -> [TopicPartitionOffset] {
-        var offsets = offsets
-        return offsets.commitOffsets(advance: false)
-    }
-
-    /// Those offsets were committed.
-    mutating func offsetsCommitted() {
-        _ = offsets.commitOffsets(advance: true)
-    }
-
-    /// Whether the committer is done: stopping with nothing left to publish.
-    var committerIsDone: Bool { isStopping && finished.isEmpty }
-
-    // MARK: heartbeat
-
-    /// What the next heartbeat says of the shards here; clears the committed list and the rate count.
-    /// Finished shards stay in flight until their transaction commits: a shard the controller sees
-    /// neither running nor committed would look like waiting work.
-    mutating func heartbeatReport() -> (inFlight: [InFlightShard], queued: [String], committed: [CommittedShard], samples: Int) {
-        defer {
-            samplesSinceHeartbeat = 0
-            committed = []
-        }
-        let active = running.values.filter { !$0.abandoned }.sorted { $0.startedAt < $1.startedAt }.map {
-            InFlightShard(shard: $0.queued.record.shard, attempt: $0.queued.record.attempt, run: $0.run, done: $0.done,
-                          total: $0.queued.record.samples, startedAt: $0.startedAt)
-        }
-        let unpublished = (publishing + finished).map {
-            InFlightShard(shard: $0.ack.shard, attempt: $0.ack.attempt, run: $0.ack.run, done: $0.ack.samples,
-                          total: $0.ack.samples, startedAt: $0.ack.startedAt)
-        }
-        return (active + unpublished, queue.map(\.record.shard), committed, samplesSinceHeartbeat)
-    }
-
-    var partitionPositions: [PartitionPosition] {
-        positions.map { PartitionPosition(partition: Int($0.key.partition), next: $0.value) }.sorted { $0.partition < $1.partition }
-    }
-
     // MARK: private
 
     /// An express copy marks the group copy at the same offset, if this worker holds it: both
     /// are the same attempt, skipped for the same reason.
     private mutating func release(_ shard: QueuedShard) {
-        offsets.finished(shard.partition, shard.offset)
+        release(shard.partition, offset: shard.offset)
     }
 
     /// Whether this attempt is queued, running or unpublished here.
@@ -359,11 +274,11 @@ struct WorkerMachine: Sendable {
             || (finished + publishing).contains { $0.ack.shard == record.shard && $0.ack.attempt == record.attempt }
     }
 
-    private mutating func requeueHeld(of record: ShardRecord) {
+    mutating func requeueHeld(of record: ShardRecord) {
         requeueHeld { $0.isSameAttempt(as: record) }
     }
 
-    private mutating func requeueHeld(of ack: AckRecord) {
+    mutating func requeueHeld(of ack: AckRecord) {
         requeueHeld { $0.shard == ack.shard && $0.attempt == ack.attempt }
     }
 

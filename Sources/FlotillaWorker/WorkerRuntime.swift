@@ -10,7 +10,6 @@ struct WorkerRuntime: Sendable {
     let config: JobConfig
     let topics: TopicNames
     let link: WorkerLink
-    let ledger: WorkerLedger
     let processor: ShardProcessor
     let slots: Int
     let outputDirectory: String?
@@ -47,7 +46,7 @@ struct WorkerRuntime: Sendable {
         let widestPool = config.stages.map(\.processes.max).max() ?? 1
         let slots = options.slots ?? max(2, config.stages.count + 1, 2 * widestPool)
         return WorkerRuntime(
-            config: config, topics: config.topics, link: link, ledger: WorkerLedger(workerID: options.workerID),
+            config: config, topics: config.topics, link: link,
             processor: ShardProcessor(job: config.job, stages: pools, reader: ShardReader(logger: logger, maxSampleBytes: config.shard.maxSampleBytes)),
             slots: slots, outputDirectory: config.outputs.directory)
     }

@@ -198,7 +198,7 @@ struct WorkerMachineTests {
         machine.published(batch)
         #expect(machine.next(skipReason: { _ in nil }, newRun: { "r" }, now: 1) == .stop)
         #expect(machine.exit == .finished("drained"))
-        #expect(machine.committerIsDone)
+        #expect(machine.isIdle)
     }
 
     @Test("stop and cancel abandon running shards at once; the first reason stays; finished shards are still published")
@@ -212,10 +212,13 @@ struct WorkerMachineTests {
         #expect(machine.exit == .cancelled)
         #expect(machine.isAbandoned(b.1))
         #expect(machine.next(skipReason: { _ in nil }, newRun: { "r" }, now: 1) == .stop)
-        #expect(!machine.committerIsDone, "a finished shard is left to publish")
+        #expect(machine.abandonedRuns == [b.1], "every execution still running stops")
+        #expect(!machine.isIdle, "a finished shard is left to publish")
         let batch = try batch(&machine)
         machine.published(batch)
-        #expect(machine.committerIsDone)
+        #expect(!machine.isIdle, "until the abandoned execution has ended")
+        machine.finish(run: b.1, nil)
+        #expect(machine.isIdle)
     }
 
     @Test("abandon stops the named attempt only and releases its record")

@@ -1,0 +1,269 @@
+import FlotillaCore
+import FlotillaKafka
+import Foundation
+import Logging
+import Synchronization
+
+/// The worker's one event loop. It alone owns the `WorkerMachine` and the `LedgerView`: every
+/// fact reaches it as a `WorkerEvent` on one stream, and after each it carries out the machine's
+/// actions (start a shard, publish, settle, commit offsets) as tasks that report back by event.
+/// Tasks that need an answer (the intake's room, a transaction's offsets, the next heartbeat)
+/// ask with a `Reply`; the loop parks an answer until it is due.
+struct WorkerLoop {
+    let worker: Worker
+    let runtime: WorkerRuntime
+    var machine: WorkerMachine
+    var ledger: LedgerView
+    /// The intake waits for room; the heartbeat task for its next beat.
+    private var parkedIntake: Reply<Int>?
+    private var parkedBeat: Reply<Beat>?
+    /// The intake, the ledger tail and the heartbeat task, until each ends.
+    private var sources = 3
+    private(set) var failure: FlotillaError?
+    private var lastPoll = ContinuousClock.now
+    private var lastBeat = ContinuousClock.now
+    private var wasStopping = false
+    private var tasksCancelled = false
+    /// Executions that should stop, read by them between batches.
+    let abandoned = AbandonedRuns()
+    private let timer = DeadlineTimer()
+
+    init(worker: Worker, runtime: WorkerRuntime) {
+        self.worker = worker
+        self.runtime = runtime
+        machine = WorkerMachine(slots: runtime.slots, holdLimit: runtime.slots + (worker.options.prefetch ?? runtime.slots))
+        ledger = LedgerView(workerID: worker.options.workerID)
+        machine.heartbeatWanted = true  // the first beat at once
+        let sink = worker.eventSink
+        timer.onFire { sink.yield(.tick) }
+    }
+
+    /// Runs until the worker has stopped and everything it started has ended.
+    mutating func run() async {
+        var events = worker.events.makeAsyncIterator()
+        await withDiscardingTaskGroup { group in
+            group.addTask { [worker, runtime] in await worker.intake(runtime) }
+            group.addTask { [worker, runtime] in await worker.ledgerTail(runtime) }
+            group.addTask { [worker, runtime] in await worker.heartbeats(runtime) }
+            while let event = await events.next() {
+                handle(event)
+                if failure != nil && !tasksCancelled {
+                    tasksCancelled = true
+                    group.cancelAll()  // a commit riding out an outage ends now
+                }
+                advance(group: &group)
+                if machine.isStopping && sources == 0 && (failure != nil ? machine.running.isEmpty : machine.isIdle) { break }
+            }
+            // Ended, or cancelled: whatever still runs stops, and every question still asked is answered.
+            machine.stop(.finished("stopped"))
+            abandoned.set(Set(machine.running.keys))
+            worker.eventSink.finish()
+            timer.cancel()
+            parkedIntake?.resume(returning: nil)
+            parkedBeat?.resume(returning: nil)
+            while let event = await events.next() { Self.refuse(event) }
+        }
+    }
+
+    // MARK: events
+
+    private mutating func handle(_ event: WorkerEvent) {
+        switch event {
+        case .intake(let items, let reply):
+            lastPoll = .now
+            for item in items { take(item) }
+            parkedIntake = reply
+        case .roomWanted(let reply):
+            parkedIntake = reply
+        case .ledger(let records, let reply):
+            for record in records {
+                switch record {
+                case .ack(let ack): ledger.apply(ack: ack)
+                case .control(let control): ledger.apply(control: control)
+                default: break
+                }
+            }
+            let commands = ledger.takeCommands()
+            for command in commands where command.command != .take { carryOut(command) }
+            _ = machine.dropStale(ledger.skipReason)  // queued attempts that became stale while waiting
+            reply.resume(returning: machine.isStopping ? nil : commands.filter { $0.command == .take })
+        case .taken(let shards, let express, let reason):
+            let added = machine.take(shards.filter { ledger.skipReason($0.record) == nil }, express: express)
+            if !added.isEmpty {
+                worker.logger.info("took shards named by the controller", metadata: [
+                    "flotilla.shards": "\(added.map(\.record.shard))", "flotilla.reason": "\(reason)",
+                ])
+            }
+        case .progress(let run, let done):
+            machine.progress(run: run, done: done)
+        case .finished(let run, let shard):
+            machine.finish(run: run, shard)
+        case .offsetsWanted(let batch, let reply):
+            // Asked again on every try: a rebalance may have taken partitions away meanwhile.
+            reply.resume(returning: failure == nil ? machine.offsetsToCommit(assumingPublished: batch) : nil)
+        case .published(let shards):
+            machine.published(shards)
+            for shard in shards where shard.ack.status == .done { ledger.apply(ack: shard.ack) }
+        case .settled:
+            machine.settled()
+        case .offsetsCommitted:
+            machine.offsetsCommitted()
+        case .commitFailed(let error):
+            machine.commitFailed()
+            fail(error)
+        case .beatWanted(let reply):
+            parkedBeat = reply
+        case .tick:
+            break
+        case .drain:
+            machine.drain()
+            runtime.link.interruptPolls()
+        case .stop(let exit):
+            machine.stop(exit)
+        case .failed(let error):
+            fail(error)
+        case .sourceEnded:
+            sources -= 1
+        }
+    }
+
+    private mutating func take(_ item: IntakeItem) {
+        switch item {
+        case .shard(let shard):
+            machine.received(shard.partition, offset: shard.offset)
+            machine.enqueue(shard)
+        case .rejected(let partition, let offset):
+            machine.received(partition, offset: offset)
+            machine.release(partition, offset: offset)
+        case .assigned(let partitions):
+            worker.logger.info("partitions assigned", metadata: ["flotilla.partitions": "\(partitions.map(\.partition))"])
+            machine.assign(partitions)
+        case .revoked(let partitions, let lost):
+            worker.logger.info("partitions revoked", metadata: ["flotilla.partitions": "\(partitions.map(\.partition))", "flotilla.lost": "\(lost)"])
+            machine.revoke(partitions)
+        }
+    }
+
+    private mutating func carryOut(_ command: ControlRecord) {
+        worker.logger.info("control command", metadata: ["flotilla.command": "\(command.command.rawValue)", LoggingKeys.shard: "\(command.shard ?? "-")"])
+        switch command.command {
+        case .drain:
+            machine.drain()
+            runtime.link.interruptPolls()
+        case .stop: machine.stop(.finished("stopped by the controller"))
+        case .cancel: machine.stop(.cancelled)
+        case .abandon:
+            if let shard = command.shard { _ = machine.abandon(shard: shard, attempt: command.attempt) }
+        case .settle: machine.askSettle()
+        case .supersede, .scale, .take, .close: break
+        }
+    }
+
+    private mutating func fail(_ error: FlotillaError) {
+        if failure == nil { failure = error }
+        machine.stop(.finished("failed"))
+    }
+
+    // MARK: actions
+
+    /// Carries out what the machine decided, answers what is due, and sets the timer for the next
+    /// deadline.
+    private mutating func advance(group: inout DiscardingTaskGroup) {
+        let now = ContinuousClock.now
+        if failure == nil {
+            let actions = machine.actions(at: now, stamp: Timestamp.now(), skipReason: ledger.skipReason) { UUID().uuidString.lowercased() }
+            for action in actions { perform(action, group: &group) }
+        }
+        let runs = machine.abandonedRuns
+        abandoned.set(runs)
+        if machine.isStopping && !wasStopping {
+            wasStopping = true
+            runtime.link.interruptPolls()  // the intake's and the ledger tail's one-second waits
+        }
+        answerIntake(now: now)
+        answerBeat(now: now)
+        let deadlines = [machine.nextDeadline(), parkedIntake.map { _ in lastPoll + Self.idlePoll },
+                         parkedBeat.map { _ in lastBeat + runtime.config.faults.heartbeat }]
+        if let next = deadlines.compactMap({ $0 }).min() {
+            timer.arm(at: .now() + max(0, (next - now).seconds))
+        }
+    }
+
+    private func perform(_ action: WorkerAction, group: inout DiscardingTaskGroup) {
+        switch action {
+        case .start(let shard, let run):
+            let abandoned = abandoned
+            group.addTask { [worker, runtime] in
+                await worker.execute(shard, run: run, runtime, isAbandoned: { abandoned.contains(run) })
+            }
+        case .skip(let shard, let reason):
+            worker.logger.debug("shard skipped", metadata: [LoggingKeys.shard: "\(shard.record.shard)", "flotilla.reason": "\(reason)"])
+        case .publish(let batch):
+            group.addTask { [worker, runtime] in await worker.publish(batch, runtime) }
+        case .settle(let asked):
+            group.addTask { [worker, runtime] in await worker.settle(asked: asked, runtime) }
+        case .commitOffsets(let offsets):
+            group.addTask { [worker, runtime] in await worker.commitOffsets(offsets, runtime) }
+        }
+    }
+
+    /// A full worker still polls once a minute, to serve rebalances and stay within
+    /// max.poll.interval.
+    static let idlePoll: Duration = .seconds(60)
+
+    /// Hold only the shards this worker can start soon: that is what lets faster workers take
+    /// more. A full worker does not poll, so records stay in Kafka (pausing partitions instead
+    /// makes the next fetch after resume wait most of a second).
+    private mutating func answerIntake(now: ContinuousClock.Instant) {
+        guard let reply = parkedIntake else { return }
+        if machine.isStopping {
+            reply.resume(returning: nil)
+        } else if machine.room > 0 || now - lastPoll >= Self.idlePoll {
+            reply.resume(returning: machine.room)
+        } else {
+            return
+        }
+        parkedIntake = nil
+    }
+
+    private mutating func answerBeat(now: ContinuousClock.Instant) {
+        guard let reply = parkedBeat,
+              machine.heartbeatWanted || machine.isStopping || now - lastBeat >= runtime.config.faults.heartbeat else { return }
+        parkedBeat = nil
+        machine.heartbeatWanted = false
+        let seconds = max(0.001, (now - lastBeat).seconds)
+        lastBeat = now
+        let report = machine.heartbeatReport()
+        let options = worker.options
+        let record = HeartbeatRecord(
+            job: options.job, worker: options.workerID, host: ProcessInfo.processInfo.hostName, pid: Int(getpid()),
+            state: machine.isStopping ? .stopping : (machine.phase == .draining ? .draining : .running),
+            inFlight: report.inFlight, queued: report.queued, samplesPerSecond: Double(report.samples) / seconds,
+            predictors: [], partitions: machine.assigned.map { Int($0.partition) }.sorted(), committed: report.committed,
+            positions: machine.partitionPositions,
+            usage: WorkerUsage(cpuSeconds: ProcessUsage.cpuSeconds(), samples: machine.samplesDone, shards: machine.shardsDone))
+        reply.resume(returning: Beat(record: record, final: machine.isStopping))
+    }
+
+    /// An event that came after the loop ended: its question is answered with nil.
+    private static func refuse(_ event: WorkerEvent) {
+        switch event {
+        case .intake(_, let reply), .roomWanted(let reply): reply.resume(returning: nil)
+        case .ledger(_, let reply): reply.resume(returning: nil)
+        case .offsetsWanted(_, let reply): reply.resume(returning: nil)
+        case .beatWanted(let reply): reply.resume(returning: nil)
+        default: break
+        }
+    }
+}
+
+/// The executions that should stop: written by the loop, read by the executions between batches.
+final class AbandonedRuns: Sendable {
+    private let runs = Mutex<Set<String>>([])
+
+    func set(_ abandoned: Set<String>) {
+        runs.withLock { if $0 != abandoned { $0 = abandoned } }
+    }
+
+    func contains(_ run: String) -> Bool { runs.withLock { $0.contains(run) } }
+}

@@ -1,0 +1,107 @@
+import FlotillaCore
+import FlotillaKafka
+
+extension WorkerMachine {
+    /// The next transaction at `now`: up to `publishBatch` finished shards, in flight until
+    /// `published` (the shell retries a failed transaction with the same shards, asking
+    /// `offsetsToCommit` again). Nil while one is in flight, or while the finished shards may
+    /// still wait for company (`publishDue`).
+    mutating func nextPublish(at now: ContinuousClock.Instant) -> [FinishedShard]? {
+        guard publishing.isEmpty, !finished.isEmpty else { return nil }
+        if let due = publishDue, now < due { return nil }
+        publishing = Array(finished.prefix(publishBatch))
+        finished.removeFirst(publishing.count)
+        return publishing
+    }
+
+    /// Until when the finished shards may wait for others to share their transaction: nil when
+    /// they go at once — a batch's worth, nothing else running to wait for, or draining or stopping.
+    var publishDue: ContinuousClock.Instant? {
+        guard let oldest = finished.first, finished.count < publishBatch, !running.isEmpty, phase == .running else { return nil }
+        return oldest.finishedAt + publishLinger
+    }
+
+    /// The offsets a transaction of `shards` commits, recomputed for each try: a rebalance may
+    /// have taken partitions away since.
+    func offsetsToCommit(assumingPublished shards: [FinishedShard]) -> [TopicPartitionOffset] {
+        var offsets = offsets
+        return offsets.commitOffsets(assumingFinished: shards.map { ($0.partition, $0.offset) }, advance: false)
+    }
+
+    /// These shards' transaction committed (`shards` may differ from the batch taken, when the
+    /// broker rejected some and they were re-sent as failed acks).
+    mutating func published(_ shards: [FinishedShard]) {
+        for shard in shards { offsets.finished(shard.partition, shard.offset) }
+        _ = offsets.commitOffsets(advance: true)
+        let samples = shards.reduce(0) { $0 + $1.results.count }
+        samplesSinceHeartbeat += samples
+        shardsDone += shards.count
+        samplesDone += samples
+        committed += shards.filter { $0.ack.status == .done }.map {
+            CommittedShard(shard: $0.ack.shard, attempt: $0.ack.attempt, run: $0.ack.run, samples: $0.ack.samples,
+                           errorSamples: $0.ack.errorSamples)
+        }
+        let batch = publishing
+        publishing = []
+        for shard in batch { requeueHeld(of: shard.ack) }
+        if !shards.isEmpty { unsettled = true }
+        // Still waiting for a group assignment: work comes from the controller's warm start,
+        // which hands out more as soon as a heartbeat shows these committed.
+        if assigned.isEmpty && !shards.isEmpty { heartbeatWanted = true }
+    }
+
+    /// Whether to commit a settle transaction now: asked by the controller, or idle (nothing held,
+    /// running or waiting to publish) after publishing, so its last transaction is not left
+    /// unresolved by a broker that resolves only on a later one (Tansu 0.6, `SettleRecord`).
+    /// Not while stopping: the fleet is being shut down, and the broker may already be gone.
+    var wantsSettle: Bool {
+        guard !isStopping else { return false }
+        return settleAsked || (unsettled && queue.isEmpty && running.isEmpty && finished.isEmpty && publishing.isEmpty && held.isEmpty)
+    }
+
+    mutating func askSettle() { settleAsked = true }
+
+    /// A settle transaction committed.
+    mutating func settled() {
+        unsettled = false
+        settleAsked = false
+        committing = nil
+    }
+
+    /// Offsets of released records to commit outside a transaction (skipped, dead-lettered).
+    func pendingOffsets() -> [TopicPartitionOffset] {
+        var offsets = offsets
+        return offsets.commitOffsets(advance: false)
+    }
+
+    /// Those offsets were committed.
+    mutating func offsetsCommitted() {
+        _ = offsets.commitOffsets(advance: true)
+        committing = nil
+    }
+
+    // MARK: heartbeat
+
+    /// What the next heartbeat says of the shards here; clears the committed list and the rate count.
+    /// Finished shards stay in flight until their transaction commits: a shard the controller sees
+    /// neither running nor committed would look like waiting work.
+    mutating func heartbeatReport() -> (inFlight: [InFlightShard], queued: [String], committed: [CommittedShard], samples: Int) {
+        defer {
+            samplesSinceHeartbeat = 0
+            committed = []
+        }
+        let active = running.values.filter { !$0.abandoned }.sorted { $0.startedAt < $1.startedAt }.map {
+            InFlightShard(shard: $0.queued.record.shard, attempt: $0.queued.record.attempt, run: $0.run, done: $0.done,
+                          total: $0.queued.record.samples, startedAt: $0.startedAt)
+        }
+        let unpublished = (publishing + finished).map {
+            InFlightShard(shard: $0.ack.shard, attempt: $0.ack.attempt, run: $0.ack.run, done: $0.ack.samples,
+                          total: $0.ack.samples, startedAt: $0.ack.startedAt)
+        }
+        return (active + unpublished, queue.map(\.record.shard), committed, samplesSinceHeartbeat)
+    }
+
+    var partitionPositions: [PartitionPosition] {
+        positions.map { PartitionPosition(partition: Int($0.key.partition), next: $0.value) }.sorted { $0.partition < $1.partition }
+    }
+}
