@@ -182,7 +182,7 @@ struct WorkerLoop {
         }
         answerIntake(now: now)
         answerBeat(now: now)
-        let deadlines = [machine.nextDeadline(), parkedIntake.map { _ in lastPoll + Self.idlePoll },
+        let deadlines = [failure == nil ? machine.nextDeadline() : nil, parkedIntake.map { _ in lastPoll + Self.idlePoll },
                          parkedBeat.map { _ in lastBeat + runtime.config.faults.heartbeat }]
         if let next = deadlines.compactMap({ $0 }).min() {
             timer.arm(at: .now() + max(0, (next - now).seconds))

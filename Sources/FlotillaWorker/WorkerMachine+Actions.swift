@@ -51,7 +51,7 @@ extension WorkerMachine {
     /// offsets wait for their next commit. Nil when only an event can change anything.
     func nextDeadline() -> ContinuousClock.Instant? {
         guard committing == nil, publishing.isEmpty else { return nil }
-        return [publishDue, releasedSinceCommit ? offsetsDue(otherwise: .now) : nil].compactMap { $0 }.min()
+        return [publishDue, releasedSinceCommit && !isStopping ? offsetsDue(otherwise: .now) : nil].compactMap { $0 }.min()
     }
 
     /// When released offsets may be committed next: a second after the last commit, or `otherwise`.
@@ -84,7 +84,9 @@ extension WorkerMachine {
             committing = .settle
             return .settle(asked: settleAsked)
         }
-        guard releasedSinceCommit, now >= offsetsDue(otherwise: now) else { return nil }
+        // Not while stopping: they only spare the partition's next owner some skips, and the
+        // broker may already be gone (a commit would ride out its absence for minutes).
+        guard releasedSinceCommit, !isStopping, now >= offsetsDue(otherwise: now) else { return nil }
         offsetsCommittedAt = now
         releasedSinceCommit = false
         let pending = pendingOffsets()
