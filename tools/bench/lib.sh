@@ -2,7 +2,9 @@
 # measured from the acks topic (so start-up costs, the same in every mode, are left out).
 set -euo pipefail
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)"
-FLOTILLA="$ROOT/.build/release/flotilla"
+# FLOTILLA=/path/to/another/build compares builds in one sitting (the build step is then skipped).
+FLOTILLA_GIVEN="${FLOTILLA:-}"
+FLOTILLA="${FLOTILLA:-$ROOT/.build/release/flotilla}"
 PY="$ROOT/.tools/venv/bin/python"
 WORK="$(mktemp -d /tmp/flotilla-bench.XXXXXX)"
 PIDS=()
@@ -12,6 +14,7 @@ trap cleanup EXIT
 say() { printf 'bench: %s\n' "$*" >&2; }
 
 build_release() {
+  if [ -n "$FLOTILLA_GIVEN" ]; then say "using $FLOTILLA"; [ -x "$FLOTILLA" ] || { echo "bench: $FLOTILLA is not executable" >&2; exit 1; }; return; fi
   say "building flotilla (release; a first build takes several minutes)"
   (cd "$ROOT" && swift build -c release --product flotilla 2>&1 | grep -E "error|warning: unre|Compiling flotilla" >&2 || true)
   [ -x "$FLOTILLA" ] || { echo "bench: release build failed" >&2; exit 1; }
