@@ -95,7 +95,7 @@ extension ShardLedger {
             let least = idle.contains(id) ? 1 : 2
             // Only what the donor will not have started before the steal reaches it.
             let stealable = Dictionary(uniqueKeysWithValues: backlogs.map { donor, backlog in
-                (donor, Array(backlog.dropFirst(reachedFirst(by: donor, backlog: backlog))))
+                (donor, Array(backlog.dropFirst(reachedFirst(by: donor, backlog: backlog, now: now))))
             })
             let donors = stealable.filter { $0.key != id && $0.value.count >= least }
             guard let donor = donors.max(by: { ($0.value.count, $1.key) < ($1.value.count, $0.key) })?.key,
@@ -110,15 +110,22 @@ extension ShardLedger {
     }
 
     /// How many of `backlog`'s first shards `donor` will likely have started before a steal
-    /// decided now reaches it, at its measured rate, over two heartbeat intervals plus how late
-    /// heartbeats arrive. Half a heartbeat's age, a tick and the control topic's tail make about
-    /// one interval, but one was measured too short (why is not pinned down: records the donor
-    /// already fetched are a suspect). Those are not stolen: the donor would run them anyway, and
-    /// the stolen copy would run them twice. (One interval left 30 workers at 0.9–2.1 % stolen
-    /// with as many run twice; two: 0.1–0.8 %, for a balancing tail 1.24 → 1.29 × ideal.)
-    func reachedFirst(by donor: String, backlog: [String]) -> Int {
-        guard donor != Self.orphanDonor, let rate = workers[donor]?.rate, rate > 0 else { return 0 }
-        var samples = rate * (2 * Double(settings.heartbeatMs) + heartbeatLagMs) / 1_000
+    /// decided `now` reaches it, at its measured rate. Those are not stolen: the donor would run
+    /// them anyway, and the stolen copy would run them twice. The time it has:
+    /// - on a broker that answers quickly (heartbeats applied within `quickLagMs`): the age of its
+    ///   last heartbeat (what it did since it reported this backlog), how late heartbeats arrive
+    ///   (twice: its heartbeat's trip, and the steal's), and `stealReachMs` for its tail and loop.
+    ///   A fixed two intervals instead left the fast workers of `tools/bench/balance` idle for the
+    ///   last second of a 7 s job (1.11–1.25 × ideal);
+    /// - on a loaded one, two heartbeat intervals plus the lag: delays there vary far beyond
+    ///   their mean (30 workers on two cores, lag 216 ms: the short window stole 1.4 % of 2 000
+    ///   shards and 1.1 % ran twice; one interval, 0.9–2.1 %; two, 0.1–0.8 %).
+    func reachedFirst(by donor: String, backlog: [String], now: Int64) -> Int {
+        guard donor != Self.orphanDonor, let worker = workers[donor], worker.rate > 0 else { return 0 }
+        let windowMs = heartbeatLagMs <= Self.quickLagMs
+            ? Double(max(0, now - worker.lastSeen)) + 2 * heartbeatLagMs + Self.stealReachMs
+            : 2 * Double(settings.heartbeatMs) + heartbeatLagMs
+        var samples = worker.rate * windowMs / 1_000
         var count = 0
         for shard in backlog where samples > 0 {
             samples -= Double(shards[shard]?.samples ?? 1)
@@ -126,6 +133,11 @@ extension ShardLedger {
         }
         return count
     }
+
+    /// What a steal's control record needs beyond the broker's lag to be applied by the donor.
+    static let stealReachMs = 100.0
+    /// Heartbeats applied within this of being sent: the view is fresh enough to steal by it.
+    static let quickLagMs = 100.0
 
     /// Shards an idle worker takes from a donor's backlog of `backlog` shards.
     func stealCount(thief: String, donor: String, backlog: Int, idleWorkers: Int) -> Int {

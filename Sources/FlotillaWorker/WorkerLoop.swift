@@ -21,19 +21,22 @@ struct WorkerLoop {
     private var sources = 3
     private(set) var failure: FlotillaError?
     private var lastPoll = ContinuousClock.now
-    private var lastBeat = ContinuousClock.now
+    /// When the last heartbeat was sent (none yet: long ago, so the first goes at once).
+    private var lastBeat = ContinuousClock.now - .seconds(3_600)
     private var wasStopping = false
     private var tasksCancelled = false
     /// Executions that should stop, read by them between batches.
     let abandoned = AbandonedRuns()
     private let timer = DeadlineTimer()
+    /// The deadline the timer was last armed for.
+    private var armedFor: ContinuousClock.Instant?
+    private let hostName = ProcessInfo.processInfo.hostName
 
     init(worker: Worker, runtime: WorkerRuntime) {
         self.worker = worker
         self.runtime = runtime
         machine = WorkerMachine(slots: runtime.slots, holdLimit: runtime.slots + (worker.options.prefetch ?? runtime.slots))
         ledger = LedgerView(workerID: worker.options.workerID)
-        machine.heartbeatWanted = true  // the first beat at once
         let sink = worker.eventSink
         timer.onFire { sink.yield(.tick) }
     }
@@ -183,8 +186,11 @@ struct WorkerLoop {
         answerIntake(now: now)
         answerBeat(now: now)
         let deadlines = [failure == nil ? machine.nextDeadline() : nil, parkedIntake.map { _ in lastPoll + Self.idlePoll },
-                         parkedBeat.map { _ in lastBeat + runtime.config.faults.heartbeat }]
-        if let next = deadlines.compactMap({ $0 }).min() {
+                         parkedBeat.map { _ in nextBeat }]
+        // Re-armed only for an earlier deadline: rescheduling a dispatch timer after every event
+        // costs more than the event.
+        if let next = deadlines.compactMap({ $0 }).min(), armedFor.map({ next < $0 || $0 <= now }) ?? true {
+            armedFor = next
             timer.arm(at: .now() + max(0, (next - now).seconds))
         }
     }
@@ -226,17 +232,27 @@ struct WorkerLoop {
         parkedIntake = nil
     }
 
+    /// When the next heartbeat is due: an interval after the last; at once when the controller
+    /// must hear (`heartbeatWanted`, stopping); a quarter interval after the last when the worker
+    /// went idle, so that one going idle after every tiny shard does not beat at the broker many
+    /// times an interval.
+    private var nextBeat: ContinuousClock.Instant {
+        if machine.isStopping || machine.heartbeatWanted { return lastBeat }
+        let interval = runtime.config.faults.heartbeat
+        return lastBeat + (machine.idleBeatWanted ? interval / 4 : interval)
+    }
+
     private mutating func answerBeat(now: ContinuousClock.Instant) {
-        guard let reply = parkedBeat,
-              machine.heartbeatWanted || machine.isStopping || now - lastBeat >= runtime.config.faults.heartbeat else { return }
+        guard let reply = parkedBeat, now >= nextBeat else { return }
         parkedBeat = nil
         machine.heartbeatWanted = false
+        machine.idleBeatWanted = false
         let seconds = max(0.001, (now - lastBeat).seconds)
         lastBeat = now
         let report = machine.heartbeatReport()
         let options = worker.options
         let record = HeartbeatRecord(
-            job: options.job, worker: options.workerID, host: ProcessInfo.processInfo.hostName, pid: Int(getpid()),
+            job: options.job, worker: options.workerID, host: hostName, pid: Int(getpid()),
             state: machine.isStopping ? .stopping : (machine.phase == .draining ? .draining : .running),
             inFlight: report.inFlight, queued: report.queued, samplesPerSecond: Double(report.samples) / seconds,
             predictors: [], partitions: machine.assigned.map { Int($0.partition) }.sorted(), committed: report.committed,

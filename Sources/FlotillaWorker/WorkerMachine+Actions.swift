@@ -66,7 +66,8 @@ extension WorkerMachine {
 
     /// The executions that should stop: abandoned ones, or all of them when the worker stops.
     var abandonedRuns: Set<String> {
-        Set(running.values.filter { $0.abandoned || isStopping }.map(\.run))
+        guard isStopping || running.values.contains(where: \.abandoned) else { return [] }
+        return Set(running.values.filter { $0.abandoned || isStopping }.map(\.run))
     }
 
     /// A commit failed for good (the worker exits): nothing is in flight any more, and nothing

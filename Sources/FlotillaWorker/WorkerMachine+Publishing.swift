@@ -46,8 +46,11 @@ extension WorkerMachine {
         for shard in batch { requeueHeld(of: shard.ack) }
         if !shards.isEmpty { unsettled = true }
         // Still waiting for a group assignment: work comes from the controller's warm start,
-        // which hands out more as soon as a heartbeat shows these committed.
-        if assigned.isEmpty && !shards.isEmpty { heartbeatWanted = true }
+        // which hands out more as soon as a heartbeat shows these committed. Gone idle: the
+        // controller may steal for it before its next beat (the tail of a job is where a beat's
+        // wait costs: `tools/bench/balance`).
+        if !shards.isEmpty && assigned.isEmpty { heartbeatWanted = true }
+        if !shards.isEmpty && running.isEmpty && finished.isEmpty && queue.isEmpty && held.isEmpty { idleBeatWanted = true }
     }
 
     /// Whether to commit a settle transaction now: asked by the controller, or idle (nothing held,

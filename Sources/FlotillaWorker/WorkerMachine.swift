@@ -70,6 +70,9 @@ struct WorkerMachine: Sendable {
     /// partitions or shards, or published while it owns no partitions (the warm start then
     /// hands out more), or it stops.
     var heartbeatWanted = false
+    /// The worker went idle after publishing: the controller should hear soon (it may steal for
+    /// it), though not as urgently.
+    var idleBeatWanted = false
 
     init(slots: Int, holdLimit: Int, publishBatch: Int = 16, publishLinger: Duration = .milliseconds(50)) {
         self.slots = max(1, slots)

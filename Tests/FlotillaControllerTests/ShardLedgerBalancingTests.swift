@@ -255,4 +255,22 @@ struct ShardLedgerStealReachTests {
         ledger.apply(heartbeat: Fixtures.heartbeat("w1", at: 2_000, partitions: [2, 3]), receivedAt: 2_000)
         #expect(ledger.tick(now: 2_100).reEnqueues.isEmpty)
     }
+
+    @Test("On a quick broker the donor keeps what it starts before the steal reaches it by its heartbeat's age; on a loaded one, two intervals' worth")
+    func windowFollowsTheView() {
+        func donorLedger(lagMs: Int64) -> ShardLedger {
+            var ledger = Fixtures.ledger(shards: 14, partition: { _ in 0 })
+            var donor = Fixtures.heartbeat("w2", at: 2_000 - lagMs, running: [(0, 0, 1)], queued: Array(1...12), partitions: [0, 1])
+            donor.samplesPerSecond = 4  // 2 shards/s: 4 shards in two intervals
+            ledger.apply(heartbeat: donor, receivedAt: 2_000)
+            return ledger
+        }
+        let backlog = (1...12).map(Fixtures.id)
+        let quick = donorLedger(lagMs: 10)
+        // 100 ms since its heartbeat, twice the lag, 100 ms for the steal's trip: 0.3 s at 4 samples/s.
+        #expect(quick.reachedFirst(by: "w2", backlog: backlog, now: 2_100) == 1)
+        #expect(quick.reachedFirst(by: "w2", backlog: backlog, now: 2_900) == 3, "an older heartbeat: it has run more since")
+        let loaded = donorLedger(lagMs: 300)
+        #expect(loaded.reachedFirst(by: "w2", backlog: backlog, now: 2_100) == 5, "(2 x 1 s + 0.3 s) at 4 samples/s")
+    }
 }

@@ -75,7 +75,7 @@ extension WorkerMachineTests {
         #expect(machine.nextDeadline() == nil, "its transaction commits p0@2 with it")
     }
 
-    @Test("the controller hears at once when the worker gets partitions or taken shards, publishes without partitions, or stops")
+    @Test("the controller hears at once when the worker gets partitions or taken shards, publishes without partitions, or stops; soon when it goes idle")
     func heartbeatWanted() throws {
         var machine = WorkerMachine(slots: 1, holdLimit: 4)
         #expect(!machine.heartbeatWanted)
@@ -88,9 +88,19 @@ extension WorkerMachineTests {
         machine.published(try batch(&machine))
         #expect(machine.heartbeatWanted, "published while it owns no partitions: the warm start hands out more")
         machine.heartbeatWanted = false
+        machine.idleBeatWanted = false
         machine.assign([p0])
         #expect(machine.heartbeatWanted)
         machine.heartbeatWanted = false
+        receive(&machine, 2)
+        receive(&machine, 4)
+        for expectIdle in [false, true] {  // one slot: s000002, then s000004
+            let shard = try #require(started(actions(&machine, at: .now)).first)
+            machine.finish(run: shard.run, finished(shard.shard, run: shard.run))
+            machine.published(try batch(&machine))
+            #expect(machine.idleBeatWanted == expectIdle, "gone idle after publishing: soon, not at once")
+            #expect(!machine.heartbeatWanted)
+        }
         machine.stop(.cancelled)
         #expect(machine.heartbeatWanted)
     }
