@@ -2,6 +2,8 @@ import ArgumentParser
 import EmbeddedBroker
 import FlotillaCore
 import Foundation
+import ServiceLifecycle
+import Synchronization
 
 /// `flotilla broker`: the embedded Kafka-compatible broker in the foreground.
 struct BrokerCommand: AsyncParsableCommand {
@@ -31,13 +33,32 @@ struct BrokerCommand: AsyncParsableCommand {
             let broker = try await EmbeddedBroker(port: port)
             print("flotilla broker listening on \(broker.bootstrapServers) (in memory; Ctrl-C stops it)")
             fflush(nil)  // scripts wait for this line; stdout to a pipe is block-buffered
-            let signal = await SignalWaiter.waitForTerminationOrExit { !broker.isRunning }
-            broker.stop()
-            if let signal {
-                print("flotilla broker stopped (\(signal))")
-            } else {
-                throw FlotillaError(.internal, "the embedded broker exited unexpectedly")
-            }
+            let service = BrokerService(broker: broker)
+            let group = ServiceGroup(configuration: .init(services: [service], gracefulShutdownSignals: [.sigterm, .sigint],
+                                                          logger: CommandLogging.logger("flotilla.broker")))
+            try await group.run()
+            print("flotilla broker stopped")
         }
+    }
+}
+
+/// The embedded broker as a service: runs until the broker process exits; a graceful shutdown
+/// (SIGTERM, SIGINT) stops it. An exit nobody asked for is an error.
+struct BrokerService: Service {
+    let broker: EmbeddedBroker
+
+    func run() async throws {
+        let stopping = Mutex(false)
+        let stop: @Sendable () -> Void = {
+            stopping.withLock { $0 = true }
+            broker.stop()
+        }
+        try await withTaskCancellationHandler {
+            try await withGracefulShutdownHandler {
+                // Checked a few times a second: Dispatch on Linux has no process-exit source.
+                while broker.isRunning { try await Task.sleep(for: .milliseconds(200)) }
+            } onGracefulShutdown: { stop() }
+        } onCancel: { stop() }
+        if !stopping.withLock({ $0 }) { throw FlotillaError(.internal, "the embedded broker exited unexpectedly") }
     }
 }

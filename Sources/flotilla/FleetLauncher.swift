@@ -37,11 +37,7 @@ enum FleetLauncher {
         }
         services.append(.init(service: service, successTerminationBehavior: .gracefullyShutdownGroup,
                               failureTerminationBehavior: .gracefullyShutdownGroup))
-        // Signals are watched here rather than by the group: the group's own signal sequence took
-        // a second to wind down after the job ended (measured, one run in two).
-        let group = ServiceGroup(configuration: .init(services: services, logger: logger))
-        let watcher = SignalWatcher.onTermination { Task { await group.triggerGracefulShutdown() } }
-        defer { watcher.cancel() }
+        let group = ServiceGroup(configuration: .init(services: services, gracefulShutdownSignals: [.sigterm, .sigint], logger: logger))
         try await group.run()
         return service.outcome
     }
