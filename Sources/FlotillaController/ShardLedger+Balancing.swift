@@ -92,10 +92,11 @@ extension ShardLedger {
         guard !backlogs.isEmpty else { return }
         for id in idle + hungry {
             // A hungry worker still runs something: a backlog of one would start as soon elsewhere.
-            let least = idle.contains(id) ? 1 : 2
+            let isIdle = idle.contains(id)
+            let least = isIdle ? 1 : 2
             // Only what the donor will not have started before the steal reaches it.
             let stealable = Dictionary(uniqueKeysWithValues: backlogs.map { donor, backlog in
-                (donor, Array(backlog.dropFirst(reachedFirst(by: donor, backlog: backlog, now: now))))
+                (donor, Array(backlog.dropFirst(reachedFirst(by: donor, backlog: backlog, now: now, forIdleThief: isIdle))))
             })
             let donors = stealable.filter { $0.key != id && $0.value.count >= least }
             guard let donor = donors.max(by: { ($0.value.count, $1.key) < ($1.value.count, $0.key) })?.key,
@@ -112,17 +113,20 @@ extension ShardLedger {
     /// How many of `backlog`'s first shards `donor` will likely have started before a steal
     /// decided `now` reaches it, at its measured rate. Those are not stolen: the donor would run
     /// them anyway, and the stolen copy would run them twice. The time it has:
-    /// - on a broker that answers quickly (heartbeats applied within `quickLagMs`): the age of its
+    /// - for an idle thief on a broker that answers quickly (heartbeats applied within
+    ///   `quickLagMs`): the age of its
     ///   last heartbeat (what it did since it reported this backlog), how late heartbeats arrive
     ///   (twice: its heartbeat's trip, and the steal's), and `stealReachMs` for its tail and loop.
     ///   A fixed two intervals instead left the fast workers of `tools/bench/balance` idle for the
     ///   last second of a 7 s job (1.11–1.25 × ideal);
-    /// - on a loaded one, two heartbeat intervals plus the lag: delays there vary far beyond
+    /// - on a loaded broker, two heartbeat intervals plus the lag: delays there vary far beyond
     ///   their mean (30 workers on two cores, lag 216 ms: the short window stole 1.4 % of 2 000
-    ///   shards and 1.1 % ran twice; one interval, 0.9–2.1 %; two, 0.1–0.8 %).
-    func reachedFirst(by donor: String, backlog: [String], now: Int64) -> Int {
+    ///   shards and 1.1 % ran twice; one interval, 0.9–2.1 %; two, 0.1–0.8 %). For a hungry
+    ///   thief (still running its last shards) too: with tiny shards workers are hungry all the
+    ///   time, and the short window moved 1.4 % of 10 000 shards between 3 equal workers.
+    func reachedFirst(by donor: String, backlog: [String], now: Int64, forIdleThief: Bool = true) -> Int {
         guard donor != Self.orphanDonor, let worker = workers[donor], worker.rate > 0 else { return 0 }
-        let windowMs = heartbeatLagMs <= Self.quickLagMs
+        let windowMs = forIdleThief && heartbeatLagMs <= Self.quickLagMs
             ? Double(max(0, now - worker.lastSeen)) + 2 * heartbeatLagMs + Self.stealReachMs
             : 2 * Double(settings.heartbeatMs) + heartbeatLagMs
         var samples = worker.rate * windowMs / 1_000

@@ -7,7 +7,8 @@ import Foundation
 /// commits (one at a time), each reporting back by event.
 extension Worker {
     /// Runs one shard as execution `run` and hands the loop what it produced (nil when abandoned).
-    func execute(_ shard: QueuedShard, run: String, _ runtime: WorkerRuntime, isAbandoned abandoned: @escaping @Sendable () -> Bool) async {
+    func execute(_ shard: QueuedShard, run: String, _ runtime: WorkerRuntime, board: RunBoard) async {
+        let abandoned: @Sendable () -> Bool = { board.isAbandoned(run) }
         let record = shard.record
         let startedAt = Timestamp.now()
         var logger = logger
@@ -15,8 +16,8 @@ extension Worker {
         let ack: AckRecord
         var results: [ResultRecord] = []
         do {
-            let outcome = try await runtime.processor.process(record, run: run, isAbandoned: abandoned) { [eventSink] done in
-                eventSink.yield(.progress(run: run, done: done))
+            let outcome = try await runtime.processor.process(record, run: run, isAbandoned: abandoned) { done in
+                board.report(run: run, done: done)
             }
             results = outcome.results
             var errorSamples = outcome.errorSamples

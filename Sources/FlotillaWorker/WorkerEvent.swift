@@ -20,7 +20,6 @@ enum WorkerEvent: Sendable {
     case ledger([JobRecord], Reply<[ControlRecord]>)
     /// Shard records named by `take` commands (`express`: recovered shards, else the warm start).
     case taken([QueuedShard], express: Bool, reason: String)
-    case progress(run: String, done: Int)
     /// An execution ended: what it produced, or nil when it was abandoned.
     case finished(run: String, FinishedShard?)
     /// A transaction of these shards is about to be tried: answered with the offsets it commits.

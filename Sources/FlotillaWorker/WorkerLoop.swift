@@ -5,7 +5,8 @@ import Logging
 import Synchronization
 
 /// The worker's one event loop. It alone owns the `WorkerMachine` and the `LedgerView`: every
-/// fact reaches it as a `WorkerEvent` on one stream, and after each it carries out the machine's
+/// fact reaches it as a `WorkerEvent` on one stream (but executions' progress, which it reads from
+/// the `RunBoard` for each heartbeat), and after each it carries out the machine's
 /// actions (start a shard, publish, settle, commit offsets) as tasks that report back by event.
 /// Tasks that need an answer (the intake's room, a transaction's offsets, the next heartbeat)
 /// ask with a `Reply`; the loop parks an answer until it is due.
@@ -25,8 +26,8 @@ struct WorkerLoop {
     private var lastBeat = ContinuousClock.now - .seconds(3_600)
     private var wasStopping = false
     private var tasksCancelled = false
-    /// Executions that should stop, read by them between batches.
-    let abandoned = AbandonedRuns()
+    /// Which executions should stop, and how far each has come.
+    let board = RunBoard()
     private let timer = DeadlineTimer()
     /// The deadline the timer was last armed for.
     private var armedFor: ContinuousClock.Instant?
@@ -59,7 +60,7 @@ struct WorkerLoop {
             }
             // Ended, or cancelled: whatever still runs stops, and every question still asked is answered.
             machine.stop(.finished("stopped"))
-            abandoned.set(Set(machine.running.keys))
+            board.abandon(Set(machine.running.keys))
             worker.eventSink.finish()
             timer.cancel()
             parkedIntake?.resume(returning: nil)
@@ -97,8 +98,6 @@ struct WorkerLoop {
                     "flotilla.shards": "\(added.map(\.record.shard))", "flotilla.reason": "\(reason)",
                 ])
             }
-        case .progress(let run, let done):
-            machine.progress(run: run, done: done)
         case .finished(let run, let shard):
             machine.finish(run: run, shard)
         case .offsetsWanted(let batch, let reply):
@@ -177,8 +176,7 @@ struct WorkerLoop {
             let actions = machine.actions(at: now, stamp: Timestamp.now(), skipReason: ledger.skipReason) { UUID().uuidString.lowercased() }
             for action in actions { perform(action, group: &group) }
         }
-        let runs = machine.abandonedRuns
-        abandoned.set(runs)
+        board.abandon(machine.abandonedRuns)
         if machine.isStopping && !wasStopping {
             wasStopping = true
             runtime.link.interruptPolls()  // the intake's and the ledger tail's one-second waits
@@ -198,10 +196,7 @@ struct WorkerLoop {
     private func perform(_ action: WorkerAction, group: inout DiscardingTaskGroup) {
         switch action {
         case .start(let shard, let run):
-            let abandoned = abandoned
-            group.addTask { [worker, runtime] in
-                await worker.execute(shard, run: run, runtime, isAbandoned: { abandoned.contains(run) })
-            }
+            group.addTask { [worker, runtime, board] in await worker.execute(shard, run: run, runtime, board: board) }
         case .skip(let shard, let reason):
             worker.logger.debug("shard skipped", metadata: [LoggingKeys.shard: "\(shard.record.shard)", "flotilla.reason": "\(reason)"])
         case .publish(let batch):
@@ -249,6 +244,7 @@ struct WorkerLoop {
         machine.idleBeatWanted = false
         let seconds = max(0.001, (now - lastBeat).seconds)
         lastBeat = now
+        for (run, done) in board.takeProgress() { machine.progress(run: run, done: done) }
         let report = machine.heartbeatReport()
         let options = worker.options
         let record = HeartbeatRecord(
@@ -273,13 +269,33 @@ struct WorkerLoop {
     }
 }
 
-/// The executions that should stop: written by the loop, read by the executions between batches.
-final class AbandonedRuns: Sendable {
-    private let runs = Mutex<Set<String>>([])
-
-    func set(_ abandoned: Set<String>) {
-        runs.withLock { if $0 != abandoned { $0 = abandoned } }
+/// What executions and the loop share without an event each time: which executions should stop
+/// (written by the loop, read by executions between batches) and how many samples each has
+/// finished (written by executions, read by the loop for heartbeats, which alone report it: an
+/// event per batch was a thread hop per batch).
+final class RunBoard: Sendable {
+    private struct State {
+        var abandoned: Set<String> = []
+        var progress: [String: Int] = [:]
     }
 
-    func contains(_ run: String) -> Bool { runs.withLock { $0.contains(run) } }
+    private let state = Mutex(State())
+
+    func abandon(_ runs: Set<String>) {
+        state.withLock { if $0.abandoned != runs { $0.abandoned = runs } }
+    }
+
+    func isAbandoned(_ run: String) -> Bool { state.withLock { $0.abandoned.contains(run) } }
+
+    func report(run: String, done: Int) {
+        state.withLock { $0.progress[run] = done }
+    }
+
+    /// Progress reported since the last call.
+    func takeProgress() -> [String: Int] {
+        state.withLock { state in
+            defer { state.progress.removeAll(keepingCapacity: true) }
+            return state.progress
+        }
+    }
 }

@@ -256,7 +256,7 @@ struct ShardLedgerStealReachTests {
         #expect(ledger.tick(now: 2_100).reEnqueues.isEmpty)
     }
 
-    @Test("On a quick broker the donor keeps what it starts before the steal reaches it by its heartbeat's age; on a loaded one, two intervals' worth")
+    @Test("For an idle thief on a quick broker the donor keeps what it starts before the steal reaches it by its heartbeat's age; on a loaded one or for a hungry thief, two intervals' worth")
     func windowFollowsTheView() {
         func donorLedger(lagMs: Int64) -> ShardLedger {
             var ledger = Fixtures.ledger(shards: 14, partition: { _ in 0 })
@@ -270,6 +270,8 @@ struct ShardLedgerStealReachTests {
         // 100 ms since its heartbeat, twice the lag, 100 ms for the steal's trip: 0.3 s at 4 samples/s.
         #expect(quick.reachedFirst(by: "w2", backlog: backlog, now: 2_100) == 1)
         #expect(quick.reachedFirst(by: "w2", backlog: backlog, now: 2_900) == 3, "an older heartbeat: it has run more since")
+        #expect(quick.reachedFirst(by: "w2", backlog: backlog, now: 2_100, forIdleThief: false) == 5,
+                "a hungry thief (still running) waits for two intervals' worth")
         let loaded = donorLedger(lagMs: 300)
         #expect(loaded.reachedFirst(by: "w2", backlog: backlog, now: 2_100) == 5, "(2 x 1 s + 0.3 s) at 4 samples/s")
     }
