@@ -113,8 +113,8 @@ extension ShardLedger {
     /// How many of `backlog`'s first shards `donor` will likely have started before a steal
     /// decided `now` reaches it, at its measured rate. Those are not stolen: the donor would run
     /// them anyway, and the stolen copy would run them twice. The time it has:
-    /// - for an idle thief on a broker that answers quickly (heartbeats applied within
-    ///   `quickLagMs`): the age of its
+    /// - for an idle thief on a broker that answers quickly (every heartbeat of the last 5–10 s
+    ///   applied within `quickLagMs`): the age of its
     ///   last heartbeat (what it did since it reported this backlog), how late heartbeats arrive
     ///   (twice: its heartbeat's trip, and the steal's), and `stealReachMs` for its tail and loop.
     ///   A fixed two intervals instead left the fast workers of `tools/bench/balance` idle for the
@@ -126,7 +126,7 @@ extension ShardLedger {
     ///   time, and the short window moved 1.4 % of 10 000 shards between 3 equal workers.
     func reachedFirst(by donor: String, backlog: [String], now: Int64, forIdleThief: Bool = true) -> Int {
         guard donor != Self.orphanDonor, let worker = workers[donor], worker.rate > 0 else { return 0 }
-        let windowMs = forIdleThief && heartbeatLagMs <= Self.quickLagMs
+        let windowMs = forIdleThief && recentLags.max <= Self.quickLagMs
             ? Double(max(0, now - worker.lastSeen)) + 2 * heartbeatLagMs + Self.stealReachMs
             : 2 * Double(settings.heartbeatMs) + heartbeatLagMs
         var samples = worker.rate * windowMs / 1_000
@@ -141,7 +141,7 @@ extension ShardLedger {
     /// What a steal's control record needs beyond the broker's lag to be applied by the donor.
     static let stealReachMs = 100.0
     /// Heartbeats applied within this of being sent: the view is fresh enough to steal by it.
-    static let quickLagMs = 100.0
+    static let quickLagMs = 150.0
 
     /// Shards an idle worker takes from a donor's backlog of `backlog` shards.
     func stealCount(thief: String, donor: String, backlog: Int, idleWorkers: Int) -> Int {

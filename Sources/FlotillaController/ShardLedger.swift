@@ -48,6 +48,8 @@ public struct ShardLedger: Sendable, Hashable {
     /// How late heartbeats reach the ledger (sent → applied, smoothed, ms): a busy broker delays
     /// every tail, and balancing must not act on a view older than the work it would move.
     public private(set) var heartbeatLagMs: Double = 0
+    /// The largest of those lags lately: stealing by a short window needs it small (`reachedFirst`).
+    private(set) var recentLags = LagWindow()
     /// When this controller started watching (epoch ms): silence from before is not a fault of
     /// the shards (see `markLost`). Nil: every loss is charged (tests, simulations).
     public var watchingSince: Int64?
@@ -153,6 +155,7 @@ public struct ShardLedger: Sendable, Hashable {
         worker.lastSeen = max(worker.lastSeen, receivedAt)
         let lag = Double(max(0, receivedAt - heartbeat.time))
         heartbeatLagMs = heartbeatLagMs == 0 ? lag : 0.8 * heartbeatLagMs + 0.2 * lag
+        recentLags.add(lag, at: receivedAt)
         worker.heartbeatTime = heartbeat.time
         worker.pid = heartbeat.pid
         worker.host = heartbeat.host

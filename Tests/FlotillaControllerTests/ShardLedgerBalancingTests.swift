@@ -272,6 +272,11 @@ struct ShardLedgerStealReachTests {
         #expect(quick.reachedFirst(by: "w2", backlog: backlog, now: 2_900) == 3, "an older heartbeat: it has run more since")
         #expect(quick.reachedFirst(by: "w2", backlog: backlog, now: 2_100, forIdleThief: false) == 5,
                 "a hungry thief (still running) waits for two intervals' worth")
+        var stalled = donorLedger(lagMs: 10)
+        stalled.apply(heartbeat: Fixtures.heartbeat("w1", at: 1_600, partitions: [2, 3]), receivedAt: 2_000)
+        stalled.apply(heartbeat: Fixtures.heartbeat("w1", at: 2_050, partitions: [2, 3]), receivedAt: 2_060)
+        #expect(stalled.heartbeatLagMs < 150 && stalled.reachedFirst(by: "w2", backlog: backlog, now: 2_100) == 5,
+                "one heartbeat 400 ms late lately: the long window, though the mean is small again")
         let loaded = donorLedger(lagMs: 300)
         #expect(loaded.reachedFirst(by: "w2", backlog: backlog, now: 2_100) == 5, "(2 x 1 s + 0.3 s) at 4 samples/s")
     }
