@@ -7,10 +7,10 @@ import Logging
 /// look like a dead fleet), and one controller per job.
 extension ControllerService {
     /// Refuses to start when another controller of the job sent a heartbeat within the worker
-    /// timeout, unless this one takes over. Runs before any worker starts: a second fleet with
-    /// the same worker ids would fence the first one's transactions.
+    /// timeout, unless this one takes over (then it waits until the other has stopped its
+    /// fleet). Runs before any worker starts: a second fleet with the same worker ids would
+    /// fence the first one's transactions.
     func checkNoOtherController(_ connection: Connection, settings: LedgerSettings) async throws {
-        guard !options.takeOver else { return }
         let brokers = BrokerConnection(bootstrapServers: options.brokers, properties: options.kafkaProperties,
                                        clientID: "flotilla-controller-check")
         let reader: RecordReader
@@ -36,6 +36,9 @@ extension ControllerService {
         }
         guard let other = recent.max(by: { $0.time < $1.time }), now - other.time < settings.workerTimeoutMs,
               other.stopping != true else { return }
+        if options.takeOver {
+            return await waitForHandOver(from: other, reader: reader, beats: beats, connection, settings: settings)
+        }
         // On this host the process table answers at once (and a reused pid is told apart by its
         // command line); heartbeats decide only for a controller elsewhere.
         if Self.isRunningHere(other) != nil {
@@ -61,6 +64,37 @@ extension ControllerService {
                 if fresh.count >= 2 { throw Self.alreadyRunning(beat, job: options.job, now: Timestamp.now()) }
             }
         }
+    }
+
+    /// A take-over announces itself and waits until the other controller has stopped its fleet
+    /// (its last heartbeat says so, its process is gone, or it fell silent), so that the new
+    /// workers join a group the old ones have left. Joining while they left tripped Tansu: a
+    /// member that left while it was elected leader stayed the group's leader for ~2 minutes,
+    /// and no worker got partitions.
+    private func waitForHandOver(from other: ControllerHeartbeat, reader: RecordReader,
+                                 beats: ([TopicRecord]) -> [ControllerHeartbeat],
+                                 _ connection: Connection, settings: LedgerSettings) async {
+        logger.notice("taking over the job; waiting for the other controller to stop its workers", metadata: ["flotilla.other": "\(other.holder)"])
+        let silence = Duration.milliseconds(settings.workerTimeoutMs)
+        let deadline = ContinuousClock.now + options.stopGrace + silence + .seconds(5)
+        var lastHeard = ContinuousClock.now
+        var nextBeat = ContinuousClock.now
+        while ContinuousClock.now < deadline {
+            if ContinuousClock.now >= nextBeat {
+                nextBeat = .now + .milliseconds(settings.heartbeatMs)
+                var beat = identity
+                beat.time = Timestamp.now()
+                try? connection.publisher.enqueue(message(beat, topic: connection.topics.heartbeats, key: ControllerHeartbeat.key))
+            }
+            if Self.isRunningHere(other) == false { return }
+            let events = (try? await reader.poll(timeout: .milliseconds(100))) ?? []
+            for beat in beats(events.compactMap(\.record)) where beat.controller == other.controller {
+                if beat.stopping == true { return }
+                lastHeard = .now
+            }
+            if ContinuousClock.now - lastHeard > silence { return }
+        }
+        logger.warning("the other controller did not stop in time; starting the fleet anyway", metadata: ["flotilla.other": "\(other.holder)"])
     }
 
     /// For a controller of this host: whether its process still runs this job's controller

@@ -214,12 +214,14 @@ struct WorkerLoop {
 
     /// Hold only the shards this worker can start soon: that is what lets faster workers take
     /// more. A full worker does not poll, so records stay in Kafka (pausing partitions instead
-    /// makes the next fetch after resume wait most of a second).
+    /// makes the next fetch after resume wait most of a second), unless it has no partitions:
+    /// then a poll brings the assignment (and at most one record), and a member that has not
+    /// taken its assignment holds up the group's next rebalance.
     private mutating func answerIntake(now: ContinuousClock.Instant) {
         guard let reply = parkedIntake else { return }
         if machine.isStopping {
             reply.resume(returning: nil)
-        } else if machine.room > 0 || now - lastPoll >= Self.idlePoll {
+        } else if machine.room > 0 || machine.assigned.isEmpty || now - lastPoll >= Self.idlePoll {
             reply.resume(returning: machine.room)
         } else {
             return
