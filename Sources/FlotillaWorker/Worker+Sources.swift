@@ -14,7 +14,8 @@ extension Worker {
             do {
                 // Records and rebalances end the wait at once, a stop interrupts it: the timeout
                 // only paces an idle worker's wake-ups (at 100 ms they were most of its idle CPU).
-                events = try await runtime.link.pollShards(maxEvents: max(1, granted), timeout: .seconds(1))
+                // A full worker's poll serves rebalances without waiting for a record it has no room for.
+                events = try await runtime.link.pollShards(maxEvents: max(1, granted), timeout: granted > 0 ? .seconds(1) : .zero)
             } catch {
                 eventSink.yield(.failed(FlotillaError(.kafka, "fatal Kafka consumer error; exiting so a supervisor replaces this worker", underlying: error)))
                 return

@@ -183,7 +183,7 @@ struct WorkerLoop {
         }
         answerIntake(now: now)
         answerBeat(now: now)
-        let deadlines = [failure == nil ? machine.nextDeadline() : nil, parkedIntake.map { _ in lastPoll + Self.idlePoll },
+        let deadlines = [failure == nil ? machine.nextDeadline() : nil, parkedIntake.map { _ in lastPoll + fullPoll },
                          parkedBeat.map { _ in nextBeat }]
         // Re-armed only for an earlier deadline: rescheduling a dispatch timer after every event
         // costs more than the event.
@@ -212,16 +212,20 @@ struct WorkerLoop {
     /// max.poll.interval.
     static let idlePoll: Duration = .seconds(60)
 
+    /// How often a full worker polls: once a minute; once a second while it has no partitions,
+    /// to take its assignment (a poll with no room does not wait, so no record comes with it).
+    private var fullPoll: Duration { machine.assigned.isEmpty ? .seconds(1) : Self.idlePoll }
+
     /// Hold only the shards this worker can start soon: that is what lets faster workers take
     /// more. A full worker does not poll, so records stay in Kafka (pausing partitions instead
-    /// makes the next fetch after resume wait most of a second), unless it has no partitions:
-    /// then a poll brings the assignment (and at most one record), and a member that has not
-    /// taken its assignment holds up the group's next rebalance.
+    /// makes the next fetch after resume wait most of a second). It still polls now and then
+    /// (`fullPoll`): a member that has not taken its assignment holds up the group's next
+    /// rebalance, and one that never polls leaves the group after max.poll.interval.
     private mutating func answerIntake(now: ContinuousClock.Instant) {
         guard let reply = parkedIntake else { return }
         if machine.isStopping {
             reply.resume(returning: nil)
-        } else if machine.room > 0 || machine.assigned.isEmpty || now - lastPoll >= Self.idlePoll {
+        } else if machine.room > 0 || now - lastPoll >= fullPoll {
             reply.resume(returning: machine.room)
         } else {
             return
