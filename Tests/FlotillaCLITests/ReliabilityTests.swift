@@ -122,7 +122,7 @@ struct ReliabilityTests {
         #expect(status == 0 && Set(lines.compactMap { $0["id"] as? String }) == Set(harness.samples))
     }
 
-    @Test("One controller per job: a second one refuses (exit 2, naming the first); --take-over replaces it and the first stops")
+    @Test("One controller per job: a second one refuses (exit 2, naming the first); --take-over replaces it: the first stops its fleet before the new one starts")
     func oneControllerPerJob() async throws {
         let harness = try await FleetHarness(samples: 600, samplesPerShard: 50, stage: Self.sleepy, maxWorkers: 2)
         try harness.submit()
@@ -146,6 +146,10 @@ struct ReliabilityTests {
         #expect(errors.contains("was taken over by another controller"), "\(errors.suffix(2_000))")
         let (lines, status) = try harness.results()
         #expect(status == 0 && lines.count == 600)
+        // The new fleet started after the old one stopped: no new worker fenced an old one.
+        let logs = try FileManager.default.contentsOfDirectory(atPath: "\(harness.folder)/logs")
+            .map { try String(contentsOfFile: "\(harness.folder)/logs/\($0)", encoding: .utf8) }.joined()
+        #expect(!logs.contains("fenced by a newer instance"), "\(logs.suffix(2_000))")
     }
 
     @Test("A shard record naming a file the job does not declare (/etc/passwd) is dead-lettered; nothing of it is published")
