@@ -81,9 +81,7 @@ extension ControllerService {
         while ContinuousClock.now < deadline {
             if ContinuousClock.now >= nextBeat {
                 nextBeat = .now + .milliseconds(settings.heartbeatMs)
-                var beat = identity
-                beat.time = Timestamp.now()
-                try? connection.publisher.enqueue(message(beat, topic: connection.topics.heartbeats, key: ControllerHeartbeat.key))
+                publishHeartbeat(connection)
             }
             if Self.isRunningHere(other) == false { return }
             let events = (try? await reader.poll(timeout: .milliseconds(100))) ?? []
@@ -113,8 +111,13 @@ extension ControllerService {
         let now = Timestamp.now()
         guard now >= run.nextBeat || stopping else { return }
         run.nextBeat = now + run.ledger.settings.heartbeatMs
+        publishHeartbeat(connection, stopping: stopping)
+    }
+
+    /// Publishes this controller's heartbeat now, with its progress while the job runs.
+    private func publishHeartbeat(_ connection: Connection, stopping: Bool = false) {
         var beat = identity
-        beat.time = now
+        beat.time = Timestamp.now()
         beat.stopping = stopping ? true : nil
         let status = board.status
         if status.state == "running" {

@@ -213,14 +213,13 @@ struct WorkerLoop {
     static let idlePoll: Duration = .seconds(60)
 
     /// How often a full worker polls: once a minute; once a second while it has no partitions,
-    /// to take its assignment (a poll with no room does not wait, so no record comes with it).
+    /// to take its assignment (a member that has not holds up the group's next rebalance). A
+    /// poll with no room does not wait, so no record comes with the assignment.
     private var fullPoll: Duration { machine.assigned.isEmpty ? .seconds(1) : Self.idlePoll }
 
     /// Hold only the shards this worker can start soon: that is what lets faster workers take
     /// more. A full worker does not poll, so records stay in Kafka (pausing partitions instead
-    /// makes the next fetch after resume wait most of a second). It still polls now and then
-    /// (`fullPoll`): a member that has not taken its assignment holds up the group's next
-    /// rebalance, and one that never polls leaves the group after max.poll.interval.
+    /// makes the next fetch after resume wait most of a second), except every `fullPoll`.
     private mutating func answerIntake(now: ContinuousClock.Instant) {
         guard let reply = parkedIntake else { return }
         if machine.isStopping {

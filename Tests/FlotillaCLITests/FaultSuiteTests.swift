@@ -147,8 +147,7 @@ struct FaultSuiteTests {
         let dead = try await harness.deadLetters()
         #expect(dead.contains { $0.reason.contains("not JSON") })
         #expect(dead.contains { $0.reason.contains("version 2") })
-        let logs = try FileManager.default.contentsOfDirectory(atPath: "\(harness.folder)/logs")
-            .map { (try? String(contentsOfFile: "\(harness.folder)/logs/\($0)", encoding: .utf8)) ?? "" }.joined()
+        let logs = try harness.workerLogs()
         #expect(!logs.contains("Fatal error"), "no worker crashed")
     }
 

@@ -117,6 +117,12 @@ final class FleetHarness: @unchecked Sendable {
     }
 
     /// What the `start`-th controller wrote to stderr.
+    /// Every worker log of the run, one after another.
+    func workerLogs() throws -> String {
+        try FileManager.default.contentsOfDirectory(atPath: "\(folder)/logs")
+            .map { (try? String(contentsOfFile: "\(folder)/logs/\($0)", encoding: .utf8)) ?? "" }.joined()
+    }
+
     func controllerErrors(start: Int) -> String {
         (try? String(contentsOfFile: "\(folder)/\(Self.name("controller", start: start)).err", encoding: .utf8)) ?? ""
     }

@@ -147,8 +147,7 @@ struct ReliabilityTests {
         let (lines, status) = try harness.results()
         #expect(status == 0 && lines.count == 600)
         // The new fleet started after the old one stopped: no new worker fenced an old one.
-        let logs = try FileManager.default.contentsOfDirectory(atPath: "\(harness.folder)/logs")
-            .map { try String(contentsOfFile: "\(harness.folder)/logs/\($0)", encoding: .utf8) }.joined()
+        let logs = try harness.workerLogs()
         #expect(!logs.contains("fenced by a newer instance"), "\(logs.suffix(2_000))")
     }
 
