@@ -156,6 +156,12 @@ let package = Package(
             path: "Benchmarks/ControllerCapacity",
             swiftSettings: swiftSettings
         ),
+        .executableTarget(
+            name: "scan-speed",
+            dependencies: ["FlotillaCore"],
+            path: "Benchmarks/ScanSpeed",
+            swiftSettings: swiftSettings
+        ),
         .target(
             name: "FlotillaTestSupport",
             dependencies: ["RdKafka", "EmbeddedBroker", "FlotillaCore", .product(name: "Logging", package: "swift-log")],

@@ -34,6 +34,9 @@ struct WorkerMachine: Sendable {
     /// How long a finished shard waits for others, while more run, to share its transaction: a
     /// transaction costs the worker ~80 thread switches in librdkafka whatever it holds, and one
     /// per shard was a fifth of a fast model's worker CPU (measured, 1.3 shards per transaction).
+    /// 250 ms rather than 50: ~2 ms of worker CPU per transaction, and at 50 ms a fast model's
+    /// 37 shards/s still made ~2 shards per transaction (docs/BENCHMARKS.md, session 19). A shard
+    /// waits only while others run, so a job's last results are not held back.
     let publishLinger: Duration
 
     private(set) var phase: Phase = .running
@@ -74,7 +77,7 @@ struct WorkerMachine: Sendable {
     /// it), though not as urgently.
     var idleBeatWanted = false
 
-    init(slots: Int, holdLimit: Int, publishBatch: Int = 16, publishLinger: Duration = .milliseconds(50)) {
+    init(slots: Int, holdLimit: Int, publishBatch: Int = 16, publishLinger: Duration = .milliseconds(250)) {
         self.slots = max(1, slots)
         self.holdLimit = max(1, holdLimit)
         self.publishBatch = max(1, publishBatch)

@@ -62,6 +62,29 @@ struct JSONTests {
         #expect("\(error.message) at column \(error.offset + 1)" == message)
     }
 
+    @Test("Digit runs read eight bytes at a time end at the first non-digit, whatever follows it and wherever the buffer ends")
+    func digitRuns() {
+        // Fractions and exponents of every length up to 20 digits, each followed by every kind of
+        // byte the word scan must stop at (below "0", above "9", non-ASCII), and at the buffer's end.
+        for digits in 1...20 {
+            let run = String((0..<digits).map { Character(String($0 % 10)) })
+            for number in ["0.\(run)", "-12.\(run)", "1e\(run)", "2.5E-\(run)"] {
+                for valid in [number, "[\(number),\(number)]"] {
+                    #expect((try? validate(valid).get()) != nil, "\(valid)")
+                    #expect((try? parse(valid).get()) != nil, "\(valid)")
+                }
+                for follower in ["/", ":", "a", "é", " "] {
+                    let text = "[\(number)\(follower)"
+                    guard case .failure(let scanned) = validate(text), case .failure(let parsed) = parse(text) else {
+                        Issue.record("accepted \(text)")
+                        continue
+                    }
+                    #expect("\(scanned.message) at column \(scanned.offset + 1)" == parsed.message, "\(text)")
+                }
+            }
+        }
+    }
+
     @Test("Nesting deeper than the limit is refused instead of overflowing the stack")
     func depth() {
         let deep = String(repeating: "[", count: 10_000) + String(repeating: "]", count: 10_000)

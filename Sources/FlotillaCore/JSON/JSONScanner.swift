@@ -79,25 +79,50 @@ public struct JSONScanner {
         let count = bytes.count
         let base = bytes.baseAddress!  // the caller checked index < count, so there are bytes
         @inline(__always) func isDigit(_ at: Int) -> Bool { at < count && base[at] &- UInt8(ascii: "0") < 10 }
+        /// Past the run of digits at `at`: eight bytes at a time where eight are left, so how
+        /// long the run is decides no branch.
+        @inline(__always) func skipDigits(_ at: Int) -> Int {
+            var at = at
+            while at + 8 <= count {
+                let word = UnsafeRawPointer(base + at).loadUnaligned(as: UInt64.self).littleEndian
+                // A byte's high bit is set in `above` when it is over "9", in `below` when under "0",
+                // in `word` when not ASCII. Carries and borrows only spill into bytes after a
+                // non-digit, which the lowest set bit already excludes.
+                let above = word &+ 0x4646_4646_4646_4646
+                let below = word &- 0x3030_3030_3030_3030
+                let nonDigits = (above | below | word) & 0x8080_8080_8080_8080
+                if nonDigits != 0 { return at + nonDigits.trailingZeroBitCount >> 3 }
+                at += 8
+            }
+            while isDigit(at) { at += 1 }
+            return at
+        }
         var at = index
         defer { index = at }
-        if base[at] == UInt8(ascii: "-") { at += 1 }
+        // Branch-free sign and leading zero: both are coin flips in real data, and a mispredicted
+        // branch per number cost more than its digits.
+        at &+= Int(unsafeBitCast(base[at] == UInt8(ascii: "-"), to: UInt8.self))
         guard isDigit(at) else { return fail("invalid number") }
-        if base[at] == UInt8(ascii: "0") {
-            at += 1
-        } else {
-            repeat { at += 1 } while isDigit(at)
+        let integerStart = at
+        repeat { at += 1 } while isDigit(at)
+        let leadingZero = unsafeBitCast(base[integerStart] == UInt8(ascii: "0"), to: UInt8.self)
+        let longer = unsafeBitCast(at &- integerStart > 1, to: UInt8.self)
+        // "01": the number is the "0", and what follows fails where the caller expects a separator.
+        if leadingZero & longer != 0 {
+            at = integerStart + 1
+            return true
         }
         if at < count && base[at] == UInt8(ascii: ".") {
-            at += 1
-            guard isDigit(at) else { return fail("invalid number") }
-            repeat { at += 1 } while isDigit(at)
+            let fractionStart = at + 1
+            at = skipDigits(fractionStart)
+            guard at > fractionStart else { return fail("invalid number") }
         }
         if at < count && (base[at] | 0x20) == UInt8(ascii: "e") {
             at += 1
             if at < count && (base[at] == UInt8(ascii: "+") || base[at] == UInt8(ascii: "-")) { at += 1 }
-            guard isDigit(at) else { return fail("invalid number") }
-            repeat { at += 1 } while isDigit(at)
+            let exponentStart = at
+            at = skipDigits(exponentStart)
+            guard at > exponentStart else { return fail("invalid number") }
         }
         return true
     }
