@@ -45,3 +45,28 @@ func scan(_ name: String, _ lines: [[UInt8]]) {
 
 scan("%.4f", lines { String(format: "%.4f", $0) })
 scan("shortest", lines { "\($0)" })
+
+// The records every worker and the controller read once per shard: the tree path
+// (`TreeDecodedRecord`) against JSONDecoder alone.
+func decode<T: FlotillaRecord>(_ name: String, _ record: T) {
+    let bytes = RecordCodec.shared.encode(record)
+    func best(_ body: () -> Void) -> Double {
+        var best = UInt64.max
+        for _ in 0..<5 {
+            let start = DispatchTime.now().uptimeNanoseconds
+            for _ in 0..<2_000 { body() }
+            best = min(best, DispatchTime.now().uptimeNanoseconds - start)
+        }
+        return Double(best) / 2_000
+    }
+    let tree = best { _ = try! RecordCodec.shared.decode(T.self, from: bytes) }
+    let data = Data(bytes)
+    let reference = best { _ = try! RecordCodec.shared.decode(T.self, from: data) }
+    print(String(format: "decode %-6@ %6.0f ns (JSONDecoder %6.0f ns), %d bytes", name, tree, reference, bytes.count))
+}
+
+decode("shard", ShardRecord(job: "bench-fast-model", shard: "s000042", attempt: 0, source: .lines(LineSource(
+    location: .file(path: "/tmp/flotilla-bench.x/in.jsonl"),
+    range: ByteRange(offset: 21_000_000, length: 503_000, firstLine: 42_001, format: .jsonl, idField: "id", checksum: "xxh64:0123456789abcdef"))),
+    samples: 1000))
+decode("ack", AckRecord(job: "bench-fast-model", shard: "s000042", attempt: 0, run: UUID().uuidString, worker: "w1", samples: 1000, startedAt: 1, finishedAt: 2))

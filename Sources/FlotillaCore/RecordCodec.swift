@@ -59,7 +59,10 @@ public struct RecordCodec: Sendable {
 
     /// Decodes a record of type `T`, checking its version.
     public func decode<T: FlotillaRecord>(_ type: T.Type, from bytes: [UInt8]) throws(FlotillaError) -> T {
-        try decode(type, from: Data(bytes))
+        if let treeType = T.self as? any TreeDecodedRecord.Type, let record = Self.treeDecoded(treeType, from: bytes) as? T {
+            return record
+        }
+        return try decode(type, from: Data(bytes))
     }
 
     /// Decodes a record of type `T` from `data`, checking its version.
