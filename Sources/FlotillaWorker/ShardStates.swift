@@ -32,4 +32,15 @@ struct FinishedShard: PublishableShard {
     /// When the execution ended: a shard waits at most `WorkerMachine.publishLinger` from then for
     /// others to share its transaction.
     var finishedAt: ContinuousClock.Instant = .now
+    /// About how many bytes its results take in records: what it holds in memory until published,
+    /// and its share of a transaction (`WorkerMachine.publishBytes`).
+    let resultBytes: Int
+
+    init(partition: TopicPartition, offset: Int64, results: [ResultRecord], ack: AckRecord) {
+        self.partition = partition
+        self.offset = offset
+        self.results = results
+        self.ack = ack
+        resultBytes = results.reduce(0) { $0 + $1.entryJSONSize }
+    }
 }

@@ -2,22 +2,31 @@ import FlotillaCore
 import FlotillaKafka
 
 extension WorkerMachine {
-    /// The next transaction at `now`: up to `publishBatch` finished shards, in flight until
-    /// `published` (the shell retries a failed transaction with the same shards, asking
-    /// `offsetsToCommit` again). Nil while one is in flight, or while the finished shards may
-    /// still wait for company (`publishDue`).
+    /// The next transaction at `now`: up to `publishBatch` finished shards and `publishBytes` of
+    /// results (at least one shard), in flight until `published` (the shell retries a failed
+    /// transaction with the same shards, asking `offsetsToCommit` again). Nil while one is in
+    /// flight, or while the finished shards may still wait for company (`publishDue`).
     mutating func nextPublish(at now: ContinuousClock.Instant) -> [FinishedShard]? {
         guard publishing.isEmpty, !finished.isEmpty else { return nil }
         if let due = publishDue, now < due { return nil }
-        publishing = Array(finished.prefix(publishBatch))
-        finished.removeFirst(publishing.count)
+        var count = 0
+        var bytes = 0
+        for shard in finished.prefix(publishBatch) {
+            if count > 0 && bytes + shard.resultBytes > publishBytes { break }
+            count += 1
+            bytes += shard.resultBytes
+        }
+        publishing = Array(finished.prefix(count))
+        finished.removeFirst(count)
         return publishing
     }
 
     /// Until when the finished shards may wait for others to share their transaction: nil when
-    /// they go at once — a batch's worth, nothing else running to wait for, or draining or stopping.
+    /// they go at once — a transaction's worth (by count or bytes), nothing else running to wait
+    /// for, or draining or stopping.
     var publishDue: ContinuousClock.Instant? {
-        guard let oldest = finished.first, finished.count < publishBatch, !running.isEmpty, phase == .running else { return nil }
+        guard let oldest = finished.first, finished.count < publishBatch, !running.isEmpty, phase == .running,
+              finished.reduce(0, { $0 + $1.resultBytes }) < publishBytes else { return nil }
         return oldest.finishedAt + publishLinger
     }
 

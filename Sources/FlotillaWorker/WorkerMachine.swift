@@ -29,8 +29,13 @@ struct WorkerMachine: Sendable {
     private(set) var slots: Int
     /// Shards held (queued and running) at most; the intake polls only for the room left.
     private(set) var holdLimit: Int
-    /// Finished shards per transaction at most: one commit costs a few milliseconds.
+    /// Finished shards per transaction at most: one commit costs a few milliseconds. 64 rather
+    /// than 16: on 10-sample shards, 0.50-0.60 ms of worker CPU per shard against 0.78-1.00, and
+    /// the broker's 0.40-0.47 against 0.64-0.76 (`tools/bench/scale`, session 19).
     let publishBatch: Int
+    /// Result bytes per transaction at most (a shard with more travels alone), and held unpublished
+    /// before the intake pauses: what bounds the memory of finished shards when results are large.
+    let publishBytes: Int
     /// How long a finished shard waits for others, while more run, to share its transaction: a
     /// transaction costs the worker ~80 thread switches in librdkafka whatever it holds, and one
     /// per shard was a fifth of a fast model's worker CPU (measured, 1.3 shards per transaction).
@@ -77,10 +82,11 @@ struct WorkerMachine: Sendable {
     /// it), though not as urgently.
     var idleBeatWanted = false
 
-    init(slots: Int, holdLimit: Int, publishBatch: Int = 16, publishLinger: Duration = .milliseconds(250)) {
+    init(slots: Int, holdLimit: Int, publishBatch: Int = 64, publishBytes: Int = 16 << 20, publishLinger: Duration = .milliseconds(250)) {
         self.slots = max(1, slots)
         self.holdLimit = max(1, holdLimit)
         self.publishBatch = max(1, publishBatch)
+        self.publishBytes = max(1, publishBytes)
         self.publishLinger = publishLinger
     }
 
@@ -96,11 +102,18 @@ struct WorkerMachine: Sendable {
     // MARK: intake
 
     /// Records the intake may take now. Finished shards waiting for the committer count too,
-    /// beyond a batch's worth: what a worker holds unpublished is what a rebalance makes another redo.
+    /// beyond a transaction's worth: what a worker holds unpublished is what a rebalance makes
+    /// another redo, and what it keeps in memory (none taken while over `publishBytes`).
     var room: Int {
         guard phase == .running else { return 0 }
+        if unpublishedBytes > publishBytes { return 0 }
         let unpublished = max(0, finished.count + publishing.count - publishBatch)
         return holdLimit - queue.count - running.count - unpublished
+    }
+
+    /// The result bytes of the finished shards not yet published.
+    var unpublishedBytes: Int {
+        finished.reduce(0) { $0 + $1.resultBytes } + publishing.reduce(0) { $0 + $1.resultBytes }
     }
 
     /// A record arrived from the group at `offset` of `partition` (before it is decoded).

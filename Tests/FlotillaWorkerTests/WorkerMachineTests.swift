@@ -265,6 +265,32 @@ struct WorkerMachineTests {
         #expect(machine.nextPublish(at: t0)?.count == 1, "a draining worker does not wait")
     }
 
+    @Test("a transaction holds at most publishBytes of results (a larger shard alone); over them unpublished, the intake pauses")
+    func publishBytes() throws {
+        var machine = WorkerMachine(slots: 4, holdLimit: 8, publishBatch: 64, publishBytes: 150)
+        machine.assign([p0, p1])
+        for index in 0..<6 { receive(&machine, index) }
+        let started = (0..<4).compactMap { _ in start(&machine) }
+        let outputs = [30, 30, 200, 30]  // each output's bytes; a result takes ~33 more (its id, keys)
+        for ((shard, run), size) in zip(started, outputs) {
+            var done = finished(shard, run: run)
+            done = FinishedShard(partition: done.partition, offset: done.offset, results: [ResultRecord(
+                job: "j", id: "x", shard: shard.record.shard, attempt: 0, run: run,
+                outcome: .output(JSONBytes(.string(String(repeating: "a", count: size)))))], ack: done.ack)
+            machine.finish(run: run, done)
+        }
+        #expect(machine.unpublishedBytes > 150)
+        #expect(machine.room == 0, "over the budget unpublished: no more taken")
+        let first = try batch(&machine)
+        #expect(first.count == 2, "two small shards fit, the large one would not")
+        machine.published(first)
+        let second = try batch(&machine)
+        #expect(second.map(\.results[0].outputBytes?.bytes.count) == [202], "the large shard travels alone")
+        machine.published(second)
+        #expect(try batch(&machine).count == 1)
+        #expect(machine.room > 0)
+    }
+
     @Test("a transaction retried after a rebalance: the same shards, and only the offsets still owned")
     func publishRetry() throws {
         var machine = machine(2)
