@@ -43,4 +43,7 @@ struct FinishedShard: PublishableShard {
         self.ack = ack
         resultBytes = results.reduce(0) { $0 + $1.entryJSONSize }
     }
+
+    /// Whether this is an execution of `record`'s attempt.
+    func holds(_ record: ShardRecord) -> Bool { ack.shard == record.shard && ack.attempt == record.attempt }
 }

@@ -290,7 +290,7 @@ struct WorkerMachine: Sendable {
     /// Whether this attempt runs or waits to be published here.
     private func holdsCopy(of record: ShardRecord) -> Bool {
         running.values.contains { !$0.abandoned && $0.queued.record.isSameAttempt(as: record) }
-            || (finished + publishing).contains { $0.ack.shard == record.shard && $0.ack.attempt == record.attempt }
+            || finished.contains { $0.holds(record) } || publishing.contains { $0.holds(record) }
     }
 
     mutating func requeueHeld(of record: ShardRecord) {

@@ -41,6 +41,24 @@ struct TreeDecodedRecordTests {
         }
     }
 
+    @Test("An ack written without JSONEncoder is the object JSONEncoder writes, keys sorted")
+    func writtenAcks() throws {
+        let sorted = JSONEncoder()
+        sorted.outputFormatting = [.sortedKeys, .withoutEscapingSlashes]
+        for ack in [
+            AckRecord(job: "j/ü", shard: "s000001", attempt: 2, run: "r", worker: "w\"1", samples: 10, startedAt: 5, finishedAt: -9),
+            AckRecord(job: "j", shard: "s000001", attempt: 0, run: "r", worker: "w", samples: 3, errorSamples: 3, status: .failed,
+                      error: "predictor\nexited", errors: [ErrorCount(message: "bad \u{1}", count: 2), ErrorCount(message: "worse", count: 1)],
+                      startedAt: 1, finishedAt: 2),
+        ] {
+            let written = text(codec.encode(ack))
+            var reference = text(Array(try sorted.encode(ack)))
+            reference.insert(contentsOf: ",\"v\":1", at: reference.range(of: ",\"worker\"")!.lowerBound)
+            #expect(written == reference)
+            #expect(try codec.decode(AckRecord.self, from: codec.encode(ack)) == ack)
+        }
+    }
+
     @Test("What the tree path does not cover goes to JSONDecoder: the same record, or the same error")
     func declined() throws {
         let withCounts = AckRecord(job: "j", shard: "s000001", attempt: 0, run: "r", worker: "w", samples: 3, errorSamples: 3,
