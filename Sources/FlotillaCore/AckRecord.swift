@@ -68,43 +68,30 @@ extension AckRecord: JSONWritableRecord {
     /// The object `Codable` writes (sorted keys, `"v"`), without JSONEncoder: one ack per shard
     /// made it a tenth of a worker's CPU on 10-sample shards.
     public func writeJSON(into out: inout [UInt8]) {
-        JSONWriter.raw(#"{"attempt":"#, into: &out)
-        JSONWriter.write(attempt, into: &out)
+        JSONWriter.member(#"{"attempt":"#, attempt, into: &out)
         if let error {
-            JSONWriter.raw(#","error":"#, into: &out)
-            JSONWriter.write(error, into: &out)
+            JSONWriter.member(#","error":"#, error, into: &out)
         }
-        JSONWriter.raw(#","errorSamples":"#, into: &out)
-        JSONWriter.write(errorSamples, into: &out)
+        JSONWriter.member(#","errorSamples":"#, errorSamples, into: &out)
         if let errors {
             JSONWriter.raw(#","errors":["#, into: &out)
             for (index, count) in errors.enumerated() {
                 JSONWriter.raw(index == 0 ? #"{"count":"# : #",{"count":"#, into: &out)
                 JSONWriter.write(count.count, into: &out)
-                JSONWriter.raw(#","message":"#, into: &out)
-                JSONWriter.write(count.message, into: &out)
+                JSONWriter.member(#","message":"#, count.message, into: &out)
                 out.append(UInt8(ascii: "}"))
             }
             out.append(UInt8(ascii: "]"))
         }
-        JSONWriter.raw(#","finishedAt":"#, into: &out)
-        JSONWriter.write(finishedAt, into: &out)
-        JSONWriter.raw(#","job":"#, into: &out)
-        JSONWriter.write(job, into: &out)
-        JSONWriter.raw(#","run":"#, into: &out)
-        JSONWriter.write(run, into: &out)
-        JSONWriter.raw(#","samples":"#, into: &out)
-        JSONWriter.write(samples, into: &out)
-        JSONWriter.raw(#","shard":"#, into: &out)
-        JSONWriter.write(shard, into: &out)
-        JSONWriter.raw(#","startedAt":"#, into: &out)
-        JSONWriter.write(startedAt, into: &out)
-        JSONWriter.raw(#","status":"#, into: &out)
-        JSONWriter.write(status.rawValue, into: &out)
-        JSONWriter.raw(#","v":"#, into: &out)
-        JSONWriter.write(RecordCodec.version, into: &out)
-        JSONWriter.raw(#","worker":"#, into: &out)
-        JSONWriter.write(worker, into: &out)
+        JSONWriter.member(#","finishedAt":"#, finishedAt, into: &out)
+        JSONWriter.member(#","job":"#, job, into: &out)
+        JSONWriter.member(#","run":"#, run, into: &out)
+        JSONWriter.member(#","samples":"#, samples, into: &out)
+        JSONWriter.member(#","shard":"#, shard, into: &out)
+        JSONWriter.member(#","startedAt":"#, startedAt, into: &out)
+        JSONWriter.member(#","status":"#, status.rawValue, into: &out)
+        JSONWriter.member(#","v":"#, RecordCodec.version, into: &out)
+        JSONWriter.member(#","worker":"#, worker, into: &out)
         out.append(UInt8(ascii: "}"))
     }
 }

@@ -125,21 +125,16 @@ extension ResultBatch: JSONWritableRecord {
 
     /// The same object `Codable` writes (sorted keys, `"v"`), outputs spliced in as bytes.
     public func writeJSON(into out: inout [UInt8]) {
-        JSONWriter.raw(#"{"attempt":"#, into: &out)
-        JSONWriter.write(attempt, into: &out)
-        JSONWriter.raw(#","job":"#, into: &out)
-        JSONWriter.write(job, into: &out)
+        JSONWriter.member(#"{"attempt":"#, attempt, into: &out)
+        JSONWriter.member(#","job":"#, job, into: &out)
         JSONWriter.raw(#","results":["#, into: &out)
         for index in results.indices {  // by index: `enumerated()` copies each result out
             if index > 0 { out.append(UInt8(ascii: ",")) }
             results[index].writeEntryJSON(into: &out)
         }
-        JSONWriter.raw(#"],"run":"#, into: &out)
-        JSONWriter.write(run, into: &out)
-        JSONWriter.raw(#","shard":"#, into: &out)
-        JSONWriter.write(shard, into: &out)
-        JSONWriter.raw(#","v":"#, into: &out)
-        JSONWriter.write(RecordCodec.version, into: &out)
+        JSONWriter.member(#"],"run":"#, run, into: &out)
+        JSONWriter.member(#","shard":"#, shard, into: &out)
+        JSONWriter.member(#","v":"#, RecordCodec.version, into: &out)
         out.append(UInt8(ascii: "}"))
     }
 }
@@ -158,19 +153,15 @@ extension ResultRecord {
     func writeEntryJSON(into out: inout [UInt8]) {
         switch outcome {
         case .error(let message):
-            JSONWriter.raw(#"{"error":"#, into: &out)
-            JSONWriter.write(message, into: &out)
-            JSONWriter.raw(#","id":"#, into: &out)
-            JSONWriter.write(id, into: &out)
+            JSONWriter.member(#"{"error":"#, message, into: &out)
+            JSONWriter.member(#","id":"#, id, into: &out)
         case .output(let bytes):
-            JSONWriter.raw(#"{"id":"#, into: &out)
-            JSONWriter.write(id, into: &out)
+            JSONWriter.member(#"{"id":"#, id, into: &out)
             JSONWriter.raw(#","output":"#, into: &out)
             out.append(contentsOf: bytes.bytes)
         }
         if let stage {
-            JSONWriter.raw(#","stage":"#, into: &out)
-            JSONWriter.write(stage, into: &out)
+            JSONWriter.member(#","stage":"#, stage, into: &out)
         }
         out.append(UInt8(ascii: "}"))
     }

@@ -109,31 +109,23 @@ extension ResultRecord: JSONWritableRecord {
     /// The same object `Codable` writes (sorted keys, `"v"`), with the output spliced in as bytes:
     /// one result per sample makes this the hottest record.
     public func writeJSON(into out: inout [UInt8]) {
-        JSONWriter.raw(#"{"attempt":"#, into: &out)
-        JSONWriter.write(attempt, into: &out)
+        JSONWriter.member(#"{"attempt":"#, attempt, into: &out)
         // Keys in sorted order: attempt, error, id, job, output, run, shard, stage, v.
         if case .error(let message) = outcome {
-            JSONWriter.raw(#","error":"#, into: &out)
-            JSONWriter.write(message, into: &out)
+            JSONWriter.member(#","error":"#, message, into: &out)
         }
-        JSONWriter.raw(#","id":"#, into: &out)
-        JSONWriter.write(id, into: &out)
-        JSONWriter.raw(#","job":"#, into: &out)
-        JSONWriter.write(job, into: &out)
+        JSONWriter.member(#","id":"#, id, into: &out)
+        JSONWriter.member(#","job":"#, job, into: &out)
         if case .output(let bytes) = outcome {
             JSONWriter.raw(#","output":"#, into: &out)
             out.append(contentsOf: bytes.bytes)
         }
-        JSONWriter.raw(#","run":"#, into: &out)
-        JSONWriter.write(run, into: &out)
-        JSONWriter.raw(#","shard":"#, into: &out)
-        JSONWriter.write(shard, into: &out)
+        JSONWriter.member(#","run":"#, run, into: &out)
+        JSONWriter.member(#","shard":"#, shard, into: &out)
         if let stage {
-            JSONWriter.raw(#","stage":"#, into: &out)
-            JSONWriter.write(stage, into: &out)
+            JSONWriter.member(#","stage":"#, stage, into: &out)
         }
-        JSONWriter.raw(#","v":"#, into: &out)
-        JSONWriter.write(RecordCodec.version, into: &out)
+        JSONWriter.member(#","v":"#, RecordCodec.version, into: &out)
         out.append(UInt8(ascii: "}"))
     }
 }

@@ -32,8 +32,8 @@ struct FinishedShard: PublishableShard {
     /// When the execution ended: a shard waits at most `WorkerMachine.publishLinger` from then for
     /// others to share its transaction.
     var finishedAt: ContinuousClock.Instant = .now
-    /// About how many bytes its results take in records: what it holds in memory until published,
-    /// and its share of a transaction (`WorkerMachine.publishBytes`).
+    /// About how much memory its results hold until published (their JSON, and ~100 bytes each
+    /// for the record around it): its share of a transaction (`WorkerMachine.publishBytes`).
     let resultBytes: Int
 
     init(partition: TopicPartition, offset: Int64, results: [ResultRecord], ack: AckRecord) {
@@ -41,7 +41,7 @@ struct FinishedShard: PublishableShard {
         self.offset = offset
         self.results = results
         self.ack = ack
-        resultBytes = results.reduce(0) { $0 + $1.entryJSONSize }
+        resultBytes = results.reduce(0) { $0 + $1.entryJSONSize + 100 }
     }
 
     /// Whether this is an execution of `record`'s attempt.

@@ -103,6 +103,26 @@ public enum JSONWriter {
         out.append(contentsOf: [UInt8(ascii: "\""), UInt8(ascii: ":")])
     }
 
+    /// A member of a record being written: the raw fragment before the value (`,"job":`), then the value.
+    @inline(__always)
+    public static func member(_ fragment: StaticString, _ value: String, into out: inout [UInt8]) {
+        raw(fragment, into: &out)
+        write(value, into: &out)
+    }
+
+    /// ``member(_:_:into:)`` for an integer.
+    @inline(__always)
+    public static func member(_ fragment: StaticString, _ value: Int64, into out: inout [UInt8]) {
+        raw(fragment, into: &out)
+        write(value, into: &out)
+    }
+
+    /// ``member(_:_:into:)`` for an integer.
+    @inline(__always)
+    public static func member(_ fragment: StaticString, _ value: Int, into out: inout [UInt8]) {
+        member(fragment, Int64(value), into: &out)
+    }
+
     /// Raw bytes, e.g. a literal fragment like `{"type":"predict"`.
     @inline(__always)
     public static func raw(_ fragment: StaticString, into out: inout [UInt8]) {
