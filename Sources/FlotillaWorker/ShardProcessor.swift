@@ -19,6 +19,10 @@ struct ShardProcessor: Sendable {
     struct Outcome: Sendable {
         var results: [ResultRecord]
         var errorSamples: Int
+        /// The results' `entryJSONSize`s, summed and the largest: counted as each result is made,
+        /// since a later pass over the array copies every result (a retain and release per string).
+        var entryBytes = 0
+        var largestEntry = 0
     }
 
     /// Processes `record` as execution `run`; `progress` is told how many samples passed the last stage.
@@ -50,19 +54,24 @@ struct ShardProcessor: Sendable {
             }
         }
         if isAbandoned() { throw FlotillaError(.internal, "shard \(record.shard) abandoned") }
-        var errors = 0
-        let results = zip(ids, values).map { id, value in
+        var outcome = Outcome(results: [], errorSamples: 0)
+        outcome.results = zip(ids, values).map { id, value in
+            let result: ResultRecord
             switch value {
             case .success(let output):
-                return ResultRecord(job: job, id: id, shard: record.shard, attempt: record.attempt, run: run,
-                                    outcome: .output(output))
+                result = ResultRecord(job: job, id: id, shard: record.shard, attempt: record.attempt, run: run,
+                                      outcome: .output(output))
             case .failure(let failure):
-                errors += 1
-                return ResultRecord(job: job, id: id, shard: record.shard, attempt: record.attempt, run: run,
-                                    outcome: .error(failure.message), stage: failure.stage)
+                outcome.errorSamples += 1
+                result = ResultRecord(job: job, id: id, shard: record.shard, attempt: record.attempt, run: run,
+                                      outcome: .error(failure.message), stage: failure.stage)
             }
+            let size = result.entryJSONSize
+            outcome.entryBytes += size
+            outcome.largestEntry = max(outcome.largestEntry, size)
+            return result
         }
-        return Outcome(results: results, errorSamples: errors)
+        return outcome
     }
 
     /// One unit of (sample index, input) through every stage; a sample that fails a stage leaves

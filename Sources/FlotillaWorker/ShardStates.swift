@@ -36,13 +36,17 @@ struct FinishedShard: PublishableShard {
     /// for the record around it): its share of a transaction (`WorkerMachine.publishBytes`).
     let resultBytes: Int
 
-    init(partition: TopicPartition, offset: Int64, results: [ResultRecord], ack: AckRecord) {
+    /// `resultBytes` when the caller counted it (`heldBytes`); nil counts it here, a pass over `results`.
+    init(partition: TopicPartition, offset: Int64, results: [ResultRecord], ack: AckRecord, resultBytes: Int? = nil) {
         self.partition = partition
         self.offset = offset
         self.results = results
         self.ack = ack
-        resultBytes = results.reduce(0) { $0 + $1.entryJSONSize + 100 }
+        self.resultBytes = resultBytes ?? Self.heldBytes(entryBytes: results.reduce(0) { $0 + $1.entryJSONSize }, count: results.count)
     }
+
+    /// What results whose entries take `entryBytes` hold in memory: ~100 bytes each beyond their JSON.
+    static func heldBytes(entryBytes: Int, count: Int) -> Int { entryBytes + 100 * count }
 
     /// Whether this is an execution of `record`'s attempt.
     func holds(_ record: ShardRecord) -> Bool { ack.shard == record.shard && ack.attempt == record.attempt }

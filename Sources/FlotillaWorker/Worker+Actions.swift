@@ -15,18 +15,23 @@ extension Worker {
         logger[metadataKey: LoggingKeys.shard] = "\(record.shard)"
         let ack: AckRecord
         var results: [ResultRecord] = []
+        var resultBytes: Int?
         do {
             let outcome = try await runtime.processor.process(record, run: run, isAbandoned: abandoned) { done in
                 board.report(run: run, done: done)
             }
             results = outcome.results
+            resultBytes = FinishedShard.heldBytes(entryBytes: outcome.entryBytes, count: results.count)
             var errorSamples = outcome.errorSamples
             let limit = runtime.config.kafka.maxMessageBytes
-            for index in ResultRecord.oversizedIndices(results, maxMessageBytes: limit) where runtime.config.outputs.results {
+            // Usually none is too large, and the largest entry says so without a pass over the results.
+            let mayOverflow = results.first.map { ResultBatch.overheadBytes(of: $0) + outcome.largestEntry > limit } ?? false
+            for index in mayOverflow ? ResultRecord.oversizedIndices(results, maxMessageBytes: limit) : [] where runtime.config.outputs.results {
                 guard let replacement = results[index].oversized(maxMessageBytes: limit) else { continue }
                 logger.warning("result over the record limit", metadata: ["flotilla.id": "\(results[index].id)", "flotilla.limit": "\(limit)"])
                 results[index] = replacement
                 errorSamples += 1
+                resultBytes = nil  // counted again
             }
             if let directory = runtime.outputDirectory { try ShardFileWriter.write(results, shard: record.shard, run: run, directory: directory) }
             ack = AckRecord(job: options.job, shard: record.shard, attempt: record.attempt, run: run, worker: options.workerID,
@@ -42,7 +47,8 @@ extension Worker {
             ack = AckRecord(job: options.job, shard: record.shard, attempt: record.attempt, run: run, worker: options.workerID,
                             samples: 0, status: .failed, error: error.message, startedAt: startedAt)
         }
-        let finished = FinishedShard(partition: shard.partition, offset: shard.offset, results: results, ack: ack)
+        let finished = FinishedShard(partition: shard.partition, offset: shard.offset, results: results, ack: ack,
+                                     resultBytes: ack.status == .done ? resultBytes : 0)
         eventSink.yield(.finished(run: run, finished))
     }
 
