@@ -47,7 +47,4 @@ struct FinishedShard: PublishableShard {
 
     /// What results whose entries take `entryBytes` hold in memory: ~100 bytes each beyond their JSON.
     static func heldBytes(entryBytes: Int, count: Int) -> Int { entryBytes + 100 * count }
-
-    /// Whether this is an execution of `record`'s attempt.
-    func holds(_ record: ShardRecord) -> Bool { ack.shard == record.shard && ack.attempt == record.attempt }
 }

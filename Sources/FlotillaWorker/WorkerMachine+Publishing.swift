@@ -11,10 +11,11 @@ extension WorkerMachine {
         if let due = publishDue, now < due { return nil }
         var count = 0
         var bytes = 0
-        for shard in finished.prefix(publishBatch) {
-            if count > 0 && bytes + shard.resultBytes > publishBytes { break }
+        for index in finished.indices.prefix(publishBatch) {
+            let shardBytes = finished[index].resultBytes
+            if count > 0 && bytes + shardBytes > publishBytes { break }
             count += 1
-            bytes += shard.resultBytes
+            bytes += shardBytes
         }
         publishing = Array(finished.prefix(count))
         finished.removeFirst(count)
@@ -25,9 +26,9 @@ extension WorkerMachine {
     /// they go at once — a transaction's worth (by count or bytes), nothing else running to wait
     /// for, or draining or stopping.
     var publishDue: ContinuousClock.Instant? {
-        guard let oldest = finished.first, finished.count < publishBatch, !running.isEmpty, phase == .running,
-              finished.reduce(0, { $0 + $1.resultBytes }) < publishBytes else { return nil }
-        return oldest.finishedAt + publishLinger
+        guard !finished.isEmpty, finished.count < publishBatch, !running.isEmpty, phase == .running,
+              Self.resultBytes(of: finished) < publishBytes else { return nil }
+        return finished[0].finishedAt + publishLinger
     }
 
     /// The offsets a transaction of `shards` commits, recomputed for each try: a rebalance may

@@ -113,8 +113,13 @@ struct WorkerMachine: Sendable {
     }
 
     /// The result bytes of the finished shards not yet published.
-    var unpublishedBytes: Int {
-        finished.reduce(0) { $0 + $1.resultBytes } + publishing.reduce(0) { $0 + $1.resultBytes }
+    var unpublishedBytes: Int { Self.resultBytes(of: finished) + Self.resultBytes(of: publishing) }
+
+    /// By index: `reduce` copied each shard out (a retain and release of everything it holds).
+    static func resultBytes(of shards: [FinishedShard]) -> Int {
+        var total = 0
+        for index in shards.indices { total += shards[index].resultBytes }
+        return total
     }
 
     /// A record arrived from the group at `offset` of `partition` (before it is decoded).
@@ -291,7 +296,14 @@ struct WorkerMachine: Sendable {
     /// Whether this attempt runs or waits to be published here.
     private func holdsCopy(of record: ShardRecord) -> Bool {
         running.values.contains { !$0.abandoned && $0.queued.record.isSameAttempt(as: record) }
-            || finished.contains { $0.holds(record) } || publishing.contains { $0.holds(record) }
+            || Self.holdsCopy(of: record, in: finished) || Self.holdsCopy(of: record, in: publishing)
+    }
+
+    /// Through a buffer pointer: a closure per array element copied each shard out.
+    private static func holdsCopy(of record: ShardRecord, in shards: [FinishedShard]) -> Bool {
+        shards.withUnsafeBufferPointer { buffer in
+            buffer.indices.contains { buffer[$0].ack.shard == record.shard && buffer[$0].ack.attempt == record.attempt }
+        }
     }
 
     mutating func requeueHeld(of record: ShardRecord) {
