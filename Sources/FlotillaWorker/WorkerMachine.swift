@@ -181,10 +181,12 @@ struct WorkerMachine: Sendable {
     /// Releases queued and held records that `skipReason` now skips (their shard got done or
     /// superseded while they waited). Returns how many.
     mutating func dropStale(_ skipReason: (ShardRecord) -> String?) -> Int {
-        let stale = (queue + held).filter { skipReason($0.record) != nil }
-        guard !stale.isEmpty else { return 0 }
-        queue.removeAll { skipReason($0.record) != nil }
-        held.removeAll { skipReason($0.record) != nil }
+        func isStale(_ shard: QueuedShard) -> Bool { skipReason(shard.record) != nil }
+        // Asked for every batch of ledger records: usually nothing is stale, and nothing is copied.
+        guard queue.contains(where: isStale) || held.contains(where: isStale) else { return 0 }
+        let stale = queue.filter(isStale) + held.filter(isStale)
+        queue.removeAll(where: isStale)
+        held.removeAll(where: isStale)
         for shard in stale { release(shard) }
         return stale.count
     }
