@@ -29,20 +29,21 @@ struct WorkerMachine: Sendable {
     private(set) var slots: Int
     /// Shards held (queued and running) at most; the intake polls only for the room left.
     private(set) var holdLimit: Int
-    /// Finished shards per transaction at most: one commit costs a few milliseconds. 64 rather
-    /// than 16: on 10-sample shards, 0.50-0.60 ms of worker CPU per shard against 0.78-1.00, and
-    /// the broker's 0.40-0.47 against 0.64-0.76 (`tools/bench/scale`, session 19).
+    /// Finished shards per transaction at most: one commit costs a few milliseconds. 64 saved about a third
+    /// of a worker's CPU on 10-sample shards, but see `publishLinger`: with larger transactions a
+    /// stopped worker's shards were often left alone while it slept; 16 until that is understood.
     let publishBatch: Int
     /// Result bytes per transaction at most (a shard with more travels alone), and held unpublished
-    /// before the intake pauses: what bounds the memory of finished shards. 4 MiB: with 16 MiB,
-    /// a worker's peak RSS grew from 55 to 76 MiB on a long identity job (`tools/bench/memory`).
+    /// before the intake pauses: what bounds the memory of finished shards. 4 MiB: with 16 MiB and
+    /// 64-shard transactions, a worker's peak RSS grew from 55 to 76 MiB (`tools/bench/memory`).
     let publishBytes: Int
     /// How long a finished shard waits for others, while more run, to share its transaction: a
     /// transaction costs the worker ~80 thread switches in librdkafka whatever it holds, and one
     /// per shard was a fifth of a fast model's worker CPU (measured, 1.3 shards per transaction).
-    /// 250 ms rather than 50: ~2 ms of worker CPU per transaction, and at 50 ms a fast model's
-    /// 37 shards/s still made ~2 shards per transaction (docs/BENCHMARKS.md, session 19). A shard
-    /// waits only while others run, so a job's last results are not held back.
+    /// 250 ms saved ~10 % of a fast model's worker CPU, but together with 64-shard transactions a
+    /// worker stopped (SIGSTOP) while holding shards often had them left alone for its whole stop
+    /// (FaultSuiteTests.zombieWorker failed about one run in two; 1 in 6 with 50 ms and 64 shards;
+    /// 0 in 8 with 50 ms and 16), so both stay as they were until that is understood.
     let publishLinger: Duration
 
     private(set) var phase: Phase = .running
@@ -83,7 +84,7 @@ struct WorkerMachine: Sendable {
     /// it), though not as urgently.
     var idleBeatWanted = false
 
-    init(slots: Int, holdLimit: Int, publishBatch: Int = 64, publishBytes: Int = 4 << 20, publishLinger: Duration = .milliseconds(250)) {
+    init(slots: Int, holdLimit: Int, publishBatch: Int = 16, publishBytes: Int = 4 << 20, publishLinger: Duration = .milliseconds(50)) {
         self.slots = max(1, slots)
         self.holdLimit = max(1, holdLimit)
         self.publishBatch = max(1, publishBatch)
