@@ -48,7 +48,7 @@ extension Worker {
                             samples: 0, status: .failed, error: error.message, startedAt: startedAt)
         }
         let finished = FinishedShard(partition: shard.partition, offset: shard.offset, results: results, ack: ack,
-                                     resultBytes: ack.status == .done ? resultBytes : 0)
+                                     resultBytes: resultBytes)
         eventSink.yield(.finished(run: run, finished))
     }
 

@@ -29,9 +29,10 @@ struct WorkerMachine: Sendable {
     private(set) var slots: Int
     /// Shards held (queued and running) at most; the intake polls only for the room left.
     private(set) var holdLimit: Int
-    /// Finished shards per transaction at most: one commit costs a few milliseconds. 64 saved about a third
-    /// of a worker's CPU on 10-sample shards, but see `publishLinger`: with larger transactions a
-    /// stopped worker's shards were often left alone while it slept; 16 until that is understood.
+    /// Finished shards per transaction at most: one commit costs a few milliseconds. 64 saved
+    /// about a third of a worker's CPU on 10-sample shards, but see `publishLinger`: with larger
+    /// transactions a stopped worker's shards were often left alone while it slept; 16 until that
+    /// is understood.
     let publishBatch: Int
     /// Result bytes per transaction at most (a shard with more travels alone), and held unpublished
     /// before the intake pauses: what bounds the memory of finished shards. 4 MiB: with 16 MiB and
