@@ -85,7 +85,20 @@ extension ShardLedger {
                   !entry.isExecuting(live: plan.live), !plan.queued.contains(shard) else { continue }
             publish(shard, reason: .released, supersede: true, target: plan.target(), now: now, actions: &actions)
         }
+        releaseWarmTakes(of: id, now: now, plan: &plan, actions: &actions)
         releaseWaiting(on: Set((worker.partitions ?? []).filter { plan.owner[$0] == nil }), charged: charged, now: now, plan: &plan, actions: &actions)
+    }
+
+    /// Warm-start shards a lost worker was told to take and never reported (the take reached it
+    /// after its last heartbeat): no one else runs them, since the take made the group's copies
+    /// skip them, so they waited for the final reconcile (measured: seconds at the end of a job,
+    /// and a stopped worker's shards not re-enqueued while it slept).
+    mutating func releaseWarmTakes(of id: String, now: Int64, plan: inout TargetPlan, actions: inout [LedgerAction]) {
+        for (shard, take) in warmTakes.sorted(by: { $0.key < $1.key }) where take.worker == id {
+            guard let entry = shards[shard], !entry.isFinished, entry.source != nil, entry.latestAttempt == take.attempt,
+                  !entry.isExecuting(live: plan.live), !plan.queued.contains(shard) else { continue }
+            publish(shard, reason: .released, supersede: true, target: plan.target(), now: now, actions: &actions)
+        }
     }
 
     /// Records still waiting on a lost worker's partitions reach a new owner only after the group's

@@ -9,7 +9,8 @@ extension ShardLedger {
     /// The consumer group stays the balancing mechanism; this only fills the join window, while no
     /// live worker owns a partition yet. Other workers see the `take` on the control topic and
     /// skip their group copy of that attempt. If the taker fails, its heartbeats (which list the
-    /// shard once queued) make it worker-lost and re-enqueued; a take that never arrived is caught
+    /// shard once queued) make it worker-lost and re-enqueued; takes it never reported are released
+    /// when it is lost (`releaseWarmTakes`), and a take that never reached a live worker is caught
     /// by the final reconcile.
     ///
     /// Each joining worker holds at most 4 unfinished warm shards, 2 more for each it finished,

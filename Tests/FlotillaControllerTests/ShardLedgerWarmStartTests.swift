@@ -91,6 +91,33 @@ struct ShardLedgerWarmStartTests {
         #expect(!taken.contains(Fixtures.id(3)))
     }
 
+    @Test("a worker lost before it reported its takes: they are released at once, not left to the final reconcile")
+    func lostTakerReleasesTakes() {
+        var ledger = Fixtures.ledger(shards: 8)
+        ledger.apply(heartbeat: Fixtures.heartbeat("w1", at: 1_000, partitions: []), receivedAt: 1_000)
+        ledger.apply(heartbeat: Fixtures.heartbeat("w2", at: 1_000, partitions: []), receivedAt: 1_000)
+        let takes = ledger.tick(now: 1_000).takes
+        let w1Takes = Set(takes.filter { $0.worker == "w1" }.map(\.shard))
+        #expect(w1Takes.count == 4)
+        // w1 reports one of them running, then goes silent (stopped) before it reports the others;
+        // w2 keeps heartbeating with its own takes queued.
+        let reported = w1Takes.sorted()[0]
+        let reportedIndex = Int(reported.dropFirst())!
+        ledger.apply(heartbeat: Fixtures.heartbeat("w1", at: 1_200, running: [(reportedIndex, 0, 0)], partitions: []), receivedAt: 1_200)
+        let w2Queued = takes.filter { $0.worker == "w2" }.map { Int($0.shard.dropFirst())! }
+        for time in stride(from: Int64(1_500), through: 7_000, by: 500) {
+            ledger.apply(heartbeat: Fixtures.heartbeat("w2", at: time, queued: w2Queued, partitions: []), receivedAt: time)
+        }
+        let reEnqueued = ledger.tick(now: 7_000).reEnqueues
+        let reasons = Dictionary(grouping: reEnqueued, by: \.record.shard).mapValues { $0.map(\.record.reason) }
+        #expect(reasons[reported] == [.workerLost])
+        for shard in w1Takes where shard != reported {
+            #expect(reasons[shard] == [.released], "\(shard), taken and never reported, is released")
+        }
+        #expect(reEnqueued.allSatisfy { $0.supersede }, "the originals are superseded: the taker drops them if it wakes")
+        #expect(reEnqueued.count == 4, "none of w2's takes")
+    }
+
     @Test("a new process reusing a retired worker's id is warm-started (the fleet scaled to zero and back)")
     func reusedIDIsWarmStarted() {
         var ledger = Fixtures.ledger(shards: 4)
