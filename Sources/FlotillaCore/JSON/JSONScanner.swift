@@ -138,6 +138,18 @@ public struct JSONScanner {
     private mutating func skipArray() -> Bool {
         guard let empty = open(UInt8(ascii: "["), UInt8(ascii: "]"), expected: "expected an array") else { return false }
         if empty { return true }
+        // A list of numbers, 64 bytes at a time; anything else, errors included, goes on below.
+        if index < bytes.count, Self.startsNumber(bytes[index]), let end = NumberListScanner.end(of: bytes, from: index) {
+            index = end
+            depth -= 1
+            return true
+        }
+        return skipItems()
+    }
+
+    /// The rest of the array whose `[` was read, item by item: the reference for the rules and
+    /// the error messages (`NumberListScanner` only ever declines to this).
+    mutating func skipItems() -> Bool {
         while true {
             skipWhitespace()
             guard index < bytes.count else { return fail("unexpected end of input") }
