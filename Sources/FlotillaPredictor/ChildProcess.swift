@@ -48,6 +48,8 @@ final class ChildProcess: Sendable {
         // Frames of a batch are ~100 KB: in a 64 KiB pipe each one takes several wake-ups of both
         // sides. Best effort: past the per-user pipe budget the kernel says no and 64 KiB stays.
         for fd in [stdinPipe[1], stdoutPipe[1]] { _ = fcntl(fd, Spawn.setPipeSize, Spawn.pipeBytes) }
+        // Frames are written from the calling task while the pipe has room (PredictorProcess.send).
+        _ = fcntl(stdinPipe[1], F_SETFL, fcntl(stdinPipe[1], F_GETFL) | O_NONBLOCK)
         let childEnds = [stdinPipe[0], stdoutPipe[1], stderrPipe[1]]
         defer { for fd in childEnds { close(fd) } }
 

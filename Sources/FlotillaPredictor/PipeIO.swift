@@ -6,7 +6,8 @@ import Darwin
 import Foundation
 import Synchronization
 
-/// Blocking pipe I/O. Everything here runs on dedicated threads, never on the cooperative pool.
+/// Pipe I/O. What may block runs on dedicated threads, never on the cooperative pool; `writeNow`
+/// never blocks.
 enum PipeIO {
     enum ReadOutcome {
         case frame([UInt8])
@@ -37,13 +38,39 @@ enum PipeIO {
         return .frame(payload)
     }
 
-    /// Writes all of `bytes`; returns an error description on failure (EPIPE when the child is gone).
-    static func writeAll(_ fd: Int32, _ bytes: [UInt8]) -> String? {
+    enum WriteOutcome {
+        case complete
+        /// The pipe is full after this many bytes.
+        case partial(Int)
+        case failed(String)
+    }
+
+    /// Writes what the pipe takes now, without waiting (`fd` is non-blocking).
+    static func writeNow(_ fd: Int32, _ bytes: [UInt8]) -> WriteOutcome {
         var written = 0
         while written < bytes.count {
             let n = bytes.withUnsafeBytes { write(fd, $0.baseAddress! + written, bytes.count - written) }
             if n > 0 { written += n; continue }
             if n < 0 && errno == EINTR { continue }
+            if n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK) { return .partial(written) }
+            return .failed(String(cString: strerror(errno)))
+        }
+        return .complete
+    }
+
+    /// Writes `bytes` from `start` on, waiting for room in the pipe; returns an error description
+    /// on failure (EPIPE when the child is gone).
+    static func writeAll(_ fd: Int32, _ bytes: [UInt8], from start: Int = 0) -> String? {
+        var written = start
+        while written < bytes.count {
+            let n = bytes.withUnsafeBytes { write(fd, $0.baseAddress! + written, bytes.count - written) }
+            if n > 0 { written += n; continue }
+            if n < 0 && errno == EINTR { continue }
+            if n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK) {
+                var room = pollfd(fd: fd, events: Int16(POLLOUT), revents: 0)
+                _ = poll(&room, 1, -1)  // until the child reads, or its end closes (then write fails)
+                continue
+            }
             return String(cString: strerror(errno))
         }
         return nil

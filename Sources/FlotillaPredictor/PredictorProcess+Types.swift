@@ -1,3 +1,4 @@
+import Dispatch
 import FlotillaCore
 
 extension PredictorProcess {
@@ -11,6 +12,41 @@ extension PredictorProcess {
         var maxBatch: Int?
         /// The child takes predict frames as `ids`/`inputs` columns.
         var columns = false
+    }
+
+    struct PendingBatch {
+        let seq: Int64
+        let count: Int
+        let timeout: Duration
+        let continuation: CheckedContinuation<Result<Reply, ProcessFault>, Never>
+    }
+
+    /// What the process's threads and callers share, under its lock.
+    struct State {
+        /// Waiting for the hello frame (seq 1, before any batch).
+        var helloWaiter: CheckedContinuation<Result<Hello, ProcessFault>, Never>?
+        /// Batches sent and not answered, oldest first: the order the child answers in.
+        var batches: [PendingBatch] = []
+        /// The oldest request's deadline (hello or batch), checked when the timer fires.
+        var deadline: (seq: Int64, at: DispatchTime, timeout: Duration)?
+        var nextSeq: Int64 = 1
+        var fault: ProcessFault?
+        var stopping = false
+        var exited: ExitStatus?
+        var exitWaiters: [Int: CheckedContinuation<Bool, Never>] = [:]
+        var nextWaiter = 0
+        var stderrTail: [String] = []
+        var stderrDone = false
+        var hello: Hello?
+
+        /// Everything still waiting for an answer, now taken out of the state.
+        mutating func takeWaiting() -> Waiting {
+            defer {
+                helloWaiter = nil
+                batches = []
+            }
+            return Waiting(hello: helloWaiter, batches: batches.map(\.continuation))
+        }
     }
 }
 

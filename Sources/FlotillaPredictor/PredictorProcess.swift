@@ -18,47 +18,15 @@ import Synchronization
 /// 0.71x of its script where CPU allowed 0.86x). A batch's timeout runs from when it is the oldest
 /// unanswered one, the moment the child turns to it.
 ///
-/// Threads: a reader for stdout (frames), a reader for stderr (log lines) and a writer for stdin
-/// (which also encodes the frames, in the order the batches were sent), all dedicated; async
-/// callers only wait on continuations. Every fault kills the process group with SIGKILL; the
+/// Threads: a reader for stdout (frames) and a reader for stderr (log lines), dedicated. A batch's
+/// frame is encoded and written by its caller while the pipe has room (a writer thread woken per
+/// batch was a tenth of a fast model's worker CPU, mostly thread switches); what does not fit
+/// goes to a dedicated writer thread, and so does every frame after it until it is written.
+/// Async callers only wait on continuations. Every fault kills the process group with SIGKILL; the
 /// stdout reader then reaps the child, so no zombie is left.
 final class PredictorProcess: Sendable {
     /// Batches a process holds at most: the one it computes and the next, already in its stdin.
     static let pipelineDepth = 2
-
-    private struct PendingBatch {
-        let seq: Int64
-        let count: Int
-        let timeout: Duration
-        let continuation: CheckedContinuation<Result<Reply, ProcessFault>, Never>
-    }
-
-    private struct State {
-        /// Waiting for the hello frame (seq 1, before any batch).
-        var helloWaiter: CheckedContinuation<Result<Hello, ProcessFault>, Never>?
-        /// Batches sent and not answered, oldest first: the order the child answers in.
-        var batches: [PendingBatch] = []
-        /// The oldest request's deadline (hello or batch), checked when the timer fires.
-        var deadline: (seq: Int64, at: DispatchTime, timeout: Duration)?
-        var nextSeq: Int64 = 1
-        var fault: ProcessFault?
-        var stopping = false
-        var exited: ExitStatus?
-        var exitWaiters: [Int: CheckedContinuation<Bool, Never>] = [:]
-        var nextWaiter = 0
-        var stderrTail: [String] = []
-        var stderrDone = false
-        var hello: Hello?
-
-        /// Everything still waiting for an answer, now taken out of the state.
-        mutating func takeWaiting() -> Waiting {
-            defer {
-                helloWaiter = nil
-                batches = []
-            }
-            return Waiting(hello: helloWaiter, batches: batches.map(\.continuation))
-        }
-    }
 
     let stage: String
     let argv: [String]
@@ -66,6 +34,10 @@ final class PredictorProcess: Sendable {
     private let logger: Logger
     private let writer: SerialThread
     private let state = Mutex(State())
+    /// Held while a seq is given and its frame written, so frames reach the pipe in seq order (the
+    /// order the child answers in); counts the writes handed to `writer` and not yet done. Taken
+    /// before `state`, never after.
+    private let writes = Mutex(0)
     private let deadlineTimer = DeadlineTimer()
     private let onUnexpectedExit: @Sendable (ProcessFault) -> Void
 
@@ -122,39 +94,57 @@ final class PredictorProcess: Sendable {
     /// the process is then dead, and a batch that waited behind the faulting one gets `.interrupted`.
     func run(_ samples: [PredictorSample], timeout: Duration) async -> Result<Reply, ProcessFault> {
         await withCheckedContinuation { continuation in
-            let refused: ProcessFault? = state.withLock { state in
-                if let fault = state.fault { return fault }
-                if state.stopping || state.exited != nil { return .stopped }
-                guard state.batches.count < Self.pipelineDepth else {
-                    return .protocolViolation("internal: more than \(Self.pipelineDepth) batches sent at once")
+            writes.withLock { queued in
+                let admitted: Result<(seq: Int64, columns: Bool), ProcessFault> = state.withLock { state in
+                    if let fault = state.fault { return .failure(fault) }
+                    if state.stopping || state.exited != nil { return .failure(.stopped) }
+                    guard state.batches.count < Self.pipelineDepth else {
+                        return .failure(.protocolViolation("internal: more than \(Self.pipelineDepth) batches sent at once"))
+                    }
+                    let seq = state.nextSeq
+                    state.nextSeq += 1
+                    state.batches.append(PendingBatch(seq: seq, count: samples.count, timeout: timeout, continuation: continuation))
+                    if state.batches.count == 1 { startDeadline(&state, seq: seq, timeout: timeout) }
+                    return .success((seq, state.hello?.columns ?? false))
                 }
-                let seq = state.nextSeq
-                state.nextSeq += 1
-                state.batches.append(PendingBatch(seq: seq, count: samples.count, timeout: timeout, continuation: continuation))
-                if state.batches.count == 1 { startDeadline(&state, seq: seq, timeout: timeout) }
-                // Under the lock: frames reach the writer in seq order, the order of `batches`.
-                let columns = state.hello?.columns ?? false
-                writer.submit { [self] in write(seq: seq, samples, columns: columns) }
-                return nil
+                switch admitted {
+                case .success(let batch): send(seq: batch.seq, samples, columns: batch.columns, queued: &queued)
+                case .failure(let refused): continuation.resume(returning: .failure(refused))
+                }
             }
-            if let refused { continuation.resume(returning: .failure(refused)) }
         }
     }
 
-    /// On the writer thread: encodes batch `seq`'s frame and writes it to the child's stdin.
-    private func write(seq: Int64, _ samples: [PredictorSample], columns: Bool) {
+    /// Under `writes`: encodes batch `seq`'s frame and writes what the pipe takes now; the rest,
+    /// or all of it while earlier frames wait for room, goes to the writer thread.
+    private func send(seq: Int64, _ samples: [PredictorSample], columns: Bool, queued: inout Int) {
         let frame = PredictorProtocol.predictFrame(seq: seq, samples: samples, columns: columns)
         guard frame.count - 4 <= PredictorProtocol.maxFrameBytes else {
             // Not the process's fault: answered here and never sent, so the child's seqs stay in order.
             answer(seq, .batchError("the batch's request frame is \(frame.count) bytes, over the \(PredictorProtocol.maxFrameBytes)-byte limit; use a smaller batch size"))
             return
         }
-        if let error = PipeIO.writeAll(child.stdinFD, frame) {
-            // EPIPE: the child closed its stdin, so it is most likely exiting; give the stdout
-            // reader a moment to report the exit status before calling it a write failure.
-            DispatchQueue.global().asyncAfter(deadline: .now() + 1) { [self] in
-                fault(.writeFailed(error), onlyIfSeq: seq)
+        var written = 0
+        if queued == 0 {
+            switch PipeIO.writeNow(child.stdinFD, frame) {
+            case .complete: return
+            case .partial(let count): written = count
+            case .failed(let error): return writeFailed(seq: seq, error)
             }
+        }
+        queued += 1
+        writer.submit { [self, written] in
+            let error = PipeIO.writeAll(child.stdinFD, frame, from: written)
+            writes.withLock { $0 -= 1 }
+            if let error { writeFailed(seq: seq, error) }
+        }
+    }
+
+    /// EPIPE: the child closed its stdin, so it is most likely exiting; gives the stdout reader a
+    /// moment to report the exit status before calling it a write failure.
+    private func writeFailed(seq: Int64, _ error: String) {
+        DispatchQueue.global().asyncAfter(deadline: .now() + 1) { [self] in
+            fault(.writeFailed(error), onlyIfSeq: seq)
         }
     }
 
@@ -176,9 +166,13 @@ final class PredictorProcess: Sendable {
             return state.exited != nil
         }
         if alreadyExited { return }
-        writer.submit { [child] in
-            _ = PipeIO.writeAll(child.stdinFD, PredictorProtocol.shutdownFrame)
-            child.closeStdin()
+        // After every frame already written or queued.
+        writes.withLock { queued in
+            queued += 1
+            writer.submit { [child] in
+                _ = PipeIO.writeAll(child.stdinFD, PredictorProtocol.shutdownFrame)
+                child.closeStdin()
+            }
         }
         writer.finish()
         if await waitForExit(timeout: grace) { return }
@@ -385,9 +379,12 @@ final class PredictorProcess: Sendable {
             state.exitWaiters.removeAll()
             return (state.takeWaiting(), waiters, state.fault ?? .stopped, stopping)
         }
+        // Not while a frame is being written: a closed descriptor's number can be reused at once.
+        writes.withLock { queued in
+            if queued == 0 { child.closeStdin() } else { writer.submit { [child] in child.closeStdin() } }
+        }
         writer.finish()
         deadlineTimer.cancel()
-        child.closeStdin()
         waiting.fail(with: fault)
         for waiter in waiters { waiter.resume(returning: true) }
         if !stopping {

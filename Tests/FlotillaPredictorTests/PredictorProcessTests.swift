@@ -155,6 +155,26 @@ struct PredictorProcessTests {
         #expect(await process.waitForExit(timeout: .seconds(5)))
     }
 
+    @Test("frames larger than the pipe: what does not fit goes to the writer thread, and the frame behind it waits its turn")
+    func framesLargerThanThePipe() async throws {
+        // Each frame is ~1.2 MB against a 256 KiB pipe, and the child sleeps before reading the
+        // second: the first is finished by the writer thread, the second queued behind it, in order.
+        let process = try await launch("faults.py", ["--sleep", "0.3"])
+        let payload = String(repeating: "y", count: 100_000)
+        for _ in 0..<2 {
+            let first = Fixtures.samples(12) { .string("\($0)" + payload) }
+            let second = Fixtures.samples(12) { .string("\(100 + $0)" + payload) }
+            async let a = process.run(first, timeout: .seconds(10))
+            async let b = process.run(second, timeout: .seconds(10))
+            let (ra, rb) = await (a, b)
+            #expect(ra.success?.values?.map { $0?["echo"] } == first.map { $0.value })
+            #expect(rb.success?.values?.map { $0?["echo"] } == second.map { $0.value })
+        }
+        #expect(process.isHealthy)
+        await process.shutdown(grace: .seconds(2))
+        #expect(Fixtures.isGone(process.pid))
+    }
+
     @Test("a batch too large to send is answered with a batch error, and the batch sent beside it still runs")
     func oversizedBatch() async throws {
         let process = try await launch("identity.py")
