@@ -11,12 +11,20 @@ extension Array where Element == LedgerAction {
 
 @Suite("Shard ledger: warm start of joining workers")
 struct ShardLedgerWarmStartTests {
+    /// A ledger of `shards` pending shards with w1 and w2 joining (no assignment yet), and the
+    /// takes its first tick hands out.
+    func twoJoining(shards: Int) -> (ledger: ShardLedger, takes: [(worker: String, shard: String)]) {
+        var ledger = Fixtures.ledger(shards: shards)
+        for worker in ["w1", "w2"] {
+            ledger.apply(heartbeat: Fixtures.heartbeat(worker, at: 1_000, partitions: []), receivedAt: 1_000)
+        }
+        let takes = ledger.tick(now: 1_000).takes
+        return (ledger, takes)
+    }
+
     @Test("a worker without an assignment is handed pending first publications from the end: 4, then 2 more per finished one")
     func handsOutShares() {
-        var ledger = Fixtures.ledger(shards: 100)
-        ledger.apply(heartbeat: Fixtures.heartbeat("w1", at: 1_000, partitions: []), receivedAt: 1_000)
-        ledger.apply(heartbeat: Fixtures.heartbeat("w2", at: 1_000, partitions: []), receivedAt: 1_000)
-        let takes = ledger.tick(now: 1_000).takes
+        var (ledger, takes) = twoJoining(shards: 100)
         #expect(takes.filter { $0.worker == "w1" }.count == 4)
         #expect(takes.filter { $0.worker == "w2" }.count == 4)
         #expect(Set(takes.map(\.shard)).count == 8, "no shard handed out twice")
@@ -30,10 +38,7 @@ struct ShardLedgerWarmStartTests {
         let more = ledger.tick(now: 1_200).takes
         #expect(more.count == 12 && more.allSatisfy { $0.worker == "w1" })
 
-        var small = Fixtures.ledger(shards: 6)
-        small.apply(heartbeat: Fixtures.heartbeat("w1", at: 1_000, partitions: []), receivedAt: 1_000)
-        small.apply(heartbeat: Fixtures.heartbeat("w2", at: 1_000, partitions: []), receivedAt: 1_000)
-        let shares = small.tick(now: 1_000).takes
+        let shares = twoJoining(shards: 6).takes
         #expect(shares.filter { $0.worker == "w1" }.count == 3 && shares.filter { $0.worker == "w2" }.count == 3, "each its share")
     }
 
@@ -93,10 +98,7 @@ struct ShardLedgerWarmStartTests {
 
     @Test("a worker lost before it reported its takes: they are released at once, not left to the final reconcile")
     func lostTakerReleasesTakes() {
-        var ledger = Fixtures.ledger(shards: 8)
-        ledger.apply(heartbeat: Fixtures.heartbeat("w1", at: 1_000, partitions: []), receivedAt: 1_000)
-        ledger.apply(heartbeat: Fixtures.heartbeat("w2", at: 1_000, partitions: []), receivedAt: 1_000)
-        let takes = ledger.tick(now: 1_000).takes
+        var (ledger, takes) = twoJoining(shards: 8)
         let w1Takes = Set(takes.filter { $0.worker == "w1" }.map(\.shard))
         #expect(w1Takes.count == 4)
         // w1 reports one of them running, then goes silent (stopped) before it reports the others;
