@@ -45,15 +45,20 @@ enum PipeIO {
         case failed(String)
     }
 
-    /// Writes what the pipe takes now, without waiting (`fd` is non-blocking).
+    /// Writes what the pipe takes now, without waiting (`fd` is non-blocking), from any thread:
+    /// SIGPIPE is blocked on the calling thread first (a child gone between two batches would
+    /// otherwise kill the whole worker), and the one a write to a closed pipe raises is taken back.
     static func writeNow(_ fd: Int32, _ bytes: [UInt8]) -> WriteOutcome {
+        blockSIGPIPEOnThisThread()
         var written = 0
         while written < bytes.count {
             let n = bytes.withUnsafeBytes { write(fd, $0.baseAddress! + written, bytes.count - written) }
             if n > 0 { written += n; continue }
             if n < 0 && errno == EINTR { continue }
             if n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK) { return .partial(written) }
-            return .failed(String(cString: strerror(errno)))
+            let error = String(cString: strerror(errno))
+            if errno == EPIPE { discardPendingSIGPIPE() }
+            return .failed(error)
         }
         return .complete
     }
@@ -117,6 +122,16 @@ enum PipeIO {
         sigemptyset(&set)
         sigaddset(&set, SIGPIPE)
         pthread_sigmask(SIG_BLOCK, &set, nil)
+    }
+
+    /// Takes the SIGPIPE a failed write left pending on this thread (blocked), so it is not
+    /// delivered should the thread ever unblock it.
+    static func discardPendingSIGPIPE() {
+        var set = sigset_t()
+        sigemptyset(&set)
+        sigaddset(&set, SIGPIPE)
+        var now = timespec(tv_sec: 0, tv_nsec: 0)
+        _ = sigtimedwait(&set, nil, &now)
     }
 }
 

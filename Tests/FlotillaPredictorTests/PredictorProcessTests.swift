@@ -175,6 +175,28 @@ struct PredictorProcessTests {
         #expect(Fixtures.isGone(process.pid))
     }
 
+    @Test("a child that closed its stdin: the batch fails as a write failure, and the worker is not killed by SIGPIPE")
+    func closedStdin() async throws {
+        // Says hello, closes its stdin and stays alive: the frame is written from the calling
+        // task (not the writer thread) into a pipe nobody reads, which raises SIGPIPE there.
+        let code = """
+        import json, os, struct, sys, time
+        hello = json.dumps({"type": "hello", "v": 1, "name": "closer", "columns": True}).encode()
+        sys.stdout.buffer.write(struct.pack(">I", len(hello)) + hello); sys.stdout.flush()
+        os.close(0)
+        time.sleep(30)
+        """
+        let process = try await PredictorProcess.launch(stage: "p", argv: ["python3", "-c", code], environment: env,
+                                                        workingDirectory: nil, startupTimeout: .seconds(30), logger: Logger(label: "t"))
+        let reply = await process.run(Fixtures.samples(3), timeout: .seconds(10))
+        guard case .failure(.writeFailed(let error)) = reply else {
+            Issue.record("expected a write failure, got \(reply)")
+            return
+        }
+        #expect(error.contains("pipe"), "\(error)")
+        #expect(await process.waitForExit(timeout: .seconds(5)))
+    }
+
     @Test("a batch too large to send is answered with a batch error, and the batch sent beside it still runs")
     func oversizedBatch() async throws {
         let process = try await launch("identity.py")
