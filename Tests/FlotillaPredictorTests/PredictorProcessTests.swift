@@ -177,13 +177,13 @@ struct PredictorProcessTests {
 
     @Test("a child that closed its stdin: the batch fails as a write failure, and the worker is not killed by SIGPIPE")
     func closedStdin() async throws {
-        // Says hello, closes its stdin and stays alive: the frame is written from the calling
+        // Closes its stdin, says hello and stays alive: the frame is written from the calling
         // task (not the writer thread) into a pipe nobody reads, which raises SIGPIPE there.
         let code = """
         import json, os, struct, sys, time
+        os.close(0)
         hello = json.dumps({"type": "hello", "v": 1, "name": "closer", "columns": True}).encode()
         sys.stdout.buffer.write(struct.pack(">I", len(hello)) + hello); sys.stdout.flush()
-        os.close(0)
         time.sleep(30)
         """
         let process = try await PredictorProcess.launch(stage: "p", argv: ["python3", "-c", code], environment: env,
