@@ -31,7 +31,7 @@ enum SampleParser {
     /// A row longer than `maxSampleBytes` is an error sample (its id kept when it has one).
     /// JSON-lines inputs are slices of `buffer`: one allocation per shard, not one per sample.
     static func parse(_ buffer: [UInt8], source: String, range: ByteRange,
-                      maxSampleBytes: Int? = nil) throws(FlotillaError) -> [Sample] {
+                      maxSampleBytes: Int? = nil, expected: Int? = nil) throws(FlotillaError) -> [Sample] {
         var columns: [String] = []
         if range.format == .csv {
             guard let header = range.header else {
@@ -44,16 +44,17 @@ enum SampleParser {
             }
         }
         return buffer.withUnsafeBytes { bytes in
-            parseRows(bytes, of: buffer, source: source, range: range, columns: columns, maxSampleBytes: maxSampleBytes)
+            parseRows(bytes, of: buffer, source: source, range: range, columns: columns, maxSampleBytes: maxSampleBytes,
+                      expected: expected)
         }
     }
 
     private static func parseRows(_ bytes: UnsafeRawBufferPointer, of buffer: [UInt8], source: String, range: ByteRange,
-                                  columns: [String], maxSampleBytes: Int?) -> [Sample] {
+                                  columns: [String], maxSampleBytes: Int?, expected planned: Int?) -> [Sample] {
         guard let base = bytes.baseAddress, bytes.count > 0 else { return [] }
         let start = base.assumingMemoryBound(to: UInt8.self)
-        // A guess at the sample count (lines of ~64+ bytes) that avoids most regrowth and rehashing.
-        let expected = min(bytes.count / 64, 1 << 20)
+        // The planned count, else a guess (lines of ~64+ bytes) that avoids most regrowth and rehashing.
+        let expected = min(planned ?? bytes.count / 64, 1 << 20)
         var ids = DuplicateIDs(source: source, capacity: expected)
         var samples: [Sample] = []
         samples.reserveCapacity(expected)
