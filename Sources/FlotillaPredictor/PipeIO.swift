@@ -45,12 +45,13 @@ enum PipeIO {
         case failed(String)
     }
 
-    /// Writes what the pipe takes now, without waiting (`fd` is non-blocking), from any thread:
-    /// SIGPIPE is blocked on the calling thread first (a child gone between two batches would
-    /// otherwise kill the whole worker), and the one a write to a closed pipe raises is taken back.
-    static func writeNow(_ fd: Int32, _ bytes: [UInt8]) -> WriteOutcome {
+    /// Writes what the pipe takes now of `bytes` from `start` on, without waiting (`fd` is
+    /// non-blocking), from any thread: SIGPIPE is blocked on the calling thread first (a child gone
+    /// between two batches would otherwise kill the whole worker), and the one a write to a closed
+    /// pipe raises is taken back.
+    static func writeNow(_ fd: Int32, _ bytes: [UInt8], from start: Int = 0) -> WriteOutcome {
         blockSIGPIPEOnThisThread()
-        var written = 0
+        var written = start
         while written < bytes.count {
             let n = bytes.withUnsafeBytes { write(fd, $0.baseAddress! + written, bytes.count - written) }
             if n > 0 { written += n; continue }
@@ -67,18 +68,16 @@ enum PipeIO {
     /// on failure (EPIPE when the child is gone).
     static func writeAll(_ fd: Int32, _ bytes: [UInt8], from start: Int = 0) -> String? {
         var written = start
-        while written < bytes.count {
-            let n = bytes.withUnsafeBytes { write(fd, $0.baseAddress! + written, bytes.count - written) }
-            if n > 0 { written += n; continue }
-            if n < 0 && errno == EINTR { continue }
-            if n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK) {
+        while true {
+            switch writeNow(fd, bytes, from: written) {
+            case .complete: return nil
+            case .failed(let error): return error
+            case .partial(let count):
+                written = count
                 var room = pollfd(fd: fd, events: Int16(POLLOUT), revents: 0)
                 _ = poll(&room, 1, -1)  // until the child reads, or its end closes (then write fails)
-                continue
             }
-            return String(cString: strerror(errno))
         }
-        return nil
     }
 
     /// Calls `line` for every line read from `fd` until end of stream, then closes `fd`.
