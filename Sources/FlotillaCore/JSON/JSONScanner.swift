@@ -127,19 +127,13 @@ public struct JSONScanner {
         return true
     }
 
-    /// Whether `byte` can begin a JSON number.
-    @inline(__always)
-    private static func startsNumber(_ byte: UInt8) -> Bool {
-        byte == UInt8(ascii: "-") || byte &- UInt8(ascii: "0") < 10
-    }
-
     /// Moves past the array at the cursor. Numbers, the usual elements of model inputs, are
     /// checked inline rather than through `skipValue` and a closure per element.
     private mutating func skipArray() -> Bool {
         guard let empty = open(UInt8(ascii: "["), UInt8(ascii: "]"), expected: "expected an array") else { return false }
         if empty { return true }
         // A list of numbers, 64 bytes at a time; anything else, errors included, goes on below.
-        if index < bytes.count, Self.startsNumber(bytes[index]), let end = NumberListScanner.end(of: bytes, from: index) {
+        if let end = NumberListScanner.end(of: bytes, from: index) {
             index = end
             depth -= 1
             return true

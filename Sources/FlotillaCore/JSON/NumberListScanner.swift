@@ -23,8 +23,7 @@ enum NumberListScanner {
     static func end(of bytes: UnsafeBufferPointer<UInt8>, from start: Int) -> Int? {
         #if arch(x86_64)
         // The rules judge what follows a number's first byte, not that there is one.
-        guard let base = bytes.baseAddress, start < bytes.count,
-              bytes[start] == UInt8(ascii: "-") || bytes[start] &- UInt8(ascii: "0") < 10 else { return nil }
+        guard let base = bytes.baseAddress, start < bytes.count, JSONScanner.startsNumber(bytes[start]) else { return nil }
         var carry = Carry()
         var at = start
         while true {
@@ -52,7 +51,7 @@ enum NumberListScanner {
     }
 
     /// What one block's check found.
-    enum Step: Equatable {
+    enum Step {
         case declined
         case continues
         /// The list's `]` is at this offset of the block.
@@ -90,8 +89,6 @@ enum NumberListScanner {
             }
         }
         #endif
-
-        init() {}
     }
 
     /// The last bit of the previous block for each rule that looks one byte back, and the two
