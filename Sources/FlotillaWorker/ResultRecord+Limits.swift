@@ -3,10 +3,14 @@ import Foundation
 
 extension ResultRecord {
     /// Where `results` hold one whose record alone would not fit in `maxMessageBytes` (usually
-    /// nowhere). Read through a buffer pointer: a method call on each array element copied every
-    /// result (a retain and release of each of its strings), a measurable cost per sample.
-    static func oversizedIndices(_ results: [ResultRecord], maxMessageBytes: Int) -> [Int] {
-        results.withUnsafeBufferPointer { buffer in
+    /// nowhere). The results of one execution share their record's overhead (job, shard, attempt,
+    /// run), so with `largestEntry` (their largest `entryJSONSize`, when the caller counted it) the
+    /// usual answer needs no pass. The pass reads through a buffer pointer: a method call on each
+    /// array element copied every result (a retain and release of each of its strings).
+    static func oversizedIndices(_ results: [ResultRecord], largestEntry: Int? = nil, maxMessageBytes: Int) -> [Int] {
+        if let largestEntry, let first = results.first,
+           ResultBatch.overheadBytes(of: first) + largestEntry <= maxMessageBytes { return [] }
+        return results.withUnsafeBufferPointer { buffer in
             buffer.indices.filter { ResultBatch.overheadBytes(of: buffer[$0]) + buffer[$0].entryJSONSize > maxMessageBytes }
         }
     }

@@ -24,9 +24,8 @@ extension Worker {
             resultBytes = FinishedShard.heldBytes(entryBytes: outcome.entryBytes, count: results.count)
             var errorSamples = outcome.errorSamples
             let limit = runtime.config.kafka.maxMessageBytes
-            // Usually none is too large, and the largest entry says so without a pass over the results.
-            let mayOverflow = results.first.map { ResultBatch.overheadBytes(of: $0) + outcome.largestEntry > limit } ?? false
-            for index in mayOverflow ? ResultRecord.oversizedIndices(results, maxMessageBytes: limit) : [] where runtime.config.outputs.results {
+            let oversized = ResultRecord.oversizedIndices(results, largestEntry: outcome.largestEntry, maxMessageBytes: limit)
+            for index in oversized where runtime.config.outputs.results {
                 guard let replacement = results[index].oversized(maxMessageBytes: limit) else { continue }
                 logger.warning("result over the record limit", metadata: ["flotilla.id": "\(results[index].id)", "flotilla.limit": "\(limit)"])
                 results[index] = replacement
