@@ -80,9 +80,8 @@ extension ShardLedger {
         }
         for shard in worker.queued {
             // Only if the worker could hold the latest attempt (it was published before it went silent).
-            guard let entry = shards[shard], !entry.isFinished, entry.source != nil,
-                  let latest = entry.attempts[entry.latestAttempt], latest.publishedAt <= worker.lastSeen,
-                  !entry.isExecuting(live: plan.live), !plan.queued.contains(shard) else { continue }
+            guard let entry = unclaimed(shard, plan: plan),
+                  let latest = entry.attempts[entry.latestAttempt], latest.publishedAt <= worker.lastSeen else { continue }
             publish(shard, reason: .released, supersede: true, target: plan.target(), now: now, actions: &actions)
         }
         releaseWarmTakes(of: id, now: now, plan: &plan, actions: &actions)
@@ -95,10 +94,17 @@ extension ShardLedger {
     /// and a stopped worker's shards not re-enqueued while it slept).
     mutating func releaseWarmTakes(of id: String, now: Int64, plan: inout TargetPlan, actions: inout [LedgerAction]) {
         for (shard, take) in warmTakes.sorted(by: { $0.key < $1.key }) where take.worker == id {
-            guard let entry = shards[shard], !entry.isFinished, entry.source != nil, entry.latestAttempt == take.attempt,
-                  !entry.isExecuting(live: plan.live), !plan.queued.contains(shard) else { continue }
+            guard let entry = unclaimed(shard, plan: plan), entry.latestAttempt == take.attempt else { continue }
             publish(shard, reason: .released, supersede: true, target: plan.target(), now: now, actions: &actions)
         }
+    }
+
+    /// `shard`'s entry when a lost worker's claim on it is the only one: not finished, publishable
+    /// again (its source known), and neither running nor queued on a live worker.
+    func unclaimed(_ shard: String, plan: TargetPlan) -> ShardEntry? {
+        guard let entry = shards[shard], !entry.isFinished, entry.source != nil,
+              !entry.isExecuting(live: plan.live), !plan.queued.contains(shard) else { return nil }
+        return entry
     }
 
     /// Records still waiting on a lost worker's partitions reach a new owner only after the group's
