@@ -131,12 +131,16 @@ final class ChildProcess: Sendable {
     }
 }
 
-/// GNU spawn helpers Swift's Glibc module does not import (they sit behind `_GNU_SOURCE`).
+/// The pipe calls of a child's spawn and feeding that Swift's Glibc module does not import (they
+/// sit behind `_GNU_SOURCE`), looked up at run time.
 enum Spawn {
     typealias Pipe2 = @convention(c) (UnsafeMutablePointer<Int32>, Int32) -> Int32
+    typealias VMSplice = @convention(c) (Int32, UnsafePointer<iovec>, Int, UInt32) -> Int
 
     nonisolated(unsafe) private static let handle = dlopen(nil, RTLD_NOW)
     private static let pipe2Function: Pipe2? = dlsym(handle, "pipe2").map { unsafeBitCast($0, to: Pipe2.self) }
+    /// `vmsplice(2)`, for `PipeIO.writeNow(lend:)`; nil where the C library lacks it.
+    static let vmsplice: VMSplice? = dlsym(handle, "vmsplice").map { unsafeBitCast($0, to: VMSplice.self) }
 
     /// `F_SETPIPE_SZ` (Linux; not exported by every C library's headers) and the size asked for:
     /// 256 KiB, room for a batch's frame. Not more: an unprivileged user's pipes share a 64 MiB

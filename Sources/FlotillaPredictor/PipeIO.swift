@@ -49,11 +49,17 @@ enum PipeIO {
     /// non-blocking), from any thread: SIGPIPE is blocked on the calling thread first (a child gone
     /// between two batches would otherwise kill the whole worker), and the one a write to a closed
     /// pipe raises is taken back.
-    static func writeNow(_ fd: Int32, _ bytes: [UInt8], from start: Int = 0) -> WriteOutcome {
+    ///
+    /// With `lend`, the pipe takes references to the pages of `bytes` (`vmsplice`) instead of a
+    /// copy: the caller must keep `bytes` alive and unchanged until the reader has read them. A
+    /// 123 KB frame cost ~60 µs of the worker's CPU copied into a pipe here, ~10 µs lent.
+    static func writeNow(_ fd: Int32, _ bytes: [UInt8], from start: Int = 0, lend: Bool = false) -> WriteOutcome {
         blockSIGPIPEOnThisThread()
         var written = start
         while written < bytes.count {
-            let n = bytes.withUnsafeBytes { write(fd, $0.baseAddress! + written, bytes.count - written) }
+            let n = bytes.withUnsafeBytes { raw in
+                transfer(fd, raw.baseAddress! + written, bytes.count - written, lend: lend)
+            }
             if n > 0 { written += n; continue }
             if n < 0 && errno == EINTR { continue }
             if n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK) { return .partial(written) }
@@ -64,12 +70,23 @@ enum PipeIO {
         return .complete
     }
 
+    /// One `vmsplice` when lending and the C library has it, else one `write`; a descriptor that
+    /// is not a pipe (EINVAL) or a kernel without it (ENOSYS) gets the `write`.
+    private static func transfer(_ fd: Int32, _ base: UnsafeRawPointer, _ count: Int, lend: Bool) -> Int {
+        if lend, let vmsplice = Spawn.vmsplice {
+            var piece = iovec(iov_base: UnsafeMutableRawPointer(mutating: base), iov_len: count)
+            let n = vmsplice(fd, &piece, 1, 0)
+            if n >= 0 || (errno != EINVAL && errno != ENOSYS) { return n }
+        }
+        return write(fd, base, count)
+    }
+
     /// Writes `bytes` from `start` on, waiting for room in the pipe; returns an error description
     /// on failure (EPIPE when the child is gone).
-    static func writeAll(_ fd: Int32, _ bytes: [UInt8], from start: Int = 0) -> String? {
+    static func writeAll(_ fd: Int32, _ bytes: [UInt8], from start: Int = 0, lend: Bool = false) -> String? {
         var written = start
         while true {
-            switch writeNow(fd, bytes, from: written) {
+            switch writeNow(fd, bytes, from: written, lend: lend) {
             case .complete: return nil
             case .failed(let error): return error
             case .partial(let count):

@@ -14,6 +14,17 @@ extension PredictorProcess {
         var columns = false
     }
 
+    /// What the write lock guards.
+    struct Writes {
+        /// Writes handed to the writer thread and not yet done.
+        var queued = 0
+        /// The last `pipelineDepth` frames sent, oldest first. Lent to the pipe, a frame must live
+        /// until the child has read it; the child reads a frame before it answers it, and a frame
+        /// is sent only when at most `pipelineDepth - 1` are unanswered, so the one it pushes out
+        /// is answered.
+        var lent: [[UInt8]] = []
+    }
+
     struct PendingBatch {
         let seq: Int64
         let count: Int

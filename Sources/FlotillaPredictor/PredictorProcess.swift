@@ -35,9 +35,8 @@ final class PredictorProcess: Sendable {
     private let writer: SerialThread
     private let state = Mutex(State())
     /// Held while a seq is given and its frame written, so frames reach the pipe in seq order (the
-    /// order the child answers in); counts the writes handed to `writer` and not yet done. Taken
-    /// before `state`, never after.
-    private let writes = Mutex(0)
+    /// order the child answers in). Taken before `state`, never after.
+    private let writes = Mutex(Writes())
     private let deadlineTimer = DeadlineTimer()
     private let onUnexpectedExit: @Sendable (ProcessFault) -> Void
 
@@ -94,7 +93,7 @@ final class PredictorProcess: Sendable {
     /// the process is then dead, and a batch that waited behind the faulting one gets `.interrupted`.
     func run(_ samples: [PredictorSample], timeout: Duration) async -> Result<Reply, ProcessFault> {
         await withCheckedContinuation { continuation in
-            writes.withLock { queued in
+            writes.withLock { writes in
                 let admitted: Result<(seq: Int64, columns: Bool), ProcessFault> = state.withLock { state in
                     if let fault = state.fault { return .failure(fault) }
                     if state.stopping || state.exited != nil { return .failure(.stopped) }
@@ -108,7 +107,7 @@ final class PredictorProcess: Sendable {
                     return .success((seq, state.hello?.columns ?? false))
                 }
                 switch admitted {
-                case .success(let batch): send(seq: batch.seq, samples, columns: batch.columns, queued: &queued)
+                case .success(let batch): send(seq: batch.seq, samples, columns: batch.columns, writes: &writes)
                 case .failure(let refused): continuation.resume(returning: .failure(refused))
                 }
             }
@@ -116,26 +115,29 @@ final class PredictorProcess: Sendable {
     }
 
     /// Under `writes`: encodes batch `seq`'s frame and writes what the pipe takes now; the rest,
-    /// or all of it while earlier frames wait for room, goes to the writer thread.
-    private func send(seq: Int64, _ samples: [PredictorSample], columns: Bool, queued: inout Int) {
+    /// or all of it while earlier frames wait for room, goes to the writer thread. The frame is
+    /// lent to the pipe, not copied, and kept in `writes.lent` until the child must have read it.
+    private func send(seq: Int64, _ samples: [PredictorSample], columns: Bool, writes: inout Writes) {
         let frame = PredictorProtocol.predictFrame(seq: seq, samples: samples, columns: columns)
         guard frame.count - 4 <= PredictorProtocol.maxFrameBytes else {
             // Not the process's fault: answered here and never sent, so the child's seqs stay in order.
             answer(seq, .batchError("the batch's request frame is \(frame.count) bytes, over the \(PredictorProtocol.maxFrameBytes)-byte limit; use a smaller batch size"))
             return
         }
+        writes.lent.append(frame)
+        if writes.lent.count > Self.pipelineDepth { writes.lent.removeFirst() }
         var written = 0
-        if queued == 0 {
-            switch PipeIO.writeNow(child.stdinFD, frame) {
+        if writes.queued == 0 {
+            switch PipeIO.writeNow(child.stdinFD, frame, lend: true) {
             case .complete: return
             case .partial(let count): written = count
             case .failed(let error): return writeFailed(seq: seq, error)
             }
         }
-        queued += 1
+        writes.queued += 1
         writer.submit { [self, written] in
-            let error = PipeIO.writeAll(child.stdinFD, frame, from: written)
-            writes.withLock { $0 -= 1 }
+            let error = PipeIO.writeAll(child.stdinFD, frame, from: written, lend: true)
+            self.writes.withLock { $0.queued -= 1 }
             if let error { writeFailed(seq: seq, error) }
         }
     }
@@ -167,8 +169,8 @@ final class PredictorProcess: Sendable {
         }
         if alreadyExited { return }
         // After every frame already written or queued.
-        writes.withLock { queued in
-            queued += 1
+        writes.withLock { writes in
+            writes.queued += 1
             writer.submit { [child] in
                 _ = PipeIO.writeAll(child.stdinFD, PredictorProtocol.shutdownFrame)
                 child.closeStdin()
@@ -380,8 +382,9 @@ final class PredictorProcess: Sendable {
             return (state.takeWaiting(), waiters, state.fault ?? .stopped, stopping)
         }
         // Not while a frame is being written: a closed descriptor's number can be reused at once.
-        writes.withLock { queued in
-            if queued == 0 { child.closeStdin() } else { writer.submit { [child] in child.closeStdin() } }
+        writes.withLock { writes in
+            writes.lent.removeAll()
+            if writes.queued == 0 { child.closeStdin() } else { writer.submit { [child] in child.closeStdin() } }
         }
         writer.finish()
         deadlineTimer.cancel()

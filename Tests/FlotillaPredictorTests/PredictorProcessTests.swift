@@ -175,6 +175,36 @@ struct PredictorProcessTests {
         #expect(Fixtures.isGone(process.pid))
     }
 
+    @Test("a frame lent to the pipe stays intact until the child reads it, though the worker allocates meanwhile")
+    func lentFramesStayIntact() async throws {
+        // The child sleeps on the first batch while the second waits unread in the pipe, whose
+        // pages are the frame's own: memory of the frame's size is allocated and overwritten
+        // meanwhile, which would land on the second frame had it been freed when written.
+        let process = try await launch("faults.py", ["--sleep", "0.3"])
+        let payload = String(repeating: "y", count: 2_000)
+        let first = Fixtures.samples(8) { .string("\($0)" + payload) }
+        let second = Fixtures.samples(8) { .string("\(100 + $0)" + payload) }
+        async let a = process.run(first, timeout: .seconds(10))
+        async let b = process.run(second, timeout: .seconds(10))
+        try await Task.sleep(for: .milliseconds(100))
+        let scribbled = await withTaskGroup(of: Int.self) { group in
+            for _ in 0..<8 {
+                group.addTask {
+                    var scribbles: [[UInt8]] = []
+                    for size in stride(from: 4_000, to: 80_000, by: 250) { scribbles.append([UInt8](repeating: 0x7A, count: size)) }
+                    return scribbles.count
+                }
+            }
+            return await group.reduce(0, +)
+        }
+        let (ra, rb) = await (a, b)
+        #expect(scribbled == 8 * 304)
+        let firstIntact = ra.success?.values?.map { $0?["echo"] } == first.map { $0.value }
+        let secondIntact = rb.success?.values?.map { $0?["echo"] } == second.map { $0.value }
+        #expect(firstIntact && secondIntact, "a batch came back altered (first intact: \(firstIntact), second: \(secondIntact))")
+        await process.shutdown(grace: .seconds(2))
+    }
+
     @Test("a child that closed its stdin: the batch fails as a write failure, and the worker is not killed by SIGPIPE")
     func closedStdin() async throws {
         // Closes its stdin, says hello and stays alive: the frame is written from the calling
