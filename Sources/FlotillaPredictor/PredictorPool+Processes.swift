@@ -54,42 +54,35 @@ extension PredictorPool {
         offer(id)
     }
 
-    /// Gives process `id` to the longest waiting batches while it has room for more, or parks it
-    /// when it has nothing to do.
+    /// Sends the longest waiting batches to process `id` while it has room for more, or parks it
+    /// when it has nothing to do. The caller sends them (the task that got a reply, usually), so a
+    /// waiting batch's task is not woken to send it: it wakes once, with its reply.
     func offer(_ id: Int) {
         while !waiters.isEmpty, let slot = slots[id], slot.running < PredictorProcess.pipelineDepth {
             let waiter = waiters.removeFirst()
-            take(id)
-            waiter.continuation.resume(returning: .success(id))
+            send(waiter.samples, to: id, waiter.continuation)
         }
         if slots[id]?.running == 0 { idle.append(id) }
     }
 
-    /// Counts one more batch on process `id`; past the first, it waits behind another.
-    private func take(_ id: Int) {
+    /// Counts one more batch on process `id` (past the first, it waits behind another) and sends
+    /// `samples` to it; `continuation` gets the reply.
+    private func send(_ samples: [PredictorSample], to id: Int, _ continuation: CheckedContinuation<Dispatched, Never>) {
+        guard let process = slots[id]?.process else { return continuation.resume(returning: .unavailable(shutDownError)) }
         slots[id]?.running += 1
         if let slot = slots[id], slot.running > 1, slot.queuedSince == nil { slots[id]?.queuedSince = .now }
+        let start = ContinuousClock.now
+        process.submit(samples, timeout: config.batchTimeout) { result in
+            continuation.resume(returning: .ran(id: id, result, elapsed: start.duration(to: .now)))
+        }
     }
 
-    /// A healthy process for one batch: an idle one, else one with room behind its current
-    /// batch; else waits for one to be free or started.
-    func acquire() async -> Result<Int, PredictionError> {
-        guard phase == .running else { return .failure(shutDownError) }
-        while let id = idle.popLast() {
-            guard let slot = slots[id] else { continue }
-            guard slot.process.isHealthy else {
-                replace(id, because: nil)
-                continue
-            }
-            take(id)
-            return .success(id)
-        }
-        // Pipelining: no process is idle, so the batch goes behind the current one of a process
-        // that has room (the least loaded: the one that started first, when each has one).
-        if let (id, _) = slots.filter({ $0.value.running < PredictorProcess.pipelineDepth && !$0.value.draining && $0.value.process.isHealthy })
-            .min(by: { $0.value.running < $1.value.running || ($0.value.running == $1.value.running && $0.key < $1.key) }) {
-            take(id)
-            return .success(id)
+    /// Runs one batch on a healthy process: an idle one, else one with room behind its current
+    /// batch; else it waits for one to be free or started, which sends it.
+    func dispatch(_ samples: [PredictorSample]) async -> Dispatched {
+        guard phase == .running else { return .unavailable(shutDownError) }
+        if let id = freeProcess() {
+            return await withCheckedContinuation { send(samples, to: id, $0) }
         }
         if slots.isEmpty && starting == 0 {
             // Scaled to zero, or every start so far failed: start one for this batch.
@@ -97,8 +90,24 @@ extension PredictorPool {
             scheduleLaunch(after: .zero)
         }
         return await withCheckedContinuation { continuation in
-            waiters.append(Waiter(since: .now, continuation: continuation))
+            waiters.append(Waiter(since: .now, samples: samples, continuation: continuation))
         }
+    }
+
+    /// An idle healthy process, else the least loaded one with room.
+    private func freeProcess() -> Int? {
+        while let id = idle.popLast() {
+            guard let slot = slots[id] else { continue }
+            guard slot.process.isHealthy else {
+                replace(id, because: nil)
+                continue
+            }
+            return id
+        }
+        // Pipelining: no process is idle, so the batch goes behind the current one of a process
+        // that has room (the least loaded: the one that started first, when each has one).
+        return slots.filter { $0.value.running < PredictorProcess.pipelineDepth && !$0.value.draining && $0.value.process.isHealthy }
+            .min { $0.value.running < $1.value.running || ($0.value.running == $1.value.running && $0.key < $1.key) }?.key
     }
 
     /// A process finished a batch normally.
@@ -218,7 +227,7 @@ extension PredictorPool {
                 let failure = PredictionError(.unavailable, error.message)
                 let waiting = waiters
                 waiters.removeAll()
-                for waiter in waiting { waiter.continuation.resume(returning: .failure(failure)) }
+                for waiter in waiting { waiter.continuation.resume(returning: .unavailable(failure)) }
             }
             if slots.count + starting < desired { scheduleLaunch(after: nextBackoff()) }
         }

@@ -31,9 +31,16 @@ public actor PredictorPool: Service {
         var draining = false
         var busy: Bool { running > 0 }
     }
+    /// A batch waiting for room on a process; whoever makes room sends it (`offer`).
     struct Waiter {
         let since: ContinuousClock.Instant
-        let continuation: CheckedContinuation<Result<Int, PredictionError>, Never>
+        let samples: [PredictorSample]
+        let continuation: CheckedContinuation<Dispatched, Never>
+    }
+    /// Where a batch ran and what came back, or why it could not run.
+    enum Dispatched: Sendable {
+        case ran(id: Int, Result<PredictorProcess.Reply, ProcessFault>, elapsed: Duration)
+        case unavailable(PredictionError)
     }
     enum Phase { case created, running, stopping, stopped }
 
@@ -197,7 +204,7 @@ public actor PredictorPool: Service {
         for task in tasks.values { task.cancel() }
         let waiting = waiters
         waiters.removeAll()
-        for waiter in waiting { waiter.continuation.resume(returning: .failure(shutDownError)) }
+        for waiter in waiting { waiter.continuation.resume(returning: .unavailable(shutDownError)) }
         let processes = slots.values.map(\.process)
         slots.removeAll()
         idle.removeAll()
@@ -319,15 +326,11 @@ public actor PredictorPool: Service {
 
     /// One try of a batch on one process.
     func attempt(_ samples: [PredictorSample]) async -> Attempt {
-        let acquired = await acquire()
-        guard case .success(let id) = acquired, let process = slots[id]?.process else {
-            if case .failure(let error) = acquired { return .unavailable(error) }
-            return .unavailable(shutDownError)
+        let (id, result, elapsed): (Int, Result<PredictorProcess.Reply, ProcessFault>, Duration)
+        switch await dispatch(samples) {
+        case .unavailable(let error): return .unavailable(error)
+        case .ran(let process, let outcome, let time): (id, result, elapsed) = (process, outcome, time)
         }
-        let clock = ContinuousClock()
-        let start = clock.now
-        let result = await process.run(samples, timeout: config.batchTimeout)
-        let elapsed = start.duration(to: clock.now)
         switch result {
         case .failure(let fault):
             guard phase == .running else { return .unavailable(shutDownError) }

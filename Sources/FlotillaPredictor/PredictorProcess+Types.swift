@@ -25,11 +25,14 @@ extension PredictorProcess {
         var lent: [[UInt8]] = []
     }
 
+    /// Gets a batch's reply or fault, once.
+    typealias ReplyHandler = @Sendable (Result<Reply, ProcessFault>) -> Void
+
     struct PendingBatch {
         let seq: Int64
         let count: Int
         let timeout: Duration
-        let continuation: CheckedContinuation<Result<Reply, ProcessFault>, Never>
+        let reply: ReplyHandler
     }
 
     /// What the process's threads and callers share, under its lock.
@@ -56,7 +59,7 @@ extension PredictorProcess {
                 helloWaiter = nil
                 batches = []
             }
-            return Waiting(hello: helloWaiter, batches: batches.map(\.continuation))
+            return Waiting(hello: helloWaiter, batches: batches.map(\.reply))
         }
     }
 }
@@ -64,13 +67,13 @@ extension PredictorProcess {
 /// The requests a process still owed when it ended, taken out of its state to be failed.
 struct Waiting {
     var hello: CheckedContinuation<Result<PredictorProcess.Hello, ProcessFault>, Never>?
-    var batches: [CheckedContinuation<Result<PredictorProcess.Reply, ProcessFault>, Never>]
+    var batches: [PredictorProcess.ReplyHandler]
 
     /// The oldest gets `fault`; batches behind a batch get `.interrupted` (the fault was not theirs).
     func fail(with fault: ProcessFault) {
         hello?.resume(returning: .failure(fault))
         for (position, batch) in batches.enumerated() {
-            batch.resume(returning: .failure(position == 0 || fault == .stopped ? fault : .interrupted))
+            batch(.failure(position == 0 || fault == .stopped ? fault : .interrupted))
         }
     }
 }

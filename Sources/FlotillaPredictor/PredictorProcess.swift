@@ -93,23 +93,29 @@ final class PredictorProcess: Sendable {
     /// the process is then dead, and a batch that waited behind the faulting one gets `.interrupted`.
     func run(_ samples: [PredictorSample], timeout: Duration) async -> Result<Reply, ProcessFault> {
         await withCheckedContinuation { continuation in
-            writes.withLock { writes in
-                let admitted: Result<(seq: Int64, columns: Bool), ProcessFault> = state.withLock { state in
-                    if let fault = state.fault { return .failure(fault) }
-                    if state.stopping || state.exited != nil { return .failure(.stopped) }
-                    guard state.batches.count < Self.pipelineDepth else {
-                        return .failure(.protocolViolation("internal: more than \(Self.pipelineDepth) batches sent at once"))
-                    }
-                    let seq = state.nextSeq
-                    state.nextSeq += 1
-                    state.batches.append(PendingBatch(seq: seq, count: samples.count, timeout: timeout, continuation: continuation))
-                    if state.batches.count == 1 { startDeadline(&state, seq: seq, timeout: timeout) }
-                    return .success((seq, state.hello?.columns ?? false))
+            submit(samples, timeout: timeout) { continuation.resume(returning: $0) }
+        }
+    }
+
+    /// `run` without waiting: sends the batch and returns; `reply` is called once with what `run`
+    /// would return, from the stdout reader's thread (or at once when the batch is refused).
+    func submit(_ samples: [PredictorSample], timeout: Duration, reply: @escaping ReplyHandler) {
+        writes.withLock { writes in
+            let admitted: Result<(seq: Int64, columns: Bool), ProcessFault> = state.withLock { state in
+                if let fault = state.fault { return .failure(fault) }
+                if state.stopping || state.exited != nil { return .failure(.stopped) }
+                guard state.batches.count < Self.pipelineDepth else {
+                    return .failure(.protocolViolation("internal: more than \(Self.pipelineDepth) batches sent at once"))
                 }
-                switch admitted {
-                case .success(let batch): send(seq: batch.seq, samples, columns: batch.columns, writes: &writes)
-                case .failure(let refused): continuation.resume(returning: .failure(refused))
-                }
+                let seq = state.nextSeq
+                state.nextSeq += 1
+                state.batches.append(PendingBatch(seq: seq, count: samples.count, timeout: timeout, reply: reply))
+                if state.batches.count == 1 { startDeadline(&state, seq: seq, timeout: timeout) }
+                return .success((seq, state.hello?.columns ?? false))
+            }
+            switch admitted {
+            case .success(let batch): send(seq: batch.seq, samples, columns: batch.columns, writes: &writes)
+            case .failure(let refused): reply(.failure(refused))
             }
         }
     }
@@ -152,13 +158,13 @@ final class PredictorProcess: Sendable {
 
     /// Answers batch `seq` without the child (it was never sent).
     private func answer(_ seq: Int64, _ reply: Reply) {
-        let continuation = state.withLock { state -> CheckedContinuation<Result<Reply, ProcessFault>, Never>? in
+        let handler = state.withLock { state -> ReplyHandler? in
             guard let index = state.batches.firstIndex(where: { $0.seq == seq }) else { return nil }
             let batch = state.batches.remove(at: index)
             if index == 0 { advanceDeadline(&state) }
-            return batch.continuation
+            return batch.reply
         }
-        continuation?.resume(returning: .success(reply))
+        handler?(.success(reply))
     }
 
     /// Stops the process: shutdown frame and EOF, then SIGTERM, then SIGKILL, `grace` apart; reaps it.
@@ -326,7 +332,7 @@ final class PredictorProcess: Sendable {
         enum Action {
             case none
             case hello(CheckedContinuation<Result<Hello, ProcessFault>, Never>, Hello)
-            case reply(CheckedContinuation<Result<Reply, ProcessFault>, Never>, Reply)
+            case reply(ReplyHandler, Reply)
             case violation(String)
         }
         let action: Action = state.withLock { state in
@@ -356,13 +362,13 @@ final class PredictorProcess: Sendable {
                 }
                 state.batches.removeFirst()
                 advanceDeadline(&state)
-                return .reply(head.continuation, reply)
+                return .reply(head.reply, reply)
             }
         }
         switch action {
         case .none: return true
         case .hello(let continuation, let hello): continuation.resume(returning: .success(hello))
-        case .reply(let continuation, let reply): continuation.resume(returning: .success(reply))
+        case .reply(let handler, let reply): handler(.success(reply))
         case .violation(let why):
             fault(.protocolViolation(why))
             return false

@@ -42,17 +42,15 @@ struct ShardProcessor: Sendable {
                 return (index, input)
             }
         }
-        let counter = ProgressCounter(total: samples.count - valid.count, report: progress)
+        let collector = UnitCollector(done: samples.count - valid.count, report: progress)
         let ids = samples.map(\.id)
-        await withTaskGroup(of: (count: Int, ended: [(Int, Result<JSONBytes, StageFailure>)]).self) { group in
+        // Discarding: the shard's task wakes once, when the last unit is done, not once per unit.
+        await withDiscardingTaskGroup { group in
             for unit in units {
-                group.addTask { (unit.count, await runStages(unit, ids: ids, isAbandoned: isAbandoned)) }
-            }
-            for await part in group {
-                for (index, value) in part.ended { values[index] = value }
-                counter.add(part.count)
+                group.addTask { collector.add(await runStages(unit, ids: ids, isAbandoned: isAbandoned)) }
             }
         }
+        for (index, value) in collector.ended { values[index] = value }
         if isAbandoned() { throw FlotillaError(.internal, "shard \(record.shard) abandoned") }
         var outcome = Outcome(results: [], errorSamples: 0)
         outcome.results = zip(ids, values).map { id, value in
@@ -106,20 +104,28 @@ struct StageFailure: Error, Sendable {
     var message: String
 }
 
-/// Counts finished samples of a stage and reports the running total.
-private final class ProgressCounter: Sendable {
-    private let done: Mutex<Int>
+/// Collects the units' samples as each unit ends, and reports how many samples are done.
+private final class UnitCollector: Sendable {
+    private let state: Mutex<(done: Int, ended: [(Int, Result<JSONBytes, StageFailure>)])>
     private let report: @Sendable (Int) -> Void
 
-    init(total: Int, report: @escaping @Sendable (Int) -> Void) {
-        done = Mutex(total)
+    /// - Parameter done: samples done before any unit runs (those that could not be read).
+    init(done: Int, report: @escaping @Sendable (Int) -> Void) {
+        state = Mutex((done, []))
         self.report = report
     }
 
-    func add(_ count: Int) {
-        let total = done.withLock { $0 += count; return $0 }
+    /// A unit's (sample index, value) pairs.
+    func add(_ unit: [(Int, Result<JSONBytes, StageFailure>)]) {
+        let total = state.withLock { state in
+            state.done += unit.count
+            state.ended.append(contentsOf: unit)
+            return state.done
+        }
         report(total)
     }
+
+    var ended: [(Int, Result<JSONBytes, StageFailure>)] { state.withLock { $0.ended } }
 }
 
 import Synchronization
