@@ -30,71 +30,69 @@ struct ShardProcessor: Sendable {
                  progress: @escaping @Sendable (Int) -> Void) async throws(FlotillaError) -> Outcome {
         // A count other than the planned one fails the shard: the ack counts what was read.
         let samples = try await reader.read(record.source, planned: record.samples)
-        // Each sample carries either its current value or the error that ended it, and the stage that failed.
-        var values: [Result<JSONBytes, StageFailure>] = samples.map { sample in
-            sample.input.mapError { StageFailure(stage: nil, message: $0.message) }
-        }
-        let valid = values.indices.filter { if case .success = values[$0] { true } else { false } }
+        let values = ShardValues(samples, report: progress)
+        let valid = samples.indices.filter { if case .success = samples[$0].input { true } else { false } }
         let size = max(1, stages.map(\.config.batch).max() ?? 1)
-        let units = stride(from: 0, to: valid.count, by: size).map { start in
-            valid[start..<min(start + size, valid.count)].map { index -> (Int, JSONBytes) in
-                guard case .success(let input) = values[index] else { preconditionFailure("only valid samples are batched") }
-                return (index, input)
-            }
-        }
-        let collector = UnitCollector(done: samples.count - valid.count, report: progress)
-        let ids = samples.map(\.id)
         // Discarding: the shard's task wakes once, when the last unit is done, not once per unit.
         await withDiscardingTaskGroup { group in
-            for unit in units {
-                group.addTask { collector.add(await runStages(unit, ids: ids, isAbandoned: isAbandoned)) }
+            for start in stride(from: 0, to: valid.count, by: size) {
+                let unit = Array(valid[start..<min(start + size, valid.count)])
+                group.addTask { await runStages(unit, of: samples, into: values, isAbandoned: isAbandoned) }
             }
         }
-        for (index, value) in collector.ended { values[index] = value }
         if isAbandoned() { throw FlotillaError(.internal, "shard \(record.shard) abandoned") }
         var outcome = Outcome(results: [], errorSamples: 0)
-        outcome.results = zip(ids, values).map { id, value in
+        outcome.results.reserveCapacity(samples.count)
+        for (sample, value) in zip(samples, values.ended) {
             let result: ResultRecord
             switch value {
             case .success(let output):
-                result = ResultRecord(job: job, id: id, shard: record.shard, attempt: record.attempt, run: run,
+                result = ResultRecord(job: job, id: sample.id, shard: record.shard, attempt: record.attempt, run: run,
                                       outcome: .output(output))
             case .failure(let failure):
                 outcome.errorSamples += 1
-                result = ResultRecord(job: job, id: id, shard: record.shard, attempt: record.attempt, run: run,
+                result = ResultRecord(job: job, id: sample.id, shard: record.shard, attempt: record.attempt, run: run,
                                       outcome: .error(failure.message), stage: failure.stage)
             }
             let size = result.entryJSONSize
             outcome.entryBytes += size
             outcome.largestEntry = max(outcome.largestEntry, size)
-            return result
+            outcome.results.append(result)
         }
         return outcome
     }
 
-    /// One unit of (sample index, input) through every stage; a sample that fails a stage leaves
-    /// the unit with its error. Stops early when the shard is abandoned.
-    private func runStages(_ unit: [(Int, JSONBytes)], ids: [String],
-                           isAbandoned: @Sendable () -> Bool) async -> [(Int, Result<JSONBytes, StageFailure>)] {
-        var current = unit
-        var ended: [(Int, Result<JSONBytes, StageFailure>)] = []
+    /// One unit (indices of valid samples) through every stage; a sample that fails a stage ends
+    /// with its error, the others with the last stage's output. Stops early when the shard is abandoned.
+    private func runStages(_ unit: [Int], of samples: [Sample], into values: ShardValues,
+                           isAbandoned: @Sendable () -> Bool) async {
+        var indices = unit
+        var inputs = unit.map { index in
+            guard case .success(let input) = samples[index].input else { preconditionFailure("only valid samples are batched") }
+            return PredictorSample(id: samples[index].id, input: input)
+        }
+        var failures: [(Int, StageFailure)] = []
         for stage in stages {
-            if current.isEmpty || isAbandoned() { break }
-            let answers = await stage.pool.predict(current.map { PredictorSample(id: ids[$0.0], input: $0.1) })
-            var next: [(Int, JSONBytes)] = []
-            next.reserveCapacity(current.count)
-            for ((index, _), answer) in zip(current, answers) {
+            if indices.isEmpty || isAbandoned() { break }
+            let answers = await stage.pool.predict(inputs)
+            var nextIndices: [Int] = []
+            var nextInputs: [PredictorSample] = []
+            nextIndices.reserveCapacity(indices.count)
+            nextInputs.reserveCapacity(indices.count)
+            for (position, answer) in answers.enumerated() {
                 switch answer {
-                case .success(let output): next.append((index, output))
+                case .success(let output):
+                    nextIndices.append(indices[position])
+                    nextInputs.append(PredictorSample(id: inputs[position].id, input: output))
                 case .failure(let error):
                     let name = stage.config.name
-                    ended.append((index, .failure(StageFailure(stage: name, message: "\(name): \(error.message)"))))
+                    failures.append((indices[position], StageFailure(stage: name, message: "\(name): \(error.message)")))
                 }
             }
-            current = next
+            indices = nextIndices
+            inputs = nextInputs
         }
-        ended.append(contentsOf: current.map { ($0.0, .success($0.1)) })
-        return ended
+        values.end(unit: unit.count, outputs: zip(indices, inputs), failures: failures)
     }
 }
 
@@ -104,28 +102,37 @@ struct StageFailure: Error, Sendable {
     var message: String
 }
 
-/// Collects the units' samples as each unit ends, and reports how many samples are done.
-private final class UnitCollector: Sendable {
-    private let state: Mutex<(done: Int, ended: [(Int, Result<JSONBytes, StageFailure>)])>
+/// A shard's samples as they end (its output, or the error that ended it), filled in by its
+/// units as each ends; reports how many samples are done.
+private final class ShardValues: Sendable {
+    private let state: Mutex<(done: Int, values: [Result<JSONBytes, StageFailure>])>
     private let report: @Sendable (Int) -> Void
 
-    /// - Parameter done: samples done before any unit runs (those that could not be read).
-    init(done: Int, report: @escaping @Sendable (Int) -> Void) {
-        state = Mutex((done, []))
+    /// Starts with the samples that could not be read ended, the others to be filled in.
+    init(_ samples: [Sample], report: @escaping @Sendable (Int) -> Void) {
+        var unread = 0
+        let values = samples.map { sample in
+            sample.input.mapError { error in
+                unread += 1
+                return StageFailure(stage: nil, message: error.message)
+            }
+        }
+        state = Mutex((unread, values))
         self.report = report
     }
 
-    /// A unit's (sample index, value) pairs.
-    func add(_ unit: [(Int, Result<JSONBytes, StageFailure>)]) {
+    /// A unit of `unit` samples ended: these with outputs, those with failures.
+    func end(unit: Int, outputs: some Sequence<(Int, PredictorSample)>, failures: [(Int, StageFailure)]) {
         let total = state.withLock { state in
-            state.done += unit.count
-            state.ended.append(contentsOf: unit)
+            for (index, sample) in outputs { state.values[index] = .success(sample.input) }
+            for (index, failure) in failures { state.values[index] = .failure(failure) }
+            state.done += unit
             return state.done
         }
         report(total)
     }
 
-    var ended: [(Int, Result<JSONBytes, StageFailure>)] { state.withLock { $0.ended } }
+    var ended: [Result<JSONBytes, StageFailure>] { state.withLock { $0.values } }
 }
 
 import Synchronization
