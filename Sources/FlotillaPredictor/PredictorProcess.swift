@@ -12,17 +12,14 @@ import Synchronization
 /// `pipelineDepth` sent ahead, answered in order), per-batch timeout, fault detection (exit,
 /// crash, hang, junk) and clean shutdown.
 ///
-/// Pipelining: the next batch's frame is in the child's stdin while it computes the current one,
-/// so it starts at once instead of waiting for the worker to read the reply, wake a task and write
-/// the next frame — on busy cores that gap idled the predictors (measured: the fast model reached
-/// 0.71x of its script where CPU allowed 0.86x). A batch's timeout runs from when it is the oldest
-/// unanswered one, the moment the child turns to it.
+/// Pipelining: the next batch's frame waits in the child's stdin while it computes the current
+/// one, so it starts at once (without it, the fast model reached 0.71x of its script where CPU
+/// allowed 0.86x). A batch's timeout runs from when it is the oldest unanswered one.
 ///
-/// Threads: a reader for stdout (frames) and a reader for stderr (log lines), dedicated. A batch's
-/// frame is encoded and written by its caller while the pipe has room (a writer thread woken per
-/// batch was a tenth of a fast model's worker CPU, mostly thread switches); what does not fit
-/// goes to a dedicated writer thread, and so does every frame after it until it is written.
-/// Async callers only wait on continuations. Every fault kills the process group with SIGKILL; the
+/// Threads: dedicated readers for stdout (frames) and stderr (log lines). A batch's frame is
+/// encoded and lent to the pipe by its caller while the pipe has room (a writer thread woken per
+/// batch was a tenth of a fast model's worker CPU); what does not fit goes to a dedicated writer
+/// thread, with every frame after it. Every fault kills the process group with SIGKILL; the
 /// stdout reader then reaps the child, so no zombie is left.
 final class PredictorProcess: Sendable {
     /// Batches a process holds at most: the one it computes and the next, already in its stdin.
