@@ -80,6 +80,13 @@ public actor PredictorPool: Service {
     /// The worker's processes budget, shared with the other stages' pools; nil: no limit but max.
     let budget: ProcessBudget?
 
+    /// Where a caller of `predict` should run to be resumed by a reply on the thread that read it
+    /// (`withTaskExecutorPreference`, `addTask(executorPreference:)`): the pipe loop, for a pool of
+    /// processes; nil for a builtin, whose batches compute on the caller's thread.
+    public nonisolated var replyExecutor: (any TaskExecutor)? {
+        if case .process = config.command { PipeLoop.shared } else { nil }
+    }
+
     /// Validates `config`; starts nothing (call `start()`).
     /// - Parameter metricsFactory: where the pool's metrics go; nil means `MetricsSystem.factory`.
     /// - Parameter devices: the worker's devices, for a stage whose processes need some.

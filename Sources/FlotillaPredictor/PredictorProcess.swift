@@ -289,37 +289,46 @@ final class PredictorProcess: Sendable {
             }
             state.withLock { $0.stderrDone = true }
         }
-        PipeIO.startThread(name: "flotilla-\(stage)-r\(child.pid)") { [self] in
-            readFrames()
+        // Stdout is read by the pipe loop (it acts on a reply on the thread that read it); once
+        // it ends, a thread of its own waits for the child to exit and reaps it.
+        _ = fcntl(child.stdoutFD, F_SETFL, fcntl(child.stdoutFD, F_GETFL) | O_NONBLOCK)
+        let frames = FrameBox()
+        PipeLoop.shared.watch(child.stdoutFD) { [self] in
+            if readFrames(&frames.assembler) { return true }
             close(child.stdoutFD)
-            // End of stdout usually means the child is exiting (Python closes its streams while it
-            // finalises): give it a moment so its own exit status, not our SIGKILL, is reported.
-            let (stopping, faulted) = state.withLock { ($0.stopping, $0.fault != nil) }
-            if !stopping && !faulted && !child.hasExited(within: .seconds(1)) { child.signal(SIGKILL) }
-            let status = child.waitForExit()
-            finish(status)
+            PipeIO.startThread(name: "flotilla-\(stage)-x\(child.pid)") { [self] in
+                // End of stdout usually means the child is exiting (Python closes its streams while it
+                // finalises): give it a moment so its own exit status, not our SIGKILL, is reported.
+                let (stopping, faulted) = state.withLock { ($0.stopping, $0.fault != nil) }
+                if !stopping && !faulted && !child.hasExited(within: .seconds(1)) { child.signal(SIGKILL) }
+                finish(child.waitForExit())
+            }
+            return false
         }
     }
 
-    /// The stdout loop: returns at end of stream or after a protocol violation.
-    private func readFrames() {
+    /// Reads and delivers the frames stdout holds now: true to wait for more, false at its end
+    /// or after a protocol violation.
+    private func readFrames(_ frames: inout FrameAssembler) -> Bool {
         while true {
-            switch PipeIO.readFrame(child.stdoutFD, limit: PredictorProtocol.maxFrameBytes) {
-            case .endOfStream, .failed:
-                return
+            switch frames.next(child.stdoutFD, limit: PredictorProtocol.maxFrameBytes) {
+            case .wait:
+                return true
+            case .end:
+                return false
             case .tooLarge(let length):
                 let text = String(decoding: withUnsafeBytes(of: UInt32(length).bigEndian) { Array($0) }, as: UTF8.self)
                 fault(.protocolViolation("a frame header announces \(length) bytes, over the \(PredictorProtocol.maxFrameBytes)-byte limit; stdout began with \"\(text.debugEscaped)\" — is something printing to stdout?"))
-                return
+                return false
             case .frame(let payload):
                 let message: ChildMessage
                 do {
                     message = try ChildMessage(payload: payload)
                 } catch {
                     fault(.protocolViolation(error.description))
-                    return
+                    return false
                 }
-                if !deliver(message) { return }
+                if !deliver(message) { return false }
             }
         }
     }

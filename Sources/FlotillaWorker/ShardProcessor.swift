@@ -33,11 +33,13 @@ struct ShardProcessor: Sendable {
         let values = ShardValues(samples, report: progress)
         let valid = samples.indices.filter { if case .success = samples[$0].input { true } else { false } }
         let size = max(1, stages.map(\.config.batch).max() ?? 1)
-        // Discarding: the shard's task wakes once, when the last unit is done, not once per unit.
+        // Units run on the pipe loop when every stage has processes: a reply resumes its unit on the
+        // thread that read it. Discarding: the shard's task wakes once, when the last unit is done.
+        let executor = stages.allSatisfy { $0.pool.replyExecutor != nil } ? stages.first?.pool.replyExecutor : nil
         await withDiscardingTaskGroup { group in
             for start in stride(from: 0, to: valid.count, by: size) {
                 let unit = Array(valid[start..<min(start + size, valid.count)])
-                group.addTask { await runStages(unit, of: samples, into: values, isAbandoned: isAbandoned) }
+                group.addTask(executorPreference: executor) { await runStages(unit, of: samples, into: values, isAbandoned: isAbandoned) }
             }
         }
         if isAbandoned() { throw FlotillaError(.internal, "shard \(record.shard) abandoned") }
