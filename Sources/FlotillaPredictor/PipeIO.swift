@@ -7,37 +7,8 @@ import Foundation
 import Synchronization
 
 /// Pipe I/O. What may block runs on dedicated threads, never on the cooperative pool; `writeNow`
-/// never blocks.
+/// never blocks. Frames from children are read by `PipeLoop`.
 enum PipeIO {
-    enum ReadOutcome {
-        case frame([UInt8])
-        case endOfStream
-        case tooLarge(Int)
-        case failed(String)
-    }
-
-    /// Reads exactly `count` bytes; nil at end of stream (or on a read error) before `count` bytes.
-    static func readExactly(_ fd: Int32, _ count: Int) -> [UInt8]? {
-        var bytes = [UInt8](repeating: 0, count: count)
-        var filled = 0
-        while filled < count {
-            let n = bytes.withUnsafeMutableBytes { read(fd, $0.baseAddress! + filled, count - filled) }
-            if n > 0 { filled += n; continue }
-            if n < 0 && errno == EINTR { continue }
-            return nil
-        }
-        return bytes
-    }
-
-    /// Reads one length-prefixed frame.
-    static func readFrame(_ fd: Int32, limit: Int) -> ReadOutcome {
-        guard let header = readExactly(fd, 4) else { return .endOfStream }
-        let length = Int(header[0]) << 24 | Int(header[1]) << 16 | Int(header[2]) << 8 | Int(header[3])
-        guard length <= limit else { return .tooLarge(length) }
-        guard let payload = readExactly(fd, length) else { return .endOfStream }
-        return .frame(payload)
-    }
-
     enum WriteOutcome {
         case complete
         /// The pipe is full after this many bytes.

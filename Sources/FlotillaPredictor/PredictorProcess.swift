@@ -16,21 +16,21 @@ import Synchronization
 /// one, so it starts at once (without it, the fast model reached 0.71x of its script where CPU
 /// allowed 0.86x). A batch's timeout runs from when it is the oldest unanswered one.
 ///
-/// Threads: dedicated readers for stdout (frames) and stderr (log lines). A batch's frame is
-/// encoded and lent to the pipe by its caller while the pipe has room (a writer thread woken per
-/// batch was a tenth of a fast model's worker CPU); what does not fit goes to a dedicated writer
-/// thread, with every frame after it. Every fault kills the process group with SIGKILL; the
-/// stdout reader then reaps the child, so no zombie is left.
+/// Threads: stdout (frames) is read by the shared `PipeLoop`, stderr (log lines) by a thread of
+/// its own. A batch's frame is encoded and lent to the pipe by its caller while the pipe has room
+/// (a writer thread woken per batch was a tenth of a fast model's worker CPU); what does not fit
+/// goes to a dedicated writer thread, with every frame after it. Every fault kills the process
+/// group with SIGKILL; when stdout ends, a thread reaps the child, so no zombie is left.
 final class PredictorProcess: Sendable {
     /// Batches a process holds at most: the one it computes and the next, already in its stdin.
     static let pipelineDepth = 2
 
     let stage: String
     let argv: [String]
-    private let child: ChildProcess
-    private let logger: Logger
+    let child: ChildProcess
+    let logger: Logger
     private let writer: SerialThread
-    private let state = Mutex(State())
+    let state = Mutex(State())
     /// Held while a seq is given and its frame written, so frames reach the pipe in seq order (the
     /// order the child answers in). Taken before `state`, never after.
     private let writes = Mutex(Writes())
@@ -95,7 +95,7 @@ final class PredictorProcess: Sendable {
     }
 
     /// `run` without waiting: sends the batch and returns; `reply` is called once with what `run`
-    /// would return, from the stdout reader's thread (or at once when the batch is refused).
+    /// would return, from the pipe loop's thread (or at once when the batch is refused).
     func submit(_ samples: [PredictorSample], timeout: Duration, reply: @escaping ReplyHandler) {
         writes.withLock { writes in
             let admitted: Result<(seq: Int64, columns: Bool), ProcessFault> = state.withLock { state in
@@ -145,7 +145,7 @@ final class PredictorProcess: Sendable {
         }
     }
 
-    /// EPIPE: the child closed its stdin, so it is most likely exiting; gives the stdout reader a
+    /// EPIPE: the child closed its stdin, so it is most likely exiting; gives the stdout's end a
     /// moment to report the exit status before calling it a write failure.
     private func writeFailed(seq: Int64, _ error: String) {
         DispatchQueue.global().asyncAfter(deadline: .now() + 1) { [self] in
@@ -189,7 +189,7 @@ final class PredictorProcess: Sendable {
         _ = await waitForExit(timeout: nil)
     }
 
-    /// Kills the process group at once (SIGKILL); the reader thread reaps it.
+    /// Kills the process group at once (SIGKILL); it is reaped when its stdout ends.
     func kill() {
         state.withLock { $0.stopping = true }
         child.signal(SIGKILL)
@@ -237,7 +237,7 @@ final class PredictorProcess: Sendable {
     }
 
     /// The oldest batch was answered: the next one's clock starts, if there is one.
-    private func advanceDeadline(_ state: inout State) {
+    func advanceDeadline(_ state: inout State) {
         if let next = state.batches.first {
             startDeadline(&state, seq: next.seq, timeout: next.timeout)
         } else {
@@ -260,7 +260,7 @@ final class PredictorProcess: Sendable {
     /// Records the first fault, kills the process and fails what waits: the oldest request with
     /// `fault`, batches behind it with `.interrupted`. With `onlyIfSeq`, only if that request is
     /// still waiting (timers, write failures).
-    private func fault(_ fault: ProcessFault, onlyIfSeq seq: Int64? = nil) {
+    func fault(_ fault: ProcessFault, onlyIfSeq seq: Int64? = nil) {
         let waiting: Waiting? = state.withLock { state in
             if state.fault != nil || state.exited != nil { return nil }
             if let seq {
@@ -278,112 +278,8 @@ final class PredictorProcess: Sendable {
         waiting.fail(with: fault)
     }
 
-    private func startReaders() {
-        PipeIO.startThread(name: "flotilla-\(stage)-e\(child.pid)") { [self] in
-            PipeIO.forEachLine(child.stderrFD) { line in
-                state.withLock { state in
-                    state.stderrTail.append(line)
-                    if state.stderrTail.count > 20 { state.stderrTail.removeFirst() }
-                }
-                logger.info("\(line)")
-            }
-            state.withLock { $0.stderrDone = true }
-        }
-        // Stdout is read by the pipe loop (it acts on a reply on the thread that read it); once
-        // it ends, a thread of its own waits for the child to exit and reaps it.
-        _ = fcntl(child.stdoutFD, F_SETFL, fcntl(child.stdoutFD, F_GETFL) | O_NONBLOCK)
-        let frames = FrameBox()
-        PipeLoop.shared.watch(child.stdoutFD) { [self] in
-            if readFrames(&frames.assembler) { return true }
-            close(child.stdoutFD)
-            PipeIO.startThread(name: "flotilla-\(stage)-x\(child.pid)") { [self] in
-                // End of stdout usually means the child is exiting (Python closes its streams while it
-                // finalises): give it a moment so its own exit status, not our SIGKILL, is reported.
-                let (stopping, faulted) = state.withLock { ($0.stopping, $0.fault != nil) }
-                if !stopping && !faulted && !child.hasExited(within: .seconds(1)) { child.signal(SIGKILL) }
-                finish(child.waitForExit())
-            }
-            return false
-        }
-    }
-
-    /// Reads and delivers the frames stdout holds now: true to wait for more, false at its end
-    /// or after a protocol violation.
-    private func readFrames(_ frames: inout FrameAssembler) -> Bool {
-        while true {
-            switch frames.next(child.stdoutFD, limit: PredictorProtocol.maxFrameBytes) {
-            case .wait:
-                return true
-            case .end:
-                return false
-            case .tooLarge(let length):
-                let text = String(decoding: withUnsafeBytes(of: UInt32(length).bigEndian) { Array($0) }, as: UTF8.self)
-                fault(.protocolViolation("a frame header announces \(length) bytes, over the \(PredictorProtocol.maxFrameBytes)-byte limit; stdout began with \"\(text.debugEscaped)\" — is something printing to stdout?"))
-                return false
-            case .frame(let payload):
-                let message: ChildMessage
-                do {
-                    message = try ChildMessage(payload: payload)
-                } catch {
-                    fault(.protocolViolation(error.description))
-                    return false
-                }
-                if !deliver(message) { return false }
-            }
-        }
-    }
-
-    /// Hands a message to the request it answers (the oldest); false after a violation.
-    private func deliver(_ message: ChildMessage) -> Bool {
-        enum Action {
-            case none
-            case hello(CheckedContinuation<Result<Hello, ProcessFault>, Never>, Hello)
-            case reply(ReplyHandler, Reply)
-            case violation(String)
-        }
-        let action: Action = state.withLock { state in
-            if state.fault != nil { return .none }
-            switch message {
-            case .hello(let name, let maxBatch, let columns):
-                guard let waiter = state.helloWaiter else { return .violation("unexpected hello frame after the handshake") }
-                let hello = Hello(name: name, maxBatch: maxBatch, columns: columns)
-                state.hello = hello
-                state.helloWaiter = nil
-                state.deadline = nil
-                return .hello(waiter, hello)
-            case .result(let replySeq, _), .batchError(let replySeq, _):
-                guard let head = state.batches.first else {
-                    return .violation("unexpected \(message.kind) frame while \(state.helloWaiter == nil ? "idle" : "waiting for the hello")")
-                }
-                guard replySeq == head.seq else { return .violation("reply for seq \(replySeq) while waiting for seq \(head.seq)") }
-                let reply: Reply
-                switch message {
-                case .result(_, let outputs):
-                    guard outputs.count == head.count else {
-                        return .violation("result for seq \(head.seq) has \(outputs.count) outputs for \(head.count) samples")
-                    }
-                    reply = .outputs(outputs)
-                case .batchError(_, let text): reply = .batchError(text)
-                case .hello: preconditionFailure("handled above")
-                }
-                state.batches.removeFirst()
-                advanceDeadline(&state)
-                return .reply(head.reply, reply)
-            }
-        }
-        switch action {
-        case .none: return true
-        case .hello(let continuation, let hello): continuation.resume(returning: .success(hello))
-        case .reply(let handler, let reply): handler(.success(reply))
-        case .violation(let why):
-            fault(.protocolViolation(why))
-            return false
-        }
-        return true
-    }
-
     /// After reaping: records the end, fails anything still waiting and tells the pool.
-    private func finish(_ status: ExitStatus) {
+    func finish(_ status: ExitStatus) {
         let (waiting, waiters, fault, stopping) = state.withLock { state in
             state.exited = status
             let stopping = state.stopping
