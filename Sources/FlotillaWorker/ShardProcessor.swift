@@ -94,7 +94,7 @@ struct ShardProcessor: Sendable {
             indices = nextIndices
             inputs = nextInputs
         }
-        values.end(unit: unit.count, outputs: zip(indices, inputs), failures: failures)
+        values.end(indices, outputs: inputs, failures: failures)
     }
 }
 
@@ -123,12 +123,12 @@ private final class ShardValues: Sendable {
         self.report = report
     }
 
-    /// A unit of `unit` samples ended: these with outputs, those with failures.
-    func end(unit: Int, outputs: some Sequence<(Int, PredictorSample)>, failures: [(Int, StageFailure)]) {
+    /// A unit ended: the samples at `indices` with `outputs` (in the same order), those in `failures` with their failure.
+    func end(_ indices: [Int], outputs: [PredictorSample], failures: [(Int, StageFailure)]) {
         let total = state.withLock { state in
-            for (index, sample) in outputs { state.values[index] = .success(sample.input) }
+            for (index, sample) in zip(indices, outputs) { state.values[index] = .success(sample.input) }
             for (index, failure) in failures { state.values[index] = .failure(failure) }
-            state.done += unit
+            state.done += indices.count + failures.count
             return state.done
         }
         report(total)
