@@ -33,9 +33,8 @@ struct ShardProcessor: Sendable {
         let values = ShardValues(samples, report: progress)
         let valid = samples.indices.filter { if case .success = samples[$0].input { true } else { false } }
         let size = max(1, stages.map(\.config.batch).max() ?? 1)
-        // Units run on the pipe loop when every stage has processes: a reply resumes its unit on the
-        // thread that read it. Discarding: the shard's task wakes once, when the last unit is done.
-        let executor = stages.allSatisfy { $0.pool.replyExecutor != nil } ? stages.first?.pool.replyExecutor : nil
+        // Discarding: the shard's task wakes once, when the last unit is done.
+        let executor = unitExecutor
         await withDiscardingTaskGroup { group in
             for start in stride(from: 0, to: valid.count, by: size) {
                 let unit = Array(valid[start..<min(start + size, valid.count)])
@@ -62,6 +61,12 @@ struct ShardProcessor: Sendable {
             outcome.results.append(result)
         }
         return outcome
+    }
+
+    /// Where units run: on the pipe loop when every stage has processes, so a reply resumes its
+    /// unit on the thread that read it; else (a builtin stage computes in the unit) on the pool.
+    private var unitExecutor: (any TaskExecutor)? {
+        stages.allSatisfy { $0.pool.replyExecutor != nil } ? stages.first?.pool.replyExecutor : nil
     }
 
     /// One unit (indices of valid samples) through every stage; a sample that fails a stage ends
