@@ -48,8 +48,10 @@ final class ChildProcess: Sendable {
         // Frames of a batch are ~100 KB: in a 64 KiB pipe each one takes several wake-ups of both
         // sides. Best effort: past the per-user pipe budget the kernel says no and 64 KiB stays.
         for fd in [stdinPipe[1], stdoutPipe[1]] { _ = fcntl(fd, Spawn.setPipeSize, Spawn.pipeBytes) }
-        // Frames are written from the calling task while the pipe has room (PredictorProcess.send).
-        _ = fcntl(stdinPipe[1], F_SETFL, fcntl(stdinPipe[1], F_GETFL) | O_NONBLOCK)
+        // Frames are written from the calling task while the pipe has room (PredictorProcess.send),
+        // and read by the pipe loop as they arrive (PipeLoop): neither end of ours may block.
+        Spawn.makeNonBlocking(stdinPipe[1])
+        Spawn.makeNonBlocking(stdoutPipe[0])
         let childEnds = [stdinPipe[0], stdoutPipe[1], stderrPipe[1]]
         defer { for fd in childEnds { close(fd) } }
 
@@ -147,6 +149,11 @@ enum Spawn {
     /// budget (`/proc/sys/fs/pipe-user-pages-soft`), past which every new pipe of that user gets 8 KiB.
     static let setPipeSize: Int32 = 1031
     static let pipeBytes: Int32 = 1 << 18
+
+    /// Sets `O_NONBLOCK` on `fd`.
+    static func makeNonBlocking(_ fd: Int32) {
+        _ = fcntl(fd, F_SETFL, fcntl(fd, F_GETFL) | O_NONBLOCK)
+    }
 
     /// `pipe2`, or `pipe` + `FD_CLOEXEC` where the C library lacks it.
     static func pipe2(_ fds: UnsafeMutablePointer<Int32>, _ flags: Int32) -> Int32 {

@@ -39,7 +39,7 @@ final class PipeLoop: TaskExecutor, @unchecked Sendable {
     private init() {
         var ends: [Int32] = [-1, -1]
         guard Spawn.pipe2(&ends, O_CLOEXEC) == 0 else { fatalError("flotilla: cannot create the pipe loop's wake pipe: \(String(cString: strerror(errno)))") }
-        for fd in ends { _ = fcntl(fd, F_SETFL, fcntl(fd, F_GETFL) | O_NONBLOCK) }
+        for fd in ends { Spawn.makeNonBlocking(fd) }
         (wakeRead, wakeWrite) = (ends[0], ends[1])
         PipeIO.startThread(name: "flotilla-pipes") { [self] in run() }
     }

@@ -20,9 +20,8 @@ extension PredictorProcess {
             }
             state.withLock { $0.stderrDone = true }
         }
-        // Stdout is read by the pipe loop (it acts on a reply on the thread that read it); once
-        // it ends, a thread of its own waits for the child to exit and reaps it.
-        _ = fcntl(child.stdoutFD, F_SETFL, fcntl(child.stdoutFD, F_GETFL) | O_NONBLOCK)
+        // Stdout (non-blocking since the spawn) is read by the pipe loop, which acts on a reply on
+        // the thread that read it; once it ends, a thread of its own waits for the child to exit and reaps it.
         let frames = FrameBox()
         PipeLoop.shared.watch(child.stdoutFD) { [self] in
             if readFrames(&frames.assembler) { return true }

@@ -13,7 +13,7 @@ struct PipeLoopTests {
     func makePipe() throws -> (Int32, Int32) {
         var ends: [Int32] = [-1, -1]
         try #require(pipe(&ends) == 0)
-        _ = fcntl(ends[0], F_SETFL, fcntl(ends[0], F_GETFL) | O_NONBLOCK)
+        Spawn.makeNonBlocking(ends[0])
         return (ends[0], ends[1])
     }
 
