@@ -36,11 +36,16 @@ final class PipeLoop: TaskExecutor, @unchecked Sendable {
     private var watchers: [Int32: Watcher] = [:]
     private var polled: [pollfd] = []
 
-    private init() {
+    /// Internal for tests, which need a loop whose thread went to sleep before anything was watched.
+    init() {
         var ends: [Int32] = [-1, -1]
         guard Spawn.pipe2(&ends, O_CLOEXEC) == 0 else { fatalError("flotilla: cannot create the pipe loop's wake pipe: \(String(cString: strerror(errno)))") }
         for fd in ends { Spawn.makeNonBlocking(fd) }
         (wakeRead, wakeWrite) = (ends[0], ends[1])
+        // The wake pipe is polled from the first sleep on: a loop that slept on an empty set before
+        // the first `watch` could not be woken, and the first predictor's hello waited for its
+        // 60 s start-up timeout.
+        rebuildPollSet()
         PipeIO.startThread(name: "flotilla-pipes") { [self] in run() }
     }
 

@@ -70,4 +70,22 @@ struct PipeLoopTests {
         #expect(seen.watcher != nil && seen.task != nil && pthread_equal(seen.watcher!, seen.task!) != 0)
         #expect(seen.calls == 2, "one byte, then the end; no call after the watcher said it was done")
     }
+
+    @Test("a loop whose thread sleeps before anything is watched still wakes for the first watcher")
+    func firstWatchWakesASleepingLoop() async throws {
+        let loop = PipeLoop()
+        try await Task.sleep(for: .milliseconds(100))  // its thread is asleep in poll by now
+        let (readEnd, writeEnd) = try makePipe()
+        defer { close(writeEnd) }
+        let called = Mutex(false)
+        loop.watch(readEnd) {
+            called.withLock { $0 = true }
+            close(readEnd)
+            return false
+        }
+        send(writeEnd, [1])
+        let deadline = ContinuousClock.now + .seconds(5)
+        while !called.withLock({ $0 }) && ContinuousClock.now < deadline { try await Task.sleep(for: .milliseconds(10)) }
+        #expect(called.withLock { $0 }, "the loop never polled the watched pipe: it slept on an empty poll set")
+    }
 }
