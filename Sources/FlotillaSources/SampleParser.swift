@@ -218,18 +218,35 @@ private enum SampleID {
 }
 
 /// Remembers where each sample id was first seen in a shard and turns later duplicates into errors.
+///
+/// While every id sorts after the one before it (ids written in order, the usual case), none can
+/// repeat, so one comparison a sample stands for hashing it; the first id out of order builds the
+/// table from the ids seen so far.
 struct DuplicateIDs {
     let source: String
+    private let capacity: Int
+    /// Ids in ascending order with their lines, while they are; nil once the table took over.
+    private var ascending: [(id: String, line: Int64)]? = []
     private var firstSeen: [String: Int64] = [:]
 
     init(source: String, capacity: Int = 0) {
         self.source = source
-        firstSeen.reserveCapacity(capacity)
+        self.capacity = capacity
+        ascending?.reserveCapacity(capacity)
     }
 
     /// The sample itself, or an error sample when its id was already seen at an earlier line.
     /// `consuming`: the sample is moved through rather than copied, saving a retain and a release of its input.
     mutating func check(_ sample: consuming Sample, line: Int64) -> Sample {
+        if ascending != nil {
+            if ascending!.last.map({ $0.id < sample.id }) ?? true {
+                ascending!.append((sample.id, line))
+                return sample
+            }
+            firstSeen.reserveCapacity(max(capacity, ascending!.count + 1))
+            for (id, line) in ascending! { firstSeen[id] = line }
+            ascending = nil
+        }
         // One hash per sample: duplicates are rare, so the first line is put back only for them.
         if let first = firstSeen.updateValue(line, forKey: sample.id) {
             firstSeen[sample.id] = first

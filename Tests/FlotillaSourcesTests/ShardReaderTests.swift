@@ -67,6 +67,20 @@ struct ShardReaderTests {
         #expect(samples[4].errorMessage == "duplicate sample id '7' (first at \(path):4)")
     }
 
+    @Test("Duplicate ids are found whether the ids before them were in order or not")
+    func duplicateIDsAfterOrder() async throws {
+        // b c d ascend (no table yet); a is out of order (the table is built); c repeats line 2; e f ascend again; d repeats line 3.
+        let ids = ["b", "c", "d", "a", "c", "e", "f", "d"]
+        let text = ids.map { "{\"id\":\"\($0)\"}\n" }.joined()
+        let (path, samples) = try await readOne("o.jsonl", Array(text.utf8), idField: "id")
+        #expect(samples.map(\.id) == ["b", "c", "d", "a", "\(path):5", "e", "f", "\(path):8"])
+        #expect(samples[4].errorMessage == "duplicate sample id 'c' (first at \(path):2)")
+        #expect(samples[7].errorMessage == "duplicate sample id 'd' (first at \(path):3)")
+        // In order throughout, a repeat is the first id not after the one before it.
+        let (_, repeated) = try await readOne("r.jsonl", Array("{\"id\":\"x1\"}\n{\"id\":\"x2\"}\n{\"id\":\"x2\"}\n".utf8), idField: "id")
+        #expect(repeated[2].errorMessage?.hasPrefix("duplicate sample id 'x2'") == true)
+    }
+
     @Test("Id field of the wrong type is an error sample; null or absent falls back to <path>:<line>")
     func idFieldTypes() async throws {
         let text = "{\"id\":1.5}\n{\"id\":null}\n{}\n{\"id\":-3}\n"
