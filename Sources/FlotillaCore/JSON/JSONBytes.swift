@@ -72,12 +72,21 @@ public struct JSONSyntaxError: Error, Sendable, Hashable, CustomStringConvertibl
     public var description: String { "\(message) at byte \(offset)" }
 }
 
-/// UTF-8 validation with an ASCII fast path, 8 bytes at a time.
+/// UTF-8 validation with an ASCII fast path, 32 bytes at a time (then 8).
 public enum UTF8Validation {
     public static func isValid(_ text: UnsafeBufferPointer<UInt8>) -> Bool {
         guard let base = text.baseAddress else { return true }
         var index = 0
         let raw = UnsafeRawPointer(base)
+        // Four words OR'ed before one test: a line of input is checked at a few bytes a cycle.
+        while index + 32 <= text.count {
+            let words = raw.loadUnaligned(fromByteOffset: index, as: UInt64.self)
+                | raw.loadUnaligned(fromByteOffset: index + 8, as: UInt64.self)
+                | raw.loadUnaligned(fromByteOffset: index + 16, as: UInt64.self)
+                | raw.loadUnaligned(fromByteOffset: index + 24, as: UInt64.self)
+            if words & 0x8080_8080_8080_8080 != 0 { return String(validating: text, as: UTF8.self) != nil }
+            index += 32
+        }
         while index + 8 <= text.count {
             if raw.loadUnaligned(fromByteOffset: index, as: UInt64.self) & 0x8080_8080_8080_8080 != 0 {
                 return String(validating: text, as: UTF8.self) != nil
