@@ -33,32 +33,37 @@ public enum PredictorProtocol {
 
     /// A predict frame: `samples` form, or the `ids`/`inputs` columns a child asked for in its hello.
     static func predictFrame(seq: Int64, samples: [PredictorSample], columns: Bool = false) -> [UInt8] {
-        let capacity = samples.reduce(64) { $0 + $1.input.bytes.count + $1.id.utf8.count + 24 }
-        return frame(capacity: capacity) { out in
-            JSONWriter.raw(#"{"type":"predict","seq":"#, into: &out)
-            JSONWriter.write(seq, into: &out)
-            if columns {
-                JSONWriter.raw(#","ids":["#, into: &out)
-                for (position, sample) in samples.enumerated() {
-                    if position > 0 { out.append(UInt8(ascii: ",")) }
-                    JSONWriter.write(sample.id, into: &out)
+        // Through the buffer, each sample's id and bytes are read in place: iterating the array
+        // copied every sample out (a retain and a release of its input's buffer each).
+        samples.withUnsafeBufferPointer { samples in
+            var capacity = 64
+            for position in samples.indices { capacity += samples[position].input.bytes.count + samples[position].id.utf8.count + 24 }
+            return frame(capacity: capacity) { out in
+                JSONWriter.raw(#"{"type":"predict","seq":"#, into: &out)
+                JSONWriter.write(seq, into: &out)
+                if columns {
+                    JSONWriter.raw(#","ids":["#, into: &out)
+                    for position in samples.indices {
+                        if position > 0 { out.append(UInt8(ascii: ",")) }
+                        JSONWriter.write(samples[position].id, into: &out)
+                    }
+                    JSONWriter.raw(#"],"inputs":["#, into: &out)
+                    for position in samples.indices {
+                        if position > 0 { out.append(UInt8(ascii: ",")) }
+                        samples[position].input.bytes.withUnsafeBufferPointer { out.append(contentsOf: $0) }
+                    }
+                    JSONWriter.raw("]}", into: &out)
+                } else {
+                    JSONWriter.raw(#","samples":["#, into: &out)
+                    for position in samples.indices {
+                        JSONWriter.raw(position > 0 ? #",{"id":"# : #"{"id":"#, into: &out)
+                        JSONWriter.write(samples[position].id, into: &out)
+                        JSONWriter.raw(#","input":"#, into: &out)
+                        samples[position].input.bytes.withUnsafeBufferPointer { out.append(contentsOf: $0) }
+                        out.append(UInt8(ascii: "}"))
+                    }
+                    JSONWriter.raw("]}", into: &out)
                 }
-                JSONWriter.raw(#"],"inputs":["#, into: &out)
-                for (position, sample) in samples.enumerated() {
-                    if position > 0 { out.append(UInt8(ascii: ",")) }
-                    out.append(contentsOf: sample.input.bytes)
-                }
-                JSONWriter.raw("]}", into: &out)
-            } else {
-                JSONWriter.raw(#","samples":["#, into: &out)
-                for (position, sample) in samples.enumerated() {
-                    JSONWriter.raw(position > 0 ? #",{"id":"# : #"{"id":"#, into: &out)
-                    JSONWriter.write(sample.id, into: &out)
-                    JSONWriter.raw(#","input":"#, into: &out)
-                    out.append(contentsOf: sample.input.bytes)
-                    out.append(UInt8(ascii: "}"))
-                }
-                JSONWriter.raw("]}", into: &out)
             }
         }
     }

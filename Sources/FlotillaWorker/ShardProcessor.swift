@@ -44,21 +44,28 @@ struct ShardProcessor: Sendable {
         if isAbandoned() { throw FlotillaError(.internal, "shard \(record.shard) abandoned") }
         var outcome = Outcome(results: [], errorSamples: 0)
         outcome.results.reserveCapacity(samples.count)
-        for (sample, value) in zip(samples, values.ended) {
-            let result: ResultRecord
-            switch value {
-            case .success(let output):
-                result = ResultRecord(job: job, id: sample.id, shard: record.shard, attempt: record.attempt, run: run,
-                                      outcome: .output(output))
-            case .failure(let failure):
-                outcome.errorSamples += 1
-                result = ResultRecord(job: job, id: sample.id, shard: record.shard, attempt: record.attempt, run: run,
-                                      outcome: .error(failure.message), stage: failure.stage)
+        // Through the buffers: zipping the arrays copied every sample and value out (a retain and
+        // a release of each input's and output's buffer).
+        let ended = values.ended
+        samples.withUnsafeBufferPointer { samples in
+            ended.withUnsafeBufferPointer { ended in
+                for index in samples.indices {
+                    let result: ResultRecord
+                    switch ended[index] {
+                    case .success(let output):
+                        result = ResultRecord(job: job, id: samples[index].id, shard: record.shard, attempt: record.attempt, run: run,
+                                              outcome: .output(output))
+                    case .failure(let failure):
+                        outcome.errorSamples += 1
+                        result = ResultRecord(job: job, id: samples[index].id, shard: record.shard, attempt: record.attempt, run: run,
+                                              outcome: .error(failure.message), stage: failure.stage)
+                    }
+                    let size = result.entryJSONSize
+                    outcome.entryBytes += size
+                    outcome.largestEntry = max(outcome.largestEntry, size)
+                    outcome.results.append(result)
+                }
             }
-            let size = result.entryJSONSize
-            outcome.entryBytes += size
-            outcome.largestEntry = max(outcome.largestEntry, size)
-            outcome.results.append(result)
         }
         return outcome
     }
@@ -79,27 +86,31 @@ struct ShardProcessor: Sendable {
             return PredictorSample(id: samples[index].id, input: input)
         }
         var failures: [(Int, StageFailure)] = []
-        for stage in stages {
+        for stage in stages.dropLast() {
             if indices.isEmpty || isAbandoned() { break }
             let answers = await stage.pool.predict(inputs)
             var nextIndices: [Int] = []
             var nextInputs: [PredictorSample] = []
             nextIndices.reserveCapacity(indices.count)
             nextInputs.reserveCapacity(indices.count)
-            for (position, answer) in answers.enumerated() {
-                switch answer {
-                case .success(let output):
-                    nextIndices.append(indices[position])
-                    nextInputs.append(PredictorSample(id: inputs[position].id, input: output))
-                case .failure(let error):
-                    let name = stage.config.name
-                    failures.append((indices[position], StageFailure(stage: name, message: "\(name): \(error.message)")))
+            answers.withUnsafeBufferPointer { answers in
+                for position in answers.indices {
+                    switch answers[position] {
+                    case .success(let output):
+                        nextIndices.append(indices[position])
+                        nextInputs.append(PredictorSample(id: inputs[position].id, input: output))
+                    case .failure(let error):
+                        failures.append((indices[position], StageFailure(stage: stage.config.name, error)))
+                    }
                 }
             }
             indices = nextIndices
             inputs = nextInputs
         }
-        values.end(indices, outputs: inputs, failures: failures)
+        // The last stage's answers go straight into the shard's values: no array of next inputs.
+        var answers: [Result<JSONBytes, PredictionError>] = []
+        if let last = stages.last, !indices.isEmpty, !isAbandoned() { answers = await last.pool.predict(inputs) }
+        values.end(indices, answers: answers, stage: stages.last?.config.name ?? "", failures: failures)
     }
 }
 
@@ -107,6 +118,16 @@ struct ShardProcessor: Sendable {
 struct StageFailure: Error, Sendable {
     var stage: String?
     var message: String
+
+    init(stage: String?, message: String) {
+        self.stage = stage
+        self.message = message
+    }
+
+    /// `stage` answered `error` for the sample.
+    init(stage: String, _ error: PredictionError) {
+        self.init(stage: stage, message: "\(stage): \(error.message)")
+    }
 }
 
 /// A shard's samples as they end (its output, or the error that ended it), filled in by its
@@ -128,13 +149,21 @@ private final class ShardValues: Sendable {
         self.report = report
     }
 
-    /// A unit ended: the samples at `indices` with `outputs` (in the same order), those in `failures` with their failure.
-    func end(_ indices: [Int], outputs: [PredictorSample], failures: [(Int, StageFailure)]) {
-        let total = state.withLock { state in
-            for (index, sample) in zip(indices, outputs) { state.values[index] = .success(sample.input) }
-            for (index, failure) in failures { state.values[index] = .failure(failure) }
-            state.done += indices.count + failures.count
-            return state.done
+    /// A unit ended: the samples at `indices` with the last stage's `answers` (in the same order;
+    /// fewer when the shard was abandoned), those in `failures` with an earlier stage's failure.
+    func end(_ indices: [Int], answers: [Result<JSONBytes, PredictionError>], stage: String, failures: [(Int, StageFailure)]) {
+        let total = answers.withUnsafeBufferPointer { answers in
+            state.withLock { state in
+                for position in answers.indices {
+                    switch answers[position] {
+                    case .success(let output): state.values[indices[position]] = .success(output)
+                    case .failure(let error): state.values[indices[position]] = .failure(StageFailure(stage: stage, error))
+                    }
+                }
+                for (index, failure) in failures { state.values[index] = .failure(failure) }
+                state.done += answers.count + failures.count
+                return state.done
+            }
         }
         report(total)
     }
