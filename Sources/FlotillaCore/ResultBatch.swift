@@ -147,10 +147,18 @@ extension ResultRecord {
     public var entryJSONSize: Int {
         let outcomeSize = switch outcome {
         case .output(let bytes): bytes.bytes.count
-        case .error(let message): message.utf8.count + 16
+        case .error(let message): Self.errorJSONSize(message)
         }
-        return 32 + outcomeSize + id.utf8.count + (stage?.utf8.count ?? 0)
+        return Self.entryJSONSize(id: id, outcomeSize: outcomeSize, stage: stage)
     }
+
+    /// `entryJSONSize` from a result's parts, for a caller that sizes results as it makes them.
+    public static func entryJSONSize(id: String, outcomeSize: Int, stage: String?) -> Int {
+        32 + outcomeSize + id.utf8.count + (stage?.utf8.count ?? 0)
+    }
+
+    /// What an error `message` adds to an entry in place of an output.
+    public static func errorJSONSize(_ message: String) -> Int { message.utf8.count + 16 }
 
     /// `{"error":…,"id":…,"output":…,"stage":…}` (sorted keys; the fields a batch holds once left out).
     func writeEntryJSON(into out: inout [UInt8]) {

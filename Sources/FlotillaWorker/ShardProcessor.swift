@@ -50,20 +50,23 @@ struct ShardProcessor: Sendable {
         samples.withUnsafeBufferPointer { samples in
             ended.withUnsafeBufferPointer { ended in
                 for index in samples.indices {
-                    let result: ResultRecord
+                    // Appended as made and sized from its parts: a local record was copied into
+                    // the array (a retain of each of its strings and output) and then destroyed.
+                    let id = samples[index].id
+                    let size: Int
                     switch ended[index] {
                     case .success(let output):
-                        result = ResultRecord(job: job, id: samples[index].id, shard: record.shard, attempt: record.attempt, run: run,
-                                              outcome: .output(output))
+                        size = ResultRecord.entryJSONSize(id: id, outcomeSize: output.bytes.count, stage: nil)
+                        outcome.results.append(ResultRecord(job: job, id: id, shard: record.shard, attempt: record.attempt, run: run,
+                                                            outcome: .output(output)))
                     case .failure(let failure):
                         outcome.errorSamples += 1
-                        result = ResultRecord(job: job, id: samples[index].id, shard: record.shard, attempt: record.attempt, run: run,
-                                              outcome: .error(failure.message), stage: failure.stage)
+                        size = ResultRecord.entryJSONSize(id: id, outcomeSize: ResultRecord.errorJSONSize(failure.message), stage: failure.stage)
+                        outcome.results.append(ResultRecord(job: job, id: id, shard: record.shard, attempt: record.attempt, run: run,
+                                                            outcome: .error(failure.message), stage: failure.stage))
                     }
-                    let size = result.entryJSONSize
                     outcome.entryBytes += size
                     outcome.largestEntry = max(outcome.largestEntry, size)
-                    outcome.results.append(result)
                 }
             }
         }
