@@ -54,6 +54,7 @@ struct WorkerCommand: AsyncParsableCommand {
 
     func run() async throws {
         try await exitOnFlotillaError {
+            Self.keepFreedMemory()
             let connection = try kafka.connection()
             var options = WorkerOptions(job: try validatedJobID(job), workerID: workerID ?? WorkerOptions.defaultWorkerID(),
                                         brokers: connection.bootstrapServers, topicPrefix: try topics.validated())
@@ -87,5 +88,22 @@ struct WorkerCommand: AsyncParsableCommand {
             let exit = worker.exit ?? .finished("stopped")
             printError("flotilla worker \(options.workerID): \(exit)")
         }
+    }
+
+    /// A worker frees and allocates the same large buffers for every shard (its bytes, its frames,
+    /// its results record). By default glibc maps the largest afresh and hands freed memory back to
+    /// the kernel, and each reuse then pays a page fault every 4 KiB: a fortieth of the worker's CPU
+    /// on a fast model. Kept in the heap, they are reused; the worker's peak stays what its shards
+    /// in flight need (`tools/bench/memory`).
+    static func keepFreedMemory() {
+        #if canImport(Glibc)
+        // `mallopt` is in <malloc.h>, which Swift's Glibc module does not import.
+        typealias MallOpt = @convention(c) (Int32, Int32) -> Int32
+        guard let symbol = dlsym(dlopen(nil, RTLD_NOW), "mallopt") else { return }
+        let mallopt = unsafeBitCast(symbol, to: MallOpt.self)
+        let (mmapThreshold, trimThreshold): (Int32, Int32) = (-3, -1)  // M_MMAP_THRESHOLD, M_TRIM_THRESHOLD
+        _ = mallopt(mmapThreshold, 32 << 20)
+        _ = mallopt(trimThreshold, 64 << 20)
+        #endif
     }
 }
