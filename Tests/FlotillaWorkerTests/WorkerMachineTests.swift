@@ -291,6 +291,32 @@ struct WorkerMachineTests {
         #expect(machine.room > 0)
     }
 
+    @Test("finished shards holding half of publishBytes go at once, while others run, so the next half fills while they commit")
+    func publishHalfBytes() throws {
+        var machine = WorkerMachine(slots: 4, holdLimit: 8, publishBatch: 64, publishBytes: 600)
+        machine.assign([p0, p1])
+        for index in 0..<6 { receive(&machine, index) }
+        let started = (0..<4).compactMap { _ in start(&machine) }
+        let t0 = ContinuousClock.now
+        func finish(_ position: Int) {
+            let (shard, run) = started[position]
+            var done = FinishedShard(partition: p0, offset: Int64(position), results: [ResultRecord(
+                job: "j", id: "x", shard: shard.record.shard, attempt: 0, run: run,
+                outcome: .output(JSONBytes(.string(String(repeating: "a", count: 100)))))], ack: finished(shard, run: run).ack)
+            done.finishedAt = t0
+            machine.finish(run: run, done)
+        }
+        finish(0)
+        #expect(machine.unpublishedBytes < 300)
+        #expect(machine.nextPublish(at: t0) == nil, "under half the bytes, others running: it waits for company")
+        finish(1)
+        #expect(machine.unpublishedBytes >= 300 && machine.unpublishedBytes < 600)
+        let next = machine.nextPublish(at: t0)
+        let batch = try #require(next, "half the bytes: no linger")
+        #expect(batch.count == 2)
+        #expect(machine.room > 0, "the intake still has room while they commit")
+    }
+
     @Test("a transaction retried after a rebalance: the same shards, and only the offsets still owned")
     func publishRetry() throws {
         var machine = machine(2)
