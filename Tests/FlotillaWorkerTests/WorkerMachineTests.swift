@@ -265,19 +265,29 @@ struct WorkerMachineTests {
         #expect(machine.nextPublish(at: t0)?.count == 1, "a draining worker does not wait")
     }
 
-    @Test("a transaction holds at most publishBytes of results (a larger shard alone); over them unpublished, the intake pauses")
-    func publishBytes() throws {
-        var machine = WorkerMachine(slots: 4, holdLimit: 8, publishBatch: 64, publishBytes: 350)
+    /// A machine of 4 slots with `publishBytes`, 6 records received and 4 of them started.
+    func fourRunning(publishBytes: Int) -> (WorkerMachine, [(QueuedShard, String)]) {
+        var machine = WorkerMachine(slots: 4, holdLimit: 8, publishBatch: 64, publishBytes: publishBytes)
         machine.assign([p0, p1])
         for index in 0..<6 { receive(&machine, index) }
         let started = (0..<4).compactMap { _ in start(&machine) }
+        return (machine, started)
+    }
+
+    /// `shard` finished as `run` with one result whose output is a string of `size` bytes.
+    func finished(_ shard: QueuedShard, run: String, outputSize size: Int) -> FinishedShard {
+        let done = finished(shard, run: run)
+        return FinishedShard(partition: done.partition, offset: done.offset, results: [ResultRecord(
+            job: "j", id: "x", shard: shard.record.shard, attempt: 0, run: run,
+            outcome: .output(JSONBytes(.string(String(repeating: "a", count: size)))))], ack: done.ack)
+    }
+
+    @Test("a transaction holds at most publishBytes of results (a larger shard alone); over them unpublished, the intake pauses")
+    func publishBytes() throws {
+        var (machine, started) = fourRunning(publishBytes: 350)
         let outputs = [30, 30, 200, 30]  // each output's bytes; a result counts ~135 more (id, keys, the record around it)
         for ((shard, run), size) in zip(started, outputs) {
-            var done = finished(shard, run: run)
-            done = FinishedShard(partition: done.partition, offset: done.offset, results: [ResultRecord(
-                job: "j", id: "x", shard: shard.record.shard, attempt: 0, run: run,
-                outcome: .output(JSONBytes(.string(String(repeating: "a", count: size)))))], ack: done.ack)
-            machine.finish(run: run, done)
+            machine.finish(run: run, finished(shard, run: run, outputSize: size))
         }
         #expect(machine.unpublishedBytes > 350)
         #expect(machine.room == 0, "over the budget unpublished: no more taken")
@@ -293,16 +303,11 @@ struct WorkerMachineTests {
 
     @Test("finished shards holding half of publishBytes go at once, while others run, so the next half fills while they commit")
     func publishHalfBytes() throws {
-        var machine = WorkerMachine(slots: 4, holdLimit: 8, publishBatch: 64, publishBytes: 600)
-        machine.assign([p0, p1])
-        for index in 0..<6 { receive(&machine, index) }
-        let started = (0..<4).compactMap { _ in start(&machine) }
+        var (machine, started) = fourRunning(publishBytes: 600)
         let t0 = ContinuousClock.now
         func finish(_ position: Int) {
             let (shard, run) = started[position]
-            var done = FinishedShard(partition: p0, offset: Int64(position), results: [ResultRecord(
-                job: "j", id: "x", shard: shard.record.shard, attempt: 0, run: run,
-                outcome: .output(JSONBytes(.string(String(repeating: "a", count: 100)))))], ack: finished(shard, run: run).ack)
+            var done = finished(shard, run: run, outputSize: 100)
             done.finishedAt = t0
             machine.finish(run: run, done)
         }
