@@ -13,7 +13,7 @@ extension ShardLedger {
     /// when it is lost (`releaseWarmTakes`), and a take that never reached a live worker is caught
     /// by the final reconcile.
     ///
-    /// Each joining worker holds at most 8 unfinished warm shards, 2 more for each it finished,
+    /// Each joining worker holds at most 4 unfinished warm shards, 2 more for each it finished,
     /// and, once it reports a rate, no more than it finishes in a heartbeat interval (at least 4);
     /// never more than `warmStartShards` nor its share of what is pending. Only first
     /// publications are handed out, and never a shard queued at or running on any worker.
@@ -47,16 +47,17 @@ extension ShardLedger {
             let held = warmTakes.filter { shard, take in
                 take.worker == worker && now - take.at < settings.workerTimeoutMs && !(shards[shard]?.isFinished ?? true)
             }.count
-            // Demand-driven, like a slow start: 8 at first, then 2 more for each one it finished,
+            // Demand-driven, like a slow start: 4 at first, then 2 more for each one it finished,
             // so a slow worker is not handed a backlog it would finish last (measured: dealing 32
-            // each at once made a fleet with one 3x slower worker 1.59x the ideal time). 8, not 4:
-            // a worker's next take comes ~150 ms after it commits, and a fast model's worker ran
-            // its first 4 in 50 ms, then nothing for 150 (a worker's 4 slots and 4 queued).
+            // each at once made a fleet with one 3x slower worker 1.59x the ideal time). Not 8 at
+            // first: the controller does not know a worker's slots, and workers of 2 slots queued
+            // 6 they could not start and released them when drained (23 re-enqueued in
+            // `AutoscaleTests.scaleInNeverInterrupts`), for ~3 % more of a fast model's first seconds.
             let finished = warmTakes.filter { shard, take in take.worker == worker && (shards[shard]?.isDone ?? false) }.count
             // And by its measured rate: what it holds is what it runs last, so a slow worker that
             // held as much as a fast one ended the job alone (one 3x slower worker of 3: its taken
             // shards ran 2.6 s past the others, 1.36x the ideal time, measured).
-            let budget = min(share, settings.warmStartShards, 8 + 2 * finished, shardsPerInterval(of: worker) ?? .max) - held
+            let budget = min(share, settings.warmStartShards, 4 + 2 * finished, shardsPerInterval(of: worker) ?? .max) - held
             guard budget > 0 else { continue }
             for (shard, attempt, partition, offset) in candidates.prefix(budget) {
                 warmTakes[shard] = WarmTake(worker: worker, attempt: attempt, at: now)

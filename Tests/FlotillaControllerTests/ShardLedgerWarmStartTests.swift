@@ -22,21 +22,21 @@ struct ShardLedgerWarmStartTests {
         return (ledger, takes)
     }
 
-    @Test("a worker without an assignment is handed pending first publications from the end: 8, then 2 more per finished one")
+    @Test("a worker without an assignment is handed pending first publications from the end: 4, then 2 more per finished one")
     func handsOutShares() {
         var (ledger, takes) = twoJoining(shards: 100)
-        #expect(takes.filter { $0.worker == "w1" }.count == 8)
-        #expect(takes.filter { $0.worker == "w2" }.count == 8)
-        #expect(Set(takes.map(\.shard)).count == 16, "no shard handed out twice")
+        #expect(takes.filter { $0.worker == "w1" }.count == 4)
+        #expect(takes.filter { $0.worker == "w2" }.count == 4)
+        #expect(Set(takes.map(\.shard)).count == 8, "no shard handed out twice")
         // From the end of the backlog, where the group's owners arrive last.
-        #expect(Set(takes.map(\.shard)) == Set((84..<100).map(Fixtures.id)))
-        #expect(ledger.tick(now: 1_100).takes.isEmpty, "nothing more while they hold their 8")
-        // w1 finishes its 8: it may now hold 8 + 2 × 8 = 24; w2, still busy, gets nothing.
+        #expect(Set(takes.map(\.shard)) == Set((92..<100).map(Fixtures.id)))
+        #expect(ledger.tick(now: 1_100).takes.isEmpty, "nothing more while they hold their 4")
+        // w1 finishes its 4: it may now hold 4 + 2 × 4 = 12; w2, still busy, gets nothing.
         var beat = Fixtures.heartbeat("w1", at: 1_200, partitions: [])
         beat.committed = takes.filter { $0.worker == "w1" }.map { CommittedShard(shard: $0.shard, attempt: 0, run: "r-\($0.shard)", samples: 2) }
         ledger.apply(heartbeat: beat, receivedAt: 1_200)
         let more = ledger.tick(now: 1_200).takes
-        #expect(more.count == 24 && more.allSatisfy { $0.worker == "w1" })
+        #expect(more.count == 12 && more.allSatisfy { $0.worker == "w1" })
 
         let shares = twoJoining(shards: 6).takes
         #expect(shares.filter { $0.worker == "w1" }.count == 3 && shares.filter { $0.worker == "w2" }.count == 3, "each its share")
@@ -51,7 +51,7 @@ struct ShardLedgerWarmStartTests {
             beat.committed = taken.map { CommittedShard(shard: $0.shard, attempt: 0, run: "r-\($0.shard)", samples: 2) }
             ledger.apply(heartbeat: beat, receivedAt: 1_000 + Int64(round))
             taken = ledger.tick(now: 1_000 + Int64(round)).takes
-            #expect(taken.count == [8, 24, 8, 0][round], "round \(round): 8, then 8 + 2 × 8, then the 40's rest")
+            #expect(taken.count == [4, 12, 24, 0][round], "round \(round): at most warmStartShards (32), and 40 in all")
         }
 
         var assigned = Fixtures.ledger(shards: 10)
@@ -71,7 +71,7 @@ struct ShardLedgerWarmStartTests {
             ledger.apply(heartbeat: Fixtures.heartbeat(worker, at: 1_000, partitions: []), receivedAt: 1_000)
         }
         for take in ledger.tick(now: 1_000).takes { taken[take.worker, default: []].append(take.shard) }
-        // Both finish their 8; w1 runs 20 samples/s (10 shards a second), w2 4 samples/s (2 a second).
+        // Both finish their 4; w1 runs 20 samples/s (10 shards a second), w2 4 samples/s (2 a second).
         for (worker, rate) in [("w1", 20.0), ("w2", 4.0)] {
             var beat = Fixtures.heartbeat(worker, at: 2_000, running: [(199, 0, 1)], partitions: [])
             beat.samplesPerSecond = rate
@@ -79,7 +79,7 @@ struct ShardLedgerWarmStartTests {
             ledger.apply(heartbeat: beat, receivedAt: 2_000)
         }
         let more = ledger.tick(now: 2_000).takes
-        #expect(more.filter { $0.worker == "w1" }.count == 10, "a second of w1's work (its slow start would allow 24)")
+        #expect(more.filter { $0.worker == "w1" }.count == 10, "a second of w1's work (its slow start would allow 12)")
         #expect(more.filter { $0.worker == "w2" }.count == 4, "w2's rate gives 2: the floor of 4 holds")
     }
 
