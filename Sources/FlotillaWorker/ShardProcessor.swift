@@ -50,23 +50,21 @@ struct ShardProcessor: Sendable {
         samples.withUnsafeBufferPointer { samples in
             ended.withUnsafeBufferPointer { ended in
                 for index in samples.indices {
-                    // Appended as made and sized from its parts: a local record was copied into
-                    // the array (a retain of each of its strings and output) and then destroyed.
+                    // Sized from its parts as it is made: no second pass over the record for it.
                     let id = samples[index].id
-                    let size: Int
+                    let made: (outcome: ResultRecord.Outcome, stage: String?, outcomeSize: Int)
                     switch ended[index] {
                     case .success(let output):
-                        size = ResultRecord.entryJSONSize(id: id, outcomeSize: output.bytes.count, stage: nil)
-                        outcome.results.append(ResultRecord(job: job, id: id, shard: record.shard, attempt: record.attempt, run: run,
-                                                            outcome: .output(output)))
+                        made = (.output(output), nil, output.bytes.count)
                     case .failure(let failure):
                         outcome.errorSamples += 1
-                        size = ResultRecord.entryJSONSize(id: id, outcomeSize: ResultRecord.errorJSONSize(failure.message), stage: failure.stage)
-                        outcome.results.append(ResultRecord(job: job, id: id, shard: record.shard, attempt: record.attempt, run: run,
-                                                            outcome: .error(failure.message), stage: failure.stage))
+                        made = (.error(failure.message), failure.stage, ResultRecord.errorJSONSize(failure.message))
                     }
+                    let size = ResultRecord.entryJSONSize(id: id, outcomeSize: made.outcomeSize, stage: made.stage)
                     outcome.entryBytes += size
                     outcome.largestEntry = max(outcome.largestEntry, size)
+                    outcome.results.append(ResultRecord(job: job, id: id, shard: record.shard, attempt: record.attempt, run: run,
+                                                        outcome: made.outcome, stage: made.stage))
                 }
             }
         }
