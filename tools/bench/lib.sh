@@ -75,3 +75,30 @@ sample_role() {
 totals() { cat "$WORK"/cpu."$1".* 2>/dev/null | awk '{cpu += $1; if ($2 > rss) rss = $2} END {printf "%.2f %.0f\n", cpu, rss}'; }
 # sample_while PID FUNCTION: calls FUNCTION (which calls sample_role) every 0.25 s while PID runs.
 sample_while() { while kill -0 "$1" 2>/dev/null; do "$2"; sleep 0.25; done; }
+
+# fast_model_input FILE COUNT: COUNT JSON lines {"id": "f0000000", "x": [64 floats]} (fixed seed).
+fast_model_input() {
+  "$PY" -c "
+import numpy as np, sys
+line = '{\"id\":\"f%07d\",\"x\":[' + ','.join(['%.4f'] * 64) + ']}\n'
+rows = np.random.default_rng(3).standard_normal((int(sys.argv[2]), 64)).tolist()
+with open(sys.argv[1], 'w') as f:
+    f.writelines(line % (i, *row) for i, row in enumerate(rows))" "$1" "$2"
+}
+
+# fast_model_job JOB INPUT PER_SHARD BATCH PROCS: writes $WORK/JOB.yaml, one worker running the
+# fast model (tools/bench/fast_model.py) on INPUT with PROCS processes, one core each.
+fast_model_job() {
+  cat > "$WORK/$1.yaml" <<YAML
+job: $1
+inputs: [{file: $2}]
+shard: { samples: $3 }
+stages:
+  - name: mlp
+    predictor: [$PY, $ROOT/tools/bench/fast_model.py]
+    batch: $4
+    processes: { min: $5, max: $5 }
+    env: { PYTHONPATH: $ROOT/python, OPENBLAS_NUM_THREADS: 1, OMP_NUM_THREADS: 1 }
+workers: { min: 1, max: 1 }
+YAML
+}
