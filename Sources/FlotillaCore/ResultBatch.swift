@@ -30,36 +30,6 @@ public struct ResultBatch: FlotillaRecord, Hashable {
     /// Kafka's framing of one record beyond its JSON and key: headers, record and batch overhead.
     public static let framingBytes = 512
 
-    /// About how many bytes a record of `result`'s execution takes beyond its entries: the fields
-    /// it holds once, its key (the shard id) and Kafka's framing. With `entryJSONSize`, the one
-    /// estimate behind both packing and the oversized-result check.
-    public static func overheadBytes(of result: ResultRecord) -> Int {
-        framingBytes + 96 + 2 * result.shard.utf8.count + result.job.utf8.count + result.run.utf8.count
-    }
-
-    /// `results` (one execution's) cut into batches whose records stay within `maxMessageBytes`.
-    /// A result too large for a record of its own must have been replaced by an error first
-    /// (`ResultRecord.oversized`); it then travels alone.
-    public static func pack(_ results: [ResultRecord], maxMessageBytes: Int) -> [ResultBatch] {
-        guard let first = results.first else { return [] }
-        let budget = maxMessageBytes - overheadBytes(of: first)
-        var batches: [ResultBatch] = []
-        var start = results.startIndex
-        var size = 0
-        for index in results.indices {
-            let entry = results[index].entryJSONSize
-            if index > start, size + entry > budget {
-                batches.append(ResultBatch(results[start..<index]))
-                start = index
-                size = 0
-            }
-            size += entry
-        }
-        // The usual case, all in one record: the array itself, not a copy of every result in it.
-        batches.append(start == results.startIndex ? ResultBatch(results) : ResultBatch(results[start...]))
-        return batches
-    }
-
     public var problem: String? {
         if let problem = ShardRecord.shardIDProblem(shard) { return problem }
         return results.isEmpty ? "field 'results' is empty (expected at least one result)" : nil
@@ -119,62 +89,11 @@ public struct ResultBatch: FlotillaRecord, Hashable {
 }
 
 extension ResultBatch: JSONWritableRecord {
-    public var estimatedJSONSize: Int {
-        96 + job.utf8.count + shard.utf8.count + run.utf8.count + results.reduce(0) { $0 + $1.entryJSONSize }
-    }
+    public var estimatedJSONSize: Int { 96 + job.utf8.count + shard.utf8.count + run.utf8.count + 64 * results.count }
 
     /// The same object `Codable` writes (sorted keys, `"v"`), outputs spliced in as bytes.
     public func writeJSON(into out: inout [UInt8]) {
-        JSONWriter.member(#"{"attempt":"#, attempt, into: &out)
-        JSONWriter.member(#","job":"#, job, into: &out)
-        JSONWriter.raw(#","results":["#, into: &out)
-        // Through the buffer: by index or `enumerated()`, each result was copied out (5 retains).
-        results.withUnsafeBufferPointer { results in
-            for index in results.indices {
-                if index > 0 { out.append(UInt8(ascii: ",")) }
-                results[index].writeEntryJSON(into: &out)
-            }
-        }
-        JSONWriter.member(#"],"run":"#, run, into: &out)
-        JSONWriter.member(#","shard":"#, shard, into: &out)
-        JSONWriter.member(#","v":"#, RecordCodec.version, into: &out)
-        out.append(UInt8(ascii: "}"))
-    }
-}
-
-extension ResultRecord {
-    /// About how many bytes this result takes as an entry of a batch.
-    public var entryJSONSize: Int {
-        let outcomeSize = switch outcome {
-        case .output(let bytes): bytes.bytes.count
-        case .error(let message): Self.errorJSONSize(message)
-        }
-        return Self.entryJSONSize(id: id, outcomeSize: outcomeSize, stage: stage)
-    }
-
-    /// `entryJSONSize` from a result's parts, for a caller that sizes results as it makes them.
-    public static func entryJSONSize(id: String, outcomeSize: Int, stage: String?) -> Int {
-        32 + outcomeSize + id.utf8.count + (stage?.utf8.count ?? 0)
-    }
-
-    /// What an error `message` adds to an entry in place of an output.
-    public static func errorJSONSize(_ message: String) -> Int { message.utf8.count + 16 }
-
-    /// `{"error":…,"id":…,"output":…,"stage":…}` (sorted keys; the fields a batch holds once left out).
-    func writeEntryJSON(into out: inout [UInt8]) {
-        switch outcome {
-        case .error(let message):
-            JSONWriter.member(#"{"error":"#, message, into: &out)
-            JSONWriter.member(#","id":"#, id, into: &out)
-        case .output(let bytes):
-            JSONWriter.member(#"{"id":"#, id, into: &out)
-            JSONWriter.raw(#","output":"#, into: &out)
-            out.append(contentsOf: bytes.bytes)
-        }
-        if let stage {
-            JSONWriter.member(#","stage":"#, stage, into: &out)
-        }
-        out.append(UInt8(ascii: "}"))
+        ResultEntries(results).writeJSON(into: &out)
     }
 }
 

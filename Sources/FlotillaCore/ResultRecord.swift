@@ -103,7 +103,11 @@ extension ResultRecord.Outcome {
 
 extension ResultRecord: JSONWritableRecord {
     public var estimatedJSONSize: Int {
-        64 + entryJSONSize + job.utf8.count + run.utf8.count + shard.utf8.count
+        let outcomeSize = switch outcome {
+        case .output(let bytes): bytes.bytes.count
+        case .error(let message): message.utf8.count
+        }
+        return 96 + outcomeSize + id.utf8.count + job.utf8.count + run.utf8.count + shard.utf8.count + (stage?.utf8.count ?? 0)
     }
 
     /// The same object `Codable` writes (sorted keys, `"v"`), with the output spliced in as bytes:
@@ -127,15 +131,6 @@ extension ResultRecord: JSONWritableRecord {
         }
         JSONWriter.member(#","v":"#, RecordCodec.version, into: &out)
         out.append(UInt8(ascii: "}"))
-    }
-}
-
-extension ResultRecord {
-    /// The most common error messages among `results`, for an ack (at most 3).
-    public static func topErrors(_ results: [ResultRecord]) -> [ErrorCount] {
-        ErrorCount.top(results.lazy.compactMap { result -> (String, Int)? in
-            if case .error(let message) = result.outcome { (message, 1) } else { nil }
-        }, limit: 3)
     }
 }
 

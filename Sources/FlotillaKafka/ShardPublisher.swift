@@ -4,7 +4,7 @@ import RdKafka
 /// A shard execution ready to publish: its results, its ack, and the shards partition its record
 /// came from (its results go to the matching results partition).
 public protocol PublishableShard: Sendable {
-    var results: [ResultRecord] { get }
+    var results: ResultEntries { get }
     var ack: AckRecord { get }
     var partition: TopicPartition { get }
 }
@@ -94,7 +94,7 @@ struct ShardPublisher: Sendable {
     private func resultMessages<Shard: PublishableShard>(_ shards: [Shard]) -> [OutgoingMessage] {
         shards.flatMap { shard in
             let partition = resultPartition(ofShardsPartition: shard.partition.partition)
-            return ResultBatch.pack(shard.results, maxMessageBytes: maxMessageBytes).map { batch -> OutgoingMessage in
+            return shard.results.packed(maxMessageBytes: maxMessageBytes).map { batch -> OutgoingMessage in
                 OutgoingRecord(batch, topic: topics.results, key: batch.shard, partition: partition, attempt: batch.attempt).message
             }
         }

@@ -15,14 +15,15 @@ struct ShardProcessor: Sendable {
     let stages: [(config: StageConfig, pool: PredictorPool)]
     let reader: ShardReader
 
+    /// The record size limit (`kafka.maxMessageBytes`) an output must fit in with its record's
+    /// fields; nil when results are not published (`outputs.results: false`).
+    var maxMessageBytes: Int?
+
     /// What one execution produced.
     struct Outcome: Sendable {
-        var results: [ResultRecord]
-        var errorSamples: Int
-        /// The results' `entryJSONSize`s, summed and the largest: counted as each result is made,
-        /// since a later pass over the array copies every result (a retain and release per string).
-        var entryBytes = 0
-        var largestEntry = 0
+        var results: ResultEntries
+        /// The ids whose output was too large for a record, replaced by an error.
+        var oversized: [String] = []
     }
 
     /// Processes `record` as execution `run`; `progress` is told how many samples passed the last stage.
@@ -42,29 +43,31 @@ struct ShardProcessor: Sendable {
             }
         }
         if isAbandoned() { throw FlotillaError(.internal, "shard \(record.shard) abandoned") }
-        var outcome = Outcome(results: [], errorSamples: 0)
-        outcome.results.reserveCapacity(samples.count)
+        let (ended, outputBytes) = values.ended
+        // Sized once: the outputs, and each entry's id and keys.
+        var outcome = Outcome(results: ResultEntries(job: job, shard: record.shard, attempt: record.attempt, run: run,
+                                                     capacity: samples.count, bytes: outputBytes + 32 * samples.count))
+        let overhead = outcome.results.overheadBytes
         // Through the buffers: zipping the arrays copied every sample and value out (a retain and
         // a release of each input's and output's buffer).
-        let ended = values.ended
         samples.withUnsafeBufferPointer { samples in
             ended.withUnsafeBufferPointer { ended in
                 for index in samples.indices {
-                    // Sized from its parts as it is made: no second pass over the record for it.
-                    let id = samples[index].id
-                    let made: (outcome: ResultRecord.Outcome, stage: String?, outcomeSize: Int)
                     switch ended[index] {
-                    case .success(let output):
-                        made = (.output(output), nil, output.bytes.count)
-                    case .failure(let failure):
-                        outcome.errorSamples += 1
-                        made = (.error(failure.message), failure.stage, ResultRecord.errorJSONSize(failure.message))
+                    case .success(let output)?:
+                        let size = outcome.results.appendOutput(id: samples[index].id, output.bytes)
+                        // The producer would reject the record, and with it the whole transaction.
+                        if let maxMessageBytes, size + overhead > maxMessageBytes {
+                            outcome.results.removeLastOutput()
+                            outcome.results.appendError(id: samples[index].id, message: ResultEntries.oversizedMessage(
+                                size: size + overhead, maxMessageBytes: maxMessageBytes), stage: nil)
+                            outcome.oversized.append(samples[index].id)
+                        }
+                    case .failure(let failure)?:
+                        outcome.results.appendError(id: samples[index].id, message: failure.message, stage: failure.stage)
+                    case nil:  // not reached: a unit ends every sample it holds unless the shard is abandoned
+                        outcome.results.appendError(id: samples[index].id, message: "internal: the sample never ended", stage: nil)
                     }
-                    let size = ResultRecord.entryJSONSize(id: id, outcomeSize: made.outcomeSize, stage: made.stage)
-                    outcome.entryBytes += size
-                    outcome.largestEntry = max(outcome.largestEntry, size)
-                    outcome.results.append(ResultRecord(job: job, id: id, shard: record.shard, attempt: record.attempt, run: run,
-                                                        outcome: made.outcome, stage: made.stage))
                 }
             }
         }
@@ -134,19 +137,23 @@ struct StageFailure: Error, Sendable {
 /// A shard's samples as they end (its output, or the error that ended it), filled in by its
 /// units as each ends; reports how many samples are done.
 private final class ShardValues: Sendable {
-    private let state: Mutex<(done: Int, values: [Result<JSONBytes, StageFailure>])>
+    /// nil until the sample ends: no placeholder value to retain and release per sample.
+    private let state: Mutex<(done: Int, outputBytes: Int, values: [Result<JSONBytes, StageFailure>?])>
     private let report: @Sendable (Int) -> Void
 
     /// Starts with the samples that could not be read ended, the others to be filled in.
     init(_ samples: [Sample], report: @escaping @Sendable (Int) -> Void) {
         var unread = 0
-        let values = samples.map { sample in
-            sample.input.mapError { error in
-                unread += 1
-                return StageFailure(stage: nil, message: error.message)
+        var values = [Result<JSONBytes, StageFailure>?](repeating: nil, count: samples.count)
+        samples.withUnsafeBufferPointer { samples in
+            for index in samples.indices {
+                if case .failure(let error) = samples[index].input {
+                    values[index] = .failure(StageFailure(stage: nil, message: error.message))
+                    unread += 1
+                }
             }
         }
-        state = Mutex((unread, values))
+        state = Mutex((unread, 0, values))
         self.report = report
     }
 
@@ -157,7 +164,9 @@ private final class ShardValues: Sendable {
             state.withLock { state in
                 for position in answers.indices {
                     switch answers[position] {
-                    case .success(let output): state.values[indices[position]] = .success(output)
+                    case .success(let output):
+                        state.outputBytes += output.bytes.count
+                        state.values[indices[position]] = .success(output)
                     case .failure(let error): state.values[indices[position]] = .failure(StageFailure(stage: stage, error))
                     }
                 }
@@ -169,7 +178,10 @@ private final class ShardValues: Sendable {
         report(total)
     }
 
-    var ended: [Result<JSONBytes, StageFailure>] { state.withLock { $0.values } }
+    /// Each sample's end (nil: it never ended, the shard was abandoned), and the outputs' bytes.
+    var ended: (values: [Result<JSONBytes, StageFailure>?], outputBytes: Int) {
+        state.withLock { ($0.values, $0.outputBytes) }
+    }
 }
 
 import Synchronization

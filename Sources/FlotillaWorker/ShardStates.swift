@@ -27,24 +27,20 @@ struct RunningShard: Sendable {
 struct FinishedShard: PublishableShard {
     var partition: TopicPartition
     var offset: Int64
-    var results: [ResultRecord]
+    var results: ResultEntries
     var ack: AckRecord
     /// When the execution ended: a shard waits at most `WorkerMachine.publishLinger` from then for
     /// others to share its transaction.
     var finishedAt: ContinuousClock.Instant = .now
-    /// About how much memory its results hold until published (their JSON, and ~100 bytes each
-    /// for the record around it): its share of a transaction (`WorkerMachine.publishBytes`).
-    let resultBytes: Int
 
-    /// `resultBytes` when the caller counted it (`heldBytes`); nil counts it here, a pass over `results`.
-    init(partition: TopicPartition, offset: Int64, results: [ResultRecord], ack: AckRecord, resultBytes: Int? = nil) {
+    init(partition: TopicPartition, offset: Int64, results: ResultEntries, ack: AckRecord) {
         self.partition = partition
         self.offset = offset
         self.results = results
         self.ack = ack
-        self.resultBytes = resultBytes ?? Self.heldBytes(entryBytes: results.reduce(0) { $0 + $1.entryJSONSize }, count: results.count)
     }
 
-    /// What results whose entries take `entryBytes` hold in memory: ~100 bytes each beyond their JSON.
-    static func heldBytes(entryBytes: Int, count: Int) -> Int { entryBytes + 100 * count }
+    /// About how much memory its results hold until published (their JSON and where each entry
+    /// ends): its share of a transaction (`WorkerMachine.publishBytes`).
+    var resultBytes: Int { results.bytes.count + 8 * results.count }
 }

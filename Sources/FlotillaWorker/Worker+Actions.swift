@@ -14,28 +14,20 @@ extension Worker {
         var logger = logger
         logger[metadataKey: LoggingKeys.shard] = "\(record.shard)"
         let ack: AckRecord
-        var results: [ResultRecord] = []
-        var resultBytes: Int?
+        var results = ResultEntries(job: options.job, shard: record.shard, attempt: record.attempt, run: run)
         do {
             let outcome = try await runtime.processor.process(record, run: run, isAbandoned: abandoned) { done in
                 board.report(run: run, done: done)
             }
             results = outcome.results
-            resultBytes = FinishedShard.heldBytes(entryBytes: outcome.entryBytes, count: results.count)
-            var errorSamples = outcome.errorSamples
-            let limit = runtime.config.kafka.maxMessageBytes
-            let oversized = ResultRecord.oversizedIndices(results, largestEntry: outcome.largestEntry, maxMessageBytes: limit)
-            for index in oversized where runtime.config.outputs.results {
-                guard let replacement = results[index].oversized(maxMessageBytes: limit) else { continue }
-                logger.warning("result over the record limit", metadata: ["flotilla.id": "\(results[index].id)", "flotilla.limit": "\(limit)"])
-                results[index] = replacement
-                errorSamples += 1
-                resultBytes = nil  // counted again
+            for id in outcome.oversized {
+                logger.warning("result over the record limit", metadata: ["flotilla.id": "\(id)", "flotilla.limit": "\(runtime.config.kafka.maxMessageBytes)"])
             }
-            if let directory = runtime.outputDirectory { try ShardFileWriter.write(results, shard: record.shard, run: run, directory: directory) }
+            if let directory = runtime.outputDirectory { try ShardFileWriter.write(results, directory: directory) }
+            let errorSamples = results.errors.count
             ack = AckRecord(job: options.job, shard: record.shard, attempt: record.attempt, run: run, worker: options.workerID,
                             samples: results.count, errorSamples: errorSamples, status: .done,
-                            errors: errorSamples == 0 ? nil : ResultRecord.topErrors(results), startedAt: startedAt)
+                            errors: errorSamples == 0 ? nil : results.topErrors, startedAt: startedAt)
         } catch {
             if abandoned() {
                 logger.info("shard abandoned")
@@ -46,8 +38,7 @@ extension Worker {
             ack = AckRecord(job: options.job, shard: record.shard, attempt: record.attempt, run: run, worker: options.workerID,
                             samples: 0, status: .failed, error: error.message, startedAt: startedAt)
         }
-        let finished = FinishedShard(partition: shard.partition, offset: shard.offset, results: results, ack: ack,
-                                     resultBytes: resultBytes)
+        let finished = FinishedShard(partition: shard.partition, offset: shard.offset, results: results, ack: ack)
         eventSink.yield(.finished(run: run, finished))
     }
 
@@ -84,7 +75,7 @@ extension Worker {
             }
             guard failed.ack.status == .done else { throw rejection.error }  // a bare ack rejected: nothing smaller to send
             logger.error("the broker rejected a shard's results", metadata: [LoggingKeys.shard: "\(failed.ack.shard)", "flotilla.error": "\(rejection.error)"])
-            failed.results = []
+            failed.results = ResultEntries(job: failed.results.job, shard: failed.results.shard, attempt: failed.results.attempt, run: failed.results.run)
             failed.ack.status = .failed
             failed.ack.samples = 0
             failed.ack.errorSamples = 0

@@ -47,7 +47,8 @@ struct WorkerRuntime: Sendable {
         let slots = options.slots ?? max(2, config.stages.count + 1, 2 * widestPool)
         return WorkerRuntime(
             config: config, topics: config.topics, link: link,
-            processor: ShardProcessor(job: config.job, stages: pools, reader: ShardReader(logger: logger, maxSampleBytes: config.shard.maxSampleBytes)),
+            processor: ShardProcessor(job: config.job, stages: pools, reader: ShardReader(logger: logger, maxSampleBytes: config.shard.maxSampleBytes),
+                                      maxMessageBytes: config.outputs.results ? config.kafka.maxMessageBytes : nil),
             slots: slots, outputDirectory: config.outputs.directory)
     }
 

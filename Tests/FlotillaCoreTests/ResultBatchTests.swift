@@ -37,20 +37,41 @@ struct ResultBatchTests {
         #expect(decodeError(ResultBatch.self, #"{"v":1,"job":"j","shard":"../x","attempt":0,"run":"r","results":[{"id":"a","output":1}]}"#) != nil)
     }
 
+    @Test("entries written as made are the batch's JSON, and read back as the same results")
+    func entries() throws {
+        let results = [result("a", .output(JSONBytes(.array([.int(1), .double(0.5)])))),
+                       result("b", .output(.null)),
+                       result("c\"q", .error("bad input"), stage: "classify")]
+        var entries = ResultEntries(job: "j", shard: "s000004", attempt: 2, run: "r")
+        entries.appendOutput(id: "a", JSONBytes(.array([.int(1), .double(0.5)])).bytes)
+        entries.appendOutput(id: "b", JSONBytes.null.bytes)
+        entries.appendOutput(id: "too big", JSONBytes(.string("x")).bytes)
+        entries.removeLastOutput()
+        entries.appendError(id: "c\"q", message: "bad input", stage: "classify")
+        #expect(entries == ResultEntries(results))
+        #expect(entries.records == results)
+        #expect(codec.encode(entries) == codec.encode(ResultBatch(results)))
+        #expect(try codec.decodeResults(from: codec.encode(entries), type: "results") == results)
+        #expect(entries.topErrors == [ErrorCount(message: "bad input", count: 1)])
+        #expect(String(decoding: entries.entry(1), as: UTF8.self) == #"{"id":"b","output":null}"#)
+    }
+
     @Test("packing keeps every record under the limit, in order, and puts a large result alone")
     func packing() {
         let small = (0..<1_000).map { result("id-\($0)", .output(JSONBytes(trusted: Array(repeating: UInt8(ascii: "1"), count: 90)))) }
-        let whole = ResultBatch.pack(small, maxMessageBytes: 1_000_000)
-        #expect(whole.count == 1)
+        let whole = ResultEntries(small).packed(maxMessageBytes: 1_000_000)
+        #expect(whole == [ResultEntries(small)])
         let limit = 20_000
-        let cut = ResultBatch.pack(small, maxMessageBytes: limit)
+        let cut = ResultEntries(small).packed(maxMessageBytes: limit)
         #expect(cut.count > 5)
-        #expect(cut.flatMap(\.results) == small)
+        #expect(cut.flatMap(\.records) == small)
         for batch in cut { #expect(codec.encode(batch).count + ResultBatch.framingBytes <= limit) }
-        let big = result("big", .output(JSONBytes(trusted: Array(repeating: UInt8(ascii: "2"), count: 19_300))))
-        let mixed = ResultBatch.pack([small[0], big, small[1]], maxMessageBytes: limit)
-        #expect(mixed.map { $0.results.map(\.id) } == [["id-0"], ["big"], ["id-1"]])
+        let big = result("big", .output(JSONBytes(trusted: Array(repeating: UInt8(ascii: "2"), count: 19_340))))  // alone just fits
+        let failed = result("failed", .error("no"), stage: "s")
+        let mixed = ResultEntries([small[0], big, failed, small[1]]).packed(maxMessageBytes: limit)
+        #expect(mixed.map { $0.records.map(\.id) } == [["id-0"], ["big"], ["failed", "id-1"]])
+        #expect(mixed.map(\.errors) == [[], [], ["no"]])
         for batch in mixed { #expect(codec.encode(batch).count + ResultBatch.framingBytes <= limit) }
-        #expect(ResultBatch.pack([], maxMessageBytes: limit).isEmpty)
+        #expect(ResultEntries(job: "j", shard: "s000004", attempt: 2, run: "r").packed(maxMessageBytes: limit).isEmpty)
     }
 }

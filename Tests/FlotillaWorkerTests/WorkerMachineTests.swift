@@ -40,9 +40,9 @@ struct WorkerMachineTests {
     }
 
     func finished(_ shard: QueuedShard, run: String, status: AckStatus = .done) -> FinishedShard {
-        let result = ResultRecord(job: "j", id: "x", shard: shard.record.shard, attempt: shard.record.attempt, run: run,
-                                  outcome: .output(JSONBytes(.int(1))))
-        return FinishedShard(partition: shard.partition, offset: shard.offset, results: [result],
+        var results = ResultEntries(job: "j", shard: shard.record.shard, attempt: shard.record.attempt, run: run)
+        results.appendOutput(id: "x", JSONBytes(.int(1)).bytes)
+        return FinishedShard(partition: shard.partition, offset: shard.offset, results: results,
                              ack: AckRecord(job: "j", shard: shard.record.shard, attempt: shard.record.attempt, run: run,
                                             worker: "w1", samples: 1, status: status, startedAt: 0))
     }
@@ -277,25 +277,25 @@ struct WorkerMachineTests {
     /// `shard` finished as `run` with one result whose output is a string of `size` bytes.
     func finished(_ shard: QueuedShard, run: String, outputSize size: Int) -> FinishedShard {
         let done = finished(shard, run: run)
-        return FinishedShard(partition: done.partition, offset: done.offset, results: [ResultRecord(
-            job: "j", id: "x", shard: shard.record.shard, attempt: 0, run: run,
-            outcome: .output(JSONBytes(.string(String(repeating: "a", count: size)))))], ack: done.ack)
+        var results = ResultEntries(job: "j", shard: shard.record.shard, attempt: 0, run: run)
+        results.appendOutput(id: "x", JSONBytes(.string(String(repeating: "a", count: size))).bytes)
+        return FinishedShard(partition: done.partition, offset: done.offset, results: results, ack: done.ack)
     }
 
     @Test("a transaction holds at most publishBytes of results (a larger shard alone); over them unpublished, the intake pauses")
     func publishBytes() throws {
-        var (machine, started) = fourRunning(publishBytes: 350)
-        let outputs = [30, 30, 200, 30]  // each output's bytes; a result counts ~135 more (id, keys, the record around it)
+        var (machine, started) = fourRunning(publishBytes: 300)
+        let outputs = [30, 30, 200, 100]  // each output's bytes; a result counts 30 more (its entry's JSON, where it ends)
         for ((shard, run), size) in zip(started, outputs) {
             machine.finish(run: run, finished(shard, run: run, outputSize: size))
         }
-        #expect(machine.unpublishedBytes > 350)
+        #expect(machine.unpublishedBytes > 300)
         #expect(machine.room == 0, "over the budget unpublished: no more taken")
         let first = try batch(&machine)
         #expect(first.count == 2, "two small shards fit, the large one would not")
         machine.published(first)
         let second = try batch(&machine)
-        #expect(second.map(\.results[0].outputBytes?.bytes.count) == [202], "the large shard travels alone")
+        #expect(second.map(\.results.records[0].outputBytes?.bytes.count) == [202], "the large shard travels alone")
         machine.published(second)
         #expect(try batch(&machine).count == 1)
         #expect(machine.room > 0)
@@ -303,7 +303,7 @@ struct WorkerMachineTests {
 
     @Test("finished shards holding half of publishBytes go at once, while others run, so the next half fills while they commit")
     func publishHalfBytes() throws {
-        var (machine, started) = fourRunning(publishBytes: 600)
+        var (machine, started) = fourRunning(publishBytes: 400)
         let t0 = ContinuousClock.now
         func finish(_ position: Int) {
             let (shard, run) = started[position]
@@ -312,10 +312,10 @@ struct WorkerMachineTests {
             machine.finish(run: run, done)
         }
         finish(0)
-        #expect(machine.unpublishedBytes < 300)
+        #expect(machine.unpublishedBytes < 200)
         #expect(machine.nextPublish(at: t0) == nil, "under half the bytes, others running: it waits for company")
         finish(1)
-        #expect(machine.unpublishedBytes >= 300 && machine.unpublishedBytes < 600)
+        #expect(machine.unpublishedBytes >= 200 && machine.unpublishedBytes < 400)
         let next = machine.nextPublish(at: t0)
         let batch = try #require(next, "half the bytes: no linger")
         #expect(batch.count == 2)
