@@ -16,7 +16,7 @@ say() { printf 'bench: %s\n' "$*" >&2; }
 build_release() {
   if [ -n "$FLOTILLA_GIVEN" ]; then say "using $FLOTILLA"; [ -x "$FLOTILLA" ] || { echo "bench: $FLOTILLA is not executable" >&2; exit 1; }; return; fi
   say "building flotilla (release; a first build takes several minutes)"
-  (cd "$ROOT" && swift build -c release --product flotilla 2>&1 | grep -E "error|warning: unre|Compiling flotilla" >&2 || true)
+  (cd "$ROOT" && swift build -c release --product flotilla --static-swift-stdlib 2>&1 | grep -E "error|warning: unre|Compiling flotilla" >&2 || true)
   [ -x "$FLOTILLA" ] || { echo "bench: release build failed" >&2; exit 1; }
 }
 
