@@ -80,6 +80,13 @@ public struct ResultEntries: Sendable, Hashable {
         "the result is about \(size) bytes, over the \(maxMessageBytes)-byte record limit (kafka.maxMessageBytes); make the output smaller or raise the limit"
     }
 
+    /// No entries left (a shard whose results the broker refused is acked failed, without them).
+    public mutating func removeAll() {
+        bytes.removeAll()
+        ends.removeAll()
+        errors.removeAll()
+    }
+
     /// Entry `index`'s JSON.
     public func entry(_ index: Int) -> ArraySlice<UInt8> {
         bytes[(index == 0 ? 0 : ends[index - 1] + 1)..<ends[index]]

@@ -75,7 +75,7 @@ extension Worker {
             }
             guard failed.ack.status == .done else { throw rejection.error }  // a bare ack rejected: nothing smaller to send
             logger.error("the broker rejected a shard's results", metadata: [LoggingKeys.shard: "\(failed.ack.shard)", "flotilla.error": "\(rejection.error)"])
-            failed.results = ResultEntries(job: failed.results.job, shard: failed.results.shard, attempt: failed.results.attempt, run: failed.results.run)
+            failed.results.removeAll()
             failed.ack.status = .failed
             failed.ack.samples = 0
             failed.ack.errorSamples = 0

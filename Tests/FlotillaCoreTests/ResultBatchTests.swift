@@ -54,6 +54,8 @@ struct ResultBatchTests {
         #expect(try codec.decodeResults(from: codec.encode(entries), type: "results") == results)
         #expect(entries.topErrors == [ErrorCount(message: "bad input", count: 1)])
         #expect(String(decoding: entries.entry(1), as: UTF8.self) == #"{"id":"b","output":null}"#)
+        entries.removeAll()
+        #expect(entries.isEmpty && entries.errors.isEmpty && entries.packed(maxMessageBytes: 1_000_000).isEmpty)
     }
 
     @Test("packing keeps every record under the limit, in order, and puts a large result alone")
