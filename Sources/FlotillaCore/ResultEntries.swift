@@ -1,6 +1,6 @@
 /// One execution's results as they travel: each sample's entry of a `results` record
-/// (`{"id":…,"output":…}`, or `{"error":…,"id":…,"stage":…}`) written once, as it is made, back to
-/// back in one buffer, the output spliced in as the bytes the model wrote. Publishing wraps runs
+/// (`{"id":…,"output":…}`, or `{"error":…,"id":…,"stage":…}`) written once, as it is made, into one
+/// buffer between commas, the output spliced in as the bytes the model wrote. Publishing wraps runs
 /// of entries in the fields a record holds once (`packed`, `writeJSON`): no per-sample value is
 /// built, copied or freed on the way. Building a `ResultRecord` per sample and writing it later
 /// was a sixth of a fast model's worker CPU, most of it reference counting (docs/BENCHMARKS.md).
