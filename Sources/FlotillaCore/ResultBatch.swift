@@ -20,19 +20,39 @@ public struct ResultBatch: FlotillaRecord, Hashable {
     /// A batch of `results`, which must be non-empty and all of one execution.
     public init(_ results: some Collection<ResultRecord>) {
         guard let first = results.first else { preconditionFailure("a result batch holds at least one result") }
-        job = first.job
-        shard = first.shard
-        attempt = first.attempt
-        run = first.run
-        self.results = Array(results)
+        self.init(job: first.job, shard: first.shard, attempt: first.attempt, run: first.run, results: Array(results))
+    }
+
+    /// A batch of one execution's `results` (each should carry these fields).
+    public init(job: String, shard: String, attempt: Int, run: String, results: [ResultRecord]) {
+        self.job = job
+        self.shard = shard
+        self.attempt = attempt
+        self.run = run
+        self.results = results
+    }
+
+    /// The results as the entries they are written as.
+    public var entries: ResultEntries {
+        var entries = ResultEntries(job: job, shard: shard, attempt: attempt, run: run, capacity: results.count)
+        for result in results {
+            switch result.outcome {
+            case .output(let output): entries.appendOutput(id: result.id, output.bytes)
+            case .error(let message): entries.appendError(id: result.id, message: message, stage: result.stage)
+            }
+        }
+        return entries
     }
 
     /// Kafka's framing of one record beyond its JSON and key: headers, record and batch overhead.
     public static let framingBytes = 512
 
-    public var problem: String? {
+    public var problem: String? { Self.problem(shard: shard, isEmpty: results.isEmpty) }
+
+    /// What makes a results record unusable, whichever type holds it: a bad shard id, no results.
+    static func problem(shard: String, isEmpty: Bool) -> String? {
         if let problem = ShardRecord.shardIDProblem(shard) { return problem }
-        return results.isEmpty ? "field 'results' is empty (expected at least one result)" : nil
+        return isEmpty ? "field 'results' is empty (expected at least one result)" : nil
     }
 
     private enum CodingKeys: String, CodingKey { case job, shard, attempt, run, results }
@@ -93,7 +113,7 @@ extension ResultBatch: JSONWritableRecord {
 
     /// The same object `Codable` writes (sorted keys, `"v"`), outputs spliced in as bytes.
     public func writeJSON(into out: inout [UInt8]) {
-        ResultEntries(results).writeJSON(into: &out)
+        entries.writeJSON(into: &out)
     }
 }
 

@@ -29,18 +29,6 @@ public struct ResultEntries: Sendable, Hashable {
         self.bytes.reserveCapacity(bytes)
     }
 
-    /// The entries of `results`, which must all be of one execution (the first one's).
-    public init(_ results: some Collection<ResultRecord>) {
-        guard let first = results.first else { preconditionFailure("result entries of no result") }
-        self.init(job: first.job, shard: first.shard, attempt: first.attempt, run: first.run, capacity: results.count)
-        for result in results {
-            switch result.outcome {
-            case .output(let output): appendOutput(id: result.id, output.bytes)
-            case .error(let message): appendError(id: result.id, message: message, stage: result.stage)
-            }
-        }
-    }
-
     public var count: Int { ends.count }
     public var isEmpty: Bool { ends.isEmpty }
 
@@ -162,17 +150,14 @@ extension ResultEntries: FlotillaRecord, JSONWritableRecord {
     public static let recordType = ResultBatch.recordType
     public static let recordName = ResultBatch.recordName
 
-    public var problem: String? {
-        if let problem = ShardRecord.shardIDProblem(shard) { return problem }
-        return isEmpty ? "field 'results' is empty (expected at least one result)" : nil
-    }
+    public var problem: String? { ResultBatch.problem(shard: shard, isEmpty: isEmpty) }
 
     public init(from decoder: any Decoder) throws {
-        self.init(try ResultBatch(from: decoder).results)
+        self = try ResultBatch(from: decoder).entries
     }
 
     public func encode(to encoder: any Encoder) throws {
-        try ResultBatch(records).encode(to: encoder)
+        try ResultBatch(job: job, shard: shard, attempt: attempt, run: run, results: records).encode(to: encoder)
     }
 
     public var estimatedJSONSize: Int {

@@ -35,6 +35,9 @@ struct ResultBatchTests {
         #expect(decodeError(ResultBatch.self, #"{"v":1,"job":"j","shard":"s000000","attempt":0,"run":"r","results":[]}"#)?
             .contains("empty") == true)
         #expect(decodeError(ResultBatch.self, #"{"v":1,"job":"j","shard":"../x","attempt":0,"run":"r","results":[{"id":"a","output":1}]}"#) != nil)
+        // The same rules as entries, which read an empty list as a problem, not a crash.
+        #expect(decodeError(ResultEntries.self, #"{"v":1,"job":"j","shard":"s000000","attempt":0,"run":"r","results":[]}"#)?
+            .contains("empty") == true)
     }
 
     @Test("entries written as made are the batch's JSON, and read back as the same results")
@@ -48,7 +51,7 @@ struct ResultBatchTests {
         entries.appendOutput(id: "too big", JSONBytes(.string("x")).bytes)
         entries.removeLastOutput()
         entries.appendError(id: "c\"q", message: "bad input", stage: "classify")
-        #expect(entries == ResultEntries(results))
+        #expect(entries == ResultBatch(results).entries)
         #expect(entries.records == results)
         #expect(codec.encode(entries) == codec.encode(ResultBatch(results)))
         #expect(try codec.decodeResults(from: codec.encode(entries), type: "results") == results)
@@ -61,16 +64,16 @@ struct ResultBatchTests {
     @Test("packing keeps every record under the limit, in order, and puts a large result alone")
     func packing() {
         let small = (0..<1_000).map { result("id-\($0)", .output(JSONBytes(trusted: Array(repeating: UInt8(ascii: "1"), count: 90)))) }
-        let whole = ResultEntries(small).packed(maxMessageBytes: 1_000_000)
-        #expect(whole == [ResultEntries(small)])
+        let whole = ResultBatch(small).entries.packed(maxMessageBytes: 1_000_000)
+        #expect(whole == [ResultBatch(small).entries])
         let limit = 20_000
-        let cut = ResultEntries(small).packed(maxMessageBytes: limit)
+        let cut = ResultBatch(small).entries.packed(maxMessageBytes: limit)
         #expect(cut.count > 5)
         #expect(cut.flatMap(\.records) == small)
         for batch in cut { #expect(codec.encode(batch).count + ResultBatch.framingBytes <= limit) }
         let big = result("big", .output(JSONBytes(trusted: Array(repeating: UInt8(ascii: "2"), count: 19_340))))  // alone just fits
         let failed = result("failed", .error("no"), stage: "s")
-        let mixed = ResultEntries([small[0], big, failed, small[1]]).packed(maxMessageBytes: limit)
+        let mixed = ResultBatch([small[0], big, failed, small[1]]).entries.packed(maxMessageBytes: limit)
         #expect(mixed.map { $0.records.map(\.id) } == [["id-0"], ["big"], ["failed", "id-1"]])
         #expect(mixed.map(\.errors) == [[], [], ["no"]])
         for batch in mixed { #expect(codec.encode(batch).count + ResultBatch.framingBytes <= limit) }
