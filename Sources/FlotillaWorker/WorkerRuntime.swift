@@ -41,15 +41,11 @@ struct WorkerRuntime: Sendable {
         // A shard per stage plus one being read or committed, and two per process of the widest
         // pool: while one waits on Kafka (~30 ms of fetch and transaction commit) the next keeps
         // the process busy. Not more: a started shard cannot be stolen by an idle worker. Fast
-        // model (2 processes): 2 slots 0.39× the script, 4 slots 0.54–0.63×.
-        // One stage of one predictor process: one slot. A second shard only waited behind the
-        // first on the one process, where no idle worker could take it: a slowed worker's last
-        // two shards then ended a shard's time after the others (balance 1.08–1.15 × ideal with
-        // 2 slots, 1.07–1.09 with 1, alternated; a fast model on one process no slower).
-        // Builtins keep two: they compute in the worker, and two shards use two cores.
+        // model (2 processes): 2 slots 0.39× the script, 4 slots 0.54–0.63×; balance (1 process):
+        // 1.27 × ideal with 2 slots, 1.35 with 4. Not 1 for one process either: reading the next
+        // shard from a slow source then waits for the last (`tools/bench/pipeline` 1.92× → 1.00×).
         let widestPool = config.stages.map(\.processes.max).max() ?? 1
-        let oneProcess: Bool = if config.stages.count == 1, widestPool == 1, case .command = config.stages[0].predictor { true } else { false }
-        let slots = options.slots ?? (oneProcess ? 1 : max(2, config.stages.count + 1, 2 * widestPool))
+        let slots = options.slots ?? max(2, config.stages.count + 1, 2 * widestPool)
         return WorkerRuntime(
             config: config, topics: config.topics, link: link,
             processor: ShardProcessor(job: config.job, stages: pools, reader: ShardReader(logger: logger, maxSampleBytes: config.shard.maxSampleBytes),

@@ -33,7 +33,7 @@ struct WorkerCommand: AsyncParsableCommand {
 
     @OptionGroup var http: HTTPOptions
 
-    @Option(help: "Shards processed at once (default: 1 for one stage of one predictor process; else stages + 1 or 2 per process of the largest pool, whichever is more, at least 2).")
+    @Option(help: "Shards processed at once (default: stages + 1 or 2 per process of the largest pool, whichever is more; at least 2).")
     var slots: Int?
 
     @Option(help: "Unstarted shards held beyond the running ones (default: slots).")
